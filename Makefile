@@ -1,0 +1,48 @@
+# drydock — two commands on a fresh machine: `make demo` and `make test`. Everything else is built here.
+SHELL   := /bin/bash
+GO      ?= go
+PKG     := github.com/drydock-dev/drydock
+VERSION ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || echo v0.1.0-dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/buildinfo.Commit=$(COMMIT) \
+           -X $(PKG)/internal/buildinfo.Date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# The simulated cluster's binaries, built once per machine (10-20 min the first time, then cached).
+CLUSTER_BIN = $(shell hack/cluster-bin.sh)
+SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
+TEST_TIMEOUT ?= 45m
+
+.PHONY: all build cluster-bin cluster-up cluster-down demo test vet clean
+
+all: build
+
+## build: build bin/drydock (and bin/kubectl-drydock, the same binary as a kubectl plugin)
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/drydock ./cmd/drydock
+	ln -sf drydock bin/kubectl-drydock
+
+## cluster-bin: build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kubectl, kwok
+cluster-bin:
+	@hack/cluster-bin.sh
+
+## cluster-up: start a simulated cluster for people; prints its kubeconfig path
+cluster-up:
+	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(SIMCLUSTER) up --name drydock-dev --nodes 3
+
+## cluster-down: stop the cluster cluster-up started, and every process of it
+cluster-down:
+	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(SIMCLUSTER) down --name drydock-dev
+
+## demo: the main job on a local simulated cluster
+demo: build
+	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) hack/demo.sh
+
+vet:
+	$(GO) vet ./...
+	cd tools/cluster && $(GO) vet ./...
+
+## test: every test, against real simulated clusters
+test: vet
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+clean:
+	rm -rf bin dist

@@ -1,0 +1,47 @@
+// Command drydock takes a Kubernetes cluster through an upgrade: pre-flight checks, a backup that is
+// proven to restore, a canary node, then the node groups one at a time.
+//
+// Installed as kubectl-drydock it also runs as a kubectl plugin: `kubectl drydock ...`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+)
+
+func main() {
+	os.Exit(int(run(os.Args, genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})))
+}
+
+// run executes one command line and returns its exit code; main is the only caller of os.Exit.
+func run(args []string, streams genericiooptions.IOStreams) exitcode.Code {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := NewRootCommand(streams, args[0])
+	root.SetArgs(args[1:])
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.For(err)
+	if ctx.Err() != nil {
+		code = exitcode.Interrupted
+	}
+	if !commandStarted(cmd) && code == exitcode.Failure {
+		// cobra refused the command line before any command ran: unknown command, flag or arguments.
+		code = exitcode.Usage
+	}
+	fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
+	if code == exitcode.Usage && cmd != nil {
+		fmt.Fprintf(streams.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+)
+
+// startedAnnotation marks a command whose PersistentPreRun ran, i.e. cobra accepted the command line.
+const startedAnnotation = "drydock.dev/started"
+
+// NewRootCommand builds the drydock command tree. argv0 decides the displayed name, so that
+// installed as kubectl-drydock the help reads "kubectl drydock ...".
+func NewRootCommand(streams genericiooptions.IOStreams, argv0 string) *cobra.Command {
+	kube := genericclioptions.NewConfigFlags(true)
+
+	root := &cobra.Command{
+		Use:   "drydock",
+		Short: "Upgrade a Kubernetes cluster without losing a request or a byte",
+		Long: `drydock takes a Kubernetes cluster through an upgrade: it checks the cluster first, backs it up,
+proves the backup restores, then drains a canary node and the node groups one at a time, pausing
+where a person should look and rolling back when something goes wrong.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			if cmd.Annotations == nil {
+				cmd.Annotations = map[string]string{}
+			}
+			cmd.Annotations[startedAnnotation] = "true"
+		},
+	}
+	if name := filepath.Base(argv0); strings.HasPrefix(name, "kubectl-") {
+		root.Annotations = map[string]string{
+			cobra.CommandDisplayNameAnnotation: "kubectl " + strings.TrimPrefix(name, "kubectl-"),
+		}
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return exitcode.UsageError(err) })
+
+	kube.AddFlags(root.PersistentFlags())
+
+	root.AddCommand(
+		NewVersionCommand(kube, streams),
+	)
+	return root
+}
+
+func commandStarted(cmd *cobra.Command) bool {
+	return cmd != nil && cmd.Annotations[startedAnnotation] == "true"
+}

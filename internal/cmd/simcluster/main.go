@@ -1,0 +1,139 @@
+// Command simcluster starts and stops a persistent simulated cluster for people (make cluster-up,
+// make cluster-down, make demo). Tests use package simcluster directly.
+//
+//	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V]
+//	simcluster down [--name N]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "simcluster: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: simcluster up|down [flags]")
+	}
+	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
+	name := fs.String("name", "drydock-dev", "cluster name")
+	nodes := fs.Int("nodes", 3, "number of nodes when --groups is not given")
+	groups := fs.String("groups", "", "node groups as NAME=COUNT,... (label drydock.dev/group=NAME)")
+	kubelet := fs.String("kubelet-version", simcluster.KubernetesVersion, "kubelet version the nodes report")
+	readyDelay := fs.Duration("pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	workDir := filepath.Join(stateDir(), "clusters", *name)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch args[0] {
+	case "up":
+		if _, err := os.Stat(filepath.Join(workDir, "kubeconfig")); err == nil {
+			return fmt.Errorf("cluster %q already exists (kubeconfig %s): run `make cluster-down` first", *name, filepath.Join(workDir, "kubeconfig"))
+		}
+		c, err := simcluster.Start(ctx, simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true, PodReadyDelay: *readyDelay})
+		if err != nil {
+			_ = os.RemoveAll(workDir)
+			return err
+		}
+		plan, err := nodePlan(*groups, *nodes)
+		if err != nil {
+			_ = c.Stop()
+			_ = os.RemoveAll(workDir)
+			return err
+		}
+		for _, n := range plan {
+			if _, err := c.CreateNode(ctx, n.name, simcluster.NodeOptions{Labels: n.labels, KubeletVersion: *kubelet}); err != nil {
+				_ = c.Stop()
+				_ = os.RemoveAll(workDir)
+				return err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "simcluster: cluster %q is up with %d nodes (Kubernetes %s)\n", *name, len(plan), simcluster.KubernetesVersion)
+		fmt.Println(c.Kubeconfig)
+		return nil
+	case "down":
+		if _, err := os.Stat(workDir); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "simcluster: no cluster %q\n", *name)
+			return nil
+		}
+		c, err := simcluster.Attach(*name, workDir)
+		if err != nil {
+			return err
+		}
+		stopErr := c.Stop()
+		if err := os.RemoveAll(workDir); err != nil {
+			return err
+		}
+		if stopErr != nil {
+			return stopErr
+		}
+		fmt.Fprintf(os.Stderr, "simcluster: cluster %q is down\n", *name)
+		return nil
+	case "kubeconfig":
+		fmt.Println(filepath.Join(workDir, "kubeconfig"))
+		return nil
+	}
+	return fmt.Errorf("unknown command %q: use up, down or kubeconfig", args[0])
+}
+
+type plannedNode struct {
+	name   string
+	labels map[string]string
+}
+
+func nodePlan(groups string, nodes int) ([]plannedNode, error) {
+	if groups == "" {
+		var plan []plannedNode
+		for i := 1; i <= nodes; i++ {
+			plan = append(plan, plannedNode{name: fmt.Sprintf("node-%d", i)})
+		}
+		return plan, nil
+	}
+	var plan []plannedNode
+	for _, g := range strings.Split(groups, ",") {
+		name, count, ok := strings.Cut(g, "=")
+		n, err := strconv.Atoi(count)
+		if !ok || err != nil || n < 1 {
+			return nil, fmt.Errorf("--groups %q: want NAME=COUNT,... with COUNT ≥ 1", groups)
+		}
+		for i := 1; i <= n; i++ {
+			plan = append(plan, plannedNode{
+				name:   fmt.Sprintf("%s-%d", name, i),
+				labels: map[string]string{"drydock.dev/group": name},
+			})
+		}
+	}
+	return plan, nil
+}
+
+func stateDir() string {
+	if d := os.Getenv("DRYDOCK_CACHE_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "drydock")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "drydock")
+}

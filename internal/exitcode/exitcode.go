@@ -1,0 +1,72 @@
+// Package exitcode is the one place where drydock's outcomes become process exit codes.
+// The README's "Exit codes" table lists the same values; a test keeps the two in step.
+package exitcode
+
+import (
+	"context"
+	"errors"
+)
+
+// Code is a process exit status.
+type Code int
+
+// The exit codes drydock uses. Keep README.md's table in step (TestREADMEListsEveryCode).
+const (
+	OK          Code = 0   // success
+	Failure     Code = 1   // a runtime failure: the cluster, the network, a step that failed
+	Usage       Code = 2   // bad usage or invalid input: flags, arguments, a malformed runbook
+	Blocked     Code = 3   // a check blocked: a finding reached --fail-on, a drain is blocked
+	Aborted     Code = 4   // aborted or rolled back
+	Paused      Code = 5   // stopped at a pause point; `drydock resume` continues
+	Interrupted Code = 130 // interrupted by Ctrl-C or SIGTERM; the run stays resumable
+)
+
+// All lists every code with the README's one-line meaning, in order.
+var All = []struct {
+	Code    Code
+	Meaning string
+}{
+	{OK, "success"},
+	{Failure, "runtime failure (cluster unreachable, a step failed)"},
+	{Usage, "usage error or invalid input (bad flag, malformed runbook)"},
+	{Blocked, "a check blocked (a finding reached --fail-on, a drain is blocked)"},
+	{Aborted, "aborted or rolled back"},
+	{Paused, "paused at a pause point; resumable with `drydock resume`"},
+	{Interrupted, "interrupted (Ctrl-C, SIGTERM); resumable"},
+}
+
+// Error carries the exit code an error should end the process with.
+type Error struct {
+	Code Code
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// With marks err so that the process exits with code. A nil err stays nil.
+func With(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Err: err}
+}
+
+// UsageError marks err as a usage error (exit 2).
+func UsageError(err error) error { return With(Usage, err) }
+
+// For maps an error to its exit code: nil is OK, a marked error its mark, an interrupted
+// context Interrupted, anything else Failure.
+func For(err error) Code {
+	if err == nil {
+		return OK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, context.Canceled) {
+		return Interrupted
+	}
+	return Failure
+}

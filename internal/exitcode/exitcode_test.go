@@ -1,0 +1,45 @@
+package exitcode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+)
+
+func TestFor(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want Code
+	}{
+		{nil, OK},
+		{errors.New("boom"), Failure},
+		{UsageError(errors.New("bad flag")), Usage},
+		{fmt.Errorf("drain node %q: %w", "n1", With(Blocked, errors.New("pdb"))), Blocked},
+		{fmt.Errorf("wait: %w", context.Canceled), Interrupted},
+		{With(Paused, errors.New("paused")), Paused},
+	} {
+		if got := For(tc.err); got != tc.want {
+			t.Errorf("For(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+	if With(Failure, nil) != nil {
+		t.Error("With(code, nil) must stay nil")
+	}
+}
+
+// TestREADMEListsEveryCode keeps the README's exit code table and this package in step.
+func TestREADMEListsEveryCode(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range All {
+		row := regexp.MustCompile(fmt.Sprintf("(?m)^\\| *`?%d`? *\\|", c.Code))
+		if !row.Match(readme) {
+			t.Errorf("README.md's exit code table has no row for %d (%s)", c.Code, c.Meaning)
+		}
+	}
+}

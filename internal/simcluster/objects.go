@@ -1,0 +1,190 @@
+package simcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// NodeOptions describe a fake node.
+type NodeOptions struct {
+	Labels         map[string]string
+	Taints         []corev1.Taint
+	KubeletVersion string // default KubernetesVersion
+	CPU, Memory    string // allocatable; default "32" and "128Gi"
+	Pods           string // default "110"
+	Unschedulable  bool
+}
+
+// NodeAnnotation is the annotation kwok adopts nodes by.
+const NodeAnnotation = "kwok.x-k8s.io/node"
+
+// CreateNode creates a node that kwok's simulated kubelet manages, and waits until it is Ready.
+func (c *Cluster) CreateNode(ctx context.Context, name string, o NodeOptions) (*corev1.Node, error) {
+	if o.KubeletVersion == "" {
+		o.KubeletVersion = KubernetesVersion
+	}
+	if o.CPU == "" {
+		o.CPU = "32"
+	}
+	if o.Memory == "" {
+		o.Memory = "128Gi"
+	}
+	if o.Pods == "" {
+		o.Pods = "110"
+	}
+	labels := map[string]string{
+		"kubernetes.io/hostname": name,
+		"kubernetes.io/os":       "linux",
+		"kubernetes.io/arch":     "amd64",
+		"type":                   "kwok",
+	}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
+	res := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(o.CPU),
+		corev1.ResourceMemory: resource.MustParse(o.Memory),
+		corev1.ResourcePods:   resource.MustParse(o.Pods),
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      labels,
+			Annotations: map[string]string{NodeAnnotation: "fake"},
+		},
+		Spec: corev1.NodeSpec{Taints: o.Taints, Unschedulable: o.Unschedulable},
+		Status: corev1.NodeStatus{
+			Capacity:    res,
+			Allocatable: res,
+			NodeInfo: corev1.NodeSystemInfo{
+				KubeletVersion:          o.KubeletVersion,
+				Architecture:            "amd64",
+				OperatingSystem:         "linux",
+				ContainerRuntimeVersion: "containerd://2.1.0",
+				OSImage:                 "drydock simulated node (kwok)",
+			},
+		},
+	}
+	created, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create node %q: %w", name, err)
+	}
+	if created.Status.NodeInfo.KubeletVersion != o.KubeletVersion {
+		// The status of a new node is what the creator says it is; if the apiserver dropped it, set it.
+		created.Status = node.Status
+		if created, err = c.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return nil, fmt.Errorf("set status of node %q: %w", name, err)
+		}
+	}
+	return c.WaitNodeReady(ctx, name)
+}
+
+// WaitNodeReady waits until the node reports Ready.
+func (c *Cluster) WaitNodeReady(ctx context.Context, name string) (*corev1.Node, error) {
+	var node *corev1.Node
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		node = n
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %q not Ready after 60s: %w", name, err)
+	}
+	return node, nil
+}
+
+// Deployment returns a Deployment of replicas pods labelled app=name, ready to create. Its pods
+// request a little CPU and memory, so that capacity matters to the scheduler.
+func Deployment(namespace, name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name:  "app",
+						Image: "registry.example/" + name + ":1",
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+							corev1.ResourceCPU:    resource.MustParse("100m"),
+							corev1.ResourceMemory: resource.MustParse("64Mi"),
+						}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// WaitDeploymentReady waits until every replica of the Deployment is updated and available.
+func (c *Cluster) WaitDeploymentReady(ctx context.Context, namespace, name string, timeout time.Duration) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		d, err := c.Client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		return d.Status.ObservedGeneration >= d.Generation &&
+			d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas == want &&
+			d.Status.Replicas == want, nil
+	})
+}
+
+// PodReady says whether a pod has the Ready condition.
+func PodReady(p *corev1.Pod) bool {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Main is for a test package's TestMain: it starts a cluster, stores it in *c, runs the tests and
+// stops the cluster whatever happened. A cluster that does not start fails the package; it never
+// skips it.
+//
+//	var cluster *simcluster.Cluster
+//	func TestMain(m *testing.M) { os.Exit(simcluster.Main(m, &cluster, simcluster.Options{})) }
+func Main(m *testing.M, c **Cluster, opts Options) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	cl, err := Start(ctx, opts)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: start the simulated cluster: %v\n", err)
+		return 1
+	}
+	defer func() { _ = cl.Stop() }()
+	*c = cl
+	code := m.Run()
+	if err := cl.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: stop the simulated cluster: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}

@@ -1,0 +1,422 @@
+// Package simcluster starts a real Kubernetes control plane on this machine for drydock's tests and demo:
+// kube-apiserver, kube-controller-manager, kube-scheduler and etcd as processes, with kwok simulating
+// the nodes and their kubelets. Evictions, PodDisruptionBudgets, watches and the controllers are the
+// real ones; only the kubelets are simulated, with realistic pod start and stop delays (stages.yaml).
+//
+// The binaries are built once per machine by hack/cluster-bin.sh (see BinDir). Every cluster has its
+// own kwok work directory, so parallel test packages never collide, and a watchdog process tears the
+// cluster down if the process that started it dies without calling Stop.
+package simcluster
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+//go:embed stages.yaml
+var stagesTemplate string
+
+// KubernetesVersion is the version the simulated control plane is built at (hack/cluster-bin.sh).
+const KubernetesVersion = "v1.37.1"
+
+// Options configure a simulated cluster. The zero value is usable.
+type Options struct {
+	// Name of the cluster; default "drydock-<pid>-<n>".
+	Name string
+	// WorkDir holds the cluster's files (kwok's work directory); default a new temporary directory,
+	// removed by Stop. A given WorkDir is kept.
+	WorkDir string
+	// PodReadyDelay is how long a scheduled pod takes to become Ready (default 2s).
+	PodReadyDelay time.Duration
+	// PodDeleteDelay is how long a deleted pod takes to stop (default 1s).
+	PodDeleteDelay time.Duration
+	// PodCompleteDelay is how long a Job's pod runs before it succeeds (default 2s).
+	PodCompleteDelay time.Duration
+	// Persistent clusters outlive the process that started them (make cluster-up); otherwise a
+	// watchdog deletes the cluster when that process exits.
+	Persistent bool
+	// Log receives kwokctl's output; default io.Discard.
+	Log io.Writer
+}
+
+// Cluster is a running simulated cluster.
+type Cluster struct {
+	Name       string
+	WorkDir    string
+	Kubeconfig string // a kubeconfig file with one context, the cluster's
+	Config     *rest.Config
+	Client     kubernetes.Interface
+
+	binDir      string
+	ownsWorkDir bool
+	watchdog    *os.Process
+	log         io.Writer
+	stopOnce    sync.Once
+	stopErr     error
+}
+
+var counter struct {
+	sync.Mutex
+	n int
+}
+
+// Start creates a cluster and waits until its apiserver answers. On error nothing is left running.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Name == "" {
+		counter.Lock()
+		counter.n++
+		opts.Name = fmt.Sprintf("drydock-%d-%d", os.Getpid(), counter.n)
+		counter.Unlock()
+	}
+	if opts.PodReadyDelay == 0 {
+		opts.PodReadyDelay = 2 * time.Second
+	}
+	if opts.PodDeleteDelay == 0 {
+		opts.PodDeleteDelay = time.Second
+	}
+	if opts.PodCompleteDelay == 0 {
+		opts.PodCompleteDelay = 2 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	c := &Cluster{Name: opts.Name, WorkDir: opts.WorkDir, binDir: bin, log: opts.Log}
+	if c.WorkDir == "" {
+		// kwokctl puts unix sockets under the work directory: keep the path short.
+		c.WorkDir, err = os.MkdirTemp("", "drydock-sim-")
+		if err != nil {
+			return nil, fmt.Errorf("simcluster: %w", err)
+		}
+		c.ownsWorkDir = true
+	} else if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("simcluster: %w", err)
+	}
+	c.Kubeconfig = filepath.Join(c.WorkDir, "kubeconfig")
+
+	// kwokctl picks ports by counting down from 32766, so two clusters created at once pick the same
+	// ones. Ask the kernel for free ports instead, and create one cluster at a time on the machine.
+	ports, err := freePorts(6)
+	if err != nil {
+		c.cleanup()
+		return nil, err
+	}
+	unlock, err := lockMachine(ctx)
+	if err != nil {
+		c.cleanup()
+		return nil, err
+	}
+	defer unlock()
+
+	config := strings.NewReplacer(
+		"@ETCD_PEER_PORT@", strconv.Itoa(ports[4]),
+		"@READY_MS@", strconv.FormatInt(opts.PodReadyDelay.Milliseconds(), 10),
+		"@DELETE_MS@", strconv.FormatInt(opts.PodDeleteDelay.Milliseconds(), 10),
+		"@COMPLETE_MS@", strconv.FormatInt(opts.PodCompleteDelay.Milliseconds(), 10),
+	).Replace(stagesTemplate)
+	configPath := filepath.Join(c.WorkDir, "kwok.yaml")
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		return nil, fmt.Errorf("simcluster: %w", err)
+	}
+
+	if !opts.Persistent {
+		if err := c.startWatchdog(); err != nil {
+			c.cleanup()
+			return nil, err
+		}
+	}
+
+	err = c.kwokctl(ctx, "create", "cluster",
+		"--name", c.Name,
+		"--runtime", "binary",
+		"--config", configPath,
+		"--kubeconfig", c.Kubeconfig,
+		"--kube-apiserver-binary", filepath.Join(bin, "kube-apiserver"),
+		"--kube-controller-manager-binary", filepath.Join(bin, "kube-controller-manager"),
+		"--kube-scheduler-binary", filepath.Join(bin, "kube-scheduler"),
+		"--etcd-binary", filepath.Join(bin, "etcd"),
+		"--kwok-controller-binary", filepath.Join(bin, "kwok"),
+		"--kube-apiserver-port", strconv.Itoa(ports[0]),
+		"--etcd-port", strconv.Itoa(ports[1]),
+		"--controller-port", strconv.Itoa(ports[2]),
+		"--kube-controller-manager-port", strconv.Itoa(ports[3]),
+		"--kube-scheduler-port", strconv.Itoa(ports[5]),
+		"--wait", "90s",
+	)
+	if err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+
+	c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("simcluster: read kubeconfig %s: %w", c.Kubeconfig, err)
+	}
+	c.Config.QPS, c.Config.Burst = 200, 400
+	c.Client, err = kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		_ = c.Stop()
+		return nil, fmt.Errorf("simcluster: %w", err)
+	}
+	if err := c.waitReady(ctx); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Attach returns a handle on a persistent cluster that Start created earlier in workDir.
+func Attach(name, workDir string) (*Cluster, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: name, WorkDir: workDir, binDir: bin, log: io.Discard,
+		Kubeconfig: filepath.Join(workDir, "kubeconfig")}
+	return c, nil
+}
+
+// Stop deletes the cluster, stops all its processes and removes a work directory Start created.
+// It is safe to call more than once.
+func (c *Cluster) Stop() error {
+	c.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		pids := c.componentPIDs()
+		c.stopErr = c.kwokctl(ctx, "delete", "cluster", "--name", c.Name)
+		if err := waitGone(ctx, pids); err != nil && c.stopErr == nil {
+			c.stopErr = err
+		}
+		c.cleanup()
+	})
+	return c.stopErr
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("simcluster: find a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// lockMachine serializes cluster creation across processes (parallel test packages), so that one
+// cluster's components have bound their ports before the next cluster looks for free ones.
+func lockMachine(ctx context.Context) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "drydock-simcluster.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("simcluster: %w", err)
+	}
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("simcluster: wait for another cluster to start: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// componentPIDs reads the process ids kwokctl recorded for the cluster's components.
+func (c *Cluster) componentPIDs() []int {
+	files, _ := filepath.Glob(filepath.Join(c.WorkDir, "kwok", "clusters", c.Name, "pids", "*.pid"))
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitGone waits until none of pids exists any more, not even as a zombie waiting to be reaped,
+// so that `pgrep kube-apiserver` finds nothing once Stop returns.
+func waitGone(ctx context.Context, pids []int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left []int
+		for _, pid := range pids {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("simcluster: processes %v still exist 30s after the cluster was deleted", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) cleanup() {
+	if c.watchdog != nil {
+		_ = c.watchdog.Kill()
+		_, _ = c.watchdog.Wait()
+		c.watchdog = nil
+	}
+	if c.ownsWorkDir {
+		_ = os.RemoveAll(c.WorkDir)
+	}
+}
+
+// Kwokctl runs a kwokctl command against this cluster, e.g. Kwokctl(ctx, "get", "components").
+func (c *Cluster) Kwokctl(ctx context.Context, args ...string) error {
+	return c.kwokctl(ctx, args...)
+}
+
+func (c *Cluster) kwokctl(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "kwokctl"), args...)
+	cmd.Env = c.env()
+	var out bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&out, c.log)
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("simcluster: kwokctl %s: %w\n%s", strings.Join(args, " "), err, tail(out.String(), 40))
+	}
+	return nil
+}
+
+func (c *Cluster) env() []string {
+	return append(os.Environ(),
+		"KWOK_WORKDIR="+filepath.Join(c.WorkDir, "kwok"),
+		// kwokctl must never download anything, nor touch the user's ~/.kube/config.
+		"KUBECONFIG="+c.Kubeconfig,
+	)
+}
+
+// startWatchdog starts a detached shell that deletes the cluster when this process exits, whatever
+// the reason (a test timeout's panic, SIGKILL): Stop kills the watchdog first in the ordinary case.
+func (c *Cluster) startWatchdog() error {
+	script := fmt.Sprintf(`while kill -0 %d 2>/dev/null; do sleep 1; done
+%q delete cluster --name %q >/dev/null 2>&1
+%s`, os.Getpid(), filepath.Join(c.binDir, "kwokctl"), c.Name, func() string {
+		if c.ownsWorkDir {
+			return fmt.Sprintf("rm -rf %q", c.WorkDir)
+		}
+		return ""
+	}())
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = c.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("simcluster: start watchdog: %w", err)
+	}
+	c.watchdog = cmd.Process
+	return nil
+}
+
+func (c *Cluster) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	var last error
+	for {
+		// The default ServiceAccount shows the controller-manager is working, not only the apiserver.
+		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("simcluster: cluster %s not ready after 90s: %v", c.Name, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// BinDir returns the directory holding the cluster binaries: $DRYDOCK_CLUSTER_BIN when set (the
+// Makefile sets it), otherwise it runs hack/cluster-bin.sh, which builds them the first time.
+func BinDir() (string, error) {
+	if dir := os.Getenv("DRYDOCK_CLUSTER_BIN"); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "kwokctl")); err != nil {
+			return "", fmt.Errorf("simcluster: DRYDOCK_CLUSTER_BIN=%s has no kwokctl: run `make cluster-bin`", dir)
+		}
+		return dir, nil
+	}
+	binOnce.Do(func() {
+		root, err := repoRoot()
+		if err != nil {
+			binErr = err
+			return
+		}
+		cmd := exec.Command(filepath.Join(root, "hack", "cluster-bin.sh"))
+		var stderr bytes.Buffer
+		cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
+		out, err := cmd.Output()
+		if err != nil {
+			binErr = fmt.Errorf("simcluster: hack/cluster-bin.sh: %w\n%s", err, tail(stderr.String(), 40))
+			return
+		}
+		binDir = strings.TrimSpace(string(out))
+	})
+	return binDir, binErr
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			bytes.HasPrefix(b, []byte("module github.com/drydock-dev/drydock\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("simcluster: cannot find the drydock repository above the working directory; set DRYDOCK_CLUSTER_BIN")
+		}
+		dir = parent
+	}
+}
+
+func tail(s string, lines int) string {
+	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
