@@ -39,8 +39,13 @@ func run(args []string, streams genericiooptions.IOStreams) exitcode.Code {
 		// cobra refused the command line before any command ran: unknown command, flag or arguments.
 		code = exitcode.Usage
 	}
+	if code == exitcode.Paused {
+		// Not an error: the run waits for a person. The run's own last line says how to go on.
+		fmt.Fprintf(streams.ErrOut, "drydock: %v (exit %d)\n", err, code)
+		return code
+	}
 	fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
-	if code == exitcode.Usage && cmd != nil {
+	if code == exitcode.Usage && cmd != nil && (exitcode.WantsHelp(err) || !commandStarted(cmd)) {
 		fmt.Fprintf(streams.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return code

@@ -48,6 +48,13 @@ where a person should look and rolling back when something goes wrong.`,
 
 	root.AddCommand(
 		NewVersionCommand(kube, streams),
+		NewValidateCommand(streams),
+		NewSchemaCommand(streams),
+		NewPlanCommand(kube, streams),
+		NewRunCommand(kube, streams),
+		NewResumeCommand(kube, streams),
+		NewRollbackCommand(kube, streams),
+		NewRunsCommand(kube, streams),
 	)
 	return root
 }

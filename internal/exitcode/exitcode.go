@@ -39,6 +39,8 @@ var All = []struct {
 type Error struct {
 	Code Code
 	Err  error
+	// Help: the command line itself was wrong, so point at --help.
+	Help bool
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
@@ -52,8 +54,23 @@ func With(code Code, err error) error {
 	return &Error{Code: code, Err: err}
 }
 
-// UsageError marks err as a usage error (exit 2).
-func UsageError(err error) error { return With(Usage, err) }
+// UsageError marks err as a usage error (exit 2): the command line is wrong; --help helps.
+func UsageError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: Usage, Err: err, Help: true}
+}
+
+// Invalid marks err as invalid input (exit 2): a malformed file, a refused target. The error
+// itself says what to fix; --help would not.
+func Invalid(err error) error { return With(Usage, err) }
+
+// WantsHelp says whether the error is about the command line, so that --help is worth a mention.
+func WantsHelp(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Help
+}
 
 // For maps an error to its exit code: nil is OK, a marked error its mark, an interrupted
 // context Interrupted, anything else Failure.

@@ -1,0 +1,187 @@
+package runbook
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// Fake step kinds, one per phase, for the pure-logic tests of this package.
+type fakeSettings struct {
+	Command []string `json:"command,omitempty"`
+	Count   int      `json:"count,omitempty" jsonschema:"minimum=1"`
+	Nested  *struct {
+		Selector string   `json:"selector"`
+		Items    []string `json:"items,omitempty"`
+	} `json:"nested,omitempty"`
+	Wait Duration `json:"wait,omitzero"`
+	kind string
+}
+
+func (f *fakeSettings) Name() string                         { return f.kind }
+func (f *fakeSettings) Run(context.Context, *Env) error      { return nil }
+func (f *fakeSettings) ValidateSettings() (errs []FieldError) {
+	if f.Count > 100 {
+		errs = append(errs, FieldError{Field: "count", Message: "must be at most 100"})
+	}
+	return errs
+}
+
+func fakeKind(name string, phase Phase) Kind {
+	return Kind{Name: name, Phase: phase, New: func() Step { return &fakeSettings{kind: name} }}
+}
+
+var testRegistry = Registry{
+	fakeKind("fake", PhaseAny),
+	fakeKind("check", PhaseCheck),
+	fakeKind("backup", PhaseBackup),
+	fakeKind("nodes", PhaseNodes),
+}
+
+const header = "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nspec:\n  targetVersion: v1.37.2\n"
+
+func TestParseValid(t *testing.T) {
+	rb, err := Parse("ok.yaml", []byte(header+`  defaults: {timeout: 10m}
+  steps:
+    - {name: a, type: check}
+    - name: b
+      type: fake
+      timeout: 90s
+      with: {command: [echo, hi], count: 3, nested: {selector: x=y}, wait: 1m}
+    - {name: c, type: nodes, pause: after}
+`), testRegistry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := rb.Spec.Steps[1].Step.(*fakeSettings)
+	if b.Count != 3 || b.Command[1] != "hi" || b.Nested.Selector != "x=y" || b.Wait.Minutes() != 1 {
+		t.Fatalf("decoded %+v", b)
+	}
+	if rb.TimeoutOf(rb.Spec.Steps[0]).Minutes() != 10 || rb.TimeoutOf(rb.Spec.Steps[1]).Seconds() != 90 {
+		t.Fatal("timeouts")
+	}
+	if rb.StateNamespace() != "kube-system" {
+		t.Fatal(rb.StateNamespace())
+	}
+}
+
+func TestParseProblems(t *testing.T) {
+	for _, tc := range []struct {
+		name, steps string
+		want        []string
+	}{
+		{"order: check after nodes", "    - {name: a, type: nodes}\n    - {name: b, type: check}\n",
+			[]string{`8:23: spec.steps[1].type: a check step (check) after a node step ("a", spec.steps[0])`, "spec.allowAnyOrder"}},
+		{"order: backup after nodes", "    - {name: a, type: nodes}\n    - {name: b, type: fake}\n    - {name: c, type: backup}\n",
+			[]string{"a backup step (backup) after a node step"}},
+		{"settings validator", "    - {name: a, type: fake, with: {count: 500}}\n",
+			[]string{"7:43: spec.steps[0].with.count: must be at most 100"}},
+		{"schema minimum", "    - {name: a, type: fake, with: {count: 0}}\n",
+			[]string{"7:43: spec.steps[0].with.count: must be at least 1"}},
+		{"nested unknown", "    - {name: a, type: fake, with: {nested: {selectr: x}}}\n",
+			[]string{`spec.steps[0].with.nested.selectr: unknown field`, `did you mean "selector"?`, `missing required field "selector"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(header+"  steps:\n"+tc.steps), testRegistry)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("missing %q in:\n%v", w, err)
+				}
+			}
+		})
+	}
+	_, err := Parse("t.yaml", []byte(header+"  allowAnyOrder: true\n  steps:\n    - {name: a, type: nodes}\n    - {name: b, type: check}\n"), testRegistry)
+	if err != nil {
+		t.Fatalf("allowAnyOrder should allow it: %v", err)
+	}
+}
+
+func TestProblemCaretUnderMultibyte(t *testing.T) {
+	p := Problem{File: "f", Line: 1, Column: 8, Message: "m", snippet: "name: é bad"}
+	want := "f:1:8: m\n  1 | name: é bad\n    |        ^"
+	if p.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", p, want)
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	for _, tc := range []struct {
+		target, server string
+		ok             bool
+		mention        string
+	}{
+		{"v1.37.2", "v1.37.1", true, ""},
+		{"v1.38.0", "v1.37.1", true, ""},
+		{"v1.38", "v1.37.1", true, ""},
+		{"v1.37", "v1.37.4", true, ""},
+		{"v1.39.0", "v1.37.1", false, "upgrade to v1.38 first"},
+		{"v1.36.5", "v1.37.1", false, "does not downgrade"},
+		{"v1.37.0", "v1.37.1", false, "older"},
+		{"v2.0.0", "v1.37.1", false, "major"},
+	} {
+		err := CheckTarget(tc.target, tc.server)
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), tc.mention)) {
+			t.Errorf("CheckTarget(%s, %s) = %v", tc.target, tc.server, err)
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"timout", "timeout"}, {"comand", "command"}, {"wiat", "wait"}, {"xyzzy", ""}, {"Steps", "steps"},
+	} {
+		if got := suggest(tc.in, []string{"timeout", "command", "wait", "steps", "exec"}); got != tc.want {
+			t.Errorf("suggest(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRegistryCheck(t *testing.T) {
+	if err := testRegistry.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := append(Registry{fakeKind("fake", PhaseAny)}, testRegistry...).Check(); err == nil {
+		t.Fatal("a duplicate kind must be refused")
+	}
+}
+
+// FuzzParse: whatever the bytes, Parse returns a runbook or an error, never panics, and every
+// problem it reports has a message.
+func FuzzParse(f *testing.F) {
+	seeds := []string{
+		"",
+		header + "  steps: [{name: a, type: fake}]\n",
+		header + "  steps:\n    - name: a\n      type: fake\n      with: {command: [a], nested: {selector: b, items: [c]}}\n",
+		"a: &x [*x]\n",
+		"a: &a [1]\nb: &b [*a,*a,*a,*a]\nc: [*b,*b,*b,*b]\n",
+		"? [a, b]\n: c\n",
+		"apiVersion: 1\nkind: [Runbook]\nmetadata: 3\nspec: {steps: {}}\n",
+		header + "  steps: [{name: a, type: fake, with: {wait: .inf}}]\n",
+		"\t- x",
+		"---\n---\n",
+		"<<: {a: 1}\n",
+		"spec: !!binary aGVsbG8=\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rb, err := Parse("fuzz.yaml", data, testRegistry)
+		if (rb == nil) == (err == nil) {
+			t.Fatalf("Parse returned runbook %v and error %v", rb != nil, err)
+		}
+		var ps Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				if p.Message == "" || p.String() == "" {
+					t.Fatalf("empty problem: %#v", p)
+				}
+			}
+		}
+	})
+}

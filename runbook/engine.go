@@ -1,0 +1,500 @@
+package runbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+)
+
+// Engine runs runbooks: it journals every step transition, holds the cluster lock for the whole run,
+// stops at pause points, and undoes steps on request.
+type Engine struct {
+	Registry Registry
+	Sink     Sink
+	Decider  Decider
+	Kube     kubernetes.Interface
+	REST     *rest.Config
+	// StateDir holds the local journals (DefaultStateDir()).
+	StateDir string
+	// NoMirror keeps the journal on this machine only (no ConfigMap in the cluster).
+	NoMirror bool
+	// LockDuration of the cluster Lease (default 30s).
+	LockDuration time.Duration
+	// StealLock takes an expired lease left by a dead run.
+	StealLock bool
+	// Cluster and Context describe the target for the journal (the API server URL, kubeconfig context).
+	Cluster, Context string
+}
+
+// Errors that end a run, mapped to exit codes by internal/exitcode.
+var (
+	ErrPaused      = errors.New("paused at a pause point")
+	ErrRolledBack  = errors.New("rolled back")
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// Start begins a new run of rb.
+func (e *Engine) Start(ctx context.Context, rb *Runbook) (*RunState, error) {
+	if err := e.Registry.Check(); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	st := &RunState{
+		ID:          NewRunID(now),
+		Runbook:     rb.Metadata.Name,
+		Target:      rb.Spec.TargetVersion,
+		Cluster:     e.Cluster,
+		Context:     e.Context,
+		StateNS:     rb.StateNamespace(),
+		Status:      RunRunning,
+		Created:     now,
+		Operator:    Operator(),
+		RunbookPath: "",
+	}
+	if rb.Source != nil {
+		st.RunbookPath = rb.Source.Path
+		st.RunbookText = string(rb.Source.Text)
+	}
+	for _, s := range rb.Spec.Steps {
+		st.Steps = append(st.Steps, StepState{Name: s.Name, Kind: s.Type, Status: StatusPending})
+	}
+	return st, e.drive(ctx, rb, st, false)
+}
+
+// Resume continues a run from its journal: the step that was in flight is re-entered, a pause point
+// that was waiting is asked again. The runbook is the one journaled when the run started.
+func (e *Engine) Resume(ctx context.Context, st *RunState) (*RunState, error) {
+	if !st.Status.Resumable() {
+		return st, exitcode.UsageError(fmt.Errorf("resume run %s: it is %s, not resumable", st.ID, st.Status))
+	}
+	rb, err := e.runbookOf(st)
+	if err != nil {
+		return st, err
+	}
+	return st, e.drive(ctx, rb, st, true)
+}
+
+func (e *Engine) runbookOf(st *RunState) (*Runbook, error) {
+	rb, err := Parse(st.RunbookPath+" (as journaled)", []byte(st.RunbookText), e.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: the journaled runbook no longer loads (was drydock upgraded?): %w", st.ID, err)
+	}
+	if len(rb.Spec.Steps) != len(st.Steps) {
+		return nil, fmt.Errorf("run %s: the journal has %d steps but its runbook %d", st.ID, len(st.Steps), len(rb.Spec.Steps))
+	}
+	return rb, nil
+}
+
+// session is one process's turn at a run: the journal, the lock and the event stream.
+type session struct {
+	e       *Engine
+	rb      *Runbook
+	journal *Journal
+	lock    *Lock
+}
+
+func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), error) {
+	var mirror *ConfigMapMirror
+	if !e.NoMirror {
+		mirror = &ConfigMapMirror{Client: e.Kube, Namespace: st.StateNS}
+	}
+	s := &session{e: e}
+	j, err := OpenJournal(e.StateDir, st, mirror, func(err error) {
+		s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.journal = j
+	s.lock = &Lock{Client: e.Kube, Namespace: st.StateNS, RunID: st.ID, Operator: Operator(), Duration: e.LockDuration}
+	if err := s.lock.Acquire(ctx, e.StealLock); err != nil {
+		var locked *LockedError
+		if errors.As(err, &locked) {
+			return nil, nil, exitcode.With(exitcode.Blocked, fmt.Errorf("run %s: %w", st.ID, err))
+		}
+		return nil, nil, err
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.lock.Release(rctx); err != nil {
+			s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
+		}
+	}
+	return s, release, nil
+}
+
+func (s *session) emit(ev Event) {
+	m := ev.meta()
+	if m.Time.IsZero() {
+		m.Time = time.Now()
+	}
+	if m.RunID == "" {
+		m.RunID = s.journal.State().ID
+	}
+	if s.e.Sink != nil {
+		s.e.Sink.Emit(ev)
+	}
+}
+
+func (s *session) update(ctx context.Context, f func(*RunState)) error {
+	return s.journal.Update(ctx, f)
+}
+
+// drive runs the steps that are not done yet, holding the lock.
+func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed bool) error {
+	s, release, err := e.open(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer release()
+	s.rb = rb
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	holdCtx, stopHold := context.WithCancel(runCtx)
+	defer stopHold()
+	go s.lock.Hold(holdCtx, func(err error) { cancel(err) })
+
+	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Pause = nil; r.Message = "" }); err != nil {
+		return err
+	}
+	s.emit(&RunStarted{Runbook: st.Runbook, Target: st.Target, Cluster: st.Cluster, Steps: stepNames(rb), Resumed: resumed})
+
+	err = s.steps(runCtx)
+	return s.finish(ctx, runCtx, err)
+}
+
+func stepNames(rb *Runbook) []string {
+	var names []string
+	for _, s := range rb.Spec.Steps {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// finish records how the run ended and maps it to an exit code.
+func (s *session) finish(ctx, runCtx context.Context, err error) error {
+	st := s.journal.State()
+	var status RunStatus
+	var msg string
+	switch {
+	case err == nil:
+		status, msg = RunSucceeded, "every step done"
+	case errors.Is(err, ErrPaused):
+		status = RunPaused
+		msg = fmt.Sprintf("paused %s step %q: `drydock resume %s` continues (add --yes to answer the pause point)", st.Pause.When, st.Pause.Step, st.ID)
+		err = exitcode.With(exitcode.Paused, err)
+	case errors.Is(err, ErrRolledBack):
+		status, msg = RunRolledBack, "the completed steps were undone"
+		err = exitcode.With(exitcode.Aborted, err)
+	case errors.Is(err, errRollbackFailed):
+		status, msg = RunRollbackFailed, fmt.Sprintf("%v: fix the cause, then `drydock rollback %s` continues the rollback", err, st.ID)
+	case runCtx.Err() != nil:
+		status = RunInterrupted
+		cause := context.Cause(runCtx)
+		msg = fmt.Sprintf("interrupted (%v): `drydock resume %s` re-enters the step that was running", cause, st.ID)
+		if ctx.Err() != nil {
+			err = exitcode.With(exitcode.Interrupted, fmt.Errorf("run %s: %w", st.ID, ErrInterrupted))
+		} else {
+			err = fmt.Errorf("run %s: %w", st.ID, cause) // lost the lock: a failure, not a Ctrl-C
+		}
+	default:
+		status = RunFailed
+		msg = fmt.Sprintf("%v: `drydock resume %s` retries the failed step, `drydock rollback %s` undoes the completed steps", err, st.ID, st.ID)
+	}
+	if uerr := s.update(ctx, func(r *RunState) { r.Status, r.Message = status, msg }); uerr != nil && err == nil {
+		err = uerr
+	}
+	s.emit(&RunFinished{Status: status, Message: msg})
+	return err
+}
+
+var errRollbackFailed = errors.New("rollback failed")
+
+// ErrNothingToUndo is what a Rollbacker returns when the step changed nothing that it can undo.
+var ErrNothingToUndo = errors.New("nothing to undo")
+
+func (s *session) steps(ctx context.Context) error {
+	for i, spec := range s.rb.Spec.Steps {
+		st := &s.journal.State().Steps[i]
+		if st.Status == StatusRolledBack {
+			return fmt.Errorf("step %q was rolled back: start a new run", spec.Name)
+		}
+		if st.Status != StatusDone && st.Status != StatusSkipped {
+			if err := s.runStep(ctx, i); err != nil {
+				return err
+			}
+		}
+		if st.Status == StatusDone && spec.Pause == PauseAfter && !st.AfterAnswered {
+			if err := s.pause(ctx, i, PauseAfter, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *session) env(i int) *Env {
+	spec := s.rb.Spec.Steps[i]
+	return &Env{
+		RunID: s.journal.State().ID, Spec: spec, Runbook: s.rb, Target: s.rb.Spec.TargetVersion,
+		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i,
+	}
+}
+
+func (s *session) runStep(ctx context.Context, i int) error {
+	spec := s.rb.Spec.Steps[i]
+	st := &s.journal.State().Steps[i]
+	env := s.env(i)
+	meta := Meta{Step: spec.Name}
+
+	gate, isGate := spec.Step.(Gate)
+	if (spec.Pause == PauseBefore || isGate) && !st.BeforeAnswered {
+		msg := ""
+		if isGate {
+			msg = gate.GateMessage()
+		}
+		if err := s.pause(ctx, i, PauseBefore, msg); err != nil {
+			return err
+		}
+	}
+
+	if sk, ok := spec.Step.(Skipper); ok && st.Attempts == 0 {
+		skip, reason, err := sk.Skip(ctx, env)
+		if err != nil {
+			return s.failStep(ctx, i, time.Now(), fmt.Errorf("decide whether to skip: %w", err))
+		}
+		if skip {
+			now := time.Now().UTC()
+			if err := s.update(ctx, func(*RunState) { st.Status, st.Finished = StatusSkipped, &now }); err != nil {
+				return err
+			}
+			s.emit(&StepFinished{Meta: meta, Skipped: true, Reason: reason})
+			return nil
+		}
+	}
+
+	start := time.Now().UTC()
+	if err := s.update(ctx, func(*RunState) {
+		st.Status, st.Error, st.Started, st.Finished = StatusRunning, "", &start, nil
+		st.Attempts++
+	}); err != nil {
+		return err
+	}
+	s.emit(&StepStarted{Meta: meta, Kind: spec.Type, Attempt: st.Attempts})
+
+	timeout := s.rb.TimeoutOf(spec)
+	stepCtx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %s", timeout))
+	err := spec.Step.Run(stepCtx, env)
+	if err == nil && stepCtx.Err() != nil && ctx.Err() == nil {
+		err = context.Cause(stepCtx)
+	}
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) && !strings.Contains(err.Error(), "timed out") {
+			err = fmt.Errorf("timed out after %s: %w", timeout, err)
+		}
+		return s.failStep(ctx, i, start, err)
+	}
+	end := time.Now().UTC()
+	if err := s.update(ctx, func(*RunState) { st.Status, st.Finished = StatusDone, &end }); err != nil {
+		return err
+	}
+	s.emit(&StepFinished{Meta: meta, Duration: end.Sub(start)})
+	return nil
+}
+
+func (s *session) failStep(ctx context.Context, i int, start time.Time, err error) error {
+	spec := s.rb.Spec.Steps[i]
+	st := &s.journal.State().Steps[i]
+	end := time.Now().UTC()
+	interrupted := ctx.Err() != nil
+	status := StatusFailed
+	if interrupted {
+		status = StatusInterrupted
+	}
+	if uerr := s.update(ctx, func(*RunState) { st.Status, st.Error, st.Finished = status, err.Error(), &end }); uerr != nil {
+		return uerr
+	}
+	s.emit(&StepFailed{Meta: Meta{Step: spec.Name}, Error: err.Error(), Duration: end.Sub(start), Interrupted: interrupted})
+	if interrupted {
+		return ctx.Err()
+	}
+	if s.rb.Spec.OnFailure == "rollback" {
+		if rerr := s.rollback(ctx, 0); rerr != nil {
+			return rerr
+		}
+		return fmt.Errorf("step %q failed (%v), and the run was %w", spec.Name, err, ErrRolledBack)
+	}
+	return fmt.Errorf("step %q: %w", spec.Name, err)
+}
+
+// pause asks the Decider at a pause point and acts on the answer.
+func (s *session) pause(ctx context.Context, i int, when, message string) error {
+	spec := s.rb.Spec.Steps[i]
+	st := &s.journal.State().Steps[i]
+	s.emit(&StepPaused{Meta: Meta{Step: spec.Name}, When: when, Message: message})
+	var done []string
+	for _, x := range s.journal.State().Steps {
+		if x.Status == StatusDone {
+			done = append(done, x.Name)
+		}
+	}
+	d, err := s.e.Decider.Decide(ctx, PauseRequest{RunID: s.journal.State().ID, Step: spec.Name, When: when, Message: message, Done: done})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("pause point %s step %q: %w", when, spec.Name, err)
+	}
+	switch d {
+	case Continue:
+		return s.update(ctx, func(r *RunState) {
+			if when == PauseBefore {
+				st.BeforeAnswered = true
+			} else {
+				st.AfterAnswered = true
+			}
+			r.Pause = nil
+		})
+	case RollBack:
+		if err := s.rollback(ctx, 0); err != nil {
+			return err
+		}
+		return fmt.Errorf("at the pause point %s step %q, the run was %w", when, spec.Name, ErrRolledBack)
+	default:
+		if err := s.update(ctx, func(r *RunState) { r.Pause = &PausePoint{Step: spec.Name, When: when} }); err != nil {
+			return err
+		}
+		return ErrPaused
+	}
+}
+
+// Rollback undoes a run's steps, newest first: every step from the last one that did anything back
+// to and including step `to` (all of them when to is ""). A failure stops the rollback and is
+// reported; running Rollback again continues where it stopped.
+func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunState, error) {
+	rb, err := e.runbookOf(st)
+	if err != nil {
+		return st, err
+	}
+	from := 0
+	if to != "" {
+		from = slices.IndexFunc(st.Steps, func(x StepState) bool { return x.Name == to })
+		if from < 0 {
+			var names []string
+			for _, x := range st.Steps {
+				names = append(names, x.Name)
+			}
+			return st, exitcode.UsageError(fmt.Errorf("rollback run %s: no step %q (steps: %s)", st.ID, to, strings.Join(names, ", ")))
+		}
+	}
+	s, release, err := e.open(ctx, st)
+	if err != nil {
+		return st, err
+	}
+	defer release()
+	s.rb = rb
+	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning }); err != nil {
+		return st, err
+	}
+	err = s.rollback(ctx, from)
+	if err == nil {
+		err = ErrRolledBack
+	}
+	err = s.finish(ctx, ctx, err)
+	if errors.Is(err, ErrRolledBack) {
+		return st, nil // the rollback the operator asked for succeeded
+	}
+	return st, err
+}
+
+func (s *session) rollback(ctx context.Context, from int) error {
+	steps := s.journal.State().Steps
+	for i := len(steps) - 1; i >= from; i-- {
+		st := &s.journal.State().Steps[i]
+		switch st.Status {
+		case StatusPending, StatusSkipped, StatusRolledBack:
+			continue
+		}
+		spec := s.rb.Spec.Steps[i]
+		meta := Meta{Step: spec.Name}
+		s.emit(&RollbackStarted{Meta: meta})
+		rb, can := spec.Step.(Rollbacker)
+		if !can {
+			if err := s.update(ctx, func(*RunState) { st.Status = StatusRolledBack }); err != nil {
+				return err
+			}
+			s.emit(&RollbackFinished{Meta: meta, Nothing: true})
+			continue
+		}
+		err := rb.Rollback(ctx, s.env(i))
+		if errors.Is(err, ErrNothingToUndo) {
+			if err := s.update(ctx, func(*RunState) { st.Status, st.Checkpoints = StatusRolledBack, nil }); err != nil {
+				return err
+			}
+			s.emit(&RollbackFinished{Meta: meta, Nothing: true})
+			continue
+		}
+		if err != nil {
+			_ = s.update(ctx, func(*RunState) { st.Status, st.Error = StatusRollbackFailed, "rollback: "+err.Error() })
+			s.emit(&RollbackFinished{Meta: meta, Error: err.Error()})
+			return fmt.Errorf("%w at step %q: %v", errRollbackFailed, spec.Name, err)
+		}
+		if err := s.update(ctx, func(*RunState) {
+			st.Status, st.Checkpoints = StatusRolledBack, nil
+		}); err != nil {
+			return err
+		}
+		s.emit(&RollbackFinished{Meta: meta})
+	}
+	return nil
+}
+
+// Plan describes what each step of rb would do, without changing anything.
+func (e *Engine) Plan(ctx context.Context, rb *Runbook) ([]StepPlan, error) {
+	var plans []StepPlan
+	for i, spec := range rb.Spec.Steps {
+		k, _ := e.Registry.Lookup(spec.Type)
+		p := StepPlan{Name: spec.Name, Kind: spec.Type, Description: k.Description, Pause: spec.Pause, Timeout: rb.TimeoutOf(spec)}
+		if _, ok := spec.Step.(Gate); ok {
+			p.Pause = PauseBefore
+		}
+		_, p.CanRollback = spec.Step.(Rollbacker)
+		if pl, ok := spec.Step.(Planner); ok {
+			env := &Env{RunID: "plan", Spec: spec, Runbook: rb, Target: rb.Spec.TargetVersion, Kube: e.Kube, REST: e.REST, DryRun: true,
+				emit: func(ev Event) {
+					if e.Sink != nil {
+						e.Sink.Emit(ev)
+					}
+				}, index: i}
+			actions, err := pl.Plan(ctx, env)
+			if err != nil {
+				return plans, fmt.Errorf("plan step %q: %w", spec.Name, err)
+			}
+			p.Actions = actions
+		}
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+// StepPlan is what `drydock plan` says of a step.
+type StepPlan struct {
+	Name        string        `json:"name"`
+	Kind        string        `json:"kind"`
+	Description string        `json:"description,omitempty"`
+	Pause       string        `json:"pause,omitempty"`
+	Timeout     time.Duration `json:"timeout"`
+	CanRollback bool          `json:"canRollback"`
+	Actions     []string      `json:"actions,omitempty"`
+}

@@ -1,0 +1,104 @@
+package runbook
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// Step is one kind of work a runbook can do. Its exported fields are the kind's settings, decoded
+// from the step's `with:` (so they define the kind's part of the JSON Schema).
+//
+// A Step must be idempotent on re-entry: after a crash the engine runs the step that was in flight
+// again, and the step uses Env.Done/MarkDone and Env.Changes to skip what it already did.
+type Step interface {
+	// Name is the step kind, e.g. "exec".
+	Name() string
+	// Run does the work. It returns when the work is done, failed, or ctx is cancelled.
+	Run(ctx context.Context, env *Env) error
+}
+
+// Rollbacker is a Step that can undo what it did, from the changes it recorded with Env.Record.
+type Rollbacker interface {
+	Rollback(ctx context.Context, env *Env) error
+}
+
+// Skipper is a Step that can tell, before running, that there is nothing to do.
+type Skipper interface {
+	Skip(ctx context.Context, env *Env) (skip bool, reason string, err error)
+}
+
+// Planner is a Step that can say what it will do without doing it (drydock plan, --dry-run).
+type Planner interface {
+	Plan(ctx context.Context, env *Env) ([]string, error)
+}
+
+// SettingsValidator is a Step whose settings have rules beyond the schema. Problems are returned
+// with paths relative to the step's `with:` (e.g. "maxUnavailable").
+type SettingsValidator interface {
+	ValidateSettings() []FieldError
+}
+
+// Phase orders step kinds: node steps come after the checks and the backup (spec.allowAnyOrder
+// turns the rule off).
+type Phase int
+
+const (
+	PhaseAny    Phase = iota // may stand anywhere (exec, wait, pause)
+	PhaseCheck               // read-only checks (api-scan, preflight, ...)
+	PhaseBackup              // backups (velero-backup)
+	PhaseNodes               // steps that drain or upgrade nodes (canary, nodegroups)
+)
+
+func (p Phase) String() string {
+	return [...]string{"any", "check", "backup", "nodes"}[p]
+}
+
+// Kind registers a step kind.
+type Kind struct {
+	Name        string      // the runbook's `type:`
+	Description string      // one line, for the schema and `drydock plan`
+	Phase       Phase       // where it may stand
+	New         func() Step // a new step with zero settings (a pointer: `with:` is decoded into it)
+}
+
+// Registry is the set of step kinds a runbook may use.
+type Registry []Kind
+
+// Lookup returns the kind named name.
+func (r Registry) Lookup(name string) (Kind, bool) {
+	for _, k := range r {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return Kind{}, false
+}
+
+// Names lists the kinds, sorted.
+func (r Registry) Names() []string {
+	var names []string
+	for _, k := range r {
+		names = append(names, k.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Check reports a registry with a duplicate or malformed kind; the engine refuses one.
+func (r Registry) Check() error {
+	seen := map[string]bool{}
+	for _, k := range r {
+		if k.Name == "" || k.New == nil {
+			return fmt.Errorf("runbook: step kind %q has no name or no New", k.Name)
+		}
+		if seen[k.Name] {
+			return fmt.Errorf("runbook: step kind %q registered twice", k.Name)
+		}
+		seen[k.Name] = true
+		if got := k.New().Name(); got != k.Name {
+			return fmt.Errorf("runbook: step kind %q: New().Name() is %q", k.Name, got)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package runbook
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/version"
+)
+
+// DefaultTimeout is a step's timeout when neither the step nor spec.defaults sets one.
+const DefaultTimeout = 30 * time.Minute
+
+// DefaultStateNamespace holds the journal mirror and the lock when spec.state.namespace is unset.
+const DefaultStateNamespace = "kube-system"
+
+// Validate checks the rules the schema cannot say: unique step names, a readable target version,
+// positive timeouts, the step order, and each kind's own settings rules.
+func Validate(rb *Runbook, reg Registry) Problems {
+	src := rb.Source
+	if src == nil {
+		src = &Source{Path: "<runbook>"}
+	}
+	var problems Problems
+	add := func(field, msg, hint string) {
+		problems = append(problems, src.problemAt(src.lookup(parseFieldPath(field), false), field, msg, hint))
+	}
+
+	if _, err := version.ParseGeneric(rb.Spec.TargetVersion); err != nil {
+		add("spec.targetVersion", fmt.Sprintf("%q is not a Kubernetes version", rb.Spec.TargetVersion), "write it as v1.37 or v1.37.2")
+	}
+	if d := rb.Spec.Defaults.Timeout; d.Duration < 0 || (!d.IsZero() && d.Duration < time.Second) {
+		add("spec.defaults.timeout", "must be at least 1s", "")
+	}
+
+	return append(problems, checkSteps(rb, reg)...)
+}
+
+// checkSteps checks step names and order, and each decoded step's own settings rules.
+func checkSteps(rb *Runbook, reg Registry) Problems {
+	src := rb.Source
+	if src == nil {
+		src = &Source{Path: "<runbook>"}
+	}
+	var problems Problems
+	add := func(field, msg, hint string) {
+		problems = append(problems, src.problemAt(src.lookup(parseFieldPath(field), false), field, msg, hint))
+	}
+	firstName := map[string]int{}
+	firstNodes := -1
+	for i, s := range rb.Spec.Steps {
+		base := fmt.Sprintf("spec.steps[%d]", i)
+		if s.Name == "" {
+			continue
+		}
+		if j, dup := firstName[s.Name]; dup {
+			line := 0
+			if n := src.lookup(parseFieldPath(fmt.Sprintf("spec.steps[%d].name", j)), false); n != nil {
+				line = n.Line
+			}
+			add(base+".name", fmt.Sprintf("duplicate step name %q (first used on line %d)", s.Name, line), "step names must be unique: the journal and `rollback --to` use them")
+		} else {
+			firstName[s.Name] = i
+		}
+		if !s.Timeout.IsZero() && s.Timeout.Duration < time.Second {
+			add(base+".timeout", "must be at least 1s", "")
+		}
+		k, ok := reg.Lookup(s.Type)
+		if !ok {
+			continue
+		}
+		switch {
+		case k.Phase == PhaseNodes && firstNodes < 0:
+			firstNodes = i
+		case (k.Phase == PhaseCheck || k.Phase == PhaseBackup) && firstNodes >= 0 && !rb.Spec.AllowAnyOrder:
+			add(base+".type", fmt.Sprintf("a %s step (%s) after a node step (%q, spec.steps[%d])", k.Phase, s.Type, rb.Spec.Steps[firstNodes].Name, firstNodes),
+				"checks and backups run before any node is drained: move this step up, or set spec.allowAnyOrder: true")
+		}
+		if v, ok := s.Step.(SettingsValidator); ok {
+			for _, fe := range v.ValidateSettings() {
+				field := base + ".with"
+				if fe.Field != "" {
+					field += "." + strings.TrimPrefix(fe.Field, ".")
+				}
+				add(field, fe.Message, fe.Hint)
+			}
+		}
+	}
+	return problems
+}
+
+// TimeoutOf is the timeout that applies to step s.
+func (rb *Runbook) TimeoutOf(s StepSpec) time.Duration {
+	switch {
+	case !s.Timeout.IsZero():
+		return s.Timeout.Duration
+	case !rb.Spec.Defaults.Timeout.IsZero():
+		return rb.Spec.Defaults.Timeout.Duration
+	}
+	return DefaultTimeout
+}
+
+// StateNamespace is where the run's lock and journal mirror live.
+func (rb *Runbook) StateNamespace() string {
+	if rb.Spec.State.Namespace != "" {
+		return rb.Spec.State.Namespace
+	}
+	return DefaultStateNamespace
+}
+
+// CheckTarget refuses a target version that downgrades the cluster or skips a minor version:
+// Kubernetes upgrades one minor at a time, control plane first.
+func CheckTarget(target, server string) error {
+	t, err := version.ParseGeneric(target)
+	if err != nil {
+		return fmt.Errorf("target version %q: %w", target, err)
+	}
+	s, err := version.ParseGeneric(server)
+	if err != nil {
+		return fmt.Errorf("server version %q: %w", server, err)
+	}
+	switch {
+	case t.Major() != s.Major():
+		return fmt.Errorf("target %s and the cluster's %s differ in major version", target, server)
+	case t.Minor() < s.Minor() || (t.Minor() == s.Minor() && t.Patch() < s.Patch() && len(strings.Split(strings.TrimPrefix(target, "v"), ".")) == 3):
+		return fmt.Errorf("target %s is older than the cluster's %s: drydock does not downgrade; restore from a backup instead", target, server)
+	case t.Minor() > s.Minor()+1:
+		return fmt.Errorf("target %s skips a minor version: the cluster runs %s, and Kubernetes upgrades one minor at a time: upgrade to v%d.%d first",
+			target, server, s.Major(), s.Minor()+1)
+	}
+	return nil
+}

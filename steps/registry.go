@@ -1,0 +1,16 @@
+// Package steps lists every step kind a runbook may use. Each kind lives in its own package.
+package steps
+
+import (
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/exec"
+	"github.com/drydock-dev/drydock/steps/pause"
+	"github.com/drydock-dev/drydock/steps/wait"
+)
+
+// Registry holds the step kinds, one line each.
+var Registry = runbook.Registry{
+	exec.Kind,  // exec: run a command once or per node, with templates; rollback command optional
+	wait.Kind,  // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
+	pause.Kind, // pause: a manual gate that stops the run until a person answers
+}
