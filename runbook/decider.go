@@ -32,7 +32,9 @@ type Decider interface {
 type DeciderFunc func(ctx context.Context, req PauseRequest) (Decision, error)
 
 // Decide calls f.
-func (f DeciderFunc) Decide(ctx context.Context, req PauseRequest) (Decision, error) { return f(ctx, req) }
+func (f DeciderFunc) Decide(ctx context.Context, req PauseRequest) (Decision, error) {
+	return f(ctx, req)
+}
 
 // AlwaysContinue answers every pause point with Continue (--yes).
 var AlwaysContinue Decider = DeciderFunc(func(context.Context, PauseRequest) (Decision, error) { return Continue, nil })

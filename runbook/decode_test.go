@@ -19,8 +19,8 @@ type fakeSettings struct {
 	kind string
 }
 
-func (f *fakeSettings) Name() string                         { return f.kind }
-func (f *fakeSettings) Run(context.Context, *Env) error      { return nil }
+func (f *fakeSettings) Name() string                    { return f.kind }
+func (f *fakeSettings) Run(context.Context, *Env) error { return nil }
 func (f *fakeSettings) ValidateSettings() (errs []FieldError) {
 	if f.Count > 100 {
 		errs = append(errs, FieldError{Field: "count", Message: "must be at most 100"})

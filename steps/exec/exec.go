@@ -1,11 +1,11 @@
 // Package exec is the `exec` step: run a command once, or once per node, with Go-template arguments.
 //
-//	- name: upgrade-kubelet
-//	  type: exec
-//	  with:
-//	    nodes: {selector: "drydock.dev/group=general"}
-//	    command: [ssh, "{{.Node.Name}}", sudo, kubeadm, upgrade, node]
-//	    rollback: [ssh, "{{.Node.Name}}", sudo, systemctl, restart, kubelet]
+//   - name: upgrade-kubelet
+//     type: exec
+//     with:
+//     nodes: {selector: "drydock.dev/group=general"}
+//     command: [ssh, "{{.Node.Name}}", sudo, kubeadm, upgrade, node]
+//     rollback: [ssh, "{{.Node.Name}}", sudo, systemctl, restart, kubelet]
 //
 // Each command's output goes out as log events; a non-zero exit fails the step. Commands are
 // journaled one by one: a re-entered step (after a crash) skips the nodes already done and runs the

@@ -2,9 +2,9 @@
 // roll back or stop (with --yes it continues; with nobody to ask it stops, and `drydock resume`
 // asks again later).
 //
-//	- name: look-at-dashboards
-//	  type: pause
-//	  with: {message: "Check the error-rate dashboard before the node groups move."}
+//   - name: look-at-dashboards
+//     type: pause
+//     with: {message: "Check the error-rate dashboard before the node groups move."}
 package pause
 
 import (

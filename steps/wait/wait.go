@@ -1,9 +1,9 @@
 // Package wait is the `wait` step: wait, by watching, until a condition holds.
 //
-//	- name: nodes-back
-//	  type: wait
-//	  timeout: 10m
-//	  with: {for: kubeletVersion, nodes: "drydock.dev/group=general"}
+//   - name: nodes-back
+//     type: wait
+//     timeout: 10m
+//     with: {for: kubeletVersion, nodes: "drydock.dev/group=general"}
 //
 // Conditions: nodesReady (every selected node Ready), kubeletVersion (every selected node reports
 // the target version, or `version`), podsReady (every pod in `namespaces` Ready or completed).
