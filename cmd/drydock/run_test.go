@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// proc runs the real binary against the test cluster with its own state directory.
+type proc struct {
+	t        *testing.T
+	stateDir string
+}
+
+func newProc(t *testing.T) *proc {
+	return &proc{t: t, stateDir: t.TempDir()}
+}
+
+func (p *proc) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(drydockBinary(p.t), append(args, "--kubeconfig", cluster.Kubeconfig, "--state-dir", p.stateDir)...)
+	cmd.Stdin = nil // no TTY: nobody can answer a pause point
+	return cmd
+}
+
+func (p *proc) run(args ...string) (string, int) {
+	p.t.Helper()
+	var out bytes.Buffer
+	cmd := p.command(args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		p.t.Fatal(err)
+	}
+	return out.String(), code
+}
+
+func writeRunbook(t *testing.T, name, steps string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	text := fmt.Sprintf("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: %s}\nspec:\n  targetVersion: v1.37.1\n  steps:\n%s", name, steps)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var runIDRE = regexp.MustCompile(`run (\d{8}-\d{4}-[0-9a-f]{4})`)
+
+func waitFile(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %s", path, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKillAndResume SIGKILLs drydock in the middle of a step, resumes, and checks that every
+// step's effect happened exactly once (the interrupted step's command is killed with drydock and
+// run again; the steps done before are not).
+func TestKillAndResume(t *testing.T) {
+	dir := t.TempDir()
+	log, started := filepath.Join(dir, "log"), filepath.Join(dir, "started")
+	rb := writeRunbook(t, "killme", fmt.Sprintf(`    - name: one
+      type: exec
+      with: {command: [sh, -c, "echo one >> %[1]s"]}
+    - name: two
+      type: exec
+      with: {command: [sh, -c, "touch %[2]s; sleep 4; echo two >> %[1]s"]}
+    - name: nodes
+      type: wait
+      with: {for: nodesReady}
+    - name: three
+      type: exec
+      with: {command: [sh, -c, "echo three >> %[1]s"]}
+`, log, started))
+	if _, err := cluster.CreateNode(context.Background(), "kill-1", simclusterNode()); err != nil {
+		t.Fatal(err)
+	}
+	p := newProc(t)
+	cmd := p.command("run", rb)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started, 30*time.Second)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	m := runIDRE.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no run id in output:\n%s", out.String())
+	}
+	id := m[1]
+	st, err := runbook.ReadRun(p.stateDir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Step("two").Status != runbook.StatusRunning || st.Step("one").Status != runbook.StatusDone {
+		t.Fatalf("journal after the kill: one %s, two %s", st.Step("one").Status, st.Step("two").Status)
+	}
+
+	resumed, code := p.run("resume", id)
+	if code != 0 {
+		t.Fatalf("resume exit %d:\n%s", code, resumed)
+	}
+	if !strings.Contains(resumed, "attempt 2") {
+		t.Errorf("resume should say it re-enters step two:\n%s", resumed)
+	}
+	time.Sleep(500 * time.Millisecond) // an orphan of the killed run would have written by now
+	got, _ := os.ReadFile(log)
+	if string(got) != "one\ntwo\nthree\n" {
+		t.Fatalf("effects %q, want each step once: one, two, three", got)
+	}
+	st, _ = runbook.ReadRun(p.stateDir, id)
+	if st.Status != runbook.RunSucceeded || st.Step("one").Attempts != 1 || st.Step("two").Attempts != 2 {
+		t.Fatalf("journal: %s, attempts one=%d two=%d", st.Status, st.Step("one").Attempts, st.Step("two").Attempts)
+	}
+}
+
+// TestPauseWithoutTTY: with no terminal and no --yes, the run stops at the pause point (exit 5,
+// status paused); `resume --yes` finishes it.
+func TestPauseWithoutTTY(t *testing.T) {
+	rb := writeRunbook(t, "pauses", `    - name: before-gate
+      type: exec
+      pause: after
+      with: {command: ["true"]}
+    - name: after-gate
+      type: exec
+      with: {command: [echo, finished]}
+`)
+	p := newProc(t)
+	out, code := p.run("run", rb, "-o", "json")
+	if code != int(exitcode.Paused) {
+		t.Fatalf("exit %d, want %d:\n%s", code, exitcode.Paused, out)
+	}
+	var last map[string]any
+	var id string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if json.Unmarshal([]byte(line), &ev) == nil {
+			last = ev
+			if ev["type"] == "run.started" {
+				id, _ = ev["run"].(string)
+			}
+		}
+	}
+	if last["type"] != "run.finished" || last["status"] != "paused" {
+		t.Fatalf("last event %v", last)
+	}
+	st, err := runbook.ReadRun(p.stateDir, id)
+	if err != nil || st.Status != runbook.RunPaused || st.Step("after-gate").Status != runbook.StatusPending {
+		t.Fatalf("journal %v: %+v", err, st)
+	}
+	list, _ := p.run("runs")
+	if !strings.Contains(list, id) || !strings.Contains(list, "paused") {
+		t.Fatalf("drydock runs:\n%s", list)
+	}
+
+	out, code = p.run("resume", "--yes")
+	if code != 0 || !strings.Contains(out, "stdout: finished") {
+		t.Fatalf("resume --yes exit %d:\n%s", code, out)
+	}
+	st, _ = runbook.ReadRun(p.stateDir, id)
+	if st.Status != runbook.RunSucceeded {
+		t.Fatalf("status %s", st.Status)
+	}
+}
+
+// TestLockBetweenProcesses: a second drydock against the same cluster is refused, naming the holder.
+func TestLockBetweenProcesses(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	slow := writeRunbook(t, "slow", fmt.Sprintf("    - name: hold\n      type: exec\n      with: {command: [sh, -c, \"touch %s; sleep 3\"]}\n", started))
+	quick := writeRunbook(t, "quick", "    - name: q\n      type: exec\n      with: {command: [\"true\"]}\n")
+	a, b := newProc(t), newProc(t)
+	cmd := a.command("run", slow)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started, 30*time.Second)
+	refused, code := b.run("run", quick)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("first run: %v\n%s", err, out.String())
+	}
+	id := runIDRE.FindStringSubmatch(out.String())[1]
+	if code != int(exitcode.Blocked) || !strings.Contains(refused, "cluster is locked by run "+id) {
+		t.Fatalf("second run exit %d, want %d naming run %s:\n%s", code, exitcode.Blocked, id, refused)
+	}
+	if again, code := b.run("run", quick); code != 0 {
+		t.Fatalf("after the first run ended, exit %d:\n%s", code, again)
+	}
+}
+
+func simclusterNode() simcluster.NodeOptions { return simcluster.NodeOptions{} }
