@@ -218,3 +218,44 @@ func TestLockBetweenProcesses(t *testing.T) {
 }
 
 func simclusterNode() simcluster.NodeOptions { return simcluster.NodeOptions{} }
+
+// TestSIGTERMLeavesRunResumable: SIGTERM cancels the step, journals the run as interrupted,
+// releases the lock and exits 130; resume finishes the run.
+func TestSIGTERMLeavesRunResumable(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	done := filepath.Join(dir, "done")
+	rb := writeRunbook(t, "term", fmt.Sprintf("    - name: long\n      type: exec\n      with: {command: [sh, -c, \"test -e %s && exit 0; touch %s; sleep 30\"]}\n    - name: after\n      type: exec\n      with: {command: [echo, after]}\n", done, started))
+	p := newProc(t)
+	cmd := p.command("run", rb)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started, 30*time.Second)
+	begin := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != int(exitcode.Interrupted) {
+		t.Fatalf("exit %v, want %d:\n%s", err, exitcode.Interrupted, out.String())
+	}
+	if time.Since(begin) > 15*time.Second {
+		t.Fatalf("took %v to stop after SIGTERM", time.Since(begin))
+	}
+	id := runIDRE.FindStringSubmatch(out.String())[1]
+	st, _ := runbook.ReadRun(p.stateDir, id)
+	if st.Status != runbook.RunInterrupted || st.Step("long").Status != runbook.StatusInterrupted {
+		t.Fatalf("journal: run %s, step %s", st.Status, st.Step("long").Status)
+	}
+	// The lock was released (no --steal-lock needed), and the step is re-entered: this time its
+	// command finds its work done.
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resumed, code := p.run("resume", id)
+	if code != 0 || !strings.Contains(resumed, "step long: started (exec, attempt 2") || !strings.Contains(resumed, "stdout: after") {
+		t.Fatalf("resume exit %d:\n%s", code, resumed)
+	}
+}
