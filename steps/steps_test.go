@@ -43,7 +43,11 @@ func (r *recorder) Emit(e runbook.Event) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) text() string { r.mu.Lock(); defer r.mu.Unlock(); return strings.Join(r.lines, "\n") }
+func (r *recorder) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
 
 func start(t *testing.T, steps string) (*runbook.RunState, *recorder, *runbook.Engine, error) {
 	t.Helper()
