@@ -3,6 +3,7 @@ package steps
 
 import (
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/exec"
 	"github.com/drydock-dev/drydock/steps/pause"
 	"github.com/drydock-dev/drydock/steps/wait"
@@ -13,4 +14,5 @@ var Registry = runbook.Registry{
 	exec.Kind,  // exec: run a command once or per node, with templates; rollback command optional
 	wait.Kind,  // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
 	pause.Kind, // pause: a manual gate that stops the run until a person answers
+	drain.Kind, // drain: cordon and evict without breaking a budget; blockers named before anything moves
 }

@@ -11,12 +11,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 )
 
 func main() {
+	// client-go logs through klog; drydock says what matters through its own events and errors.
+	klog.SetLogger(logr.Discard())
 	os.Exit(int(run(os.Args, genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})))
 }
 

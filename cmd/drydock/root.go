@@ -55,6 +55,8 @@ where a person should look and rolling back when something goes wrong.`,
 		NewResumeCommand(kube, streams),
 		NewRollbackCommand(kube, streams),
 		NewRunsCommand(kube, streams),
+		NewDrainCommand(kube, streams),
+		NewUncordonCommand(kube, streams),
 	)
 	return root
 }

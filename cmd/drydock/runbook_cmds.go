@@ -57,6 +57,14 @@ func (o *RunOptions) addStateFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.StateNS, "state-namespace", runbook.DefaultStateNamespace, "namespace of the journal ConfigMaps (to find a run started on another machine)")
 }
 
+func kubeClient(kube *genericclioptions.ConfigFlags) (kubernetes.Interface, error) {
+	cfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
 // Complete builds the clients and the engine.
 func (o *RunOptions) Complete(needCluster bool) error {
 	o.interactive = isTerminal(o.In) && isTerminal(o.ErrOut)
@@ -371,7 +379,7 @@ func (o *RunOptions) findRun(ctx context.Context, args []string, want func(runbo
 				return r, nil
 			}
 		}
-		return nil, exitcode.UsageError(fmt.Errorf("no run to continue in %s: name one (`drydock runs` lists them)", o.StateDir))
+		return nil, exitcode.Invalid(fmt.Errorf("no run to continue in %s: name one (`drydock runs` lists them)", o.StateDir))
 	}
 	st, err := runbook.ReadRun(o.StateDir, args[0])
 	if errors.Is(err, runbook.ErrRunNotFound) && o.client != nil {

@@ -1,0 +1,348 @@
+package drain_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
+)
+
+var cluster *simcluster.Cluster
+
+func TestMain(m *testing.M) {
+	os.Exit(simcluster.Main(m, &cluster, simcluster.Options{PodReadyDelay: time.Second, PodDeleteDelay: 500 * time.Millisecond}))
+}
+
+var registry = runbook.Registry{drain.Kind}
+
+// scenario is a namespace with its own nodes (labelled scenario=NAME), so tests do not disturb each other.
+type scenario struct {
+	t     *testing.T
+	ctx   context.Context
+	ns    string
+	nodes []string
+}
+
+func newScenario(t *testing.T, nodes int) *scenario {
+	t.Helper()
+	ctx := context.Background()
+	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-"))
+	if len(ns) > 40 {
+		ns = ns[:40]
+	}
+	s := &scenario{t: t, ctx: ctx, ns: ns}
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("%s-%d", ns, i)
+		if _, err := cluster.CreateNode(ctx, name, simcluster.NodeOptions{Labels: map[string]string{"scenario": ns}}); err != nil {
+			t.Fatal(err)
+		}
+		s.nodes = append(s.nodes, name)
+	}
+	return s
+}
+
+// deploy creates a Deployment whose pods only run on this scenario's nodes.
+func (s *scenario) deploy(name string, replicas int32, mutate ...func(*appsv1.Deployment)) {
+	s.t.Helper()
+	d := simcluster.Deployment(s.ns, name, replicas)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"scenario": s.ns}
+	for _, m := range mutate {
+		m(d)
+	}
+	if _, err := cluster.Client.AppsV1().Deployments(s.ns).Create(s.ctx, d, metav1.CreateOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *scenario) waitReady(name string) {
+	s.t.Helper()
+	if err := cluster.WaitDeploymentReady(s.ctx, s.ns, name, time.Minute); err != nil {
+		s.t.Fatalf("deployment %s: %v", name, err)
+	}
+}
+
+func (s *scenario) pdb(name string, selector map[string]string, minAvailable, maxUnavailable *intstr.IntOrString) {
+	s.t.Helper()
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: name},
+		Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: selector},
+			MinAvailable: minAvailable, MaxUnavailable: maxUnavailable},
+	}
+	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Create(s.ctx, pdb, metav1.CreateOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+	// Let the disruption controller compute its status.
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0, nil
+	}); err != nil {
+		s.t.Fatalf("budget %s never got a status", name)
+	}
+}
+
+// nodeWithPods returns a scenario node that runs at least one pod labelled app=name.
+func (s *scenario) nodeWithPods(app string) string {
+	s.t.Helper()
+	pods, err := cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil || len(pods.Items) == 0 {
+		s.t.Fatalf("no pods of %s: %v", app, err)
+	}
+	return pods.Items[0].Spec.NodeName
+}
+
+func (s *scenario) node(name string) *corev1.Node {
+	n, err := cluster.Client.CoreV1().Nodes().Get(s.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return n
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) Emit(e runbook.Event) {
+	r.mu.Lock()
+	r.lines = append(r.lines, runbook.FormatEvent(e))
+	r.mu.Unlock()
+}
+
+func (r *recorder) text() string { r.mu.Lock(); defer r.mu.Unlock(); return strings.Join(r.lines, "\n") }
+
+// run drains through the engine, as `drydock drain` does.
+func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook.Engine, *recorder, error) {
+	s.t.Helper()
+	text := fmt.Sprintf("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: d}\nspec:\n  targetVersion: v1.37.1\n  state: {namespace: %s}\n  defaults: {timeout: %s}\n  steps:\n    - name: drain\n      type: drain\n      with: %s\n", s.ns, timeout, with)
+	rb, err := runbook.Parse("drain.yaml", []byte(text), registry)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	rec := &recorder{}
+	e := &runbook.Engine{Registry: registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: cluster.Client, StateDir: s.t.TempDir()}
+	st, err := e.Start(s.ctx, rb)
+	return st, e, rec, err
+}
+
+func ptr(v intstr.IntOrString) *intstr.IntOrString { return &v }
+
+// TestHundredPercentBudgetBlocksBeforeAnythingMoves: the plan names the budget, and the drain
+// refuses to start (exit 3) without cordoning the node.
+func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
+	s := newScenario(t, 2)
+	s.deploy("web", 4)
+	s.waitReady("web")
+	s.pdb("web", map[string]string{"app": "web"}, ptr(intstr.FromString("100%")), nil)
+	node := s.nodeWithPods("web")
+
+	plan, err := (&drain.Planner{Client: cluster.Client}).Plan(s.ctx, []string{node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found *drain.Blocker
+	for _, b := range plan.Blockers() {
+		if b.Kind == drain.BlockNeverDrains {
+			found = &b
+			break
+		}
+	}
+	if found == nil || found.PDB != s.ns+"/web" || !strings.Contains(found.Message, "minAvailable: 100%") || !found.Fatal {
+		t.Fatalf("plan blockers %+v: want the 100%% budget %s/web named", plan.Blockers(), s.ns)
+	}
+
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", node), "1m")
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), "blocked before anything moved") || !strings.Contains(err.Error(), s.ns+"/web") {
+		t.Fatalf("drain: exit %d, %v", exitcode.For(err), err)
+	}
+	if s.node(node).Spec.Unschedulable {
+		t.Fatal("the node was cordoned although the drain was refused before starting")
+	}
+	if !strings.Contains(rec.text(), "ERROR: pod/") {
+		t.Errorf("the blocker should go out as a finding:\n%s", rec.text())
+	}
+}
+
+// TestTimeoutReportsWhatIsLeft: a budget that allows no disruption now (one replica elsewhere
+// never becomes Ready): the drain waits, times out, names each pod left with its budget and
+// numbers, and uncordons the node it cordoned.
+func TestTimeoutReportsWhatIsLeft(t *testing.T) {
+	s := newScenario(t, 3)
+	// Put both web pods on node 0: keep the others cordoned while they are scheduled.
+	s.cordon(s.nodes[1], true)
+	s.cordon(s.nodes[2], true)
+	s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
+	s.waitReady("web")
+	s.cordon(s.nodes[1], false)
+	s.cordon(s.nodes[2], false)
+	s.deploy("slow", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels["tier"] = "front"
+		d.Spec.Template.Annotations = map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "1h"}
+		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = s.nodes[2]
+	})
+	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil) // 3 pods, 2 healthy: 0 allowed
+
+	start := time.Now()
+	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", s.nodes[0]), "4s")
+	var be *drain.BlockedError
+	if !errors.As(err, &be) || exitcode.For(err) != exitcode.Blocked {
+		t.Fatalf("want a BlockedError with exit 3, got exit %d: %v\n%s", exitcode.For(err), err, rec.text())
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatalf("took %v for a 4s timeout", time.Since(start))
+	}
+	if len(be.Left) != 2 {
+		t.Fatalf("left %v, want both web pods", be.Left)
+	}
+	for _, l := range be.Left {
+		if !strings.Contains(l, "blocked by PDB "+s.ns+"/front: needs 2 healthy, has 2") {
+			t.Errorf("left: %q", l)
+		}
+	}
+	if s.node(s.nodes[0]).Spec.Unschedulable {
+		t.Fatal("the node drydock cordoned must be uncordoned after the drain failed")
+	}
+	if st.Step("drain").Status != runbook.StatusFailed {
+		t.Fatalf("step %s", st.Step("drain").Status)
+	}
+	if !strings.Contains(rec.text(), "WARNING: pod/") || !strings.Contains(rec.text(), "allows no disruption right now") {
+		t.Errorf("the plan should warn about the budget before starting:\n%s", rec.text())
+	}
+}
+
+func (s *scenario) cordon(node string, on bool) {
+	s.t.Helper()
+	n := s.node(node)
+	n.Spec.Unschedulable = on
+	if _, err := cluster.Client.CoreV1().Nodes().Update(s.ctx, n, metav1.UpdateOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// TestMultipleBudgetsDiagnosed: a pod under two budgets is named in the plan; and the eviction
+// API's bare 500 becomes a diagnosis when the drain is attempted anyway.
+func TestMultipleBudgetsDiagnosed(t *testing.T) {
+	s := newScenario(t, 2)
+	s.deploy("api", 2)
+	s.waitReady("api")
+	s.pdb("api-a", map[string]string{"app": "api"}, nil, ptr(intstr.FromInt32(1)))
+	s.pdb("api-b", map[string]string{"app": "api"}, nil, ptr(intstr.FromInt32(1)))
+	node := s.nodeWithPods("api")
+	plan, err := (&drain.Planner{Client: cluster.Client}).Plan(s.ctx, []string{node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var np drain.NodePlan = plan.Nodes[0]
+	ok := false
+	for _, b := range np.Blockers {
+		ok = ok || (b.Kind == drain.BlockMultiplePDBs && strings.Contains(b.Message, s.ns+"/api-a, "+s.ns+"/api-b"))
+	}
+	if !ok {
+		t.Fatalf("blockers %+v", np.Blockers)
+	}
+	// Straight at the eviction API:
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	defer cancel()
+	err = (&drain.Drainer{Client: cluster.Client}).Drain(ctx, np)
+	if err == nil || !strings.Contains(err.Error(), "more than one PodDisruptionBudget covers it") || !strings.Contains(err.Error(), "make their selectors disjoint") {
+		t.Fatalf("drain error: %v", err)
+	}
+}
+
+// TestAdminCordonStaysAfterAbortAndRollback: a node an admin cordoned is never uncordoned by
+// drydock, neither when its drain is aborted nor on rollback; a node drydock cordoned is.
+func TestAdminCordonStaysAfterAbortAndRollback(t *testing.T) {
+	s := newScenario(t, 3)
+	s.cordon(s.nodes[0], true) // the admin's
+	s.cordon(s.nodes[2], true) // test setup: web lands on node 1
+	s.deploy("web", 3)
+	s.waitReady("web")
+	s.cordon(s.nodes[2], false)
+	s.deploy("slow", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels["app"] = "web-slow"
+		d.Spec.Template.Labels["tier"] = "web"
+		d.Spec.Selector.MatchLabels["app"] = "web-slow"
+		d.Spec.Template.Annotations = map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "1h"}
+		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = s.nodes[2]
+	})
+	pods, _ := cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	for _, p := range pods.Items {
+		p.Labels["tier"] = "web"
+		if _, err := cluster.Client.CoreV1().Pods(s.ns).Update(s.ctx, &p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.pdb("web", map[string]string{"tier": "web"}, ptr(intstr.FromInt32(3)), nil) // 4 pods, 3 healthy: 0 allowed now
+
+	// The drain cordons node 1, waits on the budget, and is aborted by its timeout.
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s]}", s.nodes[0], s.nodes[1]), "3s")
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(rec.text(), s.nodes[1]+": cordoned") {
+		t.Fatalf("exit %d: %v\n%s", exitcode.For(err), err, rec.text())
+	}
+	if !s.node(s.nodes[0]).Spec.Unschedulable {
+		t.Fatal("the admin's cordon was removed after an aborted drain")
+	}
+	if s.node(s.nodes[1]).Spec.Unschedulable {
+		t.Fatal("the node drydock cordoned stayed cordoned after the abort")
+	}
+	if err := cluster.Client.AppsV1().Deployments(s.ns).Delete(s.ctx, "slow", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Delete(s.ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Now a drain that succeeds, then is rolled back.
+	s.pdb("web2", map[string]string{"app": "web"}, nil, ptr(intstr.FromInt32(1)))
+	s.waitReady("web")
+	st, e, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s]}", s.nodes[0], s.nodes[1]), "1m")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rec.text())
+	}
+	n0, n1 := s.node(s.nodes[0]), s.node(s.nodes[1])
+	if !n0.Spec.Unschedulable || !n1.Spec.Unschedulable || n1.Annotations[drain.AnnotationCordonedBy] != st.ID || n0.Annotations[drain.AnnotationCordonedBy] != "" {
+		t.Fatalf("after the drain: %s unschedulable=%v %v; %s unschedulable=%v %v", n0.Name, n0.Spec.Unschedulable, n0.Annotations, n1.Name, n1.Spec.Unschedulable, n1.Annotations)
+	}
+	pods, _ = cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{})
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == s.nodes[0] || p.Spec.NodeName == s.nodes[1] {
+			t.Errorf("pod %s still on drained node %s", p.Name, p.Spec.NodeName)
+		}
+	}
+	if _, err := e.Rollback(s.ctx, st, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !s.node(s.nodes[0]).Spec.Unschedulable {
+		t.Fatal("rollback uncordoned the admin's node")
+	}
+	if s.node(s.nodes[1]).Spec.Unschedulable {
+		t.Fatal("rollback must uncordon the node drydock cordoned")
+	}
+	evs, _ := cluster.Client.CoreV1().Events("default").List(s.ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + s.nodes[1]})
+	reasons := map[string]bool{}
+	for _, ev := range evs.Items {
+		reasons[ev.Reason] = true
+	}
+	if !reasons["Cordoned"] || !reasons["Drained"] || !reasons["Uncordoned"] {
+		t.Errorf("events on %s: %v", s.nodes[1], reasons)
+	}
+}

@@ -1,0 +1,540 @@
+// Package drain moves every pod off nodes without breaking a PodDisruptionBudget, and explains itself
+// when it cannot. It is the `drain` step kind, the engine of `drydock drain`, and what the canary and
+// node-group steps use per node.
+//
+// Pod selection reuses k8s.io/kubectl/pkg/drain's filters (DaemonSet, mirror, emptyDir, unmanaged);
+// the eviction loop is drydock's own: kubectl's retries a refused eviction every 5 s, GETs each pod
+// every second to see it gone, and says nothing about which budget blocks it. Here a refused eviction
+// waits on a watch of the budget's status, deletions are seen on a watch of the node's pods, and a
+// blocked pod is reported with its budget and numbers.
+package drain
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	resourcehelper "k8s.io/component-helpers/resource"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	"k8s.io/klog/v2"
+	kubedrain "k8s.io/kubectl/pkg/drain"
+)
+
+// Options say how to drain.
+type Options struct {
+	// DeleteEmptyDirData allows evicting pods with emptyDir volumes (their data is lost).
+	DeleteEmptyDirData bool `json:"deleteEmptyDirData,omitempty"`
+	// Force allows evicting pods that no controller will recreate.
+	Force bool `json:"force,omitempty"`
+	// AllowLocalVolumes allows evicting pods bound to local PersistentVolumes on the node.
+	AllowLocalVolumes bool `json:"allowLocalVolumes,omitempty"`
+	// DisableEviction deletes pods instead of evicting them: PodDisruptionBudgets are NOT honoured.
+	DisableEviction bool `json:"disableEviction,omitempty"`
+	// Concurrency is how many evictions per node are in flight at once (default 10).
+	Concurrency int `json:"concurrency,omitempty" jsonschema:"minimum=1"`
+	// PriorityOrder: "lowest-first" (default) evicts low-priority pods first; "none" keeps list order.
+	PriorityOrder string `json:"priorityOrder,omitempty" jsonschema:"enum=lowest-first,enum=none"`
+	// GracePeriodSeconds overrides the pods' termination grace period (default: theirs).
+	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+}
+
+// PodRef names a pod.
+type PodRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
+	Owner     string `json:"owner,omitempty"` // Kind/name of the controller
+	Priority  int32  `json:"priority"`
+	PDBs      []string `json:"pdbs,omitempty"` // namespace/name of the budgets that cover it
+}
+
+func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
+
+// SkippedPod is a pod the drain leaves alone, and why.
+type SkippedPod struct {
+	Pod    PodRef `json:"pod"`
+	Reason string `json:"reason"`
+}
+
+// BlockerKind classifies what stops a drain.
+type BlockerKind string
+
+const (
+	BlockNeverDrains   BlockerKind = "pdb-never-drains"   // minAvailable 100%, ≥ replicas, maxUnavailable 0
+	BlockNoDisruptions BlockerKind = "pdb-no-disruptions" // disruptionsAllowed is 0 right now
+	BlockMultiplePDBs  BlockerKind = "multiple-pdbs"      // the eviction API answers 500
+	BlockUnhealthy     BlockerKind = "unhealthy-guarded"  // unhealthy pod, IfHealthyBudget policy
+	BlockEmptyDir      BlockerKind = "emptydir"           // needs --delete-emptydir-data
+	BlockLocalVolume   BlockerKind = "local-volume"       // needs --allow-local-volumes
+	BlockNoController  BlockerKind = "no-controller"      // needs --force
+	BlockCapacity      BlockerKind = "capacity"           // does not fit on the nodes that stay
+	BlockOther         BlockerKind = "other"
+)
+
+// Blocker is something that stops, or will slow, the drain; found before anything is touched.
+type Blocker struct {
+	Kind    BlockerKind `json:"kind"`
+	Node    string      `json:"node"`
+	Pod     string      `json:"pod,omitempty"`
+	PDB     string      `json:"pdb,omitempty"`
+	Message string      `json:"message"`
+	Fix     string      `json:"fix,omitempty"`
+	// Fatal blockers stop the drain for sure; the others (no disruptions right now) may clear.
+	Fatal bool `json:"fatal"`
+}
+
+func (b Blocker) String() string {
+	s := b.Message
+	if b.Fix != "" {
+		s += " (fix: " + b.Fix + ")"
+	}
+	return s
+}
+
+// NodePlan is what draining one node involves.
+type NodePlan struct {
+	Node            string       `json:"node"`
+	AlreadyCordoned bool         `json:"alreadyCordoned"`
+	Evict           []PodRef     `json:"evict"`
+	Skip            []SkippedPod `json:"skip"`
+	Blockers        []Blocker    `json:"blockers"`
+}
+
+// Plan is the drain of a set of nodes, computed without changing anything.
+type Plan struct {
+	Nodes []NodePlan `json:"nodes"`
+}
+
+// Blockers returns every blocker of every node.
+func (p *Plan) Blockers() []Blocker {
+	var all []Blocker
+	for _, n := range p.Nodes {
+		all = append(all, n.Blockers...)
+	}
+	return all
+}
+
+// Fatal says whether some blocker stops the drain for sure.
+func (p *Plan) Fatal() bool {
+	for _, b := range p.Blockers() {
+		if b.Fatal {
+			return true
+		}
+	}
+	return false
+}
+
+// Planner computes drain plans from one consistent read of the cluster.
+type Planner struct {
+	Client  kubernetes.Interface
+	Options Options
+
+	pdbs  []policyv1.PodDisruptionBudget
+	nodes []corev1.Node
+	pods  []corev1.Pod
+	pvs   map[string]*corev1.PersistentVolume
+}
+
+// load reads nodes, pods, budgets and volumes once.
+func (pl *Planner) load(ctx context.Context) error {
+	if pl.nodes != nil {
+		return nil
+	}
+	nodes, err := pl.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	pods, err := pl.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	pdbs, err := pl.Client.PolicyV1().PodDisruptionBudgets("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list PodDisruptionBudgets: %w", err)
+	}
+	pvs, err := pl.Client.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list PersistentVolumes: %w", err)
+	}
+	pl.nodes, pl.pods, pl.pdbs = nodes.Items, pods.Items, pdbs.Items
+	pl.pvs = map[string]*corev1.PersistentVolume{}
+	for i := range pvs.Items {
+		pv := &pvs.Items[i]
+		if pv.Spec.ClaimRef != nil {
+			pl.pvs[pv.Spec.ClaimRef.Namespace+"/"+pv.Spec.ClaimRef.Name] = pv
+		}
+	}
+	return nil
+}
+
+// Plan computes the drain of nodes (all drained together: capacity counts none of them).
+func (pl *Planner) Plan(ctx context.Context, nodeNames []string) (*Plan, error) {
+	if err := pl.load(ctx); err != nil {
+		return nil, err
+	}
+	draining := map[string]bool{}
+	for _, n := range nodeNames {
+		draining[n] = true
+	}
+	plan := &Plan{}
+	var allEvicted []corev1.Pod
+	for _, name := range nodeNames {
+		node := pl.node(name)
+		if node == nil {
+			return nil, fmt.Errorf("node %q not found", name)
+		}
+		np, evicted, err := pl.planNode(ctx, node)
+		if err != nil {
+			return nil, err
+		}
+		allEvicted = append(allEvicted, evicted...)
+		plan.Nodes = append(plan.Nodes, np)
+	}
+	for _, b := range pl.capacity(allEvicted, draining) {
+		for i := range plan.Nodes {
+			if plan.Nodes[i].Node == b.Node {
+				plan.Nodes[i].Blockers = append(plan.Nodes[i].Blockers, b)
+			}
+		}
+	}
+	return plan, nil
+}
+
+func (pl *Planner) node(name string) *corev1.Node {
+	for i := range pl.nodes {
+		if pl.nodes[i].Name == name {
+			return &pl.nodes[i]
+		}
+	}
+	return nil
+}
+
+func ref(p *corev1.Pod) PodRef {
+	r := PodRef{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Priority: corev1helpers.PodPriority(p)}
+	if c := metav1.GetControllerOf(p); c != nil {
+		r.Owner = c.Kind + "/" + c.Name
+	}
+	return r
+}
+
+func (pl *Planner) planNode(ctx context.Context, node *corev1.Node) (NodePlan, []corev1.Pod, error) {
+	np := NodePlan{Node: node.Name, AlreadyCordoned: node.Spec.Unschedulable, Evict: []PodRef{}, Skip: []SkippedPod{}, Blockers: []Blocker{}}
+	var onNode []corev1.Pod
+	for _, p := range pl.pods {
+		if p.Spec.NodeName == node.Name {
+			onNode = append(onNode, p)
+		}
+	}
+	// kubectl's filters decide DaemonSet, mirror, emptyDir and unmanaged pods; ours add completed
+	// pods (skipped: nothing to move) and pods on local PersistentVolumes.
+	h := &kubedrain.Helper{Ctx: ctx, Client: pl.Client, Force: pl.Options.Force, IgnoreAllDaemonSets: true,
+		DeleteEmptyDirData: pl.Options.DeleteEmptyDirData, GracePeriodSeconds: -1,
+		AdditionalFilters: []kubedrain.PodFilter{completedFilter}}
+	if !pl.Options.AllowLocalVolumes {
+		h.AdditionalFilters = append(h.AdditionalFilters, pl.localVolumeFilter)
+	}
+	list, errs := h.GetPodsForDeletion(node.Name)
+	if list == nil {
+		return np, nil, fmt.Errorf("list pods on node %q: %v", node.Name, errs)
+	}
+	refused := map[string]string{} // ns/name -> kubectl's reason
+	for _, err := range errs {
+		msg, pods := splitPodError(err.Error())
+		for _, p := range pods {
+			refused[p] = msg
+		}
+	}
+	deletable := map[string]bool{}
+	for _, p := range list.Pods() {
+		deletable[p.Namespace+"/"+p.Name] = true
+	}
+	var evicted []corev1.Pod
+	for i := range onNode {
+		p := &onNode[i]
+		r := ref(p)
+		switch key := r.String(); {
+		case deletable[key]:
+			r.PDBs = pl.pdbsOf(p)
+			np.Evict = append(np.Evict, r)
+			evicted = append(evicted, *p)
+			np.Blockers = append(np.Blockers, pl.pdbBlockers(node.Name, p, r.PDBs)...)
+		case refused[key] != "":
+			np.Blockers = append(np.Blockers, classify(node.Name, r, refused[key]))
+		default:
+			np.Skip = append(np.Skip, SkippedPod{Pod: r, Reason: skipReason(p, "")})
+		}
+	}
+	sortPods(np.Evict, pl.Options.PriorityOrder)
+	return np, evicted, nil
+}
+
+func skipReason(p *corev1.Pod, msg string) string {
+	switch {
+	case p.Annotations[corev1.MirrorPodAnnotationKey] != "":
+		return "mirror (static) pod: the kubelet owns it"
+	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+		return "completed: nothing to move"
+	case strings.Contains(msg, "DaemonSet"):
+		return "DaemonSet pod: it stays on the node by design"
+	case msg != "":
+		return msg
+	}
+	return "skipped"
+}
+
+func classify(node string, r PodRef, msg string) Blocker {
+	b := Blocker{Node: node, Pod: r.String(), Fatal: true, Kind: BlockOther, Message: fmt.Sprintf("%s: %s", r, msg)}
+	switch {
+	case strings.Contains(msg, "local storage"):
+		b.Kind, b.Message, b.Fix = BlockEmptyDir, fmt.Sprintf("%s has emptyDir volumes: their data is lost when it moves", r), "--delete-emptydir-data (deleteEmptyDirData: true) if that data may go"
+	case strings.Contains(msg, "local PersistentVolume"):
+		b.Message = fmt.Sprintf("%s %s: it cannot start on another node", r, msg)
+		b.Kind, b.Fix = BlockLocalVolume, "move the data first, or --allow-local-volumes (allowLocalVolumes: true): the pod cannot start elsewhere"
+	case strings.Contains(msg, "no controller"):
+		b.Kind, b.Message, b.Fix = BlockNoController, fmt.Sprintf("%s has no controller: nothing recreates it if it is evicted", r), "--force (force: true) to evict it anyway"
+	}
+	return b
+}
+
+func completedFilter(p corev1.Pod) kubedrain.PodDeleteStatus {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return kubedrain.MakePodDeleteStatusSkip()
+	}
+	return kubedrain.MakePodDeleteStatusOkay()
+}
+
+// localVolumeFilter refuses pods whose claims are bound to local PersistentVolumes: such a pod
+// cannot start anywhere else. (kubectl drain does not look.)
+func (pl *Planner) localVolumeFilter(p corev1.Pod) kubedrain.PodDeleteStatus {
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		pv := pl.pvs[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName]
+		if pv != nil && (pv.Spec.Local != nil || pv.Spec.HostPath != nil) {
+			return kubedrain.MakePodDeleteStatusWithError(fmt.Sprintf("uses the local PersistentVolume %s (claim %s)", pv.Name, v.PersistentVolumeClaim.ClaimName))
+		}
+	}
+	return kubedrain.MakePodDeleteStatusOkay()
+}
+
+// splitPodError reads kubectl's "cannot delete REASON: ns/a, ns/b" back into the reason and the pods.
+func splitPodError(s string) (string, []string) {
+	s = strings.TrimPrefix(s, "cannot delete ")
+	i := strings.LastIndex(s, ": ")
+	if i < 0 {
+		return s, nil
+	}
+	return s[:i], strings.Split(s[i+2:], ", ")
+}
+
+func (pl *Planner) pdbsOf(p *corev1.Pod) []string {
+	var names []string
+	for i := range pl.pdbs {
+		pdb := &pl.pdbs[i]
+		if pdb.Namespace != p.Namespace || pdb.Spec.Selector == nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		names = append(names, pdb.Namespace+"/"+pdb.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (pl *Planner) pdb(key string) *policyv1.PodDisruptionBudget {
+	for i := range pl.pdbs {
+		if pl.pdbs[i].Namespace+"/"+pl.pdbs[i].Name == key {
+			return &pl.pdbs[i]
+		}
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// pdbBlockers diagnoses the budgets over one pod.
+func (pl *Planner) pdbBlockers(node string, p *corev1.Pod, keys []string) []Blocker {
+	r := ref(p).String()
+	if len(keys) > 1 {
+		return []Blocker{{Kind: BlockMultiplePDBs, Node: node, Pod: r, PDB: strings.Join(keys, ", "), Fatal: true,
+			Message: fmt.Sprintf("%s is covered by %d PodDisruptionBudgets (%s): the eviction API refuses such a pod (500)", r, len(keys), strings.Join(keys, ", ")),
+			Fix:     "make the budgets' selectors disjoint so each pod has one budget"}}
+	}
+	var out []Blocker
+	for _, key := range keys {
+		pdb := pl.pdb(key)
+		if never, why := NeverDrains(pdb); never {
+			out = append(out, Blocker{Kind: BlockNeverDrains, Node: node, Pod: r, PDB: key, Fatal: true,
+				Message: fmt.Sprintf("%s is guarded by PodDisruptionBudget %s, %s: no eviction can ever pass it", r, key, why),
+				Fix:     "allow at least one disruption: e.g. maxUnavailable: 1, or minAvailable below the replica count"})
+			continue
+		}
+		if !podReady(p) && (pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.IfHealthyBudget) &&
+			pdb.Status.CurrentHealthy < pdb.Status.DesiredHealthy {
+			out = append(out, Blocker{Kind: BlockUnhealthy, Node: node, Pod: r, PDB: key, Fatal: true,
+				Message: fmt.Sprintf("%s is not Ready and PodDisruptionBudget %s (unhealthyPodEvictionPolicy IfHealthyBudget) is below its budget (%d healthy, needs %d): the unhealthy pod cannot be evicted",
+					r, key, pdb.Status.CurrentHealthy, pdb.Status.DesiredHealthy),
+				Fix: "set unhealthyPodEvictionPolicy: AlwaysAllow on the budget, or fix the unhealthy pods"})
+			continue
+		}
+		if pdb.Status.DisruptionsAllowed == 0 {
+			out = append(out, Blocker{Kind: BlockNoDisruptions, Node: node, Pod: r, PDB: key,
+				Message: fmt.Sprintf("PodDisruptionBudget %s allows no disruption right now (needs %d healthy, has %d): %s waits until replacements are Ready",
+					key, pdb.Status.DesiredHealthy, pdb.Status.CurrentHealthy, r)})
+		}
+	}
+	return out
+}
+
+// NeverDrains says whether a budget can never allow an eviction, and why.
+func NeverDrains(pdb *policyv1.PodDisruptionBudget) (bool, string) {
+	if mu := pdb.Spec.MaxUnavailable; mu != nil {
+		if (mu.Type == intstr.Int && mu.IntVal == 0) || (mu.Type == intstr.String && strings.TrimSpace(mu.StrVal) == "0%") {
+			return true, fmt.Sprintf("maxUnavailable: %s", mu.String())
+		}
+	}
+	if ma := pdb.Spec.MinAvailable; ma != nil {
+		if ma.Type == intstr.String && strings.TrimSpace(ma.StrVal) == "100%" {
+			return true, "minAvailable: 100%"
+		}
+		if ma.Type == intstr.Int && pdb.Status.ExpectedPods > 0 && ma.IntVal >= pdb.Status.ExpectedPods {
+			return true, fmt.Sprintf("minAvailable: %d with %d pods", ma.IntVal, pdb.Status.ExpectedPods)
+		}
+	}
+	return false, ""
+}
+
+func sortPods(pods []PodRef, order string) {
+	if order == "none" {
+		return
+	}
+	sort.SliceStable(pods, func(i, j int) bool { return pods[i].Priority < pods[j].Priority })
+}
+
+// capacity checks that the evicted pods' requests fit on the nodes that stay schedulable, honouring
+// nodeSelector, required node affinity and NoSchedule/NoExecute taints (first fit, largest first).
+func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Blocker {
+	type room struct {
+		node *corev1.Node
+		free corev1.ResourceList
+		pods int64
+	}
+	var rooms []*room
+	for i := range pl.nodes {
+		n := &pl.nodes[i]
+		if draining[n.Name] || n.Spec.Unschedulable || !nodeReady(n) {
+			continue
+		}
+		free := n.Status.Allocatable.DeepCopy()
+		podsLeft := n.Status.Allocatable.Pods().Value()
+		for j := range pl.pods {
+			p := &pl.pods[j]
+			if p.Spec.NodeName != n.Name || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			subtract(free, resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}))
+			podsLeft--
+		}
+		rooms = append(rooms, &room{node: n, free: free, pods: podsLeft})
+	}
+	sort.SliceStable(evicted, func(i, j int) bool {
+		ri := resourcehelper.PodRequests(&evicted[i], resourcehelper.PodResourcesOptions{})
+		rj := resourcehelper.PodRequests(&evicted[j], resourcehelper.PodResourcesOptions{})
+		return ri.Cpu().Cmp(*rj.Cpu()) > 0
+	})
+	var out []Blocker
+	logger := klog.Background()
+	for i := range evicted {
+		p := &evicted[i]
+		req := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+		affinity := nodeaffinity.GetRequiredNodeAffinity(p)
+		placed := false
+		eligible := 0
+		for _, r := range rooms {
+			if ok, _ := affinity.Match(r.node); !ok {
+				continue
+			}
+			if _, untolerated := corev1helpers.FindMatchingUntoleratedTaint(logger, r.node.Spec.Taints, p.Spec.Tolerations, func(t *corev1.Taint) bool {
+				return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+			}, false); untolerated {
+				continue
+			}
+			eligible++
+			if r.pods < 1 || !fits(req, r.free) {
+				continue
+			}
+			subtract(r.free, req)
+			r.pods--
+			placed = true
+			break
+		}
+		if !placed {
+			why := fmt.Sprintf("no node that stays schedulable has room for its requests (cpu %s, memory %s)", req.Cpu(), req.Memory())
+			if eligible == 0 {
+				why = "no node that stays schedulable matches its nodeSelector, required node affinity and tolerations"
+			}
+			out = append(out, Blocker{Kind: BlockCapacity, Node: p.Spec.NodeName, Pod: ref(p).String(), Fatal: true,
+				Message: fmt.Sprintf("%s would stay Pending: %s", ref(p), why),
+				Fix:     "add or uncordon nodes that can take it, or drain fewer nodes at once"})
+		}
+	}
+	return out
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func fits(req, free corev1.ResourceList) bool {
+	for name, q := range req {
+		f, ok := free[name]
+		if !ok {
+			if q.IsZero() {
+				continue
+			}
+			return false
+		}
+		if q.Cmp(f) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func subtract(free, req corev1.ResourceList) {
+	for name, q := range req {
+		if f, ok := free[name]; ok {
+			f.Sub(q)
+			free[name] = f
+		} else {
+			neg := resource.Quantity{}
+			neg.Sub(q)
+			free[name] = neg
+		}
+	}
+}

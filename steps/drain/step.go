@@ -1,0 +1,303 @@
+package drain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// Kind registers the step.
+var Kind = runbook.Kind{
+	Name:        "drain",
+	Description: "cordon and drain nodes without breaking a PodDisruptionBudget; blockers are found before anything moves",
+	Phase:       runbook.PhaseNodes,
+	New:         func() runbook.Step { return &Step{} },
+}
+
+// Annotations drydock puts on a node while it holds it.
+const (
+	AnnotationRunID      = "drydock.dev/run-id"
+	AnnotationCordonedBy = "drydock.dev/cordoned-by" // the run that cordoned it: only that run uncordons it
+)
+
+// Step is the drain step's settings.
+type Step struct {
+	// Nodes to drain, by name.
+	Nodes []string `json:"nodes,omitempty"`
+	// Selector picks the nodes to drain by label, as in kubectl -l.
+	Selector string `json:"selector,omitempty"`
+	Options
+	// KeepCordoned leaves the nodes drydock cordoned cordoned when the drain fails or is aborted
+	// (by default they are uncordoned; a node an admin had cordoned always stays cordoned).
+	KeepCordoned bool `json:"keepCordoned,omitempty"`
+}
+
+// Name is the kind.
+func (*Step) Name() string { return Kind.Name }
+
+// ValidateSettings checks that nodes are named one way and the selector parses.
+func (s *Step) ValidateSettings() []runbook.FieldError {
+	var errs []runbook.FieldError
+	if len(s.Nodes) == 0 && s.Selector == "" {
+		errs = append(errs, runbook.FieldError{Message: "name the nodes to drain: nodes: [..] or selector: ..."})
+	}
+	if len(s.Nodes) > 0 && s.Selector != "" {
+		errs = append(errs, runbook.FieldError{Field: "selector", Message: "give nodes or selector, not both"})
+	}
+	if _, err := labels.Parse(s.Selector); err != nil {
+		errs = append(errs, runbook.FieldError{Field: "selector", Message: err.Error()})
+	}
+	return errs
+}
+
+// ResolveNodes returns the node names the step drains, sorted.
+func (s *Step) ResolveNodes(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+	if len(s.Nodes) > 0 {
+		names := append([]string(nil), s.Nodes...)
+		for _, n := range names {
+			if _, err := c.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{}); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil, exitcode.Invalid(fmt.Errorf("node %q not found: `kubectl get nodes` lists them", n))
+				}
+				return nil, err
+			}
+		}
+		return names, nil
+	}
+	list, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes %q: %w", s.Selector, err)
+	}
+	if len(list.Items) == 0 {
+		return nil, exitcode.Invalid(fmt.Errorf("no node matches %q", s.Selector))
+	}
+	var names []string
+	for _, n := range list.Items {
+		names = append(names, n.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Plan describes the drain without changing anything.
+func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
+	nodes, err := s.ResolveNodes(ctx, env.Kube)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := (&Planner{Client: env.Kube, Options: s.Options}).Plan(ctx, nodes)
+	if err != nil {
+		return nil, err
+	}
+	return DescribePlan(plan), nil
+}
+
+// DescribePlan renders a plan as lines.
+func DescribePlan(plan *Plan) []string {
+	var out []string
+	for _, n := range plan.Nodes {
+		cordon := "cordon"
+		if n.AlreadyCordoned {
+			cordon = "already cordoned (stays cordoned)"
+		}
+		out = append(out, fmt.Sprintf("node %s: %s, evict %d pod(s), skip %d", n.Node, cordon, len(n.Evict), len(n.Skip)))
+		for _, p := range n.Evict {
+			pdb := ""
+			if len(p.PDBs) > 0 {
+				pdb = " [PDB " + strings.Join(p.PDBs, ", ") + "]"
+			}
+			out = append(out, fmt.Sprintf("  evict %s (%s, priority %d)%s", p, p.Owner, p.Priority, pdb))
+		}
+		for _, sk := range n.Skip {
+			out = append(out, fmt.Sprintf("  skip  %s: %s", sk.Pod, sk.Reason))
+		}
+		for _, b := range n.Blockers {
+			level := "WAIT "
+			if b.Fatal {
+				level = "BLOCK"
+			}
+			out = append(out, fmt.Sprintf("  %s %s", level, b))
+		}
+	}
+	return out
+}
+
+// Run plans, refuses to start when a blocker is certain, then drains node after node.
+func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
+	nodes, err := s.ResolveNodes(ctx, env.Kube)
+	if err != nil {
+		return err
+	}
+	var todo []string
+	for _, n := range nodes {
+		if !env.Done("drained/" + n) {
+			todo = append(todo, n)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	plan, err := (&Planner{Client: env.Kube, Options: s.Options}).Plan(ctx, todo)
+	if err != nil {
+		return err
+	}
+	// Blockers are reported before anything is touched.
+	var fatal []string
+	for _, b := range plan.Blockers() {
+		sev := runbook.SeverityWarning
+		if b.Fatal {
+			sev = runbook.SeverityError
+			fatal = append(fatal, b.String())
+		}
+		obj := "node/" + b.Node
+		if b.Pod != "" {
+			obj = "pod/" + b.Pod
+		}
+		env.Find(runbook.Finding{Severity: sev, Object: obj, Message: b.Message, Hint: b.Fix})
+	}
+	if len(fatal) > 0 && !s.DisableEviction {
+		return exitcode.With(exitcode.Blocked, fmt.Errorf("drain %s: blocked before anything moved: %s", strings.Join(todo, ", "), strings.Join(fatal, "; ")))
+	}
+	for _, np := range plan.Nodes {
+		if err := s.drainNode(ctx, env, np); err != nil {
+			if !s.KeepCordoned {
+				if uerr := s.uncordonMine(context.WithoutCancel(ctx), env); uerr != nil {
+					err = fmt.Errorf("%w; and uncordoning failed: %v", err, uerr)
+				}
+			}
+			if ErrBlocked(err) {
+				return exitcode.With(exitcode.Blocked, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Step) drainNode(ctx context.Context, env *runbook.Env, np NodePlan) error {
+	if err := Cordon(ctx, env, np.Node); err != nil {
+		return err
+	}
+	total := len(np.Evict)
+	done := 0
+	d := &Drainer{Client: env.Kube, Options: s.Options, Progress: func(p PodRef, state string) {
+		if state == "gone" {
+			done++
+			env.Progress(fmt.Sprintf("node %s: %s gone", np.Node, p), done, total)
+			return
+		}
+		env.Progress(fmt.Sprintf("node %s: %s %s", np.Node, p, state), done, total)
+	}}
+	env.Progress(fmt.Sprintf("node %s: evicting %d pod(s)", np.Node, total), 0, total)
+	if err := d.Drain(ctx, np); err != nil {
+		return err
+	}
+	nodeEvent(ctx, env, np.Node, "Drained", fmt.Sprintf("drydock run %s drained the node (%d pods moved)", env.RunID, total))
+	return env.MarkDone(ctx, "drained/"+np.Node)
+}
+
+// Cordon marks a node unschedulable and records that this run did it, unless it already was
+// (then someone else cordoned it, and drydock will never uncordon it).
+func Cordon(ctx context.Context, env *runbook.Env, node string) error {
+	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("cordon node %q: %w", node, err)
+	}
+	if n.Spec.Unschedulable {
+		if n.Annotations[AnnotationCordonedBy] == env.RunID {
+			return nil // this run cordoned it before a crash; the change is recorded
+		}
+		env.Progress(fmt.Sprintf("node %s: already cordoned by someone else: it will stay cordoned", node), 0, 0)
+		return nil
+	}
+	if err := env.Record(ctx, runbook.Change{Kind: "cordon", Object: "node/" + node}); err != nil {
+		return err
+	}
+	patch := map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{AnnotationCordonedBy: env.RunID, AnnotationRunID: env.RunID}},
+		"spec":     map[string]any{"unschedulable": true},
+	}
+	b, _ := json.Marshal(patch)
+	if _, err := env.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("cordon node %q: %w", node, err)
+	}
+	nodeEvent(ctx, env, node, "Cordoned", fmt.Sprintf("drydock run %s cordoned the node", env.RunID))
+	env.Progress(fmt.Sprintf("node %s: cordoned", node), 0, 0)
+	return nil
+}
+
+// Uncordon undoes Cordon: only if this run cordoned the node.
+func Uncordon(ctx context.Context, env *runbook.Env, node string) error {
+	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("uncordon node %q: %w", node, err)
+	}
+	if n.Annotations[AnnotationCordonedBy] != env.RunID {
+		return nil // not ours (anymore): leave it as it is
+	}
+	patch := `{"metadata":{"annotations":{"` + AnnotationCordonedBy + `":null,"` + AnnotationRunID + `":null}},"spec":{"unschedulable":false}}`
+	if _, err := env.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("uncordon node %q: %w", node, err)
+	}
+	nodeEvent(ctx, env, node, "Uncordoned", fmt.Sprintf("drydock run %s uncordoned the node", env.RunID))
+	env.Progress(fmt.Sprintf("node %s: uncordoned", node), 0, 0)
+	return nil
+}
+
+func (s *Step) uncordonMine(ctx context.Context, env *runbook.Env) error {
+	var errs []error
+	for _, c := range env.Changes() {
+		if c.Kind == "cordon" {
+			errs = append(errs, Uncordon(ctx, env, strings.TrimPrefix(c.Object, "node/")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rollback uncordons the nodes this step cordoned; never one an admin had cordoned.
+func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
+	mine := false
+	for _, c := range env.Changes() {
+		mine = mine || c.Kind == "cordon"
+	}
+	if !mine {
+		return runbook.ErrNothingToUndo
+	}
+	return s.uncordonMine(ctx, env)
+}
+
+// nodeEvent records a Kubernetes Event on the node (best effort: a refused event stops nothing).
+func nodeEvent(ctx context.Context, env *runbook.Env, node, reason, msg string) {
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: node + ".drydock.", Namespace: metav1.NamespaceDefault},
+		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"},
+		Reason:         reason,
+		Message:        msg,
+		Source:         corev1.EventSource{Component: "drydock"},
+		FirstTimestamp: now,
+		LastTimestamp:  now,
+		Count:          1,
+		Type:           corev1.EventTypeNormal,
+	}
+	if _, err := env.Kube.CoreV1().Events(metav1.NamespaceDefault).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		env.Logf("warning", "record event %s on node %s: %v", reason, node, err)
+	}
+}
