@@ -128,7 +128,11 @@ func (r *recorder) Emit(e runbook.Event) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) text() string { r.mu.Lock(); defer r.mu.Unlock(); return strings.Join(r.lines, "\n") }
+func (r *recorder) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
 
 // run drains through the engine, as `drydock drain` does.
 func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook.Engine, *recorder, error) {

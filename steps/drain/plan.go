@@ -49,11 +49,11 @@ type Options struct {
 
 // PodRef names a pod.
 type PodRef struct {
-	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
-	UID       string `json:"uid,omitempty"`
-	Owner     string `json:"owner,omitempty"` // Kind/name of the controller
-	Priority  int32  `json:"priority"`
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	UID       string   `json:"uid,omitempty"`
+	Owner     string   `json:"owner,omitempty"` // Kind/name of the controller
+	Priority  int32    `json:"priority"`
 	PDBs      []string `json:"pdbs,omitempty"` // namespace/name of the budgets that cover it
 }
 
