@@ -11,7 +11,7 @@ CLUSTER_BIN = $(shell hack/cluster-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build cluster-bin cluster-up cluster-down demo test vet clean
+.PHONY: all build cluster-bin cluster-up cluster-down demo test vet clean bench
 
 all: build
 
@@ -46,3 +46,7 @@ test: vet
 
 clean:
 	rm -rf bin dist
+
+## bench: drydock drain against kubectl drain, side by side on one simulated cluster (ratios)
+bench: build
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/drainbench -drydock bin/drydock

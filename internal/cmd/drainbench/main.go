@@ -1,0 +1,167 @@
+// Command drainbench (make bench) drains the same scenario with `drydock drain` and with
+// `kubectl drain` (the kubectl of the pinned Kubernetes version), side by side in one run on one
+// simulated cluster, and prints ratios: the machine is shared, so absolute times mean little.
+//
+// Scenario: a node holding k pods of one Deployment guarded by a PodDisruptionBudget with
+// maxUnavailable: 1, and an empty node to take them; pods take D to become Ready. Each eviction
+// must wait for the previous replacement to be Ready, so no drain can beat about k·D: the lower
+// bound the ratios are against.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
+)
+
+func main() {
+	k := flag.Int("pods", 8, "pods on the drained node (k)")
+	delay := flag.Duration("ready-delay", 2*time.Second, "time a pod takes to become Ready (D)")
+	reps := flag.Int("reps", 3, "repetitions per tool")
+	drydock := flag.String("drydock", "bin/drydock", "the drydock binary")
+	flag.Parse()
+	if err := run(*k, *delay, *reps, *drydock); err != nil {
+		fmt.Fprintf(os.Stderr, "drainbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(k int, delay time.Duration, reps int, drydock string) error {
+	ctx := context.Background()
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		return err
+	}
+	kubectl := filepath.Join(bin, "kubectl")
+	drydock, _ = filepath.Abs(drydock)
+	c, err := simcluster.Start(ctx, simcluster.Options{PodReadyDelay: delay, PodDeleteDelay: 100 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	stateDir, err := os.MkdirTemp("", "drainbench-state-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+
+	tools := map[string]func(node string) *exec.Cmd{
+		"drydock": func(node string) *exec.Cmd {
+			return exec.Command(drydock, "drain", node, "--kubeconfig", c.Kubeconfig, "--state-dir", stateDir, "--no-mirror", "--timeout", "10m")
+		},
+		"kubectl": func(node string) *exec.Cmd {
+			return exec.Command(kubectl, "drain", node, "--kubeconfig", c.Kubeconfig, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "10m")
+		},
+	}
+	times := map[string][]time.Duration{}
+	fmt.Printf("drain of a node with k=%d pods, PDB maxUnavailable: 1, pod readiness delay D=%s, %d repetitions each\n", k, delay, reps)
+	for r := 0; r < reps; r++ {
+		for _, tool := range []string{"drydock", "kubectl"} {
+			name := fmt.Sprintf("%s-%d", tool, r)
+			src, err := scenario(ctx, c, name, k)
+			if err != nil {
+				return err
+			}
+			cmd := tools[tool](src)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			took := time.Since(start)
+			if err != nil {
+				return fmt.Errorf("%s drain: %v\n%s", tool, err, out)
+			}
+			times[tool] = append(times[tool], took)
+			fmt.Printf("  %-8s rep %d: %6.2fs\n", tool, r+1, took.Seconds())
+			if err := cleanup(ctx, c, name); err != nil {
+				return err
+			}
+		}
+	}
+	lower := time.Duration(k) * delay
+	dd, kc := median(times["drydock"]), median(times["kubectl"])
+	fmt.Printf("\nmedians: drydock %.2fs, kubectl %.2fs, lower bound k·D %.2fs\n", dd.Seconds(), kc.Seconds(), lower.Seconds())
+	fmt.Printf("drydock/lower-bound  %.2f   (target <= 1.15)\n", ratio(dd, lower))
+	fmt.Printf("kubectl/lower-bound  %.2f\n", ratio(kc, lower))
+	fmt.Printf("kubectl/drydock      %.2f   (target >= 2)\n", ratio(kc, dd))
+	if ratio(dd, lower) > 1.15 || ratio(kc, dd) < 2 {
+		fmt.Println("TARGET MISSED")
+	}
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 { return a.Seconds() / b.Seconds() }
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// scenario makes a namespace and two nodes, with k ready pods on the first; it returns that node.
+func scenario(ctx context.Context, c *simcluster.Cluster, name string, k int) (string, error) {
+	src, dst := name+"-src", name+"-dst"
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	labels := map[string]string{"bench": name}
+	if _, err := c.CreateNode(ctx, src, simcluster.NodeOptions{Labels: labels}); err != nil {
+		return "", err
+	}
+	if _, err := c.CreateNode(ctx, dst, simcluster.NodeOptions{Labels: labels, Unschedulable: true}); err != nil {
+		return "", err
+	}
+	d := simcluster.Deployment(name, "app", int32(k))
+	d.Spec.Template.Spec.NodeSelector = labels
+	if _, err := c.Client.AppsV1().Deployments(name).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if err := c.WaitDeploymentReady(ctx, name, "app", 2*time.Minute); err != nil {
+		return "", err
+	}
+	one := intstr.FromInt32(1)
+	if _, err := c.Client.PolicyV1().PodDisruptionBudgets(name).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: name},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "app"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := c.Client.PolicyV1().PodDisruptionBudgets(name).Get(ctx, "app", metav1.GetOptions{})
+		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.DisruptionsAllowed == 1, nil
+	}); err != nil {
+		return "", fmt.Errorf("budget never ready: %w", err)
+	}
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, dst, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	n.Spec.Unschedulable = false
+	_, err = c.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+	return src, err
+}
+
+func cleanup(ctx context.Context, c *simcluster.Cluster, name string) error {
+	for _, n := range []string{name + "-src", name + "-dst"} {
+		if err := c.Client.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+	}
+	err := c.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !strings.Contains(err.Error(), "not found") {
+		return err
+	}
+	return nil
+}
