@@ -46,3 +46,9 @@ var StopAtPause Decider = DeciderFunc(func(context.Context, PauseRequest) (Decis
 type Gate interface {
 	GateMessage() string
 }
+
+// PauseDefaulter is a step kind that pauses by default when the runbook says nothing (the canary:
+// a person looks at it before the fleet moves). It returns before, after or none.
+type PauseDefaulter interface {
+	DefaultPause() string
+}

@@ -223,6 +223,17 @@ var errRollbackFailed = errors.New("rollback failed")
 // ErrNothingToUndo is what a Rollbacker returns when the step changed nothing that it can undo.
 var ErrNothingToUndo = errors.New("nothing to undo")
 
+// pauseOf is the step's pause point: the runbook's word, else the kind's default.
+func pauseOf(spec StepSpec) string {
+	if spec.Pause != "" {
+		return spec.Pause
+	}
+	if d, ok := spec.Step.(PauseDefaulter); ok {
+		return d.DefaultPause()
+	}
+	return PauseNone
+}
+
 func (s *session) steps(ctx context.Context) error {
 	for i, spec := range s.rb.Spec.Steps {
 		st := &s.journal.State().Steps[i]
@@ -234,7 +245,7 @@ func (s *session) steps(ctx context.Context) error {
 				return err
 			}
 		}
-		if st.Status == StatusDone && spec.Pause == PauseAfter && !st.AfterAnswered {
+		if st.Status == StatusDone && pauseOf(spec) == PauseAfter && !st.AfterAnswered {
 			if err := s.pause(ctx, i, PauseAfter, ""); err != nil {
 				return err
 			}
@@ -248,8 +259,34 @@ func (s *session) env(i int) *Env {
 	return &Env{
 		RunID: s.journal.State().ID, Spec: spec, Runbook: s.rb, Target: s.rb.Spec.TargetVersion,
 		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i,
+		ask: func(ctx context.Context, key, message string) error { return s.askInside(ctx, i, key, message) },
 	}
 }
+
+// askInside answers a pause point inside step i.
+func (s *session) askInside(ctx context.Context, i int, key, message string) error {
+	spec := s.rb.Spec.Steps[i]
+	s.emit(&StepPaused{Meta: Meta{Step: spec.Name}, When: "at " + key, Message: message})
+	var done []string
+	for _, x := range s.journal.State().Steps {
+		if x.Status == StatusDone {
+			done = append(done, x.Name)
+		}
+	}
+	d, err := s.e.Decider.Decide(ctx, PauseRequest{RunID: s.journal.State().ID, Step: spec.Name, When: "at " + key, Message: message, Done: done})
+	if err != nil {
+		return err
+	}
+	switch d {
+	case Continue:
+		return nil
+	case RollBack:
+		return errRollbackRequested
+	}
+	return ErrStepPaused
+}
+
+var errRollbackRequested = errors.New("roll back requested at a pause point")
 
 func (s *session) runStep(ctx context.Context, i int) error {
 	spec := s.rb.Spec.Steps[i]
@@ -258,7 +295,7 @@ func (s *session) runStep(ctx context.Context, i int) error {
 	meta := Meta{Step: spec.Name}
 
 	gate, isGate := spec.Step.(Gate)
-	if (spec.Pause == PauseBefore || isGate) && !st.BeforeAnswered {
+	if (pauseOf(spec) == PauseBefore || isGate) && !st.BeforeAnswered {
 		msg := ""
 		if isGate {
 			msg = gate.GateMessage()
@@ -299,6 +336,24 @@ func (s *session) runStep(ctx context.Context, i int) error {
 		err = context.Cause(stepCtx)
 	}
 	cancel()
+	if errors.Is(err, ErrStepPaused) {
+		if uerr := s.update(ctx, func(r *RunState) {
+			st.Status = StatusPaused
+			r.Pause = &PausePoint{Step: spec.Name, When: "inside"}
+		}); uerr != nil {
+			return uerr
+		}
+		return ErrPaused
+	}
+	if errors.Is(err, errRollbackRequested) {
+		if uerr := s.update(ctx, func(*RunState) { st.Status = StatusFailed; st.Error = "roll back requested" }); uerr != nil {
+			return uerr
+		}
+		if rerr := s.rollback(ctx, 0); rerr != nil {
+			return rerr
+		}
+		return fmt.Errorf("at a pause point inside step %q, the run was %w", spec.Name, ErrRolledBack)
+	}
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) && !strings.Contains(err.Error(), "timed out") {
 			err = fmt.Errorf("timed out after %s: %w", timeout, err)
@@ -319,8 +374,11 @@ func (s *session) failStep(ctx context.Context, i int, start time.Time, err erro
 	end := time.Now().UTC()
 	interrupted := ctx.Err() != nil
 	status := StatusFailed
-	if interrupted {
+	switch {
+	case interrupted:
 		status = StatusInterrupted
+	case errors.Is(err, ErrRolledBack):
+		status = StatusRolledBack // the step undid itself (a failed canary)
 	}
 	if uerr := s.update(ctx, func(*RunState) { st.Status, st.Error, st.Finished = status, err.Error(), &end }); uerr != nil {
 		return uerr
@@ -328,6 +386,9 @@ func (s *session) failStep(ctx context.Context, i int, start time.Time, err erro
 	s.emit(&StepFailed{Meta: Meta{Step: spec.Name}, Error: err.Error(), Duration: end.Sub(start), Interrupted: interrupted})
 	if interrupted {
 		return ctx.Err()
+	}
+	if errors.Is(err, ErrRolledBack) {
+		return fmt.Errorf("step %q: %w", spec.Name, err)
 	}
 	if s.rb.Spec.OnFailure == "rollback" {
 		if rerr := s.rollback(ctx, 0); rerr != nil {
@@ -465,7 +526,7 @@ func (e *Engine) Plan(ctx context.Context, rb *Runbook) ([]StepPlan, error) {
 	var plans []StepPlan
 	for i, spec := range rb.Spec.Steps {
 		k, _ := e.Registry.Lookup(spec.Type)
-		p := StepPlan{Name: spec.Name, Kind: spec.Type, Description: k.Description, Pause: spec.Pause, Timeout: rb.TimeoutOf(spec)}
+		p := StepPlan{Name: spec.Name, Kind: spec.Type, Description: k.Description, Pause: pauseOf(spec), Timeout: rb.TimeoutOf(spec)}
 		if _, ok := spec.Step.(Gate); ok {
 			p.Pause = PauseBefore
 		}

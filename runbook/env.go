@@ -2,6 +2,7 @@ package runbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -24,6 +25,27 @@ type Env struct {
 	emit    func(Event)
 	journal *Journal
 	index   int
+	ask     func(ctx context.Context, key, message string) error
+}
+
+// ErrStepPaused is returned by Env.Pause when the answer was "stop": the step must return it (wrapped
+// or not); the run stops as paused, and `drydock resume` re-enters the step, which asks again.
+var ErrStepPaused = errors.New("paused inside the step")
+
+// Pause is a pause point inside a step (e.g. after each node group). key names it; once answered
+// with continue it is not asked again on re-entry. It returns nil to go on, ErrStepPaused to stop
+// here, or an error wrapping ErrRolledBack after the engine rolled the run back on request.
+func (e *Env) Pause(ctx context.Context, key, message string) error {
+	if e.Done("pause/" + key) {
+		return nil
+	}
+	if e.ask == nil {
+		return nil // planning: no pause points
+	}
+	if err := e.ask(ctx, key, message); err != nil {
+		return err
+	}
+	return e.MarkDone(ctx, "pause/"+key)
 }
 
 func (e *Env) meta() Meta {
@@ -63,20 +85,28 @@ func (e *Env) Record(ctx context.Context, c Change) error {
 
 // Changes returns the changes this step recorded, oldest first.
 func (e *Env) Changes() []Change {
-	return slices.Clone(e.state().Changes)
+	var c []Change
+	e.journal.Read(func(*RunState) { c = slices.Clone(e.state().Changes) })
+	return c
 }
 
 // Done says whether item was marked done in an earlier attempt of this step.
 func (e *Env) Done(item string) bool {
-	return slices.Contains(e.state().Checkpoints, item)
+	if e.journal == nil {
+		return false // planning
+	}
+	var done bool
+	e.journal.Read(func(*RunState) { done = slices.Contains(e.state().Checkpoints, item) })
+	return done
 }
 
 // MarkDone durably records that item is done, so that a re-entered step skips it.
 func (e *Env) MarkDone(ctx context.Context, item string) error {
-	if e.Done(item) {
-		return nil
-	}
-	return e.journal.Update(ctx, func(*RunState) { e.state().Checkpoints = append(e.state().Checkpoints, item) })
+	return e.journal.Update(ctx, func(*RunState) {
+		if !slices.Contains(e.state().Checkpoints, item) {
+			e.state().Checkpoints = append(e.state().Checkpoints, item)
+		}
+	})
 }
 
 // SetRollbackPoint names something a person can roll back to from here (e.g. a Velero backup).

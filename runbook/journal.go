@@ -49,6 +49,7 @@ const (
 	StatusSkipped        StepStatus = "skipped"
 	StatusFailed         StepStatus = "failed"
 	StatusInterrupted    StepStatus = "interrupted"
+	StatusPaused         StepStatus = "paused" // stopped at a pause point inside the step
 	StatusRolledBack     StepStatus = "rolled-back"
 	StatusRollbackFailed StepStatus = "rollback-failed"
 )
@@ -148,6 +149,13 @@ func OpenJournal(stateDir string, state *RunState, mirror *ConfigMapMirror, warn
 
 // State is the journal's run state. Change it only inside Update.
 func (j *Journal) State() *RunState { return j.state }
+
+// Read reads the state under the journal's lock (steps may work on several nodes at once).
+func (j *Journal) Read(f func(*RunState)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f(j.state)
+}
 
 // Update changes the state under the journal's lock and saves it before returning.
 func (j *Journal) Update(ctx context.Context, change func(*RunState)) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/invopop/jsonschema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // APIVersion and Kind of a runbook file.
@@ -120,5 +121,37 @@ func (Duration) JSONSchema() *jsonschema.Schema {
 		Pattern:     DurationPattern,
 		Description: "a duration such as 90s, 5m or 1h30m",
 		Examples:    []any{"90s", "5m", "1h30m"},
+	}
+}
+
+// IntOrPercent is a count (2) or a percentage ("25%"), as in maxUnavailable.
+type IntOrPercent struct{ intstr.IntOrString }
+
+// MarshalJSON writes 2 or "25%".
+func (v IntOrPercent) MarshalJSON() ([]byte, error) { return v.IntOrString.MarshalJSON() }
+
+// UnmarshalJSON reads 2 or "25%".
+func (v *IntOrPercent) UnmarshalJSON(b []byte) error { return v.IntOrString.UnmarshalJSON(b) }
+
+// IsZero reports an unset value.
+func (v IntOrPercent) IsZero() bool { return v.Type == intstr.Int && v.IntVal == 0 }
+
+// Scaled resolves the value against total, rounding a percentage up, and never below 1.
+func (v IntOrPercent) Scaled(total int) int {
+	n, err := intstr.GetScaledValueFromIntOrPercent(&v.IntOrString, total, true)
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// JSONSchema describes a count or a percentage.
+func (IntOrPercent) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{
+		OneOf: []*jsonschema.Schema{
+			{Type: "integer", Minimum: json.Number("1")},
+			{Type: "string", Pattern: `^[0-9]+%$`},
+		},
+		Description: "a count (2) or a percentage (\"25%\")",
 	}
 }

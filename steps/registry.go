@@ -3,16 +3,20 @@ package steps
 
 import (
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/canary"
 	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/exec"
+	"github.com/drydock-dev/drydock/steps/nodegroups"
 	"github.com/drydock-dev/drydock/steps/pause"
 	"github.com/drydock-dev/drydock/steps/wait"
 )
 
 // Registry holds the step kinds, one line each.
 var Registry = runbook.Registry{
-	exec.Kind,  // exec: run a command once or per node, with templates; rollback command optional
-	wait.Kind,  // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
-	pause.Kind, // pause: a manual gate that stops the run until a person answers
-	drain.Kind, // drain: cordon and evict without breaking a budget; blockers named before anything moves
+	exec.Kind,       // exec: run a command once or per node, with templates; rollback command optional
+	wait.Kind,       // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
+	pause.Kind,      // pause: a manual gate that stops the run until a person answers
+	drain.Kind,      // drain: cordon and evict without breaking a budget; blockers named before anything moves
+	canary.Kind,     // canary: upgrade the least disruptive node, check health, soak, pause
+	nodegroups.Kind, // nodegroups: upgrade groups one at a time, maxUnavailable nodes at once
 }

@@ -251,11 +251,37 @@ func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 }
 
 func (s *Step) run(ctx context.Context, env *runbook.Env, argv []string, node *corev1.Node) error {
+	return RunCommand(ctx, env, argv, node, s.Dir, s.Env)
+}
+
+// Render fills in the templates of args for node (nil: not per node).
+func Render(env *runbook.Env, args []string, node *corev1.Node) ([]string, error) {
+	return render(args, Data{Node: node, TargetVersion: env.Target, RunID: env.RunID, Step: env.Spec.Name})
+}
+
+// CheckTemplates reports template errors in args, for a kind's ValidateSettings.
+func CheckTemplates(field string, args []string) []runbook.FieldError {
+	var errs []runbook.FieldError
+	for i, a := range args {
+		if _, err := parse(a); err != nil {
+			errs = append(errs, runbook.FieldError{Field: fmt.Sprintf("%s[%d]", field, i), Message: "bad template: " + err.Error(),
+				Hint: "templates see .Node (with .Node.Name, .Node.Labels), .TargetVersion, .RunID and .Step"})
+		}
+	}
+	return errs
+}
+
+// RunCommand runs argv (already rendered) as the exec step does: output as log events, killed with
+// its process group on cancel and with drydock if drydock dies, a non-zero exit quoted as an error.
+func RunCommand(ctx context.Context, env *runbook.Env, argv []string, node *corev1.Node, dir string, vars map[string]string) error {
+	if len(argv) == 0 {
+		return errors.New("no command")
+	}
 	cmd := osexec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = s.Dir
+	cmd.Dir = dir
 	cmd.Env = os.Environ()
-	d := s.data(env, node)
-	for k, v := range s.Env {
+	d := Data{Node: node, TargetVersion: env.Target, RunID: env.RunID, Step: env.Spec.Name}
+	for k, v := range vars {
 		val, err := render([]string{v}, d)
 		if err != nil {
 			return fmt.Errorf("env %s: %w", k, err)

@@ -1,0 +1,204 @@
+// Package canary is the `canary` step: upgrade one node first, soak, and let a person look.
+//
+//   - name: canary
+//     type: canary
+//     with:
+//     selector: drydock.dev/group=general     # pick among these (default: every node)
+//     action: {exec: [ssh, "{{.Node.Name}}", sudo, kubeadm, upgrade, node]}
+//     soak: 10m
+//     health: {namespaces: [shop], probeURL: "https://shop.example/healthz"}
+//
+// The node is the one named, or the one whose drain disturbs least (fewest pods to move, nothing
+// blocking). After the per-node cycle the cluster must be healthy again, then stay healthy for the
+// soak. A failed canary is rolled back at once (uncordoned, the rollback action run) and the run
+// ends with exit 4. The canary pauses after itself unless the runbook says `pause: none`.
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
+	"github.com/drydock-dev/drydock/steps/rollout"
+)
+
+// Kind registers the step.
+var Kind = runbook.Kind{
+	Name:        "canary",
+	Description: "upgrade one node (named, or the least disruptive), wait until healthy, soak, then pause for a person",
+	Phase:       runbook.PhaseNodes,
+	New:         func() runbook.Step { return &Step{} },
+}
+
+// Step is the canary step's settings.
+type Step struct {
+	// Node names the canary.
+	Node string `json:"node,omitempty"`
+	// Selector limits the candidates (default: every node).
+	Selector string `json:"selector,omitempty"`
+	// Action upgrades the node.
+	Action rollout.Action `json:"action"`
+	// Soak is how long the cluster must stay healthy after the canary (default 5m).
+	Soak runbook.Duration `json:"soak,omitzero"`
+	// Health gates.
+	Health rollout.Health `json:"health,omitzero"`
+	// Drain options.
+	Drain drain.Options `json:"drain,omitzero"`
+}
+
+// Name is the kind.
+func (*Step) Name() string { return Kind.Name }
+
+// DefaultPause: a person looks at the canary before the fleet moves.
+func (*Step) DefaultPause() string { return runbook.PauseAfter }
+
+// ValidateSettings checks the action and selector.
+func (s *Step) ValidateSettings() []runbook.FieldError {
+	errs := s.Action.Validate("action")
+	if _, err := labels.Parse(s.Selector); err != nil {
+		errs = append(errs, runbook.FieldError{Field: "selector", Message: err.Error()})
+	}
+	if s.Node != "" && s.Selector != "" {
+		errs = append(errs, runbook.FieldError{Field: "selector", Message: "give node or selector, not both"})
+	}
+	return errs
+}
+
+func (s *Step) soak() runbook.Duration {
+	if s.Soak.IsZero() {
+		return runbook.Duration{Duration: 5 * 60e9}
+	}
+	return s.Soak
+}
+
+// Pick chooses the canary node: the named one; else, among the candidates not yet upgraded, the
+// one with nothing blocking its drain and the fewest pods to move (ties: by name).
+func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, error) {
+	if s.Node != "" {
+		return s.Node, []string{"canary node " + s.Node + " (named in the runbook)"}, nil
+	}
+	list, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
+	if err != nil {
+		return "", nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var names []string
+	for i := range list.Items {
+		if !rollout.Upgraded(&list.Items[i], env.Target) && !list.Items[i].Spec.Unschedulable {
+			names = append(names, list.Items[i].Name)
+		}
+	}
+	if len(names) == 0 {
+		return "", nil, nil
+	}
+	sort.Strings(names)
+	planner := &drain.Planner{Client: env.Kube, Options: s.Drain}
+	type cand struct {
+		name    string
+		pods    int
+		blocked bool
+	}
+	var cands []cand
+	for _, n := range names {
+		plan, err := planner.Plan(ctx, []string{n})
+		if err != nil {
+			return "", nil, err
+		}
+		cands = append(cands, cand{n, len(plan.Nodes[0].Evict), plan.Fatal()})
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].blocked != cands[j].blocked {
+			return !cands[i].blocked
+		}
+		return cands[i].pods < cands[j].pods
+	})
+	c := cands[0]
+	why := fmt.Sprintf("canary node %s: the least disruptive of %d candidates (%d pods to move)", c.name, len(cands), c.pods)
+	if c.blocked {
+		why += "; but its drain is blocked"
+	}
+	return c.name, []string{why}, nil
+}
+
+// Plan says which node and what will happen.
+func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
+	node, why, err := s.Pick(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if node == "" {
+		return []string{"every candidate node is already at " + env.Target + ": nothing to do"}, nil
+	}
+	plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain}).Plan(ctx, []string{node})
+	if err != nil {
+		return nil, err
+	}
+	out := append(why, drain.DescribePlan(plan)...)
+	return append(out, "then: upgrade, wait Ready at "+env.Target+", uncordon, soak "+s.soak().String()), nil
+}
+
+// Run upgrades the canary; a failure rolls it back and ends the run (exit 4).
+func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
+	if err := rollout.CheckSkew(ctx, env); err != nil {
+		return exitcode.Invalid(err)
+	}
+	node := ""
+	for _, c := range env.Changes() { // re-entered: the node chosen before
+		if c.Kind == "canary" {
+			node = c.Object
+		}
+	}
+	if node == "" {
+		var why []string
+		var err error
+		node, why, err = s.Pick(ctx, env)
+		if err != nil {
+			return err
+		}
+		if node == "" {
+			env.Progress("every candidate node is already at "+env.Target+": nothing to do", 0, 0)
+			return nil
+		}
+		for _, w := range why {
+			env.Progress(w, 0, 0)
+		}
+		if err := env.Record(ctx, runbook.Change{Kind: "canary", Object: node}); err != nil {
+			return err
+		}
+	}
+	gates, err := rollout.NewGates(ctx, env, s.Health)
+	if err != nil {
+		return err
+	}
+	defer gates.Stop()
+
+	err = rollout.Cycle(ctx, env, node, s.Action, s.Drain)
+	if err == nil {
+		err = gates.WaitHealthy(ctx, "after the canary "+node, node)
+	}
+	if err == nil && !env.Done("soaked") {
+		if err = gates.Soak(ctx, s.soak().Duration, node); err == nil {
+			err = env.MarkDone(ctx, "soaked")
+		}
+	}
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// The canary failed: undo it now, before anyone builds on it.
+	env.Logf("warning", "canary %s failed: %v; rolling it back", node, err)
+	if uerr := rollout.Undo(context.WithoutCancel(ctx), env, s.Action); uerr != nil && !errors.Is(uerr, runbook.ErrNothingToUndo) {
+		return fmt.Errorf("canary %s failed (%v), and rolling it back failed too: %w", node, err, uerr)
+	}
+	return exitcode.With(exitcode.Aborted, fmt.Errorf("canary %s failed and was %w: %v", node, runbook.ErrRolledBack, err))
+}
+
+// Rollback uncordons the canary and runs the rollback action.
+func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
+	return rollout.Undo(ctx, env, s.Action)
+}

@@ -1,0 +1,292 @@
+// Package nodegroups is the `nodegroups` step: upgrade the nodes group by group, one group at a
+// time, at most maxUnavailable nodes of a group at once, checking health between nodes and groups.
+//
+//   - name: fleet
+//     type: nodegroups
+//     with:
+//     groupBy: eks                 # eks | gke | aks | role | any label key
+//     order: [system, general]     # these first, in this order; the rest after, sorted
+//     maxUnavailable: 2            # or "25%" of the group
+//     pauseAfterGroup: true
+//     action: {waitForVersion: true}
+//
+// Nodes already at the target version are skipped, so a resumed run picks up where it stopped.
+package nodegroups
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
+	"github.com/drydock-dev/drydock/steps/rollout"
+)
+
+// Kind registers the step.
+var Kind = runbook.Kind{
+	Name:        "nodegroups",
+	Description: "upgrade node groups one at a time, maxUnavailable nodes of a group at once, health checked between nodes and groups",
+	Phase:       runbook.PhaseNodes,
+	New:         func() runbook.Step { return &Step{} },
+}
+
+// Presets name the group labels of the managed platforms.
+var Presets = map[string]string{
+	"eks":  "eks.amazonaws.com/nodegroup",
+	"gke":  "cloud.google.com/gke-nodepool",
+	"aks":  "kubernetes.azure.com/agentpool",
+	"role": "node-role.kubernetes.io/*", // the group is the role: node-role.kubernetes.io/<role>
+}
+
+// Step is the nodegroups step's settings.
+type Step struct {
+	// GroupBy is a preset (eks, gke, aks, role) or a node label key; nodes without it are left alone.
+	GroupBy string `json:"groupBy"`
+	// Order lists groups to do first, in this order; the others follow, sorted by name.
+	Order []string `json:"order,omitempty"`
+	// Selector limits the nodes considered.
+	Selector string `json:"selector,omitempty"`
+	// MaxUnavailable nodes of a group upgraded at once: a count or a percentage of the group (default 1).
+	MaxUnavailable runbook.IntOrPercent `json:"maxUnavailable,omitzero"`
+	// PauseAfterGroup asks a person after each group.
+	PauseAfterGroup bool `json:"pauseAfterGroup,omitempty"`
+	// Action upgrades a node.
+	Action rollout.Action `json:"action"`
+	// Health gates between nodes and groups.
+	Health rollout.Health `json:"health,omitzero"`
+	// Drain options.
+	Drain drain.Options `json:"drain,omitzero"`
+}
+
+// Name is the kind.
+func (*Step) Name() string { return Kind.Name }
+
+// ValidateSettings checks the settings.
+func (s *Step) ValidateSettings() []runbook.FieldError {
+	errs := s.Action.Validate("action")
+	if strings.TrimSpace(s.GroupBy) == "" {
+		errs = append(errs, runbook.FieldError{Field: "groupBy", Message: "needs a preset (eks, gke, aks, role) or a node label key"})
+	}
+	if _, err := labels.Parse(s.Selector); err != nil {
+		errs = append(errs, runbook.FieldError{Field: "selector", Message: err.Error()})
+	}
+	seen := map[string]bool{}
+	for i, g := range s.Order {
+		if seen[g] {
+			errs = append(errs, runbook.FieldError{Field: fmt.Sprintf("order[%d]", i), Message: fmt.Sprintf("group %q listed twice", g)})
+		}
+		seen[g] = true
+	}
+	return errs
+}
+
+// Group is a node group.
+type Group struct {
+	Name  string
+	Nodes []string
+}
+
+func (s *Step) labelKey() string {
+	if k, ok := Presets[s.GroupBy]; ok {
+		return k
+	}
+	return s.GroupBy
+}
+
+func (s *Step) groupOf(n *corev1.Node) (string, bool) {
+	key := s.labelKey()
+	if prefix, ok := strings.CutSuffix(key, "*"); ok {
+		var roles []string
+		for k := range n.Labels {
+			if r, ok := strings.CutPrefix(k, prefix); ok && r != "" {
+				roles = append(roles, r)
+			}
+		}
+		if len(roles) == 0 {
+			return "", false
+		}
+		sort.Strings(roles)
+		return strings.Join(roles, ","), true
+	}
+	g, ok := n.Labels[key]
+	return g, ok && g != ""
+}
+
+// Groups resolves the groups in the order they will run.
+func (s *Step) Groups(ctx context.Context, env *runbook.Env) ([]Group, []string, error) {
+	list, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list nodes: %w", err)
+	}
+	byGroup := map[string][]string{}
+	var ungrouped []string
+	for i := range list.Items {
+		n := &list.Items[i]
+		if g, ok := s.groupOf(n); ok {
+			byGroup[g] = append(byGroup[g], n.Name)
+		} else {
+			ungrouped = append(ungrouped, n.Name)
+		}
+	}
+	var groups []Group
+	for _, g := range s.Order {
+		nodes, ok := byGroup[g]
+		if !ok {
+			return nil, nil, exitcode.Invalid(fmt.Errorf("group %q in order has no nodes (label %s)", g, s.labelKey()))
+		}
+		sort.Strings(nodes)
+		groups = append(groups, Group{g, nodes})
+		delete(byGroup, g)
+	}
+	var rest []string
+	for g := range byGroup {
+		rest = append(rest, g)
+	}
+	sort.Strings(rest)
+	for _, g := range rest {
+		nodes := byGroup[g]
+		sort.Strings(nodes)
+		groups = append(groups, Group{g, nodes})
+	}
+	if len(groups) == 0 {
+		return nil, nil, exitcode.Invalid(fmt.Errorf("no node has the label %s: check groupBy", s.labelKey()))
+	}
+	sort.Strings(ungrouped)
+	return groups, ungrouped, nil
+}
+
+func (s *Step) maxUnavailable(n int) int {
+	if s.MaxUnavailable.IsZero() {
+		return 1
+	}
+	return min(s.MaxUnavailable.Scaled(n), n)
+}
+
+// Plan lists the groups, their nodes and the batch size.
+func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
+	groups, ungrouped, err := s.Groups(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, g := range groups {
+		out = append(out, fmt.Sprintf("group %d/%d %s: %d node(s), %d at a time: %s", i+1, len(groups), g.Name, len(g.Nodes), s.maxUnavailable(len(g.Nodes)), strings.Join(g.Nodes, ", ")))
+	}
+	if len(ungrouped) > 0 {
+		out = append(out, fmt.Sprintf("not in any group (left alone): %s", strings.Join(ungrouped, ", ")))
+	}
+	return out, nil
+}
+
+// Run upgrades the groups in order.
+func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
+	if err := rollout.CheckSkew(ctx, env); err != nil {
+		return exitcode.Invalid(err)
+	}
+	groups, _, err := s.Groups(ctx, env)
+	if err != nil {
+		return err
+	}
+	gates, err := rollout.NewGates(ctx, env, s.Health)
+	if err != nil {
+		return err
+	}
+	defer gates.Stop()
+	total := 0
+	for _, g := range groups {
+		total += len(g.Nodes)
+	}
+	done := 0
+	for gi, g := range groups {
+		if env.Done("group/" + g.Name) {
+			done += len(g.Nodes)
+			continue
+		}
+		batch := s.maxUnavailable(len(g.Nodes))
+		env.Progress(fmt.Sprintf("group %s (%d/%d): %d node(s), %d at a time", g.Name, gi+1, len(groups), len(g.Nodes), batch), done, total)
+		if err := s.runGroup(ctx, env, gates, g, batch, &done, total); err != nil {
+			return fmt.Errorf("group %s: %w", g.Name, err)
+		}
+		if err := gates.WaitHealthy(ctx, "after group "+g.Name); err != nil {
+			return err
+		}
+		if err := env.MarkDone(ctx, "group/"+g.Name); err != nil {
+			return err
+		}
+		if s.PauseAfterGroup && gi < len(groups)-1 {
+			if err := env.Pause(ctx, "group/"+g.Name, fmt.Sprintf("group %s is done; next: %s", g.Name, groups[gi+1].Name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// runGroup upgrades a group's nodes in batches of at most batch nodes at once; the next batch
+// starts only when the cluster is healthy again.
+func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Gates, g Group, batch int, done *int, total int) error {
+	var pending []string
+	for _, node := range g.Nodes {
+		if env.Done("upgraded/" + node) {
+			*done++
+		} else {
+			pending = append(pending, node)
+		}
+	}
+	for len(pending) > 0 {
+		n := min(batch, len(pending))
+		nodes := pending[:n]
+		pending = pending[n:]
+		bctx, cancel := context.WithCancelCause(ctx)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var first error
+		for _, node := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := rollout.Cycle(bctx, env, node, s.Action, s.Drain); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					cancel(err)
+					return
+				}
+				mu.Lock()
+				*done++
+				d := *done
+				mu.Unlock()
+				env.Progress(fmt.Sprintf("group %s: node %s upgraded", g.Name, node), d, total)
+			}()
+		}
+		wg.Wait()
+		cancel(nil)
+		if first != nil {
+			return first
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(pending) > 0 {
+			if err := gates.WaitHealthy(ctx, fmt.Sprintf("group %s after %s", g.Name, strings.Join(nodes, ", "))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Rollback uncordons what the step cordoned and runs the rollback action per upgraded node.
+func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
+	return rollout.Undo(ctx, env, s.Action)
+}

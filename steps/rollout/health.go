@@ -1,0 +1,248 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// Health says what "the cluster is healthy" means between nodes, between groups and during a soak.
+type Health struct {
+	// Namespaces watched for pods that are not Ready or crash-looping (default: every namespace).
+	Namespaces []string `json:"namespaces,omitempty"`
+	// ProbeURL, when set, must answer 2xx.
+	ProbeURL string `json:"probeURL,omitempty"`
+	// Timeout for the cluster to be healthy again after a node or a group (default 5m).
+	Timeout runbook.Duration `json:"timeout,omitzero"`
+}
+
+func (h Health) timeout() time.Duration {
+	if h.Timeout.IsZero() {
+		return 5 * time.Minute
+	}
+	return h.Timeout.Duration
+}
+
+// Gates watches pods and budgets and tells whether the cluster is healthy compared with a baseline
+// taken when the step began: pods that were already unhealthy then, and budgets already at zero,
+// do not count against it.
+type Gates struct {
+	env    *runbook.Env
+	health Health
+
+	badPods    map[string]bool // unhealthy at baseline
+	zeroBudget map[string]bool // no disruptions allowed at baseline
+
+	factory informers.SharedInformerFactory
+	pods    cache.SharedIndexInformer
+	pdbs    cache.SharedIndexInformer
+	nodes   cache.SharedIndexInformer
+	poke    chan struct{}
+	cancel  context.CancelFunc
+	client  *http.Client
+}
+
+// NewGates starts the watches and takes the baseline. Call Stop when done.
+func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
+	g := &Gates{env: env, health: h, poke: make(chan struct{}, 1), client: &http.Client{Timeout: 5 * time.Second}}
+	ctx, g.cancel = context.WithCancel(ctx)
+	g.factory = informers.NewSharedInformerFactory(env.Kube, 0)
+	g.pods = g.factory.Core().V1().Pods().Informer()
+	g.pdbs = g.factory.Policy().V1().PodDisruptionBudgets().Informer()
+	g.nodes = g.factory.Core().V1().Nodes().Informer()
+	poke := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { g.wake() },
+		UpdateFunc: func(any, any) { g.wake() },
+		DeleteFunc: func(any) { g.wake() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes} {
+		_, _ = inf.AddEventHandler(poke)
+	}
+	g.factory.Start(ctx.Done())
+	for _, inf := range []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes} {
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			g.Stop()
+			return nil, fmt.Errorf("health gates: watch pods, budgets and nodes: %w", ctx.Err())
+		}
+	}
+	g.Rebase()
+	return g, nil
+}
+
+// Stop ends the watches.
+func (g *Gates) Stop() {
+	g.cancel()
+	g.factory.Shutdown()
+}
+
+func (g *Gates) wake() {
+	select {
+	case g.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Rebase takes the current state as the baseline.
+func (g *Gates) Rebase() {
+	g.badPods, g.zeroBudget = map[string]bool{}, map[string]bool{}
+	for _, obj := range g.pods.GetStore().List() {
+		p := obj.(*corev1.Pod)
+		if g.watched(p.Namespace) && podProblem(p) != "" {
+			g.badPods[p.Namespace+"/"+p.Name] = true
+		}
+	}
+	for _, obj := range g.pdbs.GetStore().List() {
+		pdb := obj.(*policyv1.PodDisruptionBudget)
+		if pdb.Status.DisruptionsAllowed == 0 {
+			g.zeroBudget[pdb.Namespace+"/"+pdb.Name] = true
+		}
+	}
+}
+
+func (g *Gates) watched(ns string) bool {
+	return len(g.health.Namespaces) == 0 || slices.Contains(g.health.Namespaces, ns)
+}
+
+// podProblem says what is wrong with a running pod, or "".
+func podProblem(p *corev1.Pod) string {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return ""
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
+			return "CrashLoopBackOff"
+		}
+	}
+	if p.Spec.NodeName == "" {
+		return "Pending (not scheduled)"
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return ""
+		}
+	}
+	return "not Ready"
+}
+
+// Problems lists what is unhealthy now compared with the baseline; nodes lists nodes that must be Ready.
+func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
+	var out []string
+	for _, obj := range g.pods.GetStore().List() {
+		p := obj.(*corev1.Pod)
+		key := p.Namespace + "/" + p.Name
+		if !g.watched(p.Namespace) || g.badPods[key] {
+			continue
+		}
+		if why := podProblem(p); why != "" {
+			out = append(out, fmt.Sprintf("pod %s is %s", key, why))
+		}
+	}
+	for _, obj := range g.pdbs.GetStore().List() {
+		pdb := obj.(*policyv1.PodDisruptionBudget)
+		key := pdb.Namespace + "/" + pdb.Name
+		if !g.zeroBudget[key] && pdb.Status.DisruptionsAllowed == 0 {
+			out = append(out, fmt.Sprintf("PodDisruptionBudget %s allows no disruption (needs %d healthy, has %d)", key, pdb.Status.DesiredHealthy, pdb.Status.CurrentHealthy))
+		}
+	}
+	for _, name := range nodes {
+		obj, ok, _ := g.nodes.GetStore().GetByKey(name)
+		if ok && !nodeReady(obj.(*corev1.Node)) {
+			out = append(out, fmt.Sprintf("node %s is NotReady", name))
+		}
+	}
+	sort.Strings(out)
+	if g.health.ProbeURL != "" {
+		if err := g.probe(ctx); err != nil {
+			out = append(out, err.Error())
+		}
+	}
+	return out
+}
+
+func (g *Gates) probe(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.health.ProbeURL, nil)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", g.health.ProbeURL, err)
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", g.health.ProbeURL, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("probe %s answered %s", g.health.ProbeURL, resp.Status)
+	}
+	return nil
+}
+
+// WaitHealthy returns when nothing is unhealthy compared with the baseline, re-checking on every
+// change the watches see (and every few seconds for the probe), or fails after the timeout naming
+// what is still wrong.
+func (g *Gates) WaitHealthy(ctx context.Context, what string, nodes ...string) error {
+	timeout := g.health.timeout()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	reported := ""
+	for {
+		problems := g.Problems(ctx, nodes...)
+		if len(problems) == 0 {
+			return nil
+		}
+		if msg := strings.Join(first(problems, 3), "; "); msg != reported {
+			g.env.Progress(fmt.Sprintf("%s: waiting for health: %s", what, msg), 0, 0)
+			reported = msg
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w while waiting for health: %s", what, context.Cause(ctx), strings.Join(problems, "; "))
+		case <-deadline.C:
+			return fmt.Errorf("%s: the cluster was not healthy within %s: %s", what, timeout, strings.Join(problems, "; "))
+		case <-g.poke:
+		case <-tick.C:
+		}
+	}
+}
+
+// Soak holds for d while the gates stay healthy; the first problem fails it.
+func (g *Gates) Soak(ctx context.Context, d time.Duration, nodes ...string) error {
+	g.Rebase()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	g.env.Progress(fmt.Sprintf("soak: watching health for %s", d), 0, 0)
+	for {
+		if problems := g.Problems(ctx, nodes...); len(problems) > 0 {
+			return fmt.Errorf("soak failed: %s", strings.Join(problems, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-end.C:
+			g.env.Progress("soak: healthy throughout", 0, 0)
+			return nil
+		case <-g.poke:
+		case <-tick.C:
+		}
+	}
+}
+
+func first(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+}

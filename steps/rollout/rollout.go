@@ -1,0 +1,275 @@
+// Package rollout is the per-node upgrade cycle shared by the canary and nodegroups steps: cordon,
+// drain, run the upgrade action, wait until the node is Ready at the target kubelet version,
+// uncordon; and the health gates checked between nodes, between groups and during a soak.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
+	"github.com/drydock-dev/drydock/steps/exec"
+)
+
+// Action is how a node is upgraded once it is drained.
+type Action struct {
+	// Exec runs this command (Go templates: {{.Node.Name}}, {{.TargetVersion}}) to upgrade the node,
+	// e.g. [ssh, "{{.Node.Name}}", sudo, kubeadm, upgrade, node].
+	Exec []string `json:"exec,omitempty"`
+	// WaitForVersion: the platform upgrades or replaces the node (managed node groups); drydock
+	// only waits for it.
+	WaitForVersion bool `json:"waitForVersion,omitempty"`
+	// Rollback runs per upgraded node when the step is rolled back (templates as in exec).
+	Rollback []string `json:"rollback,omitempty"`
+	// ReadyTimeout bounds the wait for the node to be Ready at the target version (default 10m).
+	ReadyTimeout runbook.Duration `json:"readyTimeout,omitzero"`
+}
+
+// Validate checks the action.
+func (a *Action) Validate(prefix string) []runbook.FieldError {
+	var errs []runbook.FieldError
+	if len(a.Exec) == 0 && !a.WaitForVersion {
+		errs = append(errs, runbook.FieldError{Field: prefix, Message: "say how a node is upgraded: exec: [command...] or waitForVersion: true"})
+	}
+	if len(a.Exec) > 0 && a.WaitForVersion {
+		errs = append(errs, runbook.FieldError{Field: prefix + ".waitForVersion", Message: "give exec or waitForVersion, not both"})
+	}
+	errs = append(errs, exec.CheckTemplates(prefix+".exec", a.Exec)...)
+	errs = append(errs, exec.CheckTemplates(prefix+".rollback", a.Rollback)...)
+	return errs
+}
+
+func (a *Action) readyTimeout() time.Duration {
+	if a.ReadyTimeout.IsZero() {
+		return 10 * time.Minute
+	}
+	return a.ReadyTimeout.Duration
+}
+
+// Upgraded says whether the node's kubelet already runs the target version (minor and, when the
+// target names one, patch).
+func Upgraded(n *corev1.Node, target string) bool {
+	want, err := version.ParseGeneric(target)
+	if err != nil {
+		return false
+	}
+	got, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion)
+	if err != nil {
+		return false
+	}
+	if got.Major() != want.Major() || got.Minor() != want.Minor() {
+		return false
+	}
+	return strings.Count(strings.TrimPrefix(target, "v"), ".") < 2 || got.Patch() == want.Patch()
+}
+
+// CheckSkew refuses to move kubelets past the apiserver: the control plane goes first.
+func CheckSkew(ctx context.Context, env *runbook.Env) error {
+	v, err := env.Kube.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("get server version: %w", err)
+	}
+	server, err := version.ParseGeneric(v.GitVersion)
+	if err != nil {
+		return fmt.Errorf("server version %q: %w", v.GitVersion, err)
+	}
+	target, err := version.ParseGeneric(env.Target)
+	if err != nil {
+		return err
+	}
+	if target.Major() != server.Major() || target.Minor() > server.Minor() {
+		return fmt.Errorf("target %s is newer than the apiserver (%s): a kubelet must never be newer than the apiserver; upgrade the control plane first", env.Target, v.GitVersion)
+	}
+	return nil
+}
+
+// Cycle upgrades one node: cordon, drain, action, wait Ready at the target version, uncordon.
+// A node already at the target version is left alone, so a resumed rollout skips it.
+func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, opts drain.Options) error {
+	if env.Done("upgraded/" + node) {
+		return nil
+	}
+	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("node %q: %w", node, err)
+	}
+	if Upgraded(n, env.Target) && nodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID) {
+		env.Progress(fmt.Sprintf("node %s: already at %s, skipped", node, n.Status.NodeInfo.KubeletVersion), 0, 0)
+		return env.MarkDone(ctx, "upgraded/"+node)
+	}
+
+	if !env.Done("drained/" + node) {
+		plan, err := (&drain.Planner{Client: env.Kube, Options: opts}).Plan(ctx, []string{node})
+		if err != nil {
+			return err
+		}
+		var fatal []string
+		for _, b := range plan.Blockers() {
+			if b.Fatal {
+				fatal = append(fatal, b.String())
+			}
+		}
+		if len(fatal) > 0 {
+			return fmt.Errorf("drain node %q: blocked before anything moved: %s", node, strings.Join(fatal, "; "))
+		}
+		if err := drain.Cordon(ctx, env, node); err != nil {
+			return err
+		}
+		d := &drain.Drainer{Client: env.Kube, Options: opts, Progress: func(p drain.PodRef, state string) {
+			env.Progress(fmt.Sprintf("node %s: %s %s", node, p, state), 0, 0)
+		}}
+		if err := d.Drain(ctx, plan.Nodes[0]); err != nil {
+			return err
+		}
+		if err := env.MarkDone(ctx, "drained/"+node); err != nil {
+			return err
+		}
+	}
+
+	if !env.Done("action/" + node) {
+		if err := env.Record(ctx, runbook.Change{Kind: "upgrade", Object: "node/" + node}); err != nil {
+			return err
+		}
+		if len(action.Exec) > 0 {
+			argv, err := exec.Render(env, action.Exec, n)
+			if err != nil {
+				return err
+			}
+			env.Progress(fmt.Sprintf("node %s: upgrade: %s", node, strings.Join(argv, " ")), 0, 0)
+			if err := exec.RunCommand(ctx, env, argv, n, "", nil); err != nil {
+				return fmt.Errorf("upgrade node %q: %w", node, err)
+			}
+		} else {
+			env.Progress(fmt.Sprintf("node %s: waiting for the platform to upgrade it to %s", node, env.Target), 0, 0)
+		}
+		if err := env.MarkDone(ctx, "action/"+node); err != nil {
+			return err
+		}
+	}
+
+	if err := WaitNodeAt(ctx, env, node, action.readyTimeout()); err != nil {
+		return err
+	}
+	if err := drain.Uncordon(ctx, env, node); err != nil {
+		return err
+	}
+	env.Progress(fmt.Sprintf("node %s: upgraded to %s", node, env.Target), 0, 0)
+	return env.MarkDone(ctx, "upgraded/"+node)
+}
+
+// ErrNodeGone: the node was deleted while drydock waited: the platform replaced it.
+var ErrNodeGone = errors.New("node replaced")
+
+// WaitNodeAt watches the node until it is Ready at the target version. A node that is deleted in
+// the meantime was replaced by the platform: that counts as done.
+func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nodes := env.Kube.CoreV1().Nodes()
+	sel := fields.OneTermEqualSelector("metadata.name", node).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return nodes.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return nodes.Watch(ctx, o)
+		},
+	}
+	last := "not seen yet"
+	gone := false
+	check := func(n *corev1.Node) bool {
+		last = fmt.Sprintf("kubelet %s, Ready=%v", n.Status.NodeInfo.KubeletVersion, nodeReady(n))
+		return nodeReady(n) && Upgraded(n, env.Target)
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, func(store cache.Store) (bool, error) {
+		objs := store.List()
+		if len(objs) == 0 {
+			gone = true
+			return true, nil
+		}
+		return check(objs[0].(*corev1.Node)), nil
+	}, func(ev watch.Event) (bool, error) {
+		if ev.Type == watch.Deleted {
+			gone = true
+			return true, nil
+		}
+		n, ok := ev.Object.(*corev1.Node)
+		return ok && check(n), nil
+	})
+	if gone {
+		env.Progress(fmt.Sprintf("node %s: deleted: replaced by the platform", node), 0, 0)
+		return nil
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("node %q did not come back Ready at %s within %s (%s)", node, env.Target, timeout, last)
+		}
+		return fmt.Errorf("watch node %q: %w", node, err)
+	}
+	return nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Undo rolls back what Cycle did on the nodes recorded by env: the rollback command per upgraded
+// node (newest first), then uncordon what this run cordoned.
+func Undo(ctx context.Context, env *runbook.Env, action Action) error {
+	changes := env.Changes()
+	if len(changes) == 0 {
+		return runbook.ErrNothingToUndo
+	}
+	var errs []error
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		node := strings.TrimPrefix(c.Object, "node/")
+		switch c.Kind {
+		case "upgrade":
+			if len(action.Rollback) == 0 || env.Done("undone/"+node) {
+				continue
+			}
+			n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("undo node %q: %w", node, err))
+				continue
+			}
+			argv, err := exec.Render(env, action.Rollback, n)
+			if err != nil {
+				return err
+			}
+			env.Progress(fmt.Sprintf("node %s: rollback: %s", node, strings.Join(argv, " ")), 0, 0)
+			if err := exec.RunCommand(ctx, env, argv, n, "", nil); err != nil {
+				return fmt.Errorf("rollback node %q: %w", node, err)
+			}
+			if err := env.MarkDone(ctx, "undone/"+node); err != nil {
+				return err
+			}
+		case "cordon":
+			if err := drain.Uncordon(ctx, env, node); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

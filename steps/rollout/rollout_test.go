@@ -1,0 +1,368 @@
+package rollout_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
+)
+
+var cluster *simcluster.Cluster
+
+func TestMain(m *testing.M) {
+	os.Exit(simcluster.Main(m, &cluster, simcluster.Options{PodReadyDelay: 500 * time.Millisecond, PodDeleteDelay: 200 * time.Millisecond}))
+}
+
+const oldKubelet = "v1.36.3"
+
+// upgradeAction is the simulated upgrade: the "kubelet" of the node reports the target version.
+func upgradeAction(t *testing.T) string {
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`[%q, --kubeconfig, %q, patch, node, "{{.Node.Name}}", --subresource=status, -p, '{"status":{"nodeInfo":{"kubeletVersion":"{{.TargetVersion}}"}}}']`,
+		filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+}
+
+// breakAction makes the node NotReady for good (kwok stops tending it).
+func breakAction(t *testing.T) string {
+	bin, _ := simcluster.BinDir()
+	k := fmt.Sprintf("%s --kubeconfig %s", filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+	return fmt.Sprintf(`[sh, -c, "%s annotate node {{.Node.Name}} drydock.dev/sim-not-ready=true && %s patch node {{.Node.Name}} --subresource=status -p '{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"Broken\"}]}}'"]`, k, k)
+}
+
+func nodes(t *testing.T, prefix string, n int, labels map[string]string) []string {
+	t.Helper()
+	var names []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		l := map[string]string{"suite": prefix}
+		for k, v := range labels {
+			l[k] = v
+		}
+		if _, err := cluster.CreateNode(context.Background(), name, simcluster.NodeOptions{KubeletVersion: oldKubelet, Labels: l}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+func namespace(t *testing.T, name string) {
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// workload runs replicas pods on the nodes with label key=value, under a maxUnavailable: 1 budget.
+func workload(t *testing.T, ns, name string, replicas int32, selector map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	d := simcluster.Deployment(ns, name, replicas)
+	d.Spec.Template.Spec.NodeSelector = selector
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitDeploymentReady(ctx, ns, name, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) Emit(e runbook.Event) {
+	r.mu.Lock()
+	r.lines = append(r.lines, runbook.FormatEvent(e))
+	r.mu.Unlock()
+}
+func (r *recorder) text() string { r.mu.Lock(); defer r.mu.Unlock(); return strings.Join(r.lines, "\n") }
+
+func engine(t *testing.T, d runbook.Decider) (*runbook.Engine, *recorder) {
+	rec := &recorder{}
+	return &runbook.Engine{Registry: steps.Registry, Sink: rec, Decider: d, Kube: cluster.Client, StateDir: t.TempDir(), NoMirror: true}, rec
+}
+
+func parse(t *testing.T, target, body string) *runbook.Runbook {
+	t.Helper()
+	text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nspec:\n  targetVersion: " + target + "\n  steps:\n" + body
+	rb, err := runbook.Parse(t.Name()+".yaml", []byte(text), steps.Registry)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	return rb
+}
+
+func node(t *testing.T, name string) *corev1.Node {
+	n, err := cluster.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCanaryPicksLeastDisruptiveAndUpgradesIt(t *testing.T) {
+	ns := "canary-ok"
+	namespace(t, ns)
+	names := nodes(t, "cok", 3, nil)
+	// Two pods pinned on nodes 1 and 2; node 3 is the least disruptive.
+	for _, n := range names[:2] {
+		workload(t, ns, "on-"+n, 1, map[string]string{"kubernetes.io/hostname": n})
+	}
+	e, rec := engine(t, runbook.AlwaysContinue)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: canary
+      type: canary
+      with:
+        selector: suite=cok
+        action: {exec: %s}
+        soak: 2s
+        health: {namespaces: [%s], timeout: 1m}
+`, upgradeAction(t), ns))
+	st, err := e.Start(context.Background(), rb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rec.text())
+	}
+	if st.Step("canary").Status != runbook.StatusDone || !strings.Contains(rec.text(), "canary node cok-3: the least disruptive of 3 candidates (0 pods to move)") {
+		t.Fatalf("events:\n%s", rec.text())
+	}
+	if n := node(t, "cok-3"); n.Status.NodeInfo.KubeletVersion != "v1.37.1" || n.Spec.Unschedulable {
+		t.Fatalf("canary node: kubelet %s, unschedulable %v", n.Status.NodeInfo.KubeletVersion, n.Spec.Unschedulable)
+	}
+	for _, n := range names[:2] {
+		if node(t, n).Status.NodeInfo.KubeletVersion != oldKubelet {
+			t.Fatalf("%s was upgraded too", n)
+		}
+	}
+	if !strings.Contains(rec.text(), "paused after the step") {
+		t.Errorf("the canary pauses after itself by default:\n%s", rec.text())
+	}
+}
+
+// TestCanaryFailureRollsBack: the canary never comes back Ready: the rollout stops, the canary is
+// rolled back (uncordoned, the rollback action run), and the run ends with exit 4.
+func TestCanaryFailureRollsBack(t *testing.T) {
+	ns := "canary-bad"
+	namespace(t, ns)
+	names := nodes(t, "cbad", 2, nil)
+	workload(t, ns, "web", 2, map[string]string{"suite": "cbad"})
+	marker := filepath.Join(t.TempDir(), "rolled-back")
+	e, rec := engine(t, runbook.AlwaysContinue)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: canary
+      type: canary
+      with:
+        node: %s
+        action: {exec: %s, readyTimeout: 3s, rollback: [touch, %s]}
+        soak: 1s
+    - name: never
+      type: exec
+      with: {command: ["false"]}
+`, names[0], breakAction(t), marker))
+	st, err := e.Start(context.Background(), rb)
+	if exitcode.For(err) != exitcode.Aborted {
+		t.Fatalf("exit %d (%v), want %d\n%s", exitcode.For(err), err, exitcode.Aborted, rec.text())
+	}
+	if !strings.Contains(err.Error(), "did not come back Ready") {
+		t.Errorf("err %v", err)
+	}
+	if st.Status != runbook.RunRolledBack || st.Step("canary").Status != runbook.StatusRolledBack || st.Step("never").Status != runbook.StatusPending {
+		t.Fatalf("run %s, canary %s, next %s", st.Status, st.Step("canary").Status, st.Step("never").Status)
+	}
+	if node(t, names[0]).Spec.Unschedulable {
+		t.Fatal("the failed canary must be uncordoned")
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("the rollback action did not run")
+	}
+}
+
+func TestKubeletNeverNewerThanAPIServer(t *testing.T) {
+	nodes(t, "skew", 1, nil)
+	e, _ := engine(t, runbook.AlwaysContinue)
+	rb := parse(t, "v1.38.0", fmt.Sprintf("    - {name: canary, type: canary, with: {node: skew-1, action: {exec: %s}}}\n", upgradeAction(t)))
+	_, err := e.Start(context.Background(), rb)
+	if err == nil || !strings.Contains(err.Error(), "upgrade the control plane first") || exitcode.For(err) != exitcode.Usage {
+		t.Fatalf("exit %d: %v", exitcode.For(err), err)
+	}
+	if node(t, "skew-1").Spec.Unschedulable {
+		t.Fatal("nothing may be touched")
+	}
+}
+
+type change struct {
+	at       time.Time
+	node     string
+	cordoned bool
+}
+
+// timeline records every change of spec.unschedulable of the nodes of a suite.
+func timeline(t *testing.T, suite string) (func() []change, func()) {
+	var mu sync.Mutex
+	var events []change
+	last := map[string]bool{}
+	f := informers.NewSharedInformerFactoryWithOptions(cluster.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = "suite=" + suite
+	}))
+	inf := f.Core().V1().Nodes().Informer()
+	record := func(obj any) {
+		n := obj.(*corev1.Node)
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := last[n.Name]; !ok || prev != n.Spec.Unschedulable {
+			last[n.Name] = n.Spec.Unschedulable
+			events = append(events, change{time.Now(), n.Name, n.Spec.Unschedulable})
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, o any) { record(o) }})
+	stop := make(chan struct{})
+	f.Start(stop)
+	f.WaitForCacheSync(stop)
+	return func() []change { mu.Lock(); defer mu.Unlock(); return append([]change(nil), events...) },
+		func() { close(stop); f.Shutdown() }
+}
+
+// TestNodeGroupsOneGroupAtATime: three groups, maxUnavailable 2: from the recorded cordon
+// timeline, no more than 2 nodes of a group and no node of another group are ever unschedulable
+// at once, and the groups run in the given order.
+func TestNodeGroupsOneGroupAtATime(t *testing.T) {
+	ns := "groups"
+	namespace(t, ns)
+	groupOf := map[string]string{}
+	for _, g := range []struct {
+		name string
+		n    int
+	}{{"alpha", 3}, {"beta", 4}, {"gamma", 2}} {
+		for _, n := range nodes(t, "grp-"+g.name, g.n, map[string]string{"drydock.dev/group": g.name, "suite": "grp"}) {
+			groupOf[n] = g.name
+		}
+		workload(t, ns, "app-"+g.name, int32(2*g.n), map[string]string{"drydock.dev/group": g.name})
+	}
+	events, stop := timeline(t, "grp")
+	defer stop()
+	e, rec := engine(t, runbook.AlwaysContinue)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: fleet
+      type: nodegroups
+      with:
+        groupBy: drydock.dev/group
+        selector: suite=grp
+        order: [beta, alpha]
+        maxUnavailable: 2
+        action: {exec: %s}
+        health: {namespaces: [%s], timeout: 2m}
+`, upgradeAction(t), ns))
+	if _, err := e.Start(context.Background(), rb); err != nil {
+		t.Fatalf("%v\n%s", err, rec.text())
+	}
+	time.Sleep(300 * time.Millisecond) // let the informer see the last uncordon
+	cordoned := map[string]bool{}
+	var order []string
+	for _, c := range events() {
+		cordoned[c.node] = c.cordoned
+		if c.cordoned && (len(order) == 0 || order[len(order)-1] != groupOf[c.node]) {
+			order = append(order, groupOf[c.node])
+		}
+		perGroup := map[string]int{}
+		for n, on := range cordoned {
+			if on {
+				perGroup[groupOf[n]]++
+			}
+		}
+		if len(perGroup) > 1 {
+			t.Fatalf("at %s nodes of several groups were unschedulable at once: %v", c.at.Format("15:04:05.000"), perGroup)
+		}
+		for g, k := range perGroup {
+			if k > 2 {
+				t.Fatalf("%d nodes of group %s unschedulable at once (maxUnavailable 2)", k, g)
+			}
+		}
+	}
+	if strings.Join(order, ",") != "beta,alpha,gamma" {
+		t.Fatalf("groups ran in the order %v, want beta, alpha, gamma", order)
+	}
+	maxSeen := 0
+	cur := map[string]bool{}
+	for _, c := range events() {
+		cur[c.node] = c.cordoned
+		k := 0
+		for _, on := range cur {
+			if on {
+				k++
+			}
+		}
+		maxSeen = max(maxSeen, k)
+	}
+	if maxSeen != 2 {
+		t.Errorf("at most %d node(s) were unschedulable at once: maxUnavailable 2 should be used", maxSeen)
+	}
+	var left []string
+	for n := range groupOf {
+		if nd := node(t, n); nd.Status.NodeInfo.KubeletVersion != "v1.37.1" || nd.Spec.Unschedulable {
+			left = append(left, n)
+		}
+	}
+	sort.Strings(left)
+	if len(left) > 0 {
+		t.Fatalf("not upgraded or still cordoned: %v", left)
+	}
+}
+
+// TestNodeGroupsPauseAfterGroupAndResume: with nobody to answer, the run stops after the first
+// group (exit 5); resumed, it goes on with the next group without redoing the first.
+func TestNodeGroupsPauseAfterGroupAndResume(t *testing.T) {
+	for _, g := range []string{"one", "two"} {
+		nodes(t, "pg-"+g, 2, map[string]string{"pool": "pg-" + g, "suite": "pg"})
+	}
+	e, rec := engine(t, runbook.StopAtPause)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: fleet
+      type: nodegroups
+      pause: none
+      with:
+        groupBy: pool
+        selector: suite=pg
+        pauseAfterGroup: true
+        action: {exec: %s}
+`, upgradeAction(t)))
+	st, err := e.Start(context.Background(), rb)
+	if exitcode.For(err) != exitcode.Paused || st.Status != runbook.RunPaused {
+		t.Fatalf("exit %d, status %s: %v\n%s", exitcode.For(err), st.Status, err, rec.text())
+	}
+	if node(t, "pg-one-1").Status.NodeInfo.KubeletVersion != "v1.37.1" || node(t, "pg-two-1").Status.NodeInfo.KubeletVersion != oldKubelet {
+		t.Fatal("want the first group upgraded and the second not yet")
+	}
+	e.Decider = runbook.AlwaysContinue
+	if _, err := e.Resume(context.Background(), st); err != nil {
+		t.Fatalf("%v\n%s", err, rec.text())
+	}
+	if node(t, "pg-two-2").Status.NodeInfo.KubeletVersion != "v1.37.1" {
+		t.Fatal("second group not upgraded")
+	}
+	if n := strings.Count(rec.text(), "node pg-one-1: upgrade:"); n != 1 {
+		t.Fatalf("pg-one-1 upgraded %d times", n)
+	}
+}
