@@ -103,7 +103,11 @@ func (r *recorder) Emit(e runbook.Event) {
 	r.lines = append(r.lines, runbook.FormatEvent(e))
 	r.mu.Unlock()
 }
-func (r *recorder) text() string { r.mu.Lock(); defer r.mu.Unlock(); return strings.Join(r.lines, "\n") }
+func (r *recorder) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
 
 func engine(t *testing.T, d runbook.Decider) (*runbook.Engine, *recorder) {
 	rec := &recorder{}
