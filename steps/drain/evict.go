@@ -53,9 +53,14 @@ type podState struct {
 // budgets wakes the evictions waiting on a PodDisruptionBudget when its status allows disruptions,
 // as many as it allows, so that a budget of one does not send every waiting pod at the API at once.
 type budgets struct {
-	mu      sync.Mutex
-	waiters map[string][]chan struct{}
-	store   cache.Store
+	mu       sync.Mutex
+	waiters  map[string][]chan struct{}
+	inflight map[string]int // woken, and not yet back with an answer from the API
+	// answered since the budget's status last changed: the status we hold does not count them yet
+	// (an accepted eviction lowers disruptionsAllowed only in the next status we see).
+	spent  map[string]int
+	seenRV map[string]string
+	store  cache.Store
 }
 
 func (b *budgets) wait(key string) chan struct{} {
@@ -65,6 +70,17 @@ func (b *budgets) wait(key string) chan struct{} {
 	b.mu.Unlock()
 	b.check(key)
 	return ch
+}
+
+// answered says a woken eviction got its answer; its slot can go to another waiter.
+func (b *budgets) answered(key string) {
+	b.mu.Lock()
+	if b.inflight[key] > 0 {
+		b.inflight[key]--
+	}
+	b.spent[key]++
+	b.mu.Unlock()
+	b.check(key)
 }
 
 func (b *budgets) cancel(key string, ch chan struct{}) {
@@ -88,13 +104,19 @@ func (b *budgets) check(key string) {
 	if pdb.Status.ObservedGeneration < pdb.Generation {
 		return
 	}
-	n := int(pdb.Status.DisruptionsAllowed)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if pdb.ResourceVersion != b.seenRV[key] {
+		b.seenRV[key], b.spent[key] = pdb.ResourceVersion, 0
+	}
+	// As many as the budget allows, less those woken and not yet answered, and those answered
+	// since this status was written: a burst of updates must not send every waiter at the API.
+	n := int(pdb.Status.DisruptionsAllowed) - b.inflight[key] - b.spent[key]
 	ws := b.waiters[key]
 	for n > 0 && len(ws) > 0 {
 		ws[0] <- struct{}{}
 		ws = ws[1:]
+		b.inflight[key]++
 		n--
 	}
 	b.waiters[key] = ws
@@ -126,14 +148,15 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 	podFactory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", np.Node).String()
 	}))
-	pdbFactory := informers.NewSharedInformerFactory(d.Client, 0)
 	podInf := podFactory.Core().V1().Pods().Informer()
-	pdbInf := pdbFactory.Policy().V1().PodDisruptionBudgets().Informer()
-	bud := &budgets{waiters: map[string][]chan struct{}{}, store: pdbInf.GetStore()}
-	_, _ = pdbInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { bud.check(keyOf(obj)) },
-		UpdateFunc: func(_, obj any) { bud.check(keyOf(obj)) },
-	})
+	// The budgets are shared by every drain in this process (nodegroups drains several nodes at
+	// once): one watch, and one queue per budget, so that concurrent drains do not each spend
+	// the same allowed disruptions.
+	bud, releaseBudgets, err := sharedBudgets(ctx, d.Client)
+	if err != nil {
+		return fmt.Errorf("drain node %q: watch budgets: %w", np.Node, err)
+	}
+	defer releaseBudgets()
 
 	states := map[types.UID]*podState{}
 	var mu sync.Mutex
@@ -161,16 +184,12 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		},
 	})
 	podFactory.Start(ctx.Done())
-	pdbFactory.Start(ctx.Done())
 	defer func() {
-		cancel(nil) // stops the informers; Shutdown waits for them
+		cancel(nil) // stops the informer; Shutdown waits for it
 		podFactory.Shutdown()
-		pdbFactory.Shutdown()
 	}()
-	for _, synced := range []cache.InformerSynced{podInf.HasSynced, pdbInf.HasSynced} {
-		if !cache.WaitForCacheSync(ctx.Done(), synced) {
-			return fmt.Errorf("drain node %q: watch pods and budgets: %w", np.Node, context.Cause(ctx))
-		}
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced) {
+		return fmt.Errorf("drain node %q: watch pods: %w", np.Node, context.Cause(ctx))
 	}
 	// Pods already gone since the plan was made.
 	present := map[types.UID]bool{}
@@ -248,6 +267,57 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 	return be
 }
 
+var shared struct {
+	sync.Mutex
+	byClient map[kubernetes.Interface]*sharedEntry
+}
+
+type sharedEntry struct {
+	bud    *budgets
+	refs   int
+	stop   context.CancelFunc
+	synced cache.InformerSynced
+}
+
+// sharedBudgets returns the process's budget tracker for client, starting its watch on first use;
+// release stops the watch when the last drain using it ends.
+func sharedBudgets(ctx context.Context, client kubernetes.Interface) (*budgets, func(), error) {
+	shared.Lock()
+	if shared.byClient == nil {
+		shared.byClient = map[kubernetes.Interface]*sharedEntry{}
+	}
+	e := shared.byClient[client]
+	if e == nil {
+		wctx, stop := context.WithCancel(context.Background())
+		f := informers.NewSharedInformerFactory(client, 0)
+		inf := f.Policy().V1().PodDisruptionBudgets().Informer()
+		bud := &budgets{waiters: map[string][]chan struct{}{}, inflight: map[string]int{}, spent: map[string]int{}, seenRV: map[string]string{}, store: inf.GetStore()}
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { bud.check(keyOf(obj)) },
+			UpdateFunc: func(_, obj any) { bud.check(keyOf(obj)) },
+		})
+		f.Start(wctx.Done())
+		e = &sharedEntry{bud: bud, stop: func() { stop(); f.Shutdown() }, synced: inf.HasSynced}
+		shared.byClient[client] = e
+	}
+	e.refs++
+	shared.Unlock()
+	release := func() {
+		shared.Lock()
+		defer shared.Unlock()
+		e.refs--
+		if e.refs == 0 {
+			delete(shared.byClient, client)
+			go e.stop()
+		}
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), e.synced) {
+		release()
+		return nil, nil, context.Cause(ctx)
+	}
+	return e.bud, release, nil
+}
+
 func keyOf(obj any) string {
 	k, _ := cache.MetaNamespaceKeyFunc(obj)
 	return k
@@ -259,12 +329,39 @@ func (d *Drainer) report(p PodRef, state string) {
 	}
 }
 
-// evict asks until the API accepts the eviction of one pod, waiting on its budget in between.
+// evict asks until the API accepts the eviction of one pod. A pod under one budget waits for its
+// turn first: the budget's watch wakes as many waiters as it allows disruptions, so the API sees
+// about one eviction per allowed disruption instead of a retry per pod every few seconds.
 func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, gone chan struct{}) error {
 	uid := types.UID(s.ref.UID)
-	backoff := time.Second
+	pdbKey := ""
+	if len(s.ref.PDBs) == 1 {
+		pdbKey = s.ref.PDBs[0]
+		mu.Lock()
+		s.pdb = pdbKey
+		mu.Unlock()
+	}
 	setLast := func(why string) { mu.Lock(); s.last = why; mu.Unlock() }
-	for attempt := 1; ; attempt++ {
+	backoff := time.Second
+	reported := false
+	for {
+		granted := false
+		if pdbKey != "" {
+			var stop bool
+			granted, stop = d.turn(ctx, bud, pdbKey, gone, func() {
+				if st, ok := bud.status(pdbKey); ok {
+					why := fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy)
+					setLast(why)
+					if !reported {
+						d.report(s.ref, "blocked: "+why)
+						reported = true
+					}
+				}
+			})
+			if stop {
+				return nil
+			}
+		}
 		var err error
 		opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, GracePeriodSeconds: d.Options.GracePeriodSeconds}
 		if d.Options.DisableEviction {
@@ -274,6 +371,9 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 				ObjectMeta:    metav1.ObjectMeta{Namespace: s.ref.Namespace, Name: s.ref.Name},
 				DeleteOptions: opts,
 			})
+		}
+		if granted {
+			bud.answered(pdbKey)
 		}
 		switch {
 		case err == nil:
@@ -294,56 +394,30 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			}
 			return nil
 		case apierrors.IsTooManyRequests(err):
-			// Refused by a budget (or throttled). Wait for the budget to allow it, with a jittered
-			// backoff as a safety net, and never less than a Retry-After the server asked for.
-			pdbKey := ""
-			if len(s.ref.PDBs) == 1 {
-				pdbKey = strings.Replace(s.ref.PDBs[0], "/", "/", 1)
+			if pdbKey != "" {
+				continue // back in the budget's queue
 			}
-			mu.Lock()
-			s.pdb = pdbKey
-			mu.Unlock()
+			// Throttled, or a budget we do not know: jittered backoff, never under a Retry-After.
 			wait := backoff
-			if secs, ok := apierrors.SuggestsClientDelay(err); ok && secs > 0 && pdbKey == "" {
+			if secs, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(secs)*time.Second > wait {
 				wait = time.Duration(secs) * time.Second
 			}
-			wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
-			why := "is refused: " + err.Error()
-			if pdbKey != "" {
-				if st, ok := bud.status(pdbKey); ok {
-					why = fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy)
-				}
+			setLast("is refused: " + err.Error())
+			if !reported {
+				d.report(s.ref, "blocked: "+err.Error())
+				reported = true
 			}
-			setLast(why)
-			if attempt == 1 {
-				d.report(s.ref, "blocked: "+why)
-			}
-			var woke chan struct{}
-			if pdbKey != "" {
-				woke = bud.wait(pdbKey)
-			}
-			timer := time.NewTimer(wait)
+			timer := time.NewTimer(jitter(wait))
 			select {
 			case <-ctx.Done():
 				timer.Stop()
-				if woke != nil {
-					bud.cancel(pdbKey, woke)
-				}
 				return nil
 			case <-gone:
 				timer.Stop()
-				if woke != nil {
-					bud.cancel(pdbKey, woke)
-				}
 				return nil
-			case <-woke:
-				timer.Stop()
 			case <-timer.C:
-				if woke != nil {
-					bud.cancel(pdbKey, woke)
-				}
-				backoff = min(backoff*2, 15*time.Second)
 			}
+			backoff = min(backoff*2, 30*time.Second)
 		case apierrors.IsInternalError(err) && strings.Contains(err.Error(), "more than one PodDisruptionBudget"):
 			return fmt.Errorf("%s: the eviction API refuses it because more than one PodDisruptionBudget covers it (%s): make their selectors disjoint", s.ref, strings.Join(s.ref.PDBs, ", "))
 		case ctx.Err() != nil:
@@ -351,6 +425,66 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 		default:
 			return fmt.Errorf("evict %s: %w", s.ref, err)
 		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// turn waits until the budget lets this pod try. granted says the budget's watch woke it (a slot
+// is held until answered); stop says the pod is gone or the drain is over. While it waits, a
+// jittered timer re-checks the budget, in case an update was missed, and lets the pod try blindly
+// when the budget is not in the watch at all (just created, or deleted).
+func (d *Drainer) turn(ctx context.Context, bud *budgets, key string, gone chan struct{}, waiting func()) (granted, stop bool) {
+	backoff := 5 * time.Second
+	for {
+		woke := bud.wait(key)
+		select {
+		case <-woke:
+			return true, false
+		default:
+		}
+		waiting()
+		timer := time.NewTimer(jitter(backoff))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			release(bud, key, woke)
+			return false, true
+		case <-gone:
+			timer.Stop()
+			release(bud, key, woke)
+			return false, true
+		case <-woke:
+			timer.Stop()
+			return true, false
+		case <-timer.C:
+			bud.cancel(key, woke)
+			select {
+			case <-woke:
+				return true, false
+			default:
+			}
+			if _, known := bud.status(key); !known {
+				return false, false
+			}
+			bud.check(key)
+			backoff = min(backoff*2, 30*time.Second)
+		}
+	}
+}
+
+// release gives up a wait: the waiter leaves the queue, and a wake it already got goes back.
+func release(bud *budgets, key string, woke chan struct{}) {
+	if woke == nil {
+		return
+	}
+	bud.cancel(key, woke)
+	select {
+	case <-woke:
+		bud.answered(key)
+	default:
 	}
 }
 

@@ -33,14 +33,15 @@ func main() {
 	delay := flag.Duration("ready-delay", 2*time.Second, "time a pod takes to become Ready (D)")
 	reps := flag.Int("reps", 3, "repetitions per tool")
 	drydock := flag.String("drydock", "bin/drydock", "the drydock binary")
+	rolloutOnly := flag.Bool("rollout-only", false, "only the nodegroups rollout request count")
 	flag.Parse()
-	if err := run(*k, *delay, *reps, *drydock); err != nil {
+	if err := run(*k, *delay, *reps, *drydock, *rolloutOnly); err != nil {
 		fmt.Fprintf(os.Stderr, "drainbench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(k int, delay time.Duration, reps int, drydock string) error {
+func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly bool) error {
 	ctx := context.Background()
 	bin, err := simcluster.BinDir()
 	if err != nil {
@@ -66,6 +67,9 @@ func run(k int, delay time.Duration, reps int, drydock string) error {
 		"kubectl": func(node string) *exec.Cmd {
 			return exec.Command(kubectl, "drain", node, "--kubeconfig", c.Kubeconfig, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "10m")
 		},
+	}
+	if rolloutOnly {
+		return rolloutCluster(ctx)
 	}
 	times := map[string][]time.Duration{}
 	fmt.Printf("drain of a node with k=%d pods, PDB maxUnavailable: 1, pod readiness delay D=%s, %d repetitions each\n", k, delay, reps)
@@ -99,7 +103,19 @@ func run(k int, delay time.Duration, reps int, drydock string) error {
 	if ratio(dd, lower) > 1.15 || ratio(kc, dd) < 2 {
 		fmt.Println("TARGET MISSED")
 	}
-	return nil
+	c.Stop()
+	return rolloutCluster(ctx)
+}
+
+// rolloutCluster runs the request-count benchmark on a cluster of its own (quick pods: it measures
+// requests, not time).
+func rolloutCluster(ctx context.Context) error {
+	c, err := simcluster.Start(ctx, simcluster.Options{PodReadyDelay: 300 * time.Millisecond, PodDeleteDelay: 100 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	return runRolloutBench(ctx, c)
 }
 
 func ratio(a, b time.Duration) float64 { return a.Seconds() / b.Seconds() }
