@@ -33,6 +33,18 @@ type mark struct {
 	Fail       bool   `json:"fail,omitempty"`
 	FailUndo   bool   `json:"failUndo,omitempty"`
 	BlockUntil string `json:"blockUntil,omitempty"` // wait for this channel name in blockers
+	SkipIf     string `json:"skipIf,omitempty"`     // skip when this ConfigMap exists in namespace
+}
+
+func (m *mark) Skip(ctx context.Context, env *runbook.Env) (bool, string, error) {
+	if m.SkipIf == "" {
+		return false, "", nil
+	}
+	_, err := env.Kube.CoreV1().ConfigMaps(m.Namespace).Get(ctx, m.SkipIf, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, "", nil
+	}
+	return err == nil, "ConfigMap " + m.SkipIf + " exists", err
 }
 
 var (
@@ -349,5 +361,34 @@ func TestStaleLockTakenOnlyWithSteal(t *testing.T) {
 	got, _ = leases.Get(ctx, runbook.LockName, metav1.GetOptions{})
 	if got.Spec.HolderIdentity != nil {
 		t.Fatalf("released lease still names %s", *got.Spec.HolderIdentity)
+	}
+}
+
+func TestSkipperSkipsAndIsNotRolledBack(t *testing.T) {
+	ctx := context.Background()
+	if _, err := cluster.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "already-there"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	e := engine(t, rec)
+	rb := parse(t, "    - {name: a, type: mark, with: {namespace: default, skipIf: already-there}}\n    - {name: b, type: mark, with: {namespace: default, skipIf: not-there}}\n")
+	st, err := e.Start(ctx, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Step("a").Status != runbook.StatusSkipped || st.Step("b").Status != runbook.StatusDone || configMapExists(t, st.ID+"-a") {
+		t.Fatalf("a %s, b %s", st.Step("a").Status, st.Step("b").Status)
+	}
+	if !slices.Contains(rec.lines(), "step a: skipped: ConfigMap already-there exists") {
+		t.Fatalf("events:\n%s", strings.Join(rec.lines(), "\n"))
+	}
+	undoneMu.Lock()
+	undone = nil
+	undoneMu.Unlock()
+	if _, err := e.Rollback(ctx, st, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(undone, []string{"b"}) {
+		t.Fatalf("undone %v: a skipped step has nothing to undo", undone)
 	}
 }

@@ -68,6 +68,7 @@ unless --keep-cordoned. A drain is a one-step run: same journal, lock and exit c
 	cmd.Flags().BoolVar(&o.Settings.DisableEviction, "disable-eviction", false, "DELETE pods instead of evicting them: PodDisruptionBudgets are not honoured")
 	cmd.Flags().BoolVar(&o.Settings.KeepCordoned, "keep-cordoned", false, "on failure, leave the nodes drydock cordoned cordoned")
 	cmd.Flags().IntVar(&o.Settings.Concurrency, "concurrency", 10, "evictions in flight per node")
+	cmd.Flags().DurationVar(&o.Settings.NodeTimeout.Duration, "node-timeout", 0, "give up on one node after this long (default: only --timeout)")
 	return cmd
 }
 

@@ -70,9 +70,11 @@ func TestAcceptanceUnknownTypeAndKey(t *testing.T) {
 
 func TestValidateValidRunbooks(t *testing.T) {
 	files, _ := filepath.Glob("../../testdata/runbooks/valid/*.yaml")
-	if len(files) == 0 {
-		t.Fatal("no valid runbooks under testdata/runbooks/valid")
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	if len(files) == 0 || len(examples) == 0 {
+		t.Fatal("no valid runbooks under testdata/runbooks/valid or examples")
 	}
+	files = append(files, examples...)
 	stdout, stderr, code := execute(t, append([]string{"validate"}, files...)...)
 	if code != exitcode.OK {
 		t.Fatalf("exit %d:\n%s", code, stderr)

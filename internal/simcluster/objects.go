@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -187,4 +188,12 @@ func Main(m *testing.M, c **Cluster, opts Options) int {
 		}
 	}
 	return code
+}
+
+// SetUnschedulable cordons (true) or uncordons a node with a patch, so that it never conflicts
+// with the simulated kubelet's status updates.
+func (c *Cluster) SetUnschedulable(ctx context.Context, name string, on bool) error {
+	patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+	_, err := c.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
 }

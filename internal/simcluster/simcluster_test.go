@@ -101,12 +101,7 @@ func TestEvictionHonoursBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitBudget(ctx, t, ns, "web", func(s policyv1.PodDisruptionBudgetStatus) bool { return s.DisruptionsAllowed == 1 })
-	node, err := c.CoreV1().Nodes().Get(ctx, victim.Spec.NodeName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node.Spec.Unschedulable = true
-	if _, err := c.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+	if err := cluster.SetUnschedulable(ctx, victim.Spec.NodeName, true); err != nil {
 		t.Fatal(err)
 	}
 

@@ -119,7 +119,7 @@ func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, er
 		return cands[i].pods < cands[j].pods
 	})
 	c := cands[0]
-	why := fmt.Sprintf("canary node %s: the least disruptive of %d candidates (%d pods to move)", c.name, len(cands), c.pods)
+	why := fmt.Sprintf("canary node %s: the least disruptive of %d candidates (%d pod(s) to move)", c.name, len(cands), c.pods)
 	if c.blocked {
 		why += "; but its drain is blocked"
 	}

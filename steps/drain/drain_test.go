@@ -235,9 +235,7 @@ func TestTimeoutReportsWhatIsLeft(t *testing.T) {
 
 func (s *scenario) cordon(node string, on bool) {
 	s.t.Helper()
-	n := s.node(node)
-	n.Spec.Unschedulable = on
-	if _, err := cluster.Client.CoreV1().Nodes().Update(s.ctx, n, metav1.UpdateOptions{}); err != nil {
+	if err := cluster.SetUnschedulable(s.ctx, node, on); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -349,4 +347,49 @@ func TestAdminCordonStaysAfterAbortAndRollback(t *testing.T) {
 	if !reasons["Cordoned"] || !reasons["Drained"] || !reasons["Uncordoned"] {
 		t.Errorf("events on %s: %v", s.nodes[1], reasons)
 	}
+}
+
+// TestStatefulSetPodRecreatedWithSameNameIsNotEvictedTwice: the StatefulSet controller recreates
+// web-0 under the same name (elsewhere: the node is cordoned); the drain must not evict the new one.
+func TestStatefulSetPodRecreatedWithSameNameIsNotEvictedTwice(t *testing.T) {
+	s := newScenario(t, 2)
+	s.cordon(s.nodes[1], true)
+	labels := map[string]string{"app": "db"}
+	one := int32(2)
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "db"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &one, ServiceName: "db", Selector: &metav1.LabelSelector{MatchLabels: labels},
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"scenario": s.ns},
+				Containers:   []corev1.Container{{Name: "db", Image: "registry.example/db:1"}},
+			}},
+		},
+	}
+	if _, err := cluster.Client.AppsV1().StatefulSets(s.ns).Create(s.ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		st, err := cluster.Client.AppsV1().StatefulSets(s.ns).Get(ctx, "db", metav1.GetOptions{})
+		return err == nil && st.Status.ReadyReplicas == 2, nil
+	}); err != nil {
+		t.Fatal("statefulset never ready")
+	}
+	s.cordon(s.nodes[1], false)
+	before, _ := cluster.Client.CoreV1().Pods(s.ns).Get(s.ctx, "db-0", metav1.GetOptions{})
+	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", s.nodes[0]), "1m")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rec.text())
+	}
+	if strings.Count(rec.text(), "db-0 evicted") != 1 || strings.Count(rec.text(), "db-1 evicted") != 1 {
+		t.Fatalf("each pod must be evicted exactly once:\n%s", rec.text())
+	}
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := cluster.Client.CoreV1().Pods(s.ns).Get(ctx, "db-0", metav1.GetOptions{})
+		return err == nil && p.UID != before.UID && p.Spec.NodeName == s.nodes[1] && simcluster.PodReady(p), nil
+	}); err != nil {
+		t.Fatalf("the recreated db-0 should run on %s: %v", s.nodes[1], err)
+	}
+	_ = st
 }

@@ -58,10 +58,15 @@ type budgets struct {
 	inflight map[string]int // woken, and not yet back with an answer from the API
 	// answered since the budget's status last changed: the status we hold does not count them yet
 	// (an accepted eviction lowers disruptionsAllowed only in the next status we see).
-	spent  map[string]int
-	seenRV map[string]string
-	store  cache.Store
+	spent   map[string]int
+	spentAt map[string]time.Time
+	seenRV  map[string]string
+	store   cache.Store
 }
+
+// spentFor is how long an answer counts against a budget whose status has not moved since: long
+// enough for the status to catch up, short enough that a lost update cannot stall the queue.
+const spentFor = 5 * time.Second
 
 func (b *budgets) wait(key string) chan struct{} {
 	ch := make(chan struct{}, 1)
@@ -72,13 +77,24 @@ func (b *budgets) wait(key string) chan struct{} {
 	return ch
 }
 
-// answered says a woken eviction got its answer; its slot can go to another waiter.
+// answered says a woken eviction got the budget's answer (accepted, or refused by the budget).
 func (b *budgets) answered(key string) {
 	b.mu.Lock()
 	if b.inflight[key] > 0 {
 		b.inflight[key]--
 	}
 	b.spent[key]++
+	b.spentAt[key] = time.Now()
+	b.mu.Unlock()
+	b.check(key)
+}
+
+// returned gives a woken slot back unused (the API refused for another reason, e.g. throttling).
+func (b *budgets) returned(key string) {
+	b.mu.Lock()
+	if b.inflight[key] > 0 {
+		b.inflight[key]--
+	}
 	b.mu.Unlock()
 	b.check(key)
 }
@@ -106,7 +122,7 @@ func (b *budgets) check(key string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if pdb.ResourceVersion != b.seenRV[key] {
+	if pdb.ResourceVersion != b.seenRV[key] || time.Since(b.spentAt[key]) > spentFor {
 		b.seenRV[key], b.spent[key] = pdb.ResourceVersion, 0
 	}
 	// As many as the budget allows, less those woken and not yet answered, and those answered
@@ -291,7 +307,7 @@ func sharedBudgets(ctx context.Context, client kubernetes.Interface) (*budgets, 
 		wctx, stop := context.WithCancel(context.Background())
 		f := informers.NewSharedInformerFactory(client, 0)
 		inf := f.Policy().V1().PodDisruptionBudgets().Informer()
-		bud := &budgets{waiters: map[string][]chan struct{}{}, inflight: map[string]int{}, spent: map[string]int{}, seenRV: map[string]string{}, store: inf.GetStore()}
+		bud := &budgets{waiters: map[string][]chan struct{}{}, inflight: map[string]int{}, spent: map[string]int{}, spentAt: map[string]time.Time{}, seenRV: map[string]string{}, store: inf.GetStore()}
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { bud.check(keyOf(obj)) },
 			UpdateFunc: func(_, obj any) { bud.check(keyOf(obj)) },
@@ -372,8 +388,13 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 				DeleteOptions: opts,
 			})
 		}
+		budgetRefused := apierrors.IsTooManyRequests(err) && isBudgetRefusal(err)
 		if granted {
-			bud.answered(pdbKey)
+			if err == nil || budgetRefused {
+				bud.answered(pdbKey)
+			} else {
+				bud.returned(pdbKey)
+			}
 		}
 		switch {
 		case err == nil:
@@ -394,7 +415,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			}
 			return nil
 		case apierrors.IsTooManyRequests(err):
-			if pdbKey != "" {
+			if pdbKey != "" && budgetRefused {
 				continue // back in the budget's queue
 			}
 			// Throttled, or a budget we do not know: jittered backoff, never under a Retry-After.
@@ -426,6 +447,21 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			return fmt.Errorf("evict %s: %w", s.ref, err)
 		}
 	}
+}
+
+// isBudgetRefusal tells a 429 from a PodDisruptionBudget apart from one of throttling.
+func isBudgetRefusal(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		if d := status.Status().Details; d != nil {
+			for _, c := range d.Causes {
+				if c.Type == policyv1.DisruptionBudgetCause {
+					return true
+				}
+			}
+		}
+	}
+	return strings.Contains(err.Error(), "disruption budget")
 }
 
 func jitter(d time.Duration) time.Duration {

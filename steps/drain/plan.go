@@ -27,6 +27,8 @@ import (
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
 	kubedrain "k8s.io/kubectl/pkg/drain"
+
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 // Options say how to drain.
@@ -45,6 +47,8 @@ type Options struct {
 	PriorityOrder string `json:"priorityOrder,omitempty" jsonschema:"enum=lowest-first,enum=none"`
 	// GracePeriodSeconds overrides the pods' termination grace period (default: theirs).
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+	// NodeTimeout bounds the drain of one node (default: only the step's timeout).
+	NodeTimeout runbook.Duration `json:"nodeTimeout,omitzero"`
 }
 
 // PodRef names a pod.

@@ -19,16 +19,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
 func main() {
+	klog.SetLogger(logr.Discard()) // client-go's noise after the first cluster is stopped
 	k := flag.Int("pods", 8, "pods on the drained node (k)")
 	delay := flag.Duration("ready-delay", 2*time.Second, "time a pod takes to become Ready (D)")
 	reps := flag.Int("reps", 3, "repetitions per tool")
@@ -160,12 +163,7 @@ func scenario(ctx context.Context, c *simcluster.Cluster, name string, k int) (s
 	}); err != nil {
 		return "", fmt.Errorf("budget never ready: %w", err)
 	}
-	n, err := c.Client.CoreV1().Nodes().Get(ctx, dst, metav1.GetOptions{})
-	if err != nil {
-		return "", err
-	}
-	n.Spec.Unschedulable = false
-	_, err = c.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+	err := c.SetUnschedulable(ctx, dst, false)
 	return src, err
 }
 
