@@ -109,22 +109,7 @@ func parse(t *testing.T, steps string, extra ...string) *runbook.Runbook {
 	return rb
 }
 
-type recorder struct {
-	mu     sync.Mutex
-	events []runbook.Event
-}
-
-func (r *recorder) Emit(e runbook.Event) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
-
-func (r *recorder) lines() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, e := range r.events {
-		out = append(out, runbook.FormatEvent(e))
-	}
-	return out
-}
+type recorder = runbook.Recorder
 
 func engine(t *testing.T, sink runbook.Sink) *runbook.Engine {
 	return &runbook.Engine{Registry: registry, Sink: sink, Decider: runbook.AlwaysContinue, Kube: cluster.Client,
@@ -184,7 +169,7 @@ func TestRollbackUndoesInReverseOrder(t *testing.T) {
 		}
 	}
 	var started []string
-	for _, ev := range rec.events {
+	for _, ev := range rec.Events() {
 		if rs, ok := ev.(*runbook.RollbackStarted); ok {
 			started = append(started, rs.Step)
 		}
@@ -379,8 +364,8 @@ func TestSkipperSkipsAndIsNotRolledBack(t *testing.T) {
 	if st.Step("a").Status != runbook.StatusSkipped || st.Step("b").Status != runbook.StatusDone || configMapExists(t, st.ID+"-a") {
 		t.Fatalf("a %s, b %s", st.Step("a").Status, st.Step("b").Status)
 	}
-	if !slices.Contains(rec.lines(), "step a: skipped: ConfigMap already-there exists") {
-		t.Fatalf("events:\n%s", strings.Join(rec.lines(), "\n"))
+	if !slices.Contains(rec.Lines(), "step a: skipped: ConfigMap already-there exists") {
+		t.Fatalf("events:\n%s", strings.Join(rec.Lines(), "\n"))
 	}
 	undoneMu.Lock()
 	undone = nil

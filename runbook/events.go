@@ -280,3 +280,31 @@ func FormatEvent(e Event) string {
 	}
 	return ""
 }
+
+// Recorder keeps every event in memory, in order (tests; a display that replays a run).
+type Recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Emit keeps e.
+func (r *Recorder) Emit(e Event) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
+
+// Events returns the events so far.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// Lines returns each event as FormatEvent writes it.
+func (r *Recorder) Lines() []string {
+	var out []string
+	for _, e := range r.Events() {
+		out = append(out, FormatEvent(e))
+	}
+	return out
+}
+
+// Text is Lines joined by newlines.
+func (r *Recorder) Text() string { return strings.Join(r.Lines(), "\n") }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,22 +31,7 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) Emit(e runbook.Event) {
-	r.mu.Lock()
-	r.lines = append(r.lines, runbook.FormatEvent(e))
-	r.mu.Unlock()
-}
-
-func (r *recorder) text() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
-}
+type recorder = runbook.Recorder
 
 func start(t *testing.T, steps string) (*runbook.RunState, *recorder, *runbook.Engine, error) {
 	t.Helper()
@@ -81,7 +65,7 @@ func TestExecPerNodeWithTemplatesAndRollback(t *testing.T) {
         rollback: [sh, -c, "echo undo {{.Node.Name}} >> `+log+`"]
 `)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	got, _ := os.ReadFile(log)
 	want := "run exec-a exec v1.37.1 exec-a\nrun exec-b exec v1.37.1 exec-b\nrun exec-c exec v1.37.1 exec-c\n"
@@ -136,13 +120,13 @@ func TestWaitKubeletVersion(t *testing.T) {
       with: {for: kubeletVersion, nodes: drydock.dev/group=wait}
 `)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	if took := time.Since(begin); took < 1500*time.Millisecond {
 		t.Fatalf("done after %v, before the kubelet reported the version", took)
 	}
-	if !strings.Contains(rec.text(), "old-kubelet (kubelet v1.36.3)") {
-		t.Errorf("progress should name the node it waits for:\n%s", rec.text())
+	if !strings.Contains(rec.Text(), "old-kubelet (kubelet v1.36.3)") {
+		t.Errorf("progress should name the node it waits for:\n%s", rec.Text())
 	}
 }
 
@@ -180,7 +164,7 @@ func TestWaitPodsReady(t *testing.T) {
       with: {for: podsReady, namespaces: [waitpods]}
 `)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	pods, _ := cluster.Client.CoreV1().Pods("waitpods").List(ctx, metav1.ListOptions{})
 	ready := 0
@@ -189,8 +173,8 @@ func TestWaitPodsReady(t *testing.T) {
 			ready++
 		}
 	}
-	if ready != 3 || !slices.ContainsFunc(strings.Split(rec.text(), "\n"), func(l string) bool { return strings.Contains(l, "waiting for waitpods/web-") }) {
-		t.Fatalf("%d pods ready; events:\n%s", ready, rec.text())
+	if ready != 3 || !slices.ContainsFunc(strings.Split(rec.Text(), "\n"), func(l string) bool { return strings.Contains(l, "waiting for waitpods/web-") }) {
+		t.Fatalf("%d pods ready; events:\n%s", ready, rec.Text())
 	}
 }
 

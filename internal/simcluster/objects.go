@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/drydock-dev/drydock/internal/kube"
 )
 
 // NodeOptions describe a fake node.
@@ -98,12 +100,7 @@ func (c *Cluster) WaitNodeReady(ctx context.Context, name string) (*corev1.Node,
 			return false, nil
 		}
 		node = n
-		for _, cond := range n.Status.Conditions {
-			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
+		return kube.NodeReady(n), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %q not Ready after 60s: %w", name, err)
@@ -155,14 +152,7 @@ func (c *Cluster) WaitDeploymentReady(ctx context.Context, namespace, name strin
 }
 
 // PodReady says whether a pod has the Ready condition.
-func PodReady(p *corev1.Pod) bool {
-	for _, cond := range p.Status.Conditions {
-		if cond.Type == corev1.PodReady {
-			return cond.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
+func PodReady(p *corev1.Pod) bool { return kube.PodReady(p) }
 
 // Main is for a test package's TestMain: it starts a cluster, stores it in *c, runs the tests and
 // stops the cluster whatever happened. A cluster that does not start fails the package; it never

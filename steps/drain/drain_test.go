@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -117,22 +116,7 @@ func (s *scenario) node(name string) *corev1.Node {
 	return n
 }
 
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) Emit(e runbook.Event) {
-	r.mu.Lock()
-	r.lines = append(r.lines, runbook.FormatEvent(e))
-	r.mu.Unlock()
-}
-
-func (r *recorder) text() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
-}
+type recorder = runbook.Recorder
 
 // run drains through the engine, as `drydock drain` does.
 func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook.Engine, *recorder, error) {
@@ -181,8 +165,8 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 	if s.node(node).Spec.Unschedulable {
 		t.Fatal("the node was cordoned although the drain was refused before starting")
 	}
-	if !strings.Contains(rec.text(), "ERROR: pod/") {
-		t.Errorf("the blocker should go out as a finding:\n%s", rec.text())
+	if !strings.Contains(rec.Text(), "ERROR: pod/") {
+		t.Errorf("the blocker should go out as a finding:\n%s", rec.Text())
 	}
 }
 
@@ -209,7 +193,7 @@ func TestTimeoutReportsWhatIsLeft(t *testing.T) {
 	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", s.nodes[0]), "4s")
 	var be *drain.BlockedError
 	if !errors.As(err, &be) || exitcode.For(err) != exitcode.Blocked {
-		t.Fatalf("want a BlockedError with exit 3, got exit %d: %v\n%s", exitcode.For(err), err, rec.text())
+		t.Fatalf("want a BlockedError with exit 3, got exit %d: %v\n%s", exitcode.For(err), err, rec.Text())
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Fatalf("took %v for a 4s timeout", time.Since(start))
@@ -228,8 +212,8 @@ func TestTimeoutReportsWhatIsLeft(t *testing.T) {
 	if st.Step("drain").Status != runbook.StatusFailed {
 		t.Fatalf("step %s", st.Step("drain").Status)
 	}
-	if !strings.Contains(rec.text(), "WARNING: pod/") || !strings.Contains(rec.text(), "allows no disruption right now") {
-		t.Errorf("the plan should warn about the budget before starting:\n%s", rec.text())
+	if !strings.Contains(rec.Text(), "WARNING: pod/") || !strings.Contains(rec.Text(), "allows no disruption right now") {
+		t.Errorf("the plan should warn about the budget before starting:\n%s", rec.Text())
 	}
 }
 
@@ -297,8 +281,8 @@ func TestAdminCordonStaysAfterAbortAndRollback(t *testing.T) {
 
 	// The drain cordons node 1, waits on the budget, and is aborted by its timeout.
 	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s]}", s.nodes[0], s.nodes[1]), "3s")
-	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(rec.text(), s.nodes[1]+": cordoned") {
-		t.Fatalf("exit %d: %v\n%s", exitcode.For(err), err, rec.text())
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(rec.Text(), s.nodes[1]+": cordoned") {
+		t.Fatalf("exit %d: %v\n%s", exitcode.For(err), err, rec.Text())
 	}
 	if !s.node(s.nodes[0]).Spec.Unschedulable {
 		t.Fatal("the admin's cordon was removed after an aborted drain")
@@ -318,7 +302,7 @@ func TestAdminCordonStaysAfterAbortAndRollback(t *testing.T) {
 	s.waitReady("web")
 	st, e, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s]}", s.nodes[0], s.nodes[1]), "1m")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	n0, n1 := s.node(s.nodes[0]), s.node(s.nodes[1])
 	if !n0.Spec.Unschedulable || !n1.Spec.Unschedulable || n1.Annotations[drain.AnnotationCordonedBy] != st.ID || n0.Annotations[drain.AnnotationCordonedBy] != "" {
@@ -380,10 +364,10 @@ func TestStatefulSetPodRecreatedWithSameNameIsNotEvictedTwice(t *testing.T) {
 	before, _ := cluster.Client.CoreV1().Pods(s.ns).Get(s.ctx, "db-0", metav1.GetOptions{})
 	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", s.nodes[0]), "1m")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
-	if strings.Count(rec.text(), "db-0 evicted") != 1 || strings.Count(rec.text(), "db-1 evicted") != 1 {
-		t.Fatalf("each pod must be evicted exactly once:\n%s", rec.text())
+	if strings.Count(rec.Text(), "db-0 evicted") != 1 || strings.Count(rec.Text(), "db-1 evicted") != 1 {
+		t.Fatalf("each pod must be evicted exactly once:\n%s", rec.Text())
 	}
 	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		p, err := cluster.Client.CoreV1().Pods(s.ns).Get(ctx, "db-0", metav1.GetOptions{})

@@ -28,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 	kubedrain "k8s.io/kubectl/pkg/drain"
 
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -367,15 +368,6 @@ func (pl *Planner) pdb(key string) *policyv1.PodDisruptionBudget {
 	return nil
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // pdbBlockers diagnoses the budgets over one pod.
 func (pl *Planner) pdbBlockers(node string, p *corev1.Pod, keys []string) []Blocker {
 	r := ref(p).String()
@@ -393,7 +385,7 @@ func (pl *Planner) pdbBlockers(node string, p *corev1.Pod, keys []string) []Bloc
 				Fix:     "allow at least one disruption: e.g. maxUnavailable: 1, or minAvailable below the replica count"})
 			continue
 		}
-		if !podReady(p) && (pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.IfHealthyBudget) &&
+		if !kube.PodReady(p) && (pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.IfHealthyBudget) &&
 			pdb.Status.CurrentHealthy < pdb.Status.DesiredHealthy {
 			out = append(out, Blocker{Kind: BlockUnhealthy, Node: node, Pod: r, PDB: key, Fatal: true,
 				Message: fmt.Sprintf("%s is not Ready and PodDisruptionBudget %s (unhealthyPodEvictionPolicy IfHealthyBudget) is below its budget (%d healthy, needs %d): the unhealthy pod cannot be evicted",
@@ -446,7 +438,7 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 	var rooms []*room
 	for i := range pl.nodes {
 		n := &pl.nodes[i]
-		if draining[n.Name] || n.Spec.Unschedulable || !nodeReady(n) {
+		if draining[n.Name] || n.Spec.Unschedulable || !kube.NodeReady(n) {
 			continue
 		}
 		free := n.Status.Allocatable.DeepCopy()
@@ -503,15 +495,6 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 		}
 	}
 	return out
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func fits(req, free corev1.ResourceList) bool {

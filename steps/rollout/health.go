@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -157,7 +158,7 @@ func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
 	}
 	for _, name := range nodes {
 		obj, ok, _ := g.nodes.GetStore().GetByKey(name)
-		if ok && !nodeReady(obj.(*corev1.Node)) {
+		if ok && !kube.NodeReady(obj.(*corev1.Node)) {
 			out = append(out, fmt.Sprintf("node %s is NotReady", name))
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/exec"
@@ -106,7 +107,7 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 	if err != nil {
 		return fmt.Errorf("node %q: %w", node, err)
 	}
-	if Upgraded(n, env.Target) && nodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID) {
+	if Upgraded(n, env.Target) && kube.NodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID) {
 		env.Progress(fmt.Sprintf("node %s: already at %s, skipped", node, n.Status.NodeInfo.KubeletVersion), 0, 0)
 		return env.MarkDone(ctx, "upgraded/"+node)
 	}
@@ -193,8 +194,8 @@ func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time
 	last := "not seen yet"
 	gone := false
 	check := func(n *corev1.Node) bool {
-		last = fmt.Sprintf("kubelet %s, Ready=%v", n.Status.NodeInfo.KubeletVersion, nodeReady(n))
-		return nodeReady(n) && Upgraded(n, env.Target)
+		last = fmt.Sprintf("kubelet %s, Ready=%v", n.Status.NodeInfo.KubeletVersion, kube.NodeReady(n))
+		return kube.NodeReady(n) && Upgraded(n, env.Target)
 	}
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, func(store cache.Store) (bool, error) {
 		objs := store.List()
@@ -222,15 +223,6 @@ func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time
 		return fmt.Errorf("watch node %q: %w", node, err)
 	}
 	return nil
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // Undo rolls back what Cycle did on the nodes recorded by env: the rollback command per upgraded

@@ -93,21 +93,7 @@ func workload(t *testing.T, ns, name string, replicas int32, selector map[string
 	}
 }
 
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) Emit(e runbook.Event) {
-	r.mu.Lock()
-	r.lines = append(r.lines, runbook.FormatEvent(e))
-	r.mu.Unlock()
-}
-func (r *recorder) text() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
-}
+type recorder = runbook.Recorder
 
 func engine(t *testing.T, d runbook.Decider) (*runbook.Engine, *recorder) {
 	rec := &recorder{}
@@ -151,10 +137,10 @@ func TestCanaryPicksLeastDisruptiveAndUpgradesIt(t *testing.T) {
 `, upgradeAction(t), ns))
 	st, err := e.Start(context.Background(), rb)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
-	if st.Step("canary").Status != runbook.StatusDone || !strings.Contains(rec.text(), "canary node cok-3: the least disruptive of 3 candidates (0 pod(s) to move)") {
-		t.Fatalf("events:\n%s", rec.text())
+	if st.Step("canary").Status != runbook.StatusDone || !strings.Contains(rec.Text(), "canary node cok-3: the least disruptive of 3 candidates (0 pod(s) to move)") {
+		t.Fatalf("events:\n%s", rec.Text())
 	}
 	if n := node(t, "cok-3"); n.Status.NodeInfo.KubeletVersion != "v1.37.1" || n.Spec.Unschedulable {
 		t.Fatalf("canary node: kubelet %s, unschedulable %v", n.Status.NodeInfo.KubeletVersion, n.Spec.Unschedulable)
@@ -164,8 +150,8 @@ func TestCanaryPicksLeastDisruptiveAndUpgradesIt(t *testing.T) {
 			t.Fatalf("%s was upgraded too", n)
 		}
 	}
-	if !strings.Contains(rec.text(), "paused after the step") {
-		t.Errorf("the canary pauses after itself by default:\n%s", rec.text())
+	if !strings.Contains(rec.Text(), "paused after the step") {
+		t.Errorf("the canary pauses after itself by default:\n%s", rec.Text())
 	}
 }
 
@@ -190,7 +176,7 @@ func TestCanaryFailureRollsBack(t *testing.T) {
 `, names[0], breakAction(t), marker))
 	st, err := e.Start(context.Background(), rb)
 	if exitcode.For(err) != exitcode.Aborted {
-		t.Fatalf("exit %d (%v), want %d\n%s", exitcode.For(err), err, exitcode.Aborted, rec.text())
+		t.Fatalf("exit %d (%v), want %d\n%s", exitcode.For(err), err, exitcode.Aborted, rec.Text())
 	}
 	if !strings.Contains(err.Error(), "did not come back Ready") {
 		t.Errorf("err %v", err)
@@ -281,7 +267,7 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
         health: {namespaces: [%s], timeout: 2m}
 `, upgradeAction(t), ns))
 	if _, err := e.Start(context.Background(), rb); err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	time.Sleep(300 * time.Millisecond) // let the informer see the last uncordon
 	cordoned := map[string]bool{}
@@ -358,19 +344,19 @@ func TestNodeGroupsPauseAfterGroupAndResume(t *testing.T) {
 `, upgradeAction(t)))
 	st, err := e.Start(context.Background(), rb)
 	if exitcode.For(err) != exitcode.Paused || st.Status != runbook.RunPaused {
-		t.Fatalf("exit %d, status %s: %v\n%s", exitcode.For(err), st.Status, err, rec.text())
+		t.Fatalf("exit %d, status %s: %v\n%s", exitcode.For(err), st.Status, err, rec.Text())
 	}
 	if node(t, "pg-one-1").Status.NodeInfo.KubeletVersion != "v1.37.1" || node(t, "pg-two-1").Status.NodeInfo.KubeletVersion != oldKubelet {
 		t.Fatal("want the first group upgraded and the second not yet")
 	}
 	e.Decider = runbook.AlwaysContinue
 	if _, err := e.Resume(context.Background(), st); err != nil {
-		t.Fatalf("%v\n%s", err, rec.text())
+		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	if node(t, "pg-two-2").Status.NodeInfo.KubeletVersion != "v1.37.1" {
 		t.Fatal("second group not upgraded")
 	}
-	if n := strings.Count(rec.text(), "node pg-one-1: upgrade:"); n != 1 {
+	if n := strings.Count(rec.Text(), "node pg-one-1: upgrade:"); n != 1 {
 		t.Fatalf("pg-one-1 upgraded %d times", n)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -139,7 +140,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		var bad []string
 		for _, o := range objs {
 			n := o.(*corev1.Node)
-			if !nodeReady(n) {
+			if !kube.NodeReady(n) {
 				bad = append(bad, n.Name+" (NotReady)")
 				continue
 			}
@@ -161,13 +162,7 @@ func podsReady(objs []any) (bool, []string) {
 		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		ready := false
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				ready = true
-			}
-		}
-		if !ready {
+		if !kube.PodReady(p) {
 			bad = append(bad, p.Namespace+"/"+p.Name)
 		}
 	}
@@ -236,13 +231,4 @@ func first(s []string, n int) []string {
 		return s
 	}
 	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
