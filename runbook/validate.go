@@ -17,14 +17,8 @@ const DefaultStateNamespace = "kube-system"
 // Validate checks the rules the schema cannot say: unique step names, a readable target version,
 // positive timeouts, the step order, and each kind's own settings rules.
 func Validate(rb *Runbook, reg Registry) Problems {
-	src := rb.Source
-	if src == nil {
-		src = &Source{Path: "<runbook>"}
-	}
 	var problems Problems
-	add := func(field, msg, hint string) {
-		problems = append(problems, src.problemAt(src.lookup(parseFieldPath(field), false), field, msg, hint))
-	}
+	add := func(field, msg, hint string) { problems = append(problems, rb.problem(field, msg, hint)) }
 
 	if _, err := version.ParseGeneric(rb.Spec.TargetVersion); err != nil {
 		add("spec.targetVersion", fmt.Sprintf("%q is not a Kubernetes version", rb.Spec.TargetVersion), "write it as v1.37 or v1.37.2")
@@ -38,14 +32,9 @@ func Validate(rb *Runbook, reg Registry) Problems {
 
 // checkSteps checks step names and order, and each decoded step's own settings rules.
 func checkSteps(rb *Runbook, reg Registry) Problems {
-	src := rb.Source
-	if src == nil {
-		src = &Source{Path: "<runbook>"}
-	}
+	src := rb.source()
 	var problems Problems
-	add := func(field, msg, hint string) {
-		problems = append(problems, src.problemAt(src.lookup(parseFieldPath(field), false), field, msg, hint))
-	}
+	add := func(field, msg, hint string) { problems = append(problems, rb.problem(field, msg, hint)) }
 	firstName := map[string]int{}
 	firstNodes := -1
 	for i, s := range rb.Spec.Steps {
@@ -87,6 +76,19 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 		}
 	}
 	return problems
+}
+
+func (rb *Runbook) source() *Source {
+	if rb.Source == nil {
+		return &Source{Path: "<runbook>"}
+	}
+	return rb.Source
+}
+
+// problem places a problem with field (spec.steps[2].with.x) in the runbook's file.
+func (rb *Runbook) problem(field, msg, hint string) Problem {
+	src := rb.source()
+	return src.problemAt(src.lookup(parseFieldPath(field), false), field, msg, hint)
 }
 
 // TimeoutOf is the timeout that applies to step s.

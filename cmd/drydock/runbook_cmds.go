@@ -173,6 +173,21 @@ func (p *promptDecider) Decide(ctx context.Context, req runbook.PauseRequest) (r
 	}
 }
 
+// prepare loads the runbook, builds the clients, checks the flags and the target against the cluster.
+func (o *RunOptions) prepare(path string) (*runbook.Runbook, error) {
+	rb, err := loadRunbook(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.Complete(true); err != nil {
+		return nil, err
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return rb, o.checkTarget(rb)
+}
+
 // checkTarget compares the runbook's target with the live cluster.
 func (o *RunOptions) checkTarget(rb *runbook.Runbook) error {
 	v, err := o.client.Discovery().ServerVersion()
@@ -278,17 +293,8 @@ func NewPlanCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
 		Short: "Resolve a runbook against the live cluster and say what each step will do, changing nothing",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rb, err := loadRunbook(args[0])
+			rb, err := o.prepare(args[0])
 			if err != nil {
-				return err
-			}
-			if err := o.Complete(true); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.checkTarget(rb); err != nil {
 				return err
 			}
 			o.engine.Sink = nil
@@ -333,17 +339,8 @@ cluster is locked with a Lease for the whole run, pause points ask a person (or 
 nobody can answer: exit 5, continue with 'drydock resume'), and Ctrl-C leaves the run resumable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rb, err := loadRunbook(args[0])
+			rb, err := o.prepare(args[0])
 			if err != nil {
-				return err
-			}
-			if err := o.Complete(true); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.checkTarget(rb); err != nil {
 				return err
 			}
 			if o.DryRun {
