@@ -14,7 +14,7 @@ tools="$root/tools/cluster"
 KUBE_VERSION=v1.37.1   # must match k8s.io/kubernetes in tools/cluster/go.mod
 KWOK_VERSION=v0.8.0
 
-cache_root=${DRYDOCK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/drydock}
+cache_root=${DRYDOCK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/drydock}
 key=$( { cat "$tools/go.mod" "$tools/go.sum" "$tools/etcd/main.go" "$0"; go version; } | sha256sum | cut -c1-16)
 dest="$cache_root/cluster-bin/$key"
 
