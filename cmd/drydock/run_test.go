@@ -50,6 +50,21 @@ func (p *proc) run(args ...string) (string, int) {
 	return out.String(), code
 }
 
+// startUntil starts drydock in the background and returns once the file marker exists (a step's
+// command creates it), with the process and its combined output.
+func (p *proc) startUntil(marker string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	p.t.Helper()
+	cmd := p.command(args...)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFile(p.t, marker, 30*time.Second)
+	return cmd, out
+}
+
 func writeRunbook(t *testing.T, name, steps string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".yaml")
@@ -95,17 +110,11 @@ func TestKillAndResume(t *testing.T) {
       type: exec
       with: {command: [sh, -c, "echo three >> %[1]s"]}
 `, log, started))
-	if _, err := cluster.CreateNode(context.Background(), "kill-1", simclusterNode()); err != nil {
+	if _, err := cluster.CreateNode(context.Background(), "kill-1", simcluster.NodeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	p := newProc(t)
-	cmd := p.command("run", rb)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, started, 30*time.Second)
+	cmd, out := p.startUntil(started, "run", rb)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -197,13 +206,7 @@ func TestLockBetweenProcesses(t *testing.T) {
 	slow := writeRunbook(t, "slow", fmt.Sprintf("    - name: hold\n      type: exec\n      with: {command: [sh, -c, \"touch %s; sleep 3\"]}\n", started))
 	quick := writeRunbook(t, "quick", "    - name: q\n      type: exec\n      with: {command: [\"true\"]}\n")
 	a, b := newProc(t), newProc(t)
-	cmd := a.command("run", slow)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, started, 30*time.Second)
+	cmd, out := a.startUntil(started, "run", slow)
 	refused, code := b.run("run", quick)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("first run: %v\n%s", err, out.String())
@@ -217,8 +220,6 @@ func TestLockBetweenProcesses(t *testing.T) {
 	}
 }
 
-func simclusterNode() simcluster.NodeOptions { return simcluster.NodeOptions{} }
-
 // TestSIGTERMLeavesRunResumable: SIGTERM cancels the step, journals the run as interrupted,
 // releases the lock and exits 130; resume finishes the run.
 func TestSIGTERMLeavesRunResumable(t *testing.T) {
@@ -227,13 +228,7 @@ func TestSIGTERMLeavesRunResumable(t *testing.T) {
 	done := filepath.Join(dir, "done")
 	rb := writeRunbook(t, "term", fmt.Sprintf("    - name: long\n      type: exec\n      with: {command: [sh, -c, \"test -e %s && exit 0; touch %s; sleep 30\"]}\n    - name: after\n      type: exec\n      with: {command: [echo, after]}\n", done, started))
 	p := newProc(t)
-	cmd := p.command("run", rb)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, started, 30*time.Second)
+	cmd, out := p.startUntil(started, "run", rb)
 	begin := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()

@@ -364,6 +364,17 @@ nobody can answer: exit 5, continue with 'drydock resume'), and Ctrl-C leaves th
 	return cmd
 }
 
+// openRun builds the clients, checks the flags and loads the run named by args (see findRun).
+func (o *RunOptions) openRun(ctx context.Context, args []string, want func(runbook.RunStatus) bool) (*runbook.RunState, error) {
+	if err := o.Complete(true); err != nil {
+		return nil, err
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return o.findRun(ctx, args, want)
+}
+
 // findRun loads a run's journal: locally, else from the cluster; with no id, the newest resumable local run.
 func (o *RunOptions) findRun(ctx context.Context, args []string, want func(runbook.RunStatus) bool) (*runbook.RunState, error) {
 	if len(args) == 0 {
@@ -397,13 +408,7 @@ func NewResumeCommand(kube *genericclioptions.ConfigFlags, streams genericioopti
 		Short: "Continue a paused, interrupted or failed run where it stopped (default: the newest)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(true); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			st, err := o.findRun(cmd.Context(), args, runbook.RunStatus.Resumable)
+			st, err := o.openRun(cmd.Context(), args, runbook.RunStatus.Resumable)
 			if err != nil {
 				return err
 			}
@@ -423,13 +428,7 @@ func NewRollbackCommand(kube *genericclioptions.ConfigFlags, streams genericioop
 		Short: "Undo a run's completed steps, newest first (back to and including --to STEP)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(true); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			st, err := o.findRun(cmd.Context(), args, func(s runbook.RunStatus) bool { return s != runbook.RunRolledBack })
+			st, err := o.openRun(cmd.Context(), args, func(s runbook.RunStatus) bool { return s != runbook.RunRolledBack })
 			if err != nil {
 				return err
 			}

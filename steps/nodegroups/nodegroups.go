@@ -242,7 +242,10 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		}
 	}
 	for len(pending) > 0 {
-		n := min(batch, len(pending))
+		n, err := s.batchThatFits(ctx, env, pending[:min(batch, len(pending))])
+		if err != nil {
+			return err
+		}
 		nodes := pending[:n]
 		pending = pending[n:]
 		bctx, cancel := context.WithCancelCause(ctx)
@@ -284,6 +287,30 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		}
 	}
 	return nil
+}
+
+// batchThatFits plans the drain of the candidate nodes together and shrinks the batch until the
+// evicted pods fit on the nodes that stay: draining every node a workload may run on at once would
+// leave its replacements Pending and its budget stuck at zero.
+func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []string) (int, error) {
+	for n := len(nodes); n > 1; n-- {
+		plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain}).Plan(ctx, nodes[:n])
+		if err != nil {
+			return 0, err
+		}
+		fits := true
+		for _, b := range plan.Blockers() {
+			if b.Kind == drain.BlockCapacity {
+				fits = false
+				break
+			}
+		}
+		if fits {
+			return n, nil
+		}
+		env.Progress(fmt.Sprintf("%d nodes at once would leave pods with nowhere to go: trying %d", n, n-1), 0, 0)
+	}
+	return 1, nil
 }
 
 // Rollback uncordons what the step cordoned and runs the rollback action per upgraded node.
