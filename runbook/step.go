@@ -102,3 +102,38 @@ func (r Registry) Check() error {
 	}
 	return nil
 }
+
+// Access is one permission a step needs, asked about before the run starts (access-check).
+type Access struct {
+	Verb        string `json:"verb"`
+	Group       string `json:"group,omitempty"`
+	Resource    string `json:"resource,omitempty"`
+	Subresource string `json:"subresource,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	// NonResourceURL instead of a resource, e.g. /metrics.
+	NonResourceURL string `json:"nonResourceURL,omitempty"`
+	// Why the step needs it, for the finding when it is missing.
+	Why string `json:"why"`
+}
+
+func (a Access) String() string {
+	if a.NonResourceURL != "" {
+		return a.Verb + " " + a.NonResourceURL
+	}
+	r := a.Resource
+	if a.Group != "" {
+		r += "." + a.Group
+	}
+	if a.Subresource != "" {
+		r += "/" + a.Subresource
+	}
+	if a.Namespace != "" {
+		r += " in namespace " + a.Namespace
+	}
+	return a.Verb + " " + r
+}
+
+// AccessNeeder is a Step that says which permissions it needs.
+type AccessNeeder interface {
+	Access() []Access
+}

@@ -55,6 +55,9 @@ type Options struct {
 	Persistent bool
 	// Log receives kwokctl's output; default io.Discard.
 	Log io.Writer
+	// RuntimeConfig enables or disables built-in APIs, as kube-apiserver's --runtime-config
+	// (e.g. "resource.k8s.io/v1beta1=true").
+	RuntimeConfig string
 }
 
 // Cluster is a running simulated cluster.
@@ -147,7 +150,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 
-	err = c.kwokctl(ctx, "create", "cluster",
+	args := []string{"create", "cluster",
 		"--name", c.Name,
 		"--runtime", "binary",
 		"--config", configPath,
@@ -163,7 +166,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		"--kube-controller-manager-port", strconv.Itoa(ports[3]),
 		"--kube-scheduler-port", strconv.Itoa(ports[5]),
 		"--wait", "90s",
-	)
+	}
+	if opts.RuntimeConfig != "" {
+		args = append(args, "--kube-runtime-config", opts.RuntimeConfig)
+	}
+	err = c.kwokctl(ctx, args...)
 	if err != nil {
 		_ = c.Stop()
 		return nil, err

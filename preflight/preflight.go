@@ -1,0 +1,307 @@
+// Package preflight holds drydock's read-only checks. Each check looks at the cluster (or at
+// manifest files) and returns findings: a severity, the object, what is wrong and how to fix it.
+// Nothing here writes to the cluster; the tests count every request to prove it.
+package preflight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
+
+	"github.com/drydock-dev/drydock/preflight/apis"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// Severity of a finding: error, warning or info.
+type Severity = runbook.Severity
+
+// Finding is one thing a check found.
+type Finding struct {
+	Check    string   `json:"check"`
+	Severity Severity `json:"severity"`
+	// Object is "Kind namespace/name", "file:line" or a node, budget, ... as the check sees it.
+	Object  string `json:"object"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+	// Source says where an API use was seen: managedFields, last-applied, helm, manifest, metrics, crd.
+	Source string  `json:"source,omitempty"`
+	API    *APIUse `json:"api,omitempty"`
+	// File and Line locate findings in manifest files (for SARIF).
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+}
+
+// APIUse is the API version a finding is about.
+type APIUse struct {
+	APIVersion   string `json:"apiVersion"`
+	Kind         string `json:"kind,omitempty"`
+	DeprecatedIn string `json:"deprecatedIn,omitempty"`
+	RemovedIn    string `json:"removedIn,omitempty"`
+	Replacement  string `json:"replacement,omitempty"`
+}
+
+// Runbook turns the finding into the engine's event form.
+func (f Finding) Runbook() runbook.Finding {
+	msg := f.Message
+	if f.Source != "" {
+		msg += " [" + f.Source + "]"
+	}
+	return runbook.Finding{Severity: f.Severity, Object: f.Object, Message: msg, Hint: f.Fix}
+}
+
+// Input is what the checks look at.
+type Input struct {
+	// Cluster clients; all nil when only files are scanned.
+	Kube       kubernetes.Interface
+	Metadata   metadata.Interface
+	APIExt     apiextclient.Interface
+	Aggregator aggregator.Interface
+
+	// Server is the apiserver's version (zero without a cluster); Target the release to check for.
+	Server, Target apis.Release
+	ServerVersion  string
+	// Manifests are files and directories to scan for API versions.
+	Manifests []string
+	// Helm scans the Helm releases stored in the cluster.
+	Helm bool
+	// Access lists what the work about to run needs (the access check asks about each).
+	Access []runbook.Access
+	// Progress, when set, is told what the checks are doing.
+	Progress func(string)
+}
+
+// NewInput builds the clients from a REST config. A nil config makes a files-only input.
+func NewInput(cfg *rest.Config) (*Input, error) {
+	in := &Input{Helm: true}
+	if cfg == nil {
+		return in, nil
+	}
+	cfg = rest.CopyConfig(cfg)
+	// The scan lists every resource type in parallel, page by page: client-go's default 5 QPS would
+	// make it crawl.
+	cfg.QPS, cfg.Burst = 100, 200
+	var err error
+	if in.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if in.Metadata, err = metadata.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if in.APIExt, err = apiextclient.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if in.Aggregator, err = aggregator.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// Cluster reports whether there is a cluster to look at.
+func (in *Input) Cluster() bool { return in.Kube != nil }
+
+func (in *Input) progress(format string, args ...any) {
+	if in.Progress != nil {
+		in.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// ResolveTarget checks the target release against the server's: default the next minor; never a
+// downgrade, a skipped minor, or a release drydock's API table cannot know.
+func ResolveTarget(flag string, server apis.Release) (apis.Release, error) {
+	newest := apis.Release{Major: apis.Pinned.Major, Minor: apis.Pinned.Minor + 1}
+	if flag == "" {
+		if server.IsZero() {
+			return apis.Release{}, errors.New("no target version: give --target (e.g. --target v1.37) when there is no cluster to read it from")
+		}
+		return apis.Release{Major: server.Major, Minor: server.Minor + 1}, nil
+	}
+	t, err := apis.ParseRelease(flag)
+	if err != nil {
+		return apis.Release{}, err
+	}
+	if !t.AtOrBefore(newest) {
+		return apis.Release{}, fmt.Errorf("target %s is unknown to this drydock: it knows the API lifecycle up to %s (built with k8s.io/api %s); use a newer drydock", t, newest, apis.PinnedModule)
+	}
+	if server.IsZero() {
+		return t, nil
+	}
+	switch {
+	case t.Major != server.Major || t.Minor < server.Minor:
+		return apis.Release{}, fmt.Errorf("target %s is older than the cluster (%s): Kubernetes does not support downgrades", t, server)
+	case t.Minor > server.Minor+1:
+		return apis.Release{}, fmt.Errorf("target %s skips a minor release: the cluster is at %s, so the next step is %d.%d; upgrade one minor at a time", t, server, server.Major, server.Minor+1)
+	}
+	return t, nil
+}
+
+// Check is one read-only check.
+type Check struct {
+	Name        string
+	Description string
+	// Files runs without a cluster too (the API scan of manifest files).
+	Files bool
+	Run   func(ctx context.Context, in *Input) ([]Finding, error)
+}
+
+// Checks, in the order they run.
+var Checks = []Check{
+	{Name: "api-scan", Description: "deprecated and removed API versions in stored objects, Helm releases, manifest files, client requests and CRDs", Files: true, Run: scanAPIs},
+	{Name: "pdb-check", Description: "PodDisruptionBudgets that block drains or do not protect what they should", Run: checkPDBs},
+	{Name: "skew-check", Description: "the target against the version-skew policy for the apiservers and kubelets", Run: checkSkew},
+	{Name: "health-check", Description: "nodes, kube-system pods, APIServices and admission webhooks that break an upgrade", Run: checkHealth},
+	{Name: "access-check", Description: "the permissions the work needs, asked with SelfSubjectAccessReview", Run: checkAccess},
+}
+
+// Lookup finds a check by name.
+func Lookup(name string) (Check, bool) {
+	for _, c := range Checks {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Check{}, false
+}
+
+// Names lists the checks.
+func Names() []string {
+	var out []string
+	for _, c := range Checks {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// Result is one check's outcome.
+type Result struct {
+	Check       string        `json:"check"`
+	Description string        `json:"description"`
+	Findings    []Finding     `json:"findings"`
+	Skipped     string        `json:"skipped,omitempty"`
+	Duration    time.Duration `json:"-"`
+}
+
+// Report is the outcome of a pre-flight run.
+type Report struct {
+	Cluster string   `json:"cluster,omitempty"`
+	Server  string   `json:"serverVersion,omitempty"`
+	Target  string   `json:"target"`
+	Results []Result `json:"checks"`
+}
+
+// Findings returns every finding of the report.
+func (r *Report) Findings() []Finding {
+	var out []Finding
+	for _, res := range r.Results {
+		out = append(out, res.Findings...)
+	}
+	return out
+}
+
+// Run runs the named checks (all when names is empty). A check that is not allowed to read what it
+// needs reports that as a finding; other failures end the run.
+func Run(ctx context.Context, in *Input, names []string) (*Report, error) {
+	if len(names) == 0 {
+		names = Names()
+	}
+	rep := &Report{Target: in.Target.String(), Server: in.ServerVersion}
+	for _, name := range names {
+		c, ok := Lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("preflight: no check %q (checks: %s)", name, strings.Join(Names(), ", "))
+		}
+		res := Result{Check: c.Name, Description: c.Description, Findings: []Finding{}}
+		if !in.Cluster() && !c.Files {
+			res.Skipped = "no cluster"
+			rep.Results = append(rep.Results, res)
+			continue
+		}
+		in.progress("%s: %s", c.Name, c.Description)
+		start := time.Now()
+		found, err := c.Run(ctx, in)
+		res.Duration = time.Since(start)
+		if err != nil {
+			if !apierrors.IsForbidden(err) {
+				return nil, fmt.Errorf("preflight %s: %w", c.Name, err)
+			}
+			found = append(found, Finding{Severity: runbook.SeverityError, Object: c.Name,
+				Message: "the check could not read what it needs: " + err.Error(),
+				Fix:     "grant the read-only role in deploy/ (or run with --as a user who has it)"})
+		}
+		for i := range found {
+			found[i].Check = c.Name
+		}
+		Sort(found)
+		res.Findings = found
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+var severityRank = map[Severity]int{runbook.SeverityError: 0, runbook.SeverityWarning: 1, runbook.SeverityInfo: 2}
+
+// Sort orders findings: errors first, then by object and message.
+func Sort(fs []Finding) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if severityRank[a.Severity] != severityRank[b.Severity] {
+			return severityRank[a.Severity] < severityRank[b.Severity]
+		}
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Object != b.Object {
+			return a.Object < b.Object
+		}
+		return a.Message < b.Message
+	})
+}
+
+// FailOn is the level at which findings fail a run.
+type FailOn string
+
+const (
+	FailOnRemoved    FailOn = "removed"    // error findings (removed APIs, budgets that block every drain, ...)
+	FailOnDeprecated FailOn = "deprecated" // and deprecated APIs
+	FailOnWarning    FailOn = "warning"    // and every warning
+	FailOnNever      FailOn = "never"      // report only
+)
+
+// FailOnValues lists the levels.
+var FailOnValues = []string{string(FailOnRemoved), string(FailOnDeprecated), string(FailOnWarning), string(FailOnNever)}
+
+// Fails says whether f reaches the level.
+func (l FailOn) Fails(f Finding) bool {
+	switch l {
+	case FailOnNever:
+		return false
+	case FailOnWarning:
+		return f.Severity == runbook.SeverityError || f.Severity == runbook.SeverityWarning
+	case FailOnDeprecated:
+		return f.Severity == runbook.SeverityError || f.Severity == runbook.SeverityWarning && f.API != nil
+	}
+	return f.Severity == runbook.SeverityError
+}
+
+// Failing counts the findings that reach the level.
+func (l FailOn) Failing(fs []Finding) int {
+	n := 0
+	for _, f := range fs {
+		if l.Fails(f) {
+			n++
+		}
+	}
+	return n
+}
