@@ -57,6 +57,7 @@ where a person should look and rolling back when something goes wrong.`,
 		NewRunsCommand(kube, streams),
 		NewDrainCommand(kube, streams),
 		NewUncordonCommand(kube, streams),
+		NewPreflightCommand(kube, streams),
 	)
 	return root
 }

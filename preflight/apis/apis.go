@@ -52,6 +52,8 @@ type Lifecycle struct {
 	Replacement string
 	// Source says where the entry comes from: the generating module, or a link for Overlay lines.
 	Source string
+	// Note is what to do instead when there is no replacement API (Overlay lines).
+	Note string
 }
 
 // GroupVersionKind of the entry.
@@ -144,10 +146,13 @@ func (l Lifecycle) At(target Release) Status {
 
 // Fix says what to do about the entry, in one sentence.
 func (l Lifecycle) Fix() string {
-	if l.Replacement != "" {
-		return "use " + l.Replacement + " instead (apiVersion " + strings.Fields(l.Replacement)[0] + ")"
+	switch {
+	case l.Replacement != "":
+		return "use " + l.Replacement + " instead"
+	case l.Note != "":
+		return l.Note
 	}
-	return "no replacement API: remove the object or move to the alternative the deprecation guide names"
+	return "no replacement API: move to the alternative the Kubernetes deprecation guide names, or remove the object"
 }
 
 // Pinned is the Kubernetes release of PinnedModule, the k8s.io/api version the table was

@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	resourcehelper "k8s.io/component-helpers/resource"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
@@ -29,6 +28,7 @@ import (
 	kubedrain "k8s.io/kubectl/pkg/drain"
 
 	"github.com/drydock-dev/drydock/internal/kube"
+	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -379,7 +379,7 @@ func (pl *Planner) pdbBlockers(node string, p *corev1.Pod, keys []string) []Bloc
 	var out []Blocker
 	for _, key := range keys {
 		pdb := pl.pdb(key)
-		if never, why := NeverDrains(pdb); never {
+		if never, why := preflight.NeverDrains(pdb, pdb.Status.ExpectedPods); never {
 			out = append(out, Blocker{Kind: BlockNeverDrains, Node: node, Pod: r, PDB: key, Fatal: true,
 				Message: fmt.Sprintf("%s is guarded by PodDisruptionBudget %s, %s: no eviction can ever pass it", r, key, why),
 				Fix:     "allow at least one disruption: e.g. maxUnavailable: 1, or minAvailable below the replica count"})
@@ -400,24 +400,6 @@ func (pl *Planner) pdbBlockers(node string, p *corev1.Pod, keys []string) []Bloc
 		}
 	}
 	return out
-}
-
-// NeverDrains says whether a budget can never allow an eviction, and why.
-func NeverDrains(pdb *policyv1.PodDisruptionBudget) (bool, string) {
-	if mu := pdb.Spec.MaxUnavailable; mu != nil {
-		if (mu.Type == intstr.Int && mu.IntVal == 0) || (mu.Type == intstr.String && strings.TrimSpace(mu.StrVal) == "0%") {
-			return true, fmt.Sprintf("maxUnavailable: %s", mu.String())
-		}
-	}
-	if ma := pdb.Spec.MinAvailable; ma != nil {
-		if ma.Type == intstr.String && strings.TrimSpace(ma.StrVal) == "100%" {
-			return true, "minAvailable: 100%"
-		}
-		if ma.Type == intstr.Int && pdb.Status.ExpectedPods > 0 && ma.IntVal >= pdb.Status.ExpectedPods {
-			return true, fmt.Sprintf("minAvailable: %d with %d pods", ma.IntVal, pdb.Status.ExpectedPods)
-		}
-	}
-	return false, ""
 }
 
 func sortPods(pods []PodRef, order string) {

@@ -1,0 +1,64 @@
+package preflight
+
+import (
+	"context"
+	"fmt"
+
+	authv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// Access is what `drydock preflight` itself reads: its checks need these to see everything.
+var Access = []runbook.Access{
+	{Verb: "list", Resource: "*", Group: "*", Why: "api-scan lists the metadata of every stored object"},
+	{Verb: "list", Resource: "secrets", Why: "api-scan reads Helm releases stored in Secrets (--helm=false skips them)"},
+	{Verb: "get", NonResourceURL: "/metrics", Why: "api-scan reads apiserver_requested_deprecated_apis"},
+	{Verb: "list", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Why: "api-scan reads CRD versions"},
+	{Verb: "list", Resource: "pods", Why: "pdb-check and health-check read pods"},
+	{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "pdb-check reads the budgets"},
+	{Verb: "list", Group: "apps", Resource: "deployments", Why: "pdb-check names the workloads"},
+	{Verb: "list", Resource: "nodes", Why: "skew-check and health-check read the kubelets"},
+	{Verb: "list", Group: "apiregistration.k8s.io", Resource: "apiservices", Why: "health-check reads APIService availability"},
+	{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Why: "health-check finds webhooks without endpoints"},
+	{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "health-check finds webhooks without endpoints"},
+}
+
+// checkAccess asks the apiserver, one SelfSubjectAccessReview each, whether the user may do what
+// the work needs. (Creating a review writes nothing: it is answered, not stored.)
+func checkAccess(ctx context.Context, in *Input) ([]Finding, error) {
+	need := in.Access
+	if len(need) == 0 {
+		need = Access
+	}
+	var out []Finding
+	seen := map[string]bool{}
+	for _, a := range need {
+		if seen[a.String()] {
+			continue
+		}
+		seen[a.String()] = true
+		review := &authv1.SelfSubjectAccessReview{}
+		if a.NonResourceURL != "" {
+			review.Spec.NonResourceAttributes = &authv1.NonResourceAttributes{Path: a.NonResourceURL, Verb: a.Verb}
+		} else {
+			review.Spec.ResourceAttributes = &authv1.ResourceAttributes{Verb: a.Verb, Group: a.Group, Resource: a.Resource,
+				Subresource: a.Subresource, Namespace: a.Namespace}
+		}
+		res, err := in.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("ask whether allowed to %s: %w", a, err)
+		}
+		if res.Status.Allowed {
+			continue
+		}
+		msg := "not allowed to " + a.String() + ": " + a.Why
+		if res.Status.Reason != "" {
+			msg += " (" + res.Status.Reason + ")"
+		}
+		out = append(out, Finding{Severity: runbook.SeverityError, Object: a.String(), Message: msg,
+			Fix: "grant it to the user or service account drydock runs as (see the RBAC section of the README)"})
+	}
+	return out, nil
+}
