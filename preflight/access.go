@@ -3,6 +3,8 @@ package preflight
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	authv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,19 +12,48 @@ import (
 	"github.com/drydock-dev/drydock/runbook"
 )
 
-// Access is what `drydock preflight` itself reads: its checks need these to see everything.
-var Access = []runbook.Access{
-	{Verb: "list", Resource: "*", Group: "*", Why: "api-scan lists the metadata of every stored object"},
-	{Verb: "list", Resource: "secrets", Why: "api-scan reads Helm releases stored in Secrets (--helm=false skips them)"},
-	{Verb: "get", NonResourceURL: "/metrics", Why: "api-scan reads apiserver_requested_deprecated_apis"},
-	{Verb: "list", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Why: "api-scan reads CRD versions"},
-	{Verb: "list", Resource: "pods", Why: "pdb-check and health-check read pods"},
-	{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "pdb-check reads the budgets"},
-	{Verb: "list", Group: "apps", Resource: "deployments", Why: "pdb-check names the workloads"},
-	{Verb: "list", Resource: "nodes", Why: "skew-check and health-check read the kubelets"},
-	{Verb: "list", Group: "apiregistration.k8s.io", Resource: "apiservices", Why: "health-check reads APIService availability"},
-	{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Why: "health-check finds webhooks without endpoints"},
-	{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "health-check finds webhooks without endpoints"},
+// access is what each check reads.
+var access = map[string][]runbook.Access{
+	"api-scan": {
+		{Verb: "list", Group: "*", Resource: "*", Why: "api-scan lists the metadata of every stored object"},
+		{Verb: "list", Resource: "secrets", Why: "api-scan reads Helm releases stored in Secrets (helm: false skips them)"},
+		{Verb: "get", NonResourceURL: "/metrics", Why: "api-scan reads apiserver_requested_deprecated_apis"},
+		{Verb: "list", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Why: "api-scan reads CRD versions"},
+	},
+	"pdb-check": {
+		{Verb: "list", Resource: "pods", Why: "pdb-check reads the pods budgets select"},
+		{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "pdb-check reads the budgets"},
+		{Verb: "list", Group: "apps", Resource: "replicasets", Why: "pdb-check names the workloads"},
+		{Verb: "list", Group: "apps", Resource: "deployments", Why: "pdb-check finds replicated workloads without a budget"},
+		{Verb: "list", Group: "apps", Resource: "statefulsets", Why: "pdb-check finds replicated workloads without a budget"},
+	},
+	"skew-check": {
+		{Verb: "list", Resource: "nodes", Why: "skew-check reads the kubelet versions"},
+		{Verb: "list", Resource: "pods", Namespace: "kube-system", Why: "skew-check reads the apiserver pods' versions"},
+	},
+	"health-check": {
+		{Verb: "list", Resource: "nodes", Why: "health-check finds NotReady nodes"},
+		{Verb: "list", Resource: "pods", Namespace: "kube-system", Why: "health-check finds failing kube-system pods"},
+		{Verb: "list", Group: "apiregistration.k8s.io", Resource: "apiservices", Why: "health-check reads APIService availability"},
+		{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Why: "health-check finds webhooks without endpoints"},
+		{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Why: "health-check finds webhooks without endpoints"},
+		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "health-check finds webhooks without endpoints"},
+	},
+	"access-check": {
+		{Verb: "create", Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews", Why: "access-check asks the apiserver"},
+	},
+}
+
+// AccessFor lists what the named checks read (every check when none is named).
+func AccessFor(checks ...string) []runbook.Access {
+	if len(checks) == 0 {
+		checks = slices.Sorted(maps.Keys(access))
+	}
+	var out []runbook.Access
+	for _, c := range checks {
+		out = append(out, access[c]...)
+	}
+	return out
 }
 
 // checkAccess asks the apiserver, one SelfSubjectAccessReview each, whether the user may do what
@@ -30,7 +61,7 @@ var Access = []runbook.Access{
 func checkAccess(ctx context.Context, in *Input) ([]Finding, error) {
 	need := in.Access
 	if len(need) == 0 {
-		need = Access
+		need = AccessFor()
 	}
 	var out []Finding
 	seen := map[string]bool{}

@@ -200,7 +200,7 @@ func (s *scanner) crdVersions(ctx context.Context) error {
 					msg += ": " + w
 				}
 				s.add(Finding{Severity: runbook.SeverityWarning, Object: "CustomResourceDefinition " + crd.Name, Message: msg,
-					Fix: "move clients and manifests to the CRD's storage version before the operator that owns it drops " + v.Name,
+					Fix:    "move clients and manifests to the CRD's storage version before the operator that owns it drops " + v.Name,
 					Source: SourceCRD, API: &APIUse{APIVersion: crd.Spec.Group + "/" + v.Name, Kind: crd.Spec.Names.Kind}})
 			}
 		}

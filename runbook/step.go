@@ -137,3 +137,21 @@ func (a Access) String() string {
 type AccessNeeder interface {
 	Access() []Access
 }
+
+// Access lists what a run of the runbook needs: the engine's own lock Lease and journal ConfigMap,
+// and what each step says it needs.
+func (rb *Runbook) Access() []Access {
+	ns := rb.StateNamespace()
+	out := []Access{
+		{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: ns, Why: "the run lock"},
+		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: ns, Why: "the run lock"},
+		{Verb: "create", Resource: "configmaps", Namespace: ns, Why: "the journal's copy in the cluster"},
+		{Verb: "update", Resource: "configmaps", Namespace: ns, Why: "the journal's copy in the cluster"},
+	}
+	for _, s := range rb.Spec.Steps {
+		if a, ok := s.Step.(AccessNeeder); ok {
+			out = append(out, a.Access()...)
+		}
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/drydock-dev/drydock/steps/exec"
 	"github.com/drydock-dev/drydock/steps/nodegroups"
 	"github.com/drydock-dev/drydock/steps/pause"
+	"github.com/drydock-dev/drydock/steps/preflight"
 	"github.com/drydock-dev/drydock/steps/wait"
 )
 
@@ -19,4 +20,11 @@ var Registry = runbook.Registry{
 	drain.Kind,      // drain: cordon and evict without breaking a budget; blockers named before anything moves
 	canary.Kind,     // canary: upgrade the least disruptive node, check health, soak, pause
 	nodegroups.Kind, // nodegroups: upgrade groups one at a time, maxUnavailable nodes at once
+
+	preflight.APIScanKind,   // api-scan: deprecated/removed APIs in objects, Helm releases, files, requests, CRDs
+	preflight.PDBKind,       // pdb-check: budgets that block every drain, allow nothing now, overlap or are missing
+	preflight.SkewKind,      // skew-check: the target against the version-skew policy (apiservers, kubelets)
+	preflight.HealthKind,    // health-check: NotReady nodes, failing kube-system pods, APIServices, webhooks
+	preflight.AccessKind,    // access-check: SelfSubjectAccessReview for everything the runbook will do
+	preflight.PreflightKind, // preflight: every check above in one step
 }
