@@ -243,6 +243,11 @@ func (s *scanner) live(ctx context.Context) error {
 				continue // subresources; events expire within the hour
 			}
 			gvr, kind := gv.WithResource(r.Name), r.Kind
+			if _, deprecated := apis.Lookup(l.GroupVersion, kind); deprecated {
+				// Listing through a deprecated API (v1 Endpoints, ComponentStatus) would be counted in
+				// apiserver_requested_deprecated_apis as one of the clients to fix.
+				continue
+			}
 			g.Go(func() error { return s.liveResource(ctx, gvr, kind) })
 		}
 	}
@@ -526,6 +531,10 @@ func (s *scanner) metrics(ctx context.Context) error {
 			API:     &APIUse{APIVersion: gv, RemovedIn: l["removed_release"]},
 			Message: "a client requested this deprecated API since the apiserver started (apiserver_requested_deprecated_apis covers only requests since then)",
 			Fix:     "find the client in the audit log (annotation k8s.io/deprecated) or by its user agent, and move it to the current version"}
+		if l["removed_release"] == "" {
+			f.Severity = runbook.SeverityInfo
+			f.Message = "a client requested this deprecated API (no removal planned) since the apiserver started"
+		}
 		if rr := l["removed_release"]; rr != "" {
 			if r, err := apis.ParseRelease(rr); err == nil && r.AtOrBefore(s.in.Target) {
 				f.Severity = runbook.SeverityError

@@ -90,6 +90,9 @@ func NewInput(cfg *rest.Config) (*Input, error) {
 	// The scan lists every resource type in parallel, page by page: client-go's default 5 QPS would
 	// make it crawl.
 	cfg.QPS, cfg.Burst = 100, 200
+	// The checks report deprecated APIs as findings; the apiserver's warnings about the ones the
+	// scan itself lists would only repeat them on stderr.
+	cfg.WarningHandler = rest.NoWarnings{}
 	var err error
 	if in.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -129,17 +132,16 @@ func ResolveTarget(flag string, server apis.Release) (apis.Release, error) {
 	if err != nil {
 		return apis.Release{}, err
 	}
+	if !server.IsZero() {
+		switch {
+		case t.Major != server.Major || t.Minor < server.Minor:
+			return apis.Release{}, fmt.Errorf("target %s is older than the cluster (%s): Kubernetes does not support downgrades", t, server)
+		case t.Minor > server.Minor+1:
+			return apis.Release{}, fmt.Errorf("target %s skips a minor release: the cluster is at %s, so the next step is %d.%d; upgrade one minor at a time", t, server, server.Major, server.Minor+1)
+		}
+	}
 	if !t.AtOrBefore(newest) {
 		return apis.Release{}, fmt.Errorf("target %s is unknown to this drydock: it knows the API lifecycle up to %s (built with k8s.io/api %s); use a newer drydock", t, newest, apis.PinnedModule)
-	}
-	if server.IsZero() {
-		return t, nil
-	}
-	switch {
-	case t.Major != server.Major || t.Minor < server.Minor:
-		return apis.Release{}, fmt.Errorf("target %s is older than the cluster (%s): Kubernetes does not support downgrades", t, server)
-	case t.Minor > server.Minor+1:
-		return apis.Release{}, fmt.Errorf("target %s skips a minor release: the cluster is at %s, so the next step is %d.%d; upgrade one minor at a time", t, server, server.Major, server.Minor+1)
 	}
 	return t, nil
 }

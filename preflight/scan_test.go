@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/drydock-dev/drydock/preflight/apis"
 )
 
@@ -62,5 +64,29 @@ func TestScanManifestCorpus(t *testing.T) {
 			}
 			golden(t, filepath.Join("testdata", "scan-"+target+".golden"), lines(fs))
 		})
+	}
+}
+
+// TestStoredObjectWriters: an object written before the upgrade through a since-removed API keeps
+// that apiVersion in its managedFields. A live apiserver drops such entries when a client sends
+// them (it cannot convert them), so this part is tested on the object itself; the cluster test
+// covers real writes through a served deprecated API.
+func TestStoredObjectWriters(t *testing.T) {
+	s := &scanner{in: &Input{Target: apis.Release{Major: 1, Minor: 38}}}
+	s.object(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web",
+		ManagedFields: []metav1.ManagedFieldsEntry{
+			{Manager: "old-ci", APIVersion: "extensions/v1beta1"},
+			{Manager: "helm", APIVersion: "extensions/v1beta1"},
+			{Manager: "kube-controller-manager", APIVersion: "apps/v1beta2"}, // the control plane's own: skipped
+			{Manager: "kubectl", APIVersion: "apps/v1"},
+		},
+		Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"apiVersion":"apps/v1beta1","kind":"Deployment"}`},
+	}}, "Deployment")
+	got := lines(s.findings)
+	want := `error   Deployment shop/web: extensions/v1beta1 Deployment is removed in 1.16 (deprecated in 1.8): last written through it by "old-ci", "helm"
+error   Deployment shop/web: apps/v1beta1 Deployment is removed in 1.16 (deprecated in 1.8): the last kubectl apply used it
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
