@@ -10,8 +10,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/simcluster"
@@ -41,7 +43,7 @@ func start(t *testing.T, steps string) (*runbook.RunState, *recorder, *runbook.E
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	e := &runbook.Engine{Registry: stepsRegistry(), Sink: rec, Decider: runbook.AlwaysContinue, Kube: cluster.Client,
+	e := &runbook.Engine{Registry: stepsRegistry(), Sink: rec, Decider: runbook.AlwaysContinue, Kube: cluster.Client, REST: cluster.Config,
 		StateDir: t.TempDir(), NoMirror: true}
 	st, err := e.Start(context.Background(), rb)
 	return st, rec, e, err
@@ -180,4 +182,83 @@ func TestWaitPodsReady(t *testing.T) {
 
 func nsObj(name string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+}
+
+// TestPreflightStepsGateTheRun: a check step that finds a budget blocking every drain stops the
+// run (exit 3) before the next step, with the finding as an event; failOn: never lets it go on.
+// access-check asks about everything the runbook will do.
+func TestPreflightStepsGateTheRun(t *testing.T) {
+	ctx := context.Background()
+	c := cluster.Client
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pfgate"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AppsV1().Deployments("pfgate").Create(ctx, simcluster.Deployment("pfgate", "db", 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	if _, err := c.PolicyV1().PodDisruptionBudgets("pfgate").Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "after")
+	_, rec, _, err := start(t, `    - name: budgets
+      type: pdb-check
+    - name: after
+      type: exec
+      with: {command: [touch, `+marker+`]}
+`)
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), "PodDisruptionBudget pfgate/db") {
+		t.Fatalf("err = %v (exit %d), want exit 3 naming the budget", err, exitcode.For(err))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the step after a failed check ran")
+	}
+	if !strings.Contains(rec.Text(), "PodDisruptionBudget pfgate/db") {
+		t.Errorf("no finding event:\n%s", rec.Text())
+	}
+
+	_, rec, _, err = start(t, `    - name: budgets
+      type: pdb-check
+      with: {failOn: never}
+    - name: access
+      type: access-check
+    - name: drain-nothing
+      type: drain
+      with: {selector: "no-such-label=1"}
+`)
+	// The drain finds no node; what matters is that the checks before it passed.
+	if err == nil || !strings.Contains(err.Error(), `step "drain-nothing"`) {
+		t.Fatalf("failOn never: %v\n%s", err, rec.Text())
+	}
+	if !strings.Contains(rec.Text(), "step access: 0 findings") || !strings.Contains(rec.Text(), "step access: done") {
+		t.Errorf("access-check did not pass for the admin:\n%s", rec.Text())
+	}
+	if !strings.Contains(rec.Text(), "minAvailable: 1 on a single pod") {
+		t.Errorf("failOn never still reports the finding:\n%s", rec.Text())
+	}
+	if strings.Contains(rec.Text(), "not allowed") {
+		t.Errorf("the admin was refused something:\n%s", rec.Text())
+	}
+}
+
+// TestRunbookAccess: what access-check asks about is the engine's lock and journal plus each
+// step's needs.
+func TestRunbookAccess(t *testing.T) {
+	text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nspec:\n  targetVersion: v1.37.1\n  steps:\n" +
+		"    - {name: scan, type: api-scan}\n    - {name: d, type: drain, with: {nodes: [n1]}}\n    - {name: d2, type: drain, with: {nodes: [n1], disableEviction: true}}\n"
+	rb, err := runbook.Parse("t.yaml", []byte(text), steps.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range rb.Access() {
+		got = append(got, a.String())
+	}
+	for _, want := range []string{"create leases.coordination.k8s.io in namespace kube-system", "update configmaps in namespace kube-system",
+		"list *.*", "get /metrics", "create pods/eviction", "patch nodes", "delete pods"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("access lacks %q: %v", want, got)
+		}
+	}
 }

@@ -301,3 +301,24 @@ func nodeEvent(ctx context.Context, env *runbook.Env, node, reason, msg string) 
 		env.Logf("warning", "record event %s on node %s: %v", reason, node, err)
 	}
 }
+
+// AccessFor lists the permissions a drain with these options needs.
+func AccessFor(o Options) []runbook.Access {
+	out := []runbook.Access{
+		{Verb: "list", Resource: "nodes", Why: "drain finds the nodes"},
+		{Verb: "watch", Resource: "nodes", Why: "drain follows the nodes"},
+		{Verb: "patch", Resource: "nodes", Why: "drain cordons and uncordons"},
+		{Verb: "list", Resource: "pods", Why: "drain plans which pods move"},
+		{Verb: "watch", Resource: "pods", Why: "drain waits for evicted pods to go"},
+		{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain explains what blocks"},
+		{Verb: "watch", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain waits on budgets instead of retrying blindly"},
+		{Verb: "create", Resource: "events", Namespace: metav1.NamespaceDefault, Why: "drain records events on the nodes"},
+	}
+	if o.DisableEviction {
+		return append(out, runbook.Access{Verb: "delete", Resource: "pods", Why: "disableEviction deletes pods"})
+	}
+	return append(out, runbook.Access{Verb: "create", Resource: "pods", Subresource: "eviction", Why: "drain evicts pods"})
+}
+
+// Access says what the step needs.
+func (s *Step) Access() []runbook.Access { return AccessFor(s.Options) }

@@ -317,3 +317,6 @@ func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []stri
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	return rollout.Undo(ctx, env, s.Action)
 }
+
+// Access says what the step needs: a drain's permissions.
+func (s *Step) Access() []runbook.Access { return drain.AccessFor(s.Drain) }

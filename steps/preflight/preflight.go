@@ -111,6 +111,9 @@ func (s *All) Run(ctx context.Context, env *runbook.Env) error {
 }
 
 func run(ctx context.Context, env *runbook.Env, c Common, scan Scan, checks []string) error {
+	if env.REST == nil {
+		return fmt.Errorf("the checks need the cluster's REST config")
+	}
 	in, err := preflight.NewInput(env.REST)
 	if err != nil {
 		return err
