@@ -11,7 +11,7 @@ CLUSTER_BIN = $(shell hack/cluster-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build cluster-bin cluster-up cluster-down demo test vet clean bench
+.PHONY: all build cluster-bin cluster-up cluster-down demo test vet clean bench bench-preflight
 
 all: build
 
@@ -47,6 +47,11 @@ test: vet
 clean:
 	rm -rf bin dist
 
-## bench: drydock drain against kubectl drain, side by side on one simulated cluster (ratios)
+## bench: drydock drain against kubectl drain, and drydock preflight against kubectl get, side by side on simulated clusters (ratios)
 bench: build
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/drainbench -drydock bin/drydock
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/preflightbench -drydock bin/drydock
+
+## bench-preflight: only the pre-flight benchmark (about a minute)
+bench-preflight: build
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/preflightbench -drydock bin/drydock

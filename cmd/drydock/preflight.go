@@ -145,6 +145,7 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 		return err
 	}
 	in.Manifests, in.Helm = o.Manifests, o.Helm
+	in.Access = preflight.AccessFor(o.Checks...) // access-check asks about what the chosen checks read
 	if in.Cluster() {
 		v, err := in.Kube.Discovery().ServerVersion()
 		if err != nil {

@@ -1,0 +1,274 @@
+// Command preflightbench (make bench) fills a simulated cluster with objects and Helm releases and
+// measures `drydock preflight --checks api-scan` (wall time, peak RSS) side by side with `kubectl
+// get` of the same resource types, in one run on one cluster. The machine is shared and noisy:
+// the ratio is the figure to read; the absolute numbers are checked against the issue's targets.
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
+)
+
+func main() {
+	klog.SetLogger(logr.Discard())
+	namespaces := flag.Int("namespaces", 20, "namespaces to fill")
+	perNS := flag.Int("per-namespace", 1050, "objects per namespace (ConfigMaps, Secrets, Services, ServiceAccounts, Roles, RoleBindings)")
+	releases := flag.Int("releases", 300, "Helm releases (3 revisions each)")
+	reps := flag.Int("reps", 3, "repetitions per tool")
+	drydock := flag.String("drydock", "bin/drydock", "the drydock binary")
+	flag.Parse()
+	if err := run(*namespaces, *perNS, *releases, *reps, *drydock); err != nil {
+		fmt.Fprintf(os.Stderr, "preflightbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(namespaces, perNS, releases, reps int, drydock string) error {
+	ctx := context.Background()
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		return err
+	}
+	kubectl := filepath.Join(bin, "kubectl")
+	drydock, _ = filepath.Abs(drydock)
+	c, err := simcluster.Start(ctx, simcluster.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = 2000, 4000
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	n, err := fill(ctx, cs, namespaces, perNS, releases)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("filled the cluster: %d objects, %d Helm releases (%d revisions) in %s\n", n, releases, 3*releases, time.Since(start).Round(time.Second))
+
+	// The same resource types the scan lists: everything listable but events.
+	out, err := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "api-resources", "--verbs=list", "-o", "name").Output()
+	if err != nil {
+		return fmt.Errorf("kubectl api-resources: %w", err)
+	}
+	var types []string
+	for _, t := range strings.Fields(string(out)) {
+		if t != "events" && t != "events.events.k8s.io" && t != "componentstatuses" && t != "endpoints" {
+			types = append(types, t)
+		}
+	}
+	tools := []struct {
+		name string
+		args []string
+	}{
+		{"drydock preflight --checks api-scan", []string{drydock, "preflight", "--kubeconfig", c.Kubeconfig, "--checks", "api-scan", "-o", "json", "--fail-on", "never"}},
+		{"kubectl get <same types> -A -o json", []string{kubectl, "--kubeconfig", c.Kubeconfig, "get", strings.Join(types, ","), "-A", "-o", "json", "--chunk-size=500"}},
+	}
+	type sample struct {
+		wall time.Duration
+		rss  int64 // KiB
+	}
+	results := make([][]sample, len(tools))
+	var findings int
+	for r := 0; r < reps; r++ {
+		for i, tool := range tools { // interleaved, so that noise hits both alike
+			cmd := exec.Command(tool.args[0], tool.args[1:]...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			t0 := time.Now()
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("%s: %v\n%s", tool.name, err, stderr.String())
+			}
+			wall := time.Since(t0)
+			rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+			results[i] = append(results[i], sample{wall, rss})
+			if i == 0 {
+				var rep struct {
+					Checks []struct {
+						Findings []json.RawMessage `json:"findings"`
+					} `json:"checks"`
+				}
+				if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || len(rep.Checks) != 1 {
+					return fmt.Errorf("drydock output: %v", err)
+				}
+				findings = len(rep.Checks[0].Findings)
+			}
+		}
+	}
+	median := func(s []sample) sample {
+		w := make([]sample, len(s))
+		copy(w, s)
+		sort.Slice(w, func(i, j int) bool { return w[i].wall < w[j].wall })
+		m := w[len(w)/2]
+		for _, x := range s {
+			if x.rss > m.rss {
+				m.rss = x.rss
+			}
+		}
+		return m
+	}
+	d, k := median(results[0]), median(results[1])
+	fmt.Printf("\n%-40s %12s %14s\n", "tool (median of "+fmt.Sprint(reps)+")", "wall", "peak RSS")
+	fmt.Printf("%-40s %12s %10.1f MiB\n", tools[0].name, d.wall.Round(10*time.Millisecond), float64(d.rss)/1024)
+	fmt.Printf("%-40s %12s %10.1f MiB\n", tools[1].name, k.wall.Round(10*time.Millisecond), float64(k.rss)/1024)
+	fmt.Printf("\nratio drydock/kubectl: wall %.2f, peak RSS %.2f (drydock also reads managedFields, decodes every Helm release and checks /metrics and CRDs; kubectl only lists)\n",
+		d.wall.Seconds()/k.wall.Seconds(), float64(d.rss)/float64(k.rss))
+	fmt.Printf("drydock reported %d findings\n", findings)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Printf("targets on this machine: wall ≤ 10 s %s, peak RSS ≤ 200 MiB %s\n", verdict(d.wall <= 10*time.Second), verdict(d.rss <= 200*1024))
+	return nil
+}
+
+// fill creates the objects in parallel and returns how many.
+func fill(ctx context.Context, cs kubernetes.Interface, namespaces, perNS, releases int) (int, error) {
+	var created atomic.Int64
+	jobs := make(chan func() error, 1024)
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range jobs {
+				if err := job(); err != nil {
+					once.Do(func() { firstErr = err })
+				} else {
+					created.Add(1)
+				}
+			}
+		}()
+	}
+	padding := strings.Repeat("x", 600)
+	for i := 0; i < namespaces; i++ {
+		ns := fmt.Sprintf("bench-%02d", i)
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return 0, err
+		}
+		for j := 0; j < perNS; j++ {
+			name := fmt.Sprintf("obj-%04d", j)
+			meta := metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": fmt.Sprintf("app-%d", j%50)}}
+			switch j % 7 {
+			case 0, 1, 2:
+				// A tenth of these were applied with kubectl.
+				if j%10 == 0 {
+					meta.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":%q,"namespace":%q},"data":{"pad":%q}}`, name, ns, padding)}
+				}
+				jobs <- func() error {
+					_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"pad": padding}}, metav1.CreateOptions{})
+					return err
+				}
+			case 3:
+				jobs <- func() error {
+					_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta, StringData: map[string]string{"token": padding}}, metav1.CreateOptions{})
+					return err
+				}
+			case 4:
+				jobs <- func() error {
+					_, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone,
+						Selector: meta.Labels, Ports: []corev1.ServicePort{{Port: 80}}}}, metav1.CreateOptions{})
+					return err
+				}
+			case 5:
+				// Some Roles were last applied from manifests written for rbac/v1beta1 (removed in 1.22).
+				if j%35 == 5 {
+					meta.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: fmt.Sprintf(`{"apiVersion":"rbac.authorization.k8s.io/v1beta1","kind":"Role","metadata":{"name":%q,"namespace":%q}}`, name, ns)}
+				}
+				jobs <- func() error {
+					_, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{})
+					return err
+				}
+			case 6:
+				jobs <- func() error {
+					_, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta}, metav1.CreateOptions{})
+					return err
+				}
+			}
+		}
+	}
+	for r := 0; r < releases; r++ {
+		ns := fmt.Sprintf("bench-%02d", r%namespaces)
+		name := fmt.Sprintf("release-%03d", r)
+		for rev := 1; rev <= 3; rev++ {
+			data, err := helmRelease(ns, name, rev, r%10 == 0)
+			if err != nil {
+				return 0, err
+			}
+			status := "superseded"
+			if rev == 3 {
+				status = "deployed"
+			}
+			meta := metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("sh.helm.release.v1.%s.v%d", name, rev),
+				Labels: map[string]string{"owner": "helm", "name": name, "version": fmt.Sprint(rev), "status": status}}
+			jobs <- func() error {
+				_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta, Type: "helm.sh/release.v1", Data: map[string][]byte{"release": data}}, metav1.CreateOptions{})
+				return err
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return int(created.Load()), firstErr
+}
+
+// helmRelease encodes a release as Helm v3 stores it: JSON, gzip, base64.
+func helmRelease(ns, name string, rev int, old bool) ([]byte, error) {
+	ingressAPI := "networking.k8s.io/v1"
+	if old {
+		ingressAPI = "networking.k8s.io/v1beta1"
+	}
+	var m strings.Builder
+	for _, doc := range []struct{ api, kind, file string }{
+		{"v1", "ServiceAccount", "serviceaccount.yaml"}, {"v1", "ConfigMap", "configmap.yaml"}, {"v1", "Service", "service.yaml"},
+		{"apps/v1", "Deployment", "deployment.yaml"}, {ingressAPI, "Ingress", "ingress.yaml"}, {"autoscaling/v2", "HorizontalPodAutoscaler", "hpa.yaml"},
+	} {
+		fmt.Fprintf(&m, "---\n# Source: %s/templates/%s\napiVersion: %s\nkind: %s\nmetadata:\n  name: %s\n  labels:\n    app.kubernetes.io/name: %s\n    app.kubernetes.io/instance: %s\n    helm.sh/chart: %s-1.%d.0\nspec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: app\n        image: registry.example.com/%s:1.%d.0\n        resources: {requests: {cpu: 100m, memory: 128Mi}}\n",
+			name, doc.file, doc.api, doc.kind, name, name, name, name, rev, name, rev)
+	}
+	js, err := json.Marshal(map[string]any{"name": name, "namespace": ns, "version": rev, "info": map[string]any{"status": "deployed"},
+		"chart": map[string]any{"metadata": map[string]any{"name": name, "version": fmt.Sprintf("1.%d.0", rev)}}, "manifest": m.String(),
+		"config": map[string]any{"replicas": 2}})
+	if err != nil {
+		return nil, err
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	_, _ = zw.Write(js)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return []byte(base64.StdEncoding.EncodeToString(gz.Bytes())), nil
+}
