@@ -8,6 +8,7 @@ LDFLAGS := -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/bu
            -X $(PKG)/internal/buildinfo.Date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 # The simulated cluster's binaries, built once per machine (10-20 min the first time, then cached).
 CLUSTER_BIN = $(shell hack/cluster-bin.sh)
+VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
@@ -42,7 +43,7 @@ vet:
 
 ## test: every test, against real simulated clusters
 test: vet
-	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 clean:
 	rm -rf bin dist

@@ -39,6 +39,10 @@ var access = map[string][]runbook.Access{
 		{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Why: "health-check finds webhooks without endpoints"},
 		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "health-check finds webhooks without endpoints"},
 	},
+	"velero": {
+		{Verb: "list", Group: "velero.io", Resource: "backupstoragelocations", Namespace: "velero", Why: "velero reads the storage locations"},
+		{Verb: "list", Group: "velero.io", Resource: "backups", Namespace: "velero", Why: "velero finds the newest backup"},
+	},
 	"access-check": {
 		{Verb: "create", Group: "authorization.k8s.io", Resource: "selfsubjectaccessreviews", Why: "access-check asks the apiserver"},
 	},

@@ -76,6 +76,10 @@ type Input struct {
 	Helm bool
 	// Access lists what the work about to run needs (the access check asks about each).
 	Access []runbook.Access
+	// Velero configures the velero check.
+	Velero VeleroInput
+	// REST is the cluster's config (for APIs without a clientset, such as Velero's).
+	REST *rest.Config
 	// Progress, when set, is told what the checks are doing.
 	Progress func(string)
 }
@@ -93,6 +97,7 @@ func NewInput(cfg *rest.Config) (*Input, error) {
 	// The checks report deprecated APIs as findings; the apiserver's warnings about the ones the
 	// scan itself lists would only repeat them on stderr.
 	cfg.WarningHandler = rest.NoWarnings{}
+	in.REST = cfg
 	var err error
 	if in.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -161,6 +166,7 @@ var Checks = []Check{
 	{Name: "pdb-check", Description: "PodDisruptionBudgets that block drains or do not protect what they should", Run: checkPDBs},
 	{Name: "skew-check", Description: "the target against the version-skew policy for the apiservers and kubelets", Run: checkSkew},
 	{Name: "health-check", Description: "nodes, kube-system pods, APIServices and admission webhooks that break an upgrade", Run: checkHealth},
+	{Name: "velero", Description: "Velero installed, its storage locations Available, a recent Completed backup", Run: checkVelero},
 	{Name: "access-check", Description: "the permissions the work needs, asked with SelfSubjectAccessReview", Run: checkAccess},
 }
 

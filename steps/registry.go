@@ -9,6 +9,7 @@ import (
 	"github.com/drydock-dev/drydock/steps/nodegroups"
 	"github.com/drydock-dev/drydock/steps/pause"
 	"github.com/drydock-dev/drydock/steps/preflight"
+	"github.com/drydock-dev/drydock/steps/velero"
 	"github.com/drydock-dev/drydock/steps/wait"
 )
 
@@ -25,6 +26,9 @@ var Registry = runbook.Registry{
 	preflight.PDBKind,       // pdb-check: budgets that block every drain, allow nothing now, overlap or are missing
 	preflight.SkewKind,      // skew-check: the target against the version-skew policy (apiservers, kubelets)
 	preflight.HealthKind,    // health-check: NotReady nodes, failing kube-system pods, APIServices, webhooks
+	preflight.VeleroKind,    // velero-check: Velero installed, storage locations Available, a recent Completed backup
 	preflight.AccessKind,    // access-check: SelfSubjectAccessReview for everything the runbook will do
 	preflight.PreflightKind, // preflight: every check above in one step
+
+	velero.Kind, // velero-backup: back up with Velero, restore a sample into sandboxes and compare; the rollback point
 }

@@ -51,3 +51,5 @@ type buildError struct {
 }
 
 func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n" + e.out }
+
+var veleroOpts = simcluster.VeleroOptions{}

@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"golang.org/x/term"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
 )
@@ -423,14 +426,27 @@ func NewResumeCommand(kube *genericclioptions.ConfigFlags, streams genericioopti
 // NewRollbackCommand returns `drydock rollback [RUN-ID] [--to STEP]`.
 func NewRollbackCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &RunOptions{kube: kube, IOStreams: streams}
+	var restoreBackup bool
 	cmd := &cobra.Command{
 		Use:   "rollback [RUN-ID]",
 		Short: "Undo a run's completed steps, newest first (back to and including --to STEP)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := o.openRun(cmd.Context(), args, func(s runbook.RunStatus) bool { return s != runbook.RunRolledBack })
+			st, err := o.openRun(cmd.Context(), args, func(s runbook.RunStatus) bool { return s != runbook.RunRolledBack || restoreBackup })
 			if err != nil {
 				return err
+			}
+			point := ""
+			for _, s := range st.Steps {
+				if strings.HasPrefix(s.RollbackPoint, "velero-backup ") {
+					point = strings.TrimPrefix(s.RollbackPoint, "velero-backup ")
+				}
+			}
+			if restoreBackup {
+				return o.restoreBackup(cmd.Context(), st, point)
+			}
+			if point != "" {
+				fmt.Fprintf(o.ErrOut, "drydock: run %s has a rollback point, Velero backup %s: `drydock rollback %s --restore-backup` restores it (asks first)\n", st.ID, point, st.ID)
 			}
 			var undo []string
 			seen := o.To == ""
@@ -458,7 +474,50 @@ func NewRollbackCommand(kube *genericclioptions.ConfigFlags, streams genericioop
 	}
 	o.addRunFlags(cmd)
 	cmd.Flags().StringVar(&o.To, "to", "", "undo back to and including this step (default: every step)")
+	cmd.Flags().BoolVar(&restoreBackup, "restore-backup", false, "instead of undoing steps, restore the run's Velero backup (its rollback point), after confirmation")
 	return cmd
+}
+
+// restoreBackup restores the run's Velero backup: an explicit, confirmed action, never automatic.
+func (o *RunOptions) restoreBackup(ctx context.Context, st *runbook.RunState, point string) error {
+	if point == "" {
+		return exitcode.UsageError(fmt.Errorf("rollback run %s --restore-backup: the run has no Velero backup (no velero-backup step completed)", st.ID))
+	}
+	ns, name, _ := strings.Cut(point, "/")
+	if !o.Yes {
+		if !o.interactive {
+			return exitcode.UsageError(fmt.Errorf("rollback run %s would restore Velero backup %s: pass --yes to confirm when nobody can answer", st.ID, point))
+		}
+		fmt.Fprintf(o.ErrOut, "Restore Velero backup %s into the cluster? Objects that exist are left as they are. [y/N] ", point)
+		line, _ := bufio.NewReader(o.In).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			return exitcode.With(exitcode.Aborted, errors.New("rollback: not confirmed"))
+		}
+	}
+	vc, err := velero.New(o.engine.REST, ns)
+	if err != nil {
+		return err
+	}
+	restoreName := fmt.Sprintf("%s-rollback-%d", name, time.Now().Unix())
+	r, err := vc.CreateRestore(ctx, &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Name: restoreName, Namespace: ns, Labels: map[string]string{velero.LabelRunID: st.ID}},
+		Spec: velerov1.RestoreSpec{BackupName: name}})
+	if err != nil {
+		return fmt.Errorf("rollback run %s: create restore of %s: %w", st.ID, point, err)
+	}
+	fmt.Fprintf(o.ErrOut, "drydock: restore %s/%s created from backup %s; waiting for it\n", ns, r.Name, name)
+	r, err = vc.WaitRestore(ctx, r.Name, func(*velerov1.Restore) {}, velero.RestoreFinished)
+	if err != nil {
+		return fmt.Errorf("rollback run %s: restore %s/%s: %w", st.ID, ns, restoreName, err)
+	}
+	items := 0
+	if r.Status.Progress != nil {
+		items = r.Status.Progress.ItemsRestored
+	}
+	fmt.Fprintf(o.Out, "restore %s/%s: %s, %d items, %d warnings, %d errors\n", ns, r.Name, r.Status.Phase, items, r.Status.Warnings, r.Status.Errors)
+	if r.Status.Phase != velerov1.RestorePhaseCompleted {
+		return fmt.Errorf("rollback run %s: restore %s/%s ended %s: velero restore describe %s --details", st.ID, ns, r.Name, r.Status.Phase, r.Name)
+	}
+	return nil
 }
 
 // NewRunsCommand returns `drydock runs`.

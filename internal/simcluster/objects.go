@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -160,7 +159,7 @@ func PodReady(p *corev1.Pod) bool { return kube.PodReady(p) }
 //
 //	var cluster *simcluster.Cluster
 //	func TestMain(m *testing.M) { os.Exit(simcluster.Main(m, &cluster, simcluster.Options{})) }
-func Main(m *testing.M, c **Cluster, opts Options) int {
+func Main(m interface{ Run() int }, c **Cluster, opts Options) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	cl, err := Start(ctx, opts)
 	cancel()

@@ -24,15 +24,16 @@ import (
 // Kinds registers the step kinds.
 var (
 	APIScanKind   = runbook.Kind{Name: "api-scan", Description: "scan for deprecated and removed APIs before the target version", Phase: runbook.PhaseCheck, New: func() runbook.Step { return &APIScan{} }}
-	PDBKind       = checkKind("pdb-check", "find PodDisruptionBudgets that block drains or protect nothing")
-	SkewKind      = checkKind("skew-check", "hold the target against the version-skew policy")
-	HealthKind    = checkKind("health-check", "find NotReady nodes, failing kube-system pods, unavailable APIServices and webhooks")
-	AccessKind    = checkKind("access-check", "ask whether the user may do everything the runbook needs")
+	PDBKind       = checkKind("pdb-check", "pdb-check", "find PodDisruptionBudgets that block drains or protect nothing")
+	SkewKind      = checkKind("skew-check", "skew-check", "hold the target against the version-skew policy")
+	HealthKind    = checkKind("health-check", "health-check", "find NotReady nodes, failing kube-system pods, unavailable APIServices and webhooks")
+	AccessKind    = checkKind("access-check", "access-check", "ask whether the user may do everything the runbook needs")
+	VeleroKind    = checkKind("velero-check", "velero", "check that Velero is installed, its storage is Available and a backup is recent")
 	PreflightKind = runbook.Kind{Name: "preflight", Description: "run every pre-flight check", Phase: runbook.PhaseCheck, New: func() runbook.Step { return &All{} }}
 )
 
-func checkKind(name, desc string) runbook.Kind {
-	return runbook.Kind{Name: name, Description: desc, Phase: runbook.PhaseCheck, New: func() runbook.Step { return &Check{kind: name} }}
+func checkKind(name, check, desc string) runbook.Kind {
+	return runbook.Kind{Name: name, Description: desc, Phase: runbook.PhaseCheck, New: func() runbook.Step { return &Check{kind: name, check: check} }}
 }
 
 // Common are the settings every check step has.
@@ -59,7 +60,7 @@ type APIScan struct {
 // Check is pdb-check, skew-check, health-check or access-check.
 type Check struct {
 	Common
-	kind string
+	kind, check string
 }
 
 // All is the preflight step: every check.
@@ -67,7 +68,7 @@ type All struct {
 	Common
 	Scan
 	// Skip leaves these checks out.
-	Skip []string `json:"skip,omitempty" jsonschema:"enum=api-scan,enum=pdb-check,enum=skew-check,enum=health-check,enum=access-check"`
+	Skip []string `json:"skip,omitempty" jsonschema:"enum=api-scan,enum=pdb-check,enum=skew-check,enum=health-check,enum=velero,enum=access-check"`
 }
 
 func (*APIScan) Name() string { return APIScanKind.Name }
@@ -85,7 +86,7 @@ func (s Scan) helm() bool { return s.Helm == nil || *s.Helm }
 
 // Access says what the checks read.
 func (s *APIScan) Access() []runbook.Access { return preflight.AccessFor("api-scan") }
-func (c *Check) Access() []runbook.Access   { return preflight.AccessFor(c.kind) }
+func (c *Check) Access() []runbook.Access   { return preflight.AccessFor(c.check) }
 func (s *All) Access() []runbook.Access     { return preflight.AccessFor(s.checks()...) }
 
 func (s *All) checks() []string {
@@ -103,7 +104,7 @@ func (s *APIScan) Run(ctx context.Context, env *runbook.Env) error {
 }
 
 func (c *Check) Run(ctx context.Context, env *runbook.Env) error {
-	return run(ctx, env, c.Common, Scan{}, []string{c.kind})
+	return run(ctx, env, c.Common, Scan{}, []string{c.check})
 }
 
 func (s *All) Run(ctx context.Context, env *runbook.Env) error {
@@ -120,6 +121,11 @@ func run(ctx context.Context, env *runbook.Env, c Common, scan Scan, checks []st
 	}
 	in.Manifests, in.Helm = scan.Manifests, scan.helm()
 	in.Access = env.Runbook.Access()
+	for _, st := range env.Runbook.Spec.Steps {
+		if st.Type == "velero-backup" {
+			in.Velero.Required = true // the run will back up: Velero must be there
+		}
+	}
 	in.Progress = func(s string) { env.Progress(s, 0, 0) }
 	v, err := in.Kube.Discovery().ServerVersion()
 	if err != nil {
