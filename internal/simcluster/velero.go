@@ -334,4 +334,3 @@ func (v *Velero) Stop() {
 		}
 	})
 }
-
