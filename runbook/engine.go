@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -32,7 +33,13 @@ type Engine struct {
 	StealLock bool
 	// Cluster and Context describe the target for the journal (the API server URL, kubeconfig context).
 	Cluster, Context string
+
+	pauseNext atomic.Bool
 }
+
+// RequestPause asks the running step to stop at a pause point after the node it is on (steps that
+// move nodes offer one between nodes). Safe to call from any goroutine.
+func (e *Engine) RequestPause() { e.pauseNext.Store(true) }
 
 // Errors that end a run, mapped to exit codes by internal/exitcode.
 var (
@@ -258,7 +265,7 @@ func (s *session) env(i int) *Env {
 	spec := s.rb.Spec.Steps[i]
 	return &Env{
 		RunID: s.journal.State().ID, Spec: spec, Runbook: s.rb, Target: s.rb.Spec.TargetVersion,
-		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i,
+		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i, pauseNext: &s.e.pauseNext,
 		ask: func(ctx context.Context, key, message string) error { return s.askInside(ctx, i, key, message) },
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -22,10 +24,11 @@ type Env struct {
 	REST    *rest.Config
 	DryRun  bool
 
-	emit    func(Event)
-	journal *Journal
-	index   int
-	ask     func(ctx context.Context, key, message string) error
+	emit      func(Event)
+	pauseNext *atomic.Bool
+	journal   *Journal
+	index     int
+	ask       func(ctx context.Context, key, message string) error
 }
 
 // ErrStepPaused is returned by Env.Pause when the answer was "stop": the step must return it (wrapped
@@ -111,5 +114,41 @@ func (e *Env) MarkDone(ctx context.Context, item string) error {
 
 // SetRollbackPoint names something a person can roll back to from here (e.g. a Velero backup).
 func (e *Env) SetRollbackPoint(ctx context.Context, name string) error {
-	return e.journal.Update(ctx, func(*RunState) { e.state().RollbackPoint = name })
+	if err := e.journal.Update(ctx, func(*RunState) { e.state().RollbackPoint = name }); err != nil {
+		return err
+	}
+	e.Emit(&RollbackPointSet{Name: name})
+	return nil
+}
+
+// PauseIfRequested is a pause point that exists only when someone asked for one (the TUI's `p`:
+// pause after the current node). Steps call it between nodes.
+func (e *Env) PauseIfRequested(ctx context.Context, key, message string) error {
+	if e.pauseNext == nil || !e.pauseNext.CompareAndSwap(true, false) {
+		return nil
+	}
+	return e.Pause(ctx, "requested/"+key, message)
+}
+
+// Node reports a node's state in a node step.
+func (e *Env) Node(node, state, detail string) {
+	e.Emit(&NodeChanged{Node: node, State: state, Detail: detail})
+}
+
+// NodeInGroup reports a node's state with its group.
+func (e *Env) NodeInGroup(node, group, state string) {
+	e.Emit(&NodeChanged{Node: node, Group: group, State: state})
+}
+
+// Pod reports a pod leaving a node; a state "blocked: waits for PDB ns/name: needs ..." fills in
+// the budget.
+func (e *Env) Pod(node, pod, state string, done, total int) {
+	ev := &PodChanged{Node: node, Pod: pod, State: state, Done: done, Total: total}
+	if rest, ok := strings.CutPrefix(state, "blocked: "); ok {
+		ev.State, ev.Reason = "blocked", rest
+		if r, ok := strings.CutPrefix(rest, "waits for PDB "); ok {
+			ev.PDB, _, _ = strings.Cut(r, ":")
+		}
+	}
+	e.Emit(ev)
 }

@@ -117,6 +117,34 @@ type LogLine struct {
 	Line   string `json:"line"`
 }
 
+// NodeChanged: a node step moved a node: waiting, cordoned, draining, upgrading, upgraded,
+// uncordoned, skipped.
+type NodeChanged struct {
+	Meta
+	Node   string `json:"node"`
+	Group  string `json:"group,omitempty"`
+	State  string `json:"state"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// PodChanged: a pod leaving a node: evicted, gone, or blocked (PDB and Reason say why).
+type PodChanged struct {
+	Meta
+	Node   string `json:"node"`
+	Pod    string `json:"pod"`
+	State  string `json:"state"`
+	PDB    string `json:"pdb,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Done   int    `json:"done,omitempty"`
+	Total  int    `json:"total,omitempty"`
+}
+
+// RollbackPointSet: the step made something a person can roll back to (a Velero backup).
+type RollbackPointSet struct {
+	Meta
+	Name string `json:"name"`
+}
+
 // RunFinished: the run ended for now. Status is a RunStatus.
 type RunFinished struct {
 	Meta
@@ -135,6 +163,9 @@ func (*RollbackStarted) Type() string  { return "rollback.started" }
 func (*RollbackFinished) Type() string { return "rollback.finished" }
 func (*LogLine) Type() string          { return "log" }
 func (*RunFinished) Type() string      { return "run.finished" }
+func (*NodeChanged) Type() string      { return "node.state" }
+func (*PodChanged) Type() string       { return "pod.state" }
+func (*RollbackPointSet) Type() string { return "step.rollbackpoint" }
 
 // Sink receives events. Emit must not block for long: the engine waits for it.
 type Sink interface {
@@ -259,6 +290,26 @@ func FormatEvent(e Event) string {
 			return fmt.Sprintf("%sinterrupted after %s: %s", step, e.Duration.Round(time.Millisecond), e.Error)
 		}
 		return fmt.Sprintf("%sFAILED after %s: %s", step, e.Duration.Round(time.Millisecond), e.Error)
+	case *NodeChanged:
+		s := fmt.Sprintf("%snode %s: %s", step, e.Node, e.State)
+		if e.Group != "" {
+			s = fmt.Sprintf("%snode %s (group %s): %s", step, e.Node, e.Group, e.State)
+		}
+		if e.Detail != "" {
+			s += ": " + e.Detail
+		}
+		return s
+	case *PodChanged:
+		s := fmt.Sprintf("%snode %s: %s %s", step, e.Node, e.Pod, e.State)
+		if e.Reason != "" {
+			s += ": " + e.Reason
+		}
+		if e.Total > 0 {
+			s += fmt.Sprintf(" [%d/%d]", e.Done, e.Total)
+		}
+		return s
+	case *RollbackPointSet:
+		return step + "rollback point: " + e.Name
 	case *RollbackStarted:
 		return step + "rolling back"
 	case *RollbackFinished:

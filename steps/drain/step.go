@@ -184,6 +184,9 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 			}
 			return err
 		}
+		if err := env.PauseIfRequested(ctx, "after/"+np.Node, "paused at your request after node "+np.Node); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -197,12 +200,10 @@ func (s *Step) drainNode(ctx context.Context, env *runbook.Env, np NodePlan) err
 	d := &Drainer{Client: env.Kube, Options: s.Options, Progress: func(p PodRef, state string) {
 		if state == "gone" {
 			done++
-			env.Progress(fmt.Sprintf("node %s: %s gone", np.Node, p), done, total)
-			return
 		}
-		env.Progress(fmt.Sprintf("node %s: %s %s", np.Node, p, state), done, total)
+		env.Pod(np.Node, p.String(), state, done, total)
 	}}
-	env.Progress(fmt.Sprintf("node %s: evicting %d pod(s)", np.Node, total), 0, total)
+	env.Node(np.Node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
 	if err := d.Drain(ctx, np); err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 		if n.Annotations[AnnotationCordonedBy] == env.RunID {
 			return nil // this run cordoned it before a crash; the change is recorded
 		}
-		env.Progress(fmt.Sprintf("node %s: already cordoned by someone else: it will stay cordoned", node), 0, 0)
+		env.Node(node, "cordoned", "already cordoned by someone else: it will stay cordoned")
 		return nil
 	}
 	if err := env.Record(ctx, runbook.Change{Kind: "cordon", Object: "node/" + node}); err != nil {
@@ -236,7 +237,7 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 		return fmt.Errorf("cordon node %q: %w", node, err)
 	}
 	nodeEvent(ctx, env, node, "Cordoned", fmt.Sprintf("drydock run %s cordoned the node", env.RunID))
-	env.Progress(fmt.Sprintf("node %s: cordoned", node), 0, 0)
+	env.Node(node, "cordoned", "")
 	return nil
 }
 
@@ -257,7 +258,7 @@ func Uncordon(ctx context.Context, env *runbook.Env, node string) error {
 		return fmt.Errorf("uncordon node %q: %w", node, err)
 	}
 	nodeEvent(ctx, env, node, "Uncordoned", fmt.Sprintf("drydock run %s uncordoned the node", env.RunID))
-	env.Progress(fmt.Sprintf("node %s: uncordoned", node), 0, 0)
+	env.Node(node, "uncordoned", "")
 	return nil
 }
 

@@ -203,6 +203,11 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	total := 0
 	for _, g := range groups {
 		total += len(g.Nodes)
+		for _, n := range g.Nodes {
+			if !env.Done("upgraded/" + n) {
+				env.NodeInGroup(n, g.Name, "waiting")
+			}
+		}
 	}
 	done := 0
 	for gi, g := range groups {
@@ -284,6 +289,9 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 			if err := gates.WaitHealthy(ctx, fmt.Sprintf("group %s after %s", g.Name, strings.Join(nodes, ", "))); err != nil {
 				return err
 			}
+		}
+		if err := env.PauseIfRequested(ctx, "after/"+strings.Join(nodes, ","), fmt.Sprintf("paused at your request after %s (group %s)", strings.Join(nodes, ", "), g.Name)); err != nil {
+			return err
 		}
 	}
 	return nil

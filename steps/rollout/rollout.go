@@ -108,7 +108,7 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	if Upgraded(n, env.Target) && kube.NodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID) {
-		env.Progress(fmt.Sprintf("node %s: already at %s, skipped", node, n.Status.NodeInfo.KubeletVersion), 0, 0)
+		env.Node(node, "skipped", "already at "+n.Status.NodeInfo.KubeletVersion)
 		return env.MarkDone(ctx, "upgraded/"+node)
 	}
 
@@ -129,8 +129,13 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 		if err := drain.Cordon(ctx, env, node); err != nil {
 			return err
 		}
+		total, done := len(plan.Nodes[0].Evict), 0
+		env.Node(node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
 		d := &drain.Drainer{Client: env.Kube, Options: opts, Progress: func(p drain.PodRef, state string) {
-			env.Progress(fmt.Sprintf("node %s: %s %s", node, p, state), 0, 0)
+			if state == "gone" {
+				done++
+			}
+			env.Pod(node, p.String(), state, done, total)
 		}}
 		if err := d.Drain(ctx, plan.Nodes[0]); err != nil {
 			return err
@@ -149,12 +154,12 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 			if err != nil {
 				return err
 			}
-			env.Progress(fmt.Sprintf("node %s: upgrade: %s", node, strings.Join(argv, " ")), 0, 0)
+			env.Node(node, "upgrading", strings.Join(argv, " "))
 			if err := exec.RunCommand(ctx, env, argv, n, "", nil); err != nil {
 				return fmt.Errorf("upgrade node %q: %w", node, err)
 			}
 		} else {
-			env.Progress(fmt.Sprintf("node %s: waiting for the platform to upgrade it to %s", node, env.Target), 0, 0)
+			env.Node(node, "upgrading", "waiting for the platform to upgrade it to "+env.Target)
 		}
 		if err := env.MarkDone(ctx, "action/"+node); err != nil {
 			return err
@@ -167,7 +172,7 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 	if err := drain.Uncordon(ctx, env, node); err != nil {
 		return err
 	}
-	env.Progress(fmt.Sprintf("node %s: upgraded to %s", node, env.Target), 0, 0)
+	env.Node(node, "upgraded", "at "+env.Target)
 	return env.MarkDone(ctx, "upgraded/"+node)
 }
 

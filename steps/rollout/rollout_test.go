@@ -356,7 +356,7 @@ func TestNodeGroupsPauseAfterGroupAndResume(t *testing.T) {
 	if node(t, "pg-two-2").Status.NodeInfo.KubeletVersion != "v1.37.1" {
 		t.Fatal("second group not upgraded")
 	}
-	if n := strings.Count(rec.Text(), "node pg-one-1: upgrade:"); n != 1 {
+	if n := strings.Count(rec.Text(), "node pg-one-1: upgrading:"); n != 1 {
 		t.Fatalf("pg-one-1 upgraded %d times", n)
 	}
 }
