@@ -12,7 +12,7 @@ VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build cluster-bin cluster-up cluster-down demo test vet clean bench bench-preflight
+.PHONY: test-deps all build cluster-bin cluster-up cluster-down demo test vet clean bench bench-preflight
 
 all: build
 
@@ -42,8 +42,13 @@ vet:
 	cd tools/cluster && $(GO) vet ./...
 
 ## test: every test, against real simulated clusters
-test: vet
+test: vet test-deps
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test) and curl (MinIO's bucket)
+test-deps:
+	@command -v tmux >/dev/null && command -v curl >/dev/null || \
+	  { echo "installing tmux and curl (Debian packages) for the tests" >&2; apt-get update -qq && apt-get install -y -qq tmux curl >/dev/null; }
 
 clean:
 	rm -rf bin dist

@@ -26,6 +26,9 @@ type Meta struct {
 
 func (m *Meta) meta() *Meta { return m }
 
+// EventTime is when e happened.
+func EventTime(e Event) time.Time { return e.meta().Time }
+
 // RunStarted: a run began or resumed.
 type RunStarted struct {
 	Meta

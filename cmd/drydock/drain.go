@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -154,8 +155,11 @@ func (o *DrainOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return exitcode.Invalid(fmt.Errorf("drain: %w", err))
 	}
-	_, err = o.engine.Start(ctx, rb)
-	return err
+	var st *runbook.RunState
+	return o.execute(cmd, "drain", func(ctx context.Context) error {
+		st, err = o.engine.Start(ctx, rb)
+		return err
+	}, func() *runbook.RunState { return st })
 }
 
 func countFatal(p *drain.Plan) int {

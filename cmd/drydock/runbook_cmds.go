@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/tui"
 	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
@@ -37,6 +38,7 @@ type RunOptions struct {
 	StateNS    string
 	LockPeriod time.Duration
 	To         string
+	NoTUI      bool
 
 	kube        *genericclioptions.ConfigFlags
 	client      kubernetes.Interface
@@ -50,6 +52,7 @@ func (o *RunOptions) addRunFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "answer every pause point with continue (needed to pass one when nobody can answer)")
 	cmd.Flags().BoolVar(&o.StealLock, "steal-lock", false, "take the cluster lock from a run whose lease has expired")
 	cmd.Flags().BoolVar(&o.NoMirror, "no-mirror", false, "keep the journal on this machine only (no ConfigMap in the cluster)")
+	cmd.Flags().BoolVar(&o.NoTUI, "no-tui", false, "print plain lines even on a terminal (the screen is used only when stdin, stdout and stderr are terminals)")
 	cmd.Flags().DurationVar(&o.LockPeriod, "lock-duration", 30*time.Second, "duration of the cluster Lease; renewed every third of it")
 	_ = cmd.Flags().MarkHidden("lock-duration")
 	o.addStateFlags(cmd)
@@ -111,6 +114,43 @@ func (o *RunOptions) Validate() error {
 		return exitcode.UsageError(fmt.Errorf("unknown output %q: use -o text or -o json", o.Output))
 	}
 	return nil
+}
+
+// useTUI: the terminal UI when a person is at a terminal and plain lines were not asked for.
+func (o *RunOptions) useTUI(cmd *cobra.Command) bool {
+	return o.interactive && isTerminal(o.Out) && !o.NoTUI && !cmd.Flags().Changed("output") && os.Getenv("TERM") != "dumb"
+}
+
+// execute runs work under the terminal UI when there is a person at a terminal, else with the
+// plain or JSON-lines sink. last returns the run's state for a rollback asked for on the screen.
+func (o *RunOptions) execute(cmd *cobra.Command, command string, work func(ctx context.Context) error, last func() *runbook.RunState) error {
+	ctx := cmd.Context()
+	if !o.useTUI(cmd) {
+		return work(ctx)
+	}
+	info := tui.Info{Command: command, Context: o.engine.Context, Lock: runbook.Operator()}
+	if v, err := o.client.Discovery().ServerVersion(); err == nil {
+		info.Server = v.GitVersion
+	}
+	return tui.Run(ctx, tui.Options{
+		Info: info, In: o.In, Out: o.ErrOut, Color: os.Getenv("NO_COLOR") == "",
+		RequestPause: o.engine.RequestPause,
+		Rollback: func(ctx context.Context, sink runbook.Sink, to string) error {
+			st := last()
+			if st == nil {
+				return errors.New("the run had not started")
+			}
+			o.engine.Sink = sink
+			_, err := o.engine.Rollback(ctx, st, to)
+			return err
+		},
+	}, func(ctx context.Context, sink runbook.Sink, decider runbook.Decider) error {
+		o.engine.Sink = sink
+		if !o.Yes {
+			o.engine.Decider = decider
+		}
+		return work(ctx)
+	})
 }
 
 func (o *RunOptions) sink() runbook.Sink {
@@ -358,8 +398,11 @@ nobody can answer: exit 5, continue with 'drydock resume'), and Ctrl-C leaves th
 				}
 				return nil
 			}
-			_, err = o.engine.Start(cmd.Context(), rb)
-			return err
+			var st *runbook.RunState
+			return o.execute(cmd, "run", func(ctx context.Context) error {
+				st, err = o.engine.Start(ctx, rb)
+				return err
+			}, func() *runbook.RunState { return st })
 		},
 	}
 	o.addRunFlags(cmd)
@@ -415,8 +458,10 @@ func NewResumeCommand(kube *genericclioptions.ConfigFlags, streams genericioopti
 			if err != nil {
 				return err
 			}
-			_, err = o.engine.Resume(cmd.Context(), st)
-			return err
+			return o.execute(cmd, "resume", func(ctx context.Context) error {
+				st, err = o.engine.Resume(ctx, st)
+				return err
+			}, func() *runbook.RunState { return st })
 		},
 	}
 	o.addRunFlags(cmd)
@@ -468,8 +513,10 @@ func NewRollbackCommand(kube *genericclioptions.ConfigFlags, streams genericioop
 					return exitcode.With(exitcode.Aborted, errors.New("rollback: not confirmed"))
 				}
 			}
-			_, err = o.engine.Rollback(cmd.Context(), st, o.To)
-			return err
+			return o.execute(cmd, "rollback", func(ctx context.Context) error {
+				st, err = o.engine.Rollback(ctx, st, o.To)
+				return err
+			}, func() *runbook.RunState { return st })
 		},
 	}
 	o.addRunFlags(cmd)

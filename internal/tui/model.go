@@ -1,0 +1,888 @@
+// Package tui is drydock's terminal UI for run, resume, rollback and drain: a Bubble Tea v2 model
+// that turns the engine's events into display state and answers its pause points. The model never
+// calls Kubernetes: Update only folds messages into state and sends requests (abort, roll back,
+// pause after the current node, a pause point's answer) to the controller in run.go.
+package tui
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/progress"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// Step statuses as the screen shows them.
+const (
+	Pending     = "pending"
+	Running     = "running"
+	Paused      = "paused"
+	Done        = "done"
+	Failed      = "failed"
+	Skipped     = "skipped"
+	RollingBack = "rolling back"
+	RolledBack  = "rolled back"
+)
+
+// Request is something the person asked for; the controller acts on it.
+type Request struct {
+	Kind string // "abort", "rollback", "pause-next"
+	To   string // rollback: back to and including this step
+}
+
+// Messages the controller sends to the model.
+type (
+	// EventMsg carries an engine event.
+	EventMsg struct{ Event runbook.Event }
+	// PauseMsg is a pause point waiting for an answer on Reply.
+	PauseMsg struct {
+		Req   runbook.PauseRequest
+		Reply chan<- runbook.Decision
+	}
+	// DoneMsg: the work ended (Err nil on success).
+	DoneMsg struct{ Err error }
+	// TickMsg advances the clock (elapsed time, ETA).
+	TickMsg time.Time
+)
+
+// Info is what the header shows besides what events say.
+type Info struct {
+	Command string // run, resume, rollback, drain
+	Context string
+	Server  string // the apiserver's version
+	Target  string
+	Lock    string // the lock holder (this process)
+}
+
+// Node is a node's display state.
+type Node struct {
+	Name, Group, State, Detail string
+	Done, Total                int
+}
+
+// Pod is a pod being moved.
+type Pod struct {
+	Node, Name, State, PDB, Reason string
+}
+
+// Step is a step's display state.
+type Step struct {
+	Name, Kind    string
+	Status        string
+	Started       time.Time
+	Duration      time.Duration
+	Progress      string
+	Done, Total   int
+	Error         string
+	RollbackPoint string
+	Findings      []runbook.Finding
+	Nodes         map[string]*Node
+	NodeOrder     []string
+	Pods          map[string]*Pod
+	PodOrder      []string
+}
+
+// LogLine is one line of the event log.
+type LogLine struct {
+	Time  time.Time
+	Level string // info, warning, error
+	Text  string
+}
+
+type dialog struct {
+	kind    string // pause, abort, quit, rollback
+	title   string
+	lines   []string
+	choices []string
+	choice  int
+	reply   chan<- runbook.Decision
+	to      string
+}
+
+// Model is the screen's state.
+type Model struct {
+	Info     Info
+	RunID    string
+	Runbook  string
+	Cluster  string
+	Steps    []*Step
+	Selected int
+	Detail   bool // the detail pane has the focus (enter)
+	Log      []LogLine
+	Started  time.Time
+	Now      time.Time
+	Finished bool
+	Status   string // the run's final status
+	Message  string // the run's final message
+	Err      error
+	// SeverityFilter limits findings in the detail pane ("" = all).
+	SeverityFilter runbook.Severity
+	PauseRequested bool
+
+	width, height int
+	noClock       bool
+	dialog        *dialog
+	quitWhenDone  bool
+	showHelp      bool
+	filter        textinput.Model
+	filtering     bool
+	help          help.Model
+	keys          keyMap
+	requests      chan<- Request
+	styles        styles
+}
+
+// New returns a model that sends the person's requests to requests (buffered; never blocks Update).
+func New(info Info, requests chan<- Request, color bool) Model {
+	ti := textinput.New()
+	ti.Prompt = "/"
+	ti.Placeholder = "filter the log"
+	h := help.New()
+	return Model{Info: info, requests: requests, keys: newKeyMap(), filter: ti, help: h, styles: newStyles(color), width: 80, height: 24}
+}
+
+type keyMap struct {
+	Up, Down, Enter, PauseNext, Continue, Rollback, Abort, Filter, Findings, Help, Quit key.Binding
+}
+
+func newKeyMap() keyMap {
+	return keyMap{
+		Up:        key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "previous step")),
+		Down:      key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "next step")),
+		Enter:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
+		PauseNext: key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause after this node")),
+		Continue:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "continue")),
+		Rollback:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "roll back to step")),
+		Abort:     key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "abort")),
+		Filter:    key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter log")),
+		Findings:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "severity filter")),
+		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+		Quit:      key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+	}
+}
+
+func (k keyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Up, k.Enter, k.PauseNext, k.Rollback, k.Abort, k.Filter, k.Help, k.Quit}
+}
+
+func (k keyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.Enter, k.Findings}, {k.PauseNext, k.Continue, k.Rollback, k.Abort}, {k.Filter, k.Help, k.Quit}}
+}
+
+// WithoutClock stops the model from reading the wall clock: time comes only from events (tests).
+func (m Model) WithoutClock() Model { m.noClock = true; return m }
+
+// WithSize sets the screen size before the first WindowSizeMsg.
+func (m Model) WithSize(w, h int) Model { m.width, m.height = w, h; m.help.SetWidth(w); return m }
+
+// Init starts the clock.
+func (m Model) Init() tea.Cmd {
+	if m.noClock {
+		return nil
+	}
+	return tick()
+}
+
+func tick() tea.Cmd {
+	return tea.Tick(time.Second, func(t time.Time) tea.Msg { return TickMsg(t) })
+}
+
+func (m *Model) step(name string) *Step {
+	for _, s := range m.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	s := &Step{Name: name, Status: Pending}
+	m.Steps = append(m.Steps, s)
+	return s
+}
+
+func (m *Model) log(t time.Time, level, text string) {
+	m.Log = append(m.Log, LogLine{Time: t, Level: level, Text: text})
+	if len(m.Log) > 2000 {
+		m.Log = m.Log[len(m.Log)-2000:]
+	}
+}
+
+func (m *Model) send(r Request) {
+	select {
+	case m.requests <- r:
+	default: // the controller is busy with the same request
+	}
+}
+
+// Apply folds one event into the state: the reducer the tests drive.
+func (m *Model) Apply(ev runbook.Event) {
+	text := runbook.FormatEvent(ev)
+	level := "info"
+	switch e := ev.(type) {
+	case *runbook.RunStarted:
+		m.RunID, m.Runbook, m.Cluster = e.RunID, e.Runbook, e.Cluster
+		if m.Info.Target == "" {
+			m.Info.Target = e.Target
+		}
+		if m.Started.IsZero() {
+			m.Started = e.Time
+		}
+		for _, name := range e.Steps {
+			m.step(name)
+		}
+		m.Finished = false
+	case *runbook.StepStarted:
+		s := m.step(e.Step)
+		s.Kind, s.Status, s.Started, s.Error = e.Kind, Running, e.Time, ""
+		m.Selected = m.index(e.Step)
+	case *runbook.StepProgress:
+		s := m.step(e.Step)
+		s.Progress = e.Message
+		if e.Total > 0 {
+			s.Done, s.Total = e.Done, e.Total
+		}
+	case *runbook.StepFinding:
+		s := m.step(e.Step)
+		s.Findings = append(s.Findings, e.Finding)
+		level = string(e.Severity)
+	case *runbook.StepPaused:
+		m.step(e.Step).Status = Paused
+	case *runbook.StepFinished:
+		s := m.step(e.Step)
+		s.Duration = e.Duration
+		s.Status = Done
+		if e.Skipped {
+			s.Status = Skipped
+		}
+	case *runbook.StepFailed:
+		s := m.step(e.Step)
+		s.Duration, s.Error, s.Status = e.Duration, e.Error, Failed
+		level = "error"
+	case *runbook.RollbackStarted:
+		m.step(e.Step).Status = RollingBack
+	case *runbook.RollbackFinished:
+		s := m.step(e.Step)
+		if e.Error != "" {
+			s.Status, s.Error = Failed, "rollback: "+e.Error
+			level = "error"
+		} else {
+			s.Status = RolledBack
+		}
+	case *runbook.RollbackPointSet:
+		m.step(e.Step).RollbackPoint = e.Name
+	case *runbook.NodeChanged:
+		s := m.step(e.Step)
+		if s.Nodes == nil {
+			s.Nodes = map[string]*Node{}
+		}
+		n := s.Nodes[e.Node]
+		if n == nil {
+			n = &Node{Name: e.Node}
+			s.Nodes[e.Node] = n
+			s.NodeOrder = append(s.NodeOrder, e.Node)
+		}
+		n.State, n.Detail = e.State, e.Detail
+		if e.Group != "" {
+			n.Group = e.Group
+		}
+		if e.State == "waiting" && e.Group != "" {
+			return // the plan, not news: keep the log for what happens
+		}
+	case *runbook.PodChanged:
+		s := m.step(e.Step)
+		if s.Pods == nil {
+			s.Pods = map[string]*Pod{}
+		}
+		p := s.Pods[e.Pod]
+		if p == nil {
+			p = &Pod{Name: e.Pod}
+			s.Pods[e.Pod] = p
+			s.PodOrder = append(s.PodOrder, e.Pod)
+		}
+		p.Node, p.State, p.PDB, p.Reason = e.Node, e.State, e.PDB, e.Reason
+		if n := s.Nodes[e.Node]; n != nil && e.Total > 0 {
+			n.Done, n.Total = e.Done, e.Total
+		}
+		if e.State == "blocked" {
+			level = "warning"
+		}
+	case *runbook.LogLine:
+		if e.Stream == "stderr" || e.Stream == "warning" {
+			level = "warning"
+		}
+	case *runbook.RunFinished:
+		m.Finished, m.Status, m.Message = true, string(e.Status), e.Message
+		if e.Status != runbook.RunSucceeded {
+			level = "warning"
+		}
+	}
+	m.log(metaTime(ev), level, text)
+}
+
+func metaTime(ev runbook.Event) time.Time { return runbook.EventTime(ev) }
+
+func (m *Model) index(step string) int {
+	for i, s := range m.Steps {
+		if s.Name == step {
+			return i
+		}
+	}
+	return m.Selected
+}
+
+// Active reports whether the work is still going.
+func (m *Model) Active() bool { return !m.Finished }
+
+// Update folds a message into the state.
+func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.help.SetWidth(msg.Width)
+		return m, nil
+	case TickMsg:
+		if m.noClock {
+			return m, nil
+		}
+		m.Now = time.Time(msg)
+		return m, tick()
+	case EventMsg:
+		m.Apply(msg.Event)
+		if m.Now.IsZero() || metaTime(msg.Event).After(m.Now) {
+			m.Now = metaTime(msg.Event)
+		}
+		return m, nil
+	case PauseMsg:
+		lines := []string{msg.Req.Message}
+		if len(msg.Req.Done) > 0 {
+			lines = append(lines, "done so far: "+strings.Join(msg.Req.Done, ", "))
+		}
+		if s := m.step(msg.Req.Step); len(s.Findings) > 0 {
+			lines = append(lines, fmt.Sprintf("%d findings in this step (see the detail)", len(s.Findings)))
+		}
+		m.dialog = &dialog{kind: "pause", title: fmt.Sprintf("Pause point %s step %s", msg.Req.When, msg.Req.Step), lines: lines,
+			choices: []string{"Continue", "Roll back", "Stop and resume later"}, reply: msg.Reply}
+		m.Selected = m.index(msg.Req.Step)
+		return m, nil
+	case DoneMsg:
+		m.Finished, m.Err = true, msg.Err
+		if m.quitWhenDone {
+			return m, tea.Quit
+		}
+		if m.dialog != nil && m.dialog.kind != "quit" {
+			m.dialog = nil
+		}
+		return m, nil
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	return m, nil
+}
+
+func (m Model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	if m.filtering {
+		switch k.String() {
+		case "enter", "esc":
+			m.filtering = false
+			m.filter.Blur()
+			if k.String() == "esc" {
+				m.filter.SetValue("")
+			}
+			return m, nil
+		}
+		var cmd tea.Cmd
+		m.filter, cmd = m.filter.Update(k)
+		return m, cmd
+	}
+	if m.dialog != nil {
+		return m.dialogKey(k)
+	}
+	if m.showHelp {
+		m.showHelp = false
+		return m, nil
+	}
+	switch {
+	case key.Matches(k, m.keys.Up):
+		if m.Selected > 0 {
+			m.Selected--
+		}
+	case key.Matches(k, m.keys.Down):
+		if m.Selected < len(m.Steps)-1 {
+			m.Selected++
+		}
+	case key.Matches(k, m.keys.Enter):
+		m.Detail = !m.Detail
+	case key.Matches(k, m.keys.Findings):
+		m.SeverityFilter = map[runbook.Severity]runbook.Severity{"": runbook.SeverityError, runbook.SeverityError: runbook.SeverityWarning, runbook.SeverityWarning: ""}[m.SeverityFilter]
+	case key.Matches(k, m.keys.Filter):
+		m.filtering = true
+		return m, m.filter.Focus()
+	case key.Matches(k, m.keys.Help):
+		m.showHelp = true
+	case key.Matches(k, m.keys.PauseNext):
+		if m.Active() {
+			m.PauseRequested = true
+			m.send(Request{Kind: "pause-next"})
+			m.log(m.Now, "info", "you asked to pause after the current node")
+		}
+	case key.Matches(k, m.keys.Rollback):
+		m.openRollback()
+	case key.Matches(k, m.keys.Abort):
+		if m.Active() {
+			m.dialog = &dialog{kind: "abort", title: "Abort the run?", lines: []string{"The running step is stopped; the run stays resumable (drydock resume " + m.RunID + ")."},
+				choices: []string{"Keep running", "Abort"}}
+		}
+	case key.Matches(k, m.keys.Quit):
+		if !m.Active() {
+			return m, tea.Quit
+		}
+		m.dialog = &dialog{kind: "quit", title: "Quit while the run is active?", lines: []string{"Quitting aborts the run; it stays resumable (drydock resume " + m.RunID + ")."},
+			choices: []string{"Keep running", "Abort and quit"}}
+	}
+	return m, nil
+}
+
+// undoList is what rolling back to step `to` undoes, newest first.
+func (m *Model) undoList(to string) []string {
+	var out []string
+	seen := false
+	for _, s := range m.Steps {
+		if s.Name == to {
+			seen = true
+		}
+		if seen && (s.Status == Done || s.Status == Failed || s.Status == Running || s.Status == Paused) {
+			out = append([]string{s.Name}, out...)
+		}
+	}
+	return out
+}
+
+func (m *Model) openRollback() {
+	if len(m.Steps) == 0 {
+		return
+	}
+	to := m.Steps[m.Selected].Name
+	undo := m.undoList(to)
+	if len(undo) == 0 {
+		m.log(m.Now, "info", "nothing to roll back from step "+to)
+		return
+	}
+	lines := []string{"These steps are undone, newest first:"}
+	for _, u := range undo {
+		lines = append(lines, "  - "+u)
+	}
+	for _, s := range m.Steps {
+		if s.RollbackPoint != "" {
+			lines = append(lines, "The backup "+s.RollbackPoint+" is kept; restoring it is `drydock rollback "+m.RunID+" --restore-backup`.")
+		}
+	}
+	m.dialog = &dialog{kind: "rollback", title: "Roll back to step " + to + "?", lines: lines, choices: []string{"Cancel", "Roll back"}, to: to}
+}
+
+func (m Model) dialogKey(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	d := m.dialog
+	switch k.String() {
+	case "left", "h", "shift+tab", "up":
+		if d.choice > 0 {
+			d.choice--
+		}
+		return m, nil
+	case "right", "l", "tab", "down":
+		if d.choice < len(d.choices)-1 {
+			d.choice++
+		}
+		return m, nil
+	case "esc":
+		if d.kind == "pause" {
+			return m, nil // a pause point needs an answer
+		}
+		m.dialog = nil
+		return m, nil
+	case "c":
+		if d.kind == "pause" {
+			d.choice = 0
+			return m.choose()
+		}
+	case "r":
+		if d.kind == "pause" {
+			d.choice = 1
+			return m.choose()
+		}
+	case "s":
+		if d.kind == "pause" {
+			d.choice = 2
+			return m.choose()
+		}
+	case "y":
+		if d.kind != "pause" {
+			d.choice = len(d.choices) - 1
+			return m.choose()
+		}
+	case "n":
+		if d.kind != "pause" {
+			m.dialog = nil
+			return m, nil
+		}
+	case "enter", "space":
+		return m.choose()
+	}
+	return m, nil
+}
+
+func (m Model) choose() (tea.Model, tea.Cmd) {
+	d := m.dialog
+	m.dialog = nil
+	switch d.kind {
+	case "pause":
+		decision := []runbook.Decision{runbook.Continue, runbook.RollBack, runbook.Stop}[d.choice]
+		select {
+		case d.reply <- decision:
+		default:
+		}
+		m.log(m.Now, "info", "you answered: "+decision.String())
+	case "abort":
+		if d.choice == 1 {
+			m.send(Request{Kind: "abort"})
+			m.log(m.Now, "warning", "you aborted the run")
+		}
+	case "quit":
+		if d.choice == 1 {
+			m.send(Request{Kind: "abort"})
+			if !m.Active() {
+				return m, tea.Quit
+			}
+			m.log(m.Now, "warning", "aborting; the screen closes when the run has stopped")
+			m.quitWhenDone = true
+		}
+	case "rollback":
+		if d.choice == 1 {
+			m.send(Request{Kind: "rollback", To: d.to})
+			m.log(m.Now, "warning", "you asked to roll back to step "+d.to)
+		}
+	}
+	return m, nil
+}
+
+// ---- view ----
+
+type styles struct {
+	title, dim, bold, sel, ok, warn, err, box, dialog lipgloss.Style
+	color                                             bool
+}
+
+func newStyles(color bool) styles {
+	s := styles{color: color}
+	if !color {
+		plain := lipgloss.NewStyle()
+		s.title, s.dim, s.bold, s.sel, s.ok, s.warn, s.err = plain, plain, plain, plain.Reverse(true), plain, plain, plain
+		s.box = plain.Border(lipgloss.NormalBorder())
+		s.dialog = plain.Border(lipgloss.DoubleBorder()).Padding(0, 1)
+		return s
+	}
+	s.title = lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("12"))
+	s.dim = lipgloss.NewStyle().Foreground(lipgloss.Color("8"))
+	s.bold = lipgloss.NewStyle().Bold(true)
+	s.sel = lipgloss.NewStyle().Reverse(true)
+	s.ok = lipgloss.NewStyle().Foreground(lipgloss.Color("10"))
+	s.warn = lipgloss.NewStyle().Foreground(lipgloss.Color("11"))
+	s.err = lipgloss.NewStyle().Foreground(lipgloss.Color("9")).Bold(true)
+	s.box = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).BorderForeground(lipgloss.Color("8"))
+	s.dialog = lipgloss.NewStyle().Border(lipgloss.DoubleBorder()).BorderForeground(lipgloss.Color("11")).Padding(0, 1)
+	return s
+}
+
+var icons = map[string]string{Pending: "·", Running: "▶", Paused: "‖", Done: "✓", Failed: "✗", Skipped: "–", RollingBack: "↺", RolledBack: "↩"}
+
+func (m Model) statusStyle(st string) lipgloss.Style {
+	switch st {
+	case Done, RolledBack:
+		return m.styles.ok
+	case Failed:
+		return m.styles.err
+	case Paused, RollingBack:
+		return m.styles.warn
+	}
+	return lipgloss.NewStyle()
+}
+
+func short(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	d = d.Round(time.Second)
+	if d < time.Minute {
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	}
+	return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+}
+
+func trunc(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	if lipgloss.Width(s) <= w {
+		return s
+	}
+	r := []rune(s)
+	for len(r) > 0 && lipgloss.Width(string(r))+1 > w {
+		r = r[:len(r)-1]
+	}
+	return string(r) + "…"
+}
+
+// View renders the screen.
+func (m Model) View() tea.View {
+	v := tea.NewView(m.Render())
+	v.AltScreen = true
+	return v
+}
+
+// Render draws the screen as a string (the tests' golden files are this, without colour).
+func (m Model) Render() string {
+	w, h := max(m.width, 40), max(m.height, 12)
+	header := m.header(w)
+	// (bubbles' help does not always cut the line at its width: cut it here)
+	helpBar := ansi.Truncate(m.help.ShortHelpView(m.keys.ShortHelp()), w, "…")
+	if m.filtering {
+		helpBar = ansi.Truncate(m.filter.View(), w, "…")
+	}
+	logH := max(4, h/4)
+	bodyH := h - lipgloss.Height(header) - logH - 1 // the boxes' height, borders included
+	leftW := min(30, w/3)
+	left := m.styles.box.Width(leftW).Height(bodyH).Render(m.stepList(leftW-2, bodyH-2))
+	right := m.styles.box.Width(w - leftW).Height(bodyH).Render(m.detail(w-leftW-2, bodyH-2))
+	body := lipgloss.JoinHorizontal(lipgloss.Top, left, right)
+	logBox := m.logView(w, logH)
+	screen := lipgloss.JoinVertical(lipgloss.Left, header, body, logBox, helpBar)
+	if m.showHelp {
+		screen = m.overlay(screen, w, h, m.styles.dialog.Render(m.help.FullHelpView(m.keys.FullHelp())))
+	}
+	if m.dialog != nil {
+		screen = m.overlay(screen, w, h, m.dialogView(w))
+	}
+	return screen
+}
+
+func (m Model) header(w int) string {
+	elapsed := ""
+	if !m.Started.IsZero() && !m.Now.IsZero() {
+		elapsed = short(m.Now.Sub(m.Started))
+	}
+	from := m.Info.Server
+	if from == "" {
+		from = "?"
+	}
+	line1 := m.styles.title.Render("drydock "+m.Info.Command) + "  " + trunc(fmt.Sprintf("%s  %s → %s", m.Info.Context, from, m.Info.Target), w-20)
+	state := "running"
+	switch {
+	case m.Finished && m.Status != "":
+		state = m.Status
+	case m.Finished && m.Err != nil:
+		state = "failed"
+	case m.Finished:
+		state = "finished"
+	case m.dialog != nil && m.dialog.kind == "pause":
+		state = "waiting for you"
+	}
+	line2 := m.styles.dim.Render(trunc(fmt.Sprintf("run %s  %s  lock %s  elapsed %s  [%s]", m.RunID, m.Runbook, m.Info.Lock, elapsed, state), w))
+	return line1 + "\n" + line2
+}
+
+func (m Model) stepList(w, h int) string {
+	var lines []string
+	for i, s := range m.Steps {
+		icon := icons[s.Status]
+		mark := ""
+		if s.RollbackPoint != "" {
+			mark = " ⚑"
+		}
+		dur := short(s.Duration)
+		if s.Status == Running && !s.Started.IsZero() && !m.Now.IsZero() {
+			dur = short(m.Now.Sub(s.Started))
+		}
+		name := trunc(s.Name+mark, w-len(dur)-3)
+		line := fmt.Sprintf("%s %-*s %s", icon, w-len(dur)-3, name, dur)
+		line = m.statusStyle(s.Status).Render(line)
+		if i == m.Selected {
+			line = m.styles.sel.Render(line)
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > h {
+		lines = lines[:h]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (m Model) bar(done, total, w int) string {
+	if total <= 0 {
+		return ""
+	}
+	p := progress.New(progress.WithWidth(min(w, 40)), progress.WithFillCharacters('█', '░'))
+	if !m.styles.color {
+		p = progress.New(progress.WithWidth(min(w, 40)), progress.WithFillCharacters('#', '.'), progress.WithColors(lipgloss.NoColor{}))
+	}
+	return p.ViewAs(float64(done) / float64(total))
+}
+
+func (m Model) eta(s *Step) string {
+	if s.Status != Running || s.Total == 0 || s.Done == 0 || s.Done >= s.Total || s.Started.IsZero() || m.Now.IsZero() {
+		return ""
+	}
+	per := m.Now.Sub(s.Started) / time.Duration(s.Done)
+	return "  ETA " + short(per*time.Duration(s.Total-s.Done))
+}
+
+func (m Model) detail(w, h int) string {
+	if len(m.Steps) == 0 {
+		return m.styles.dim.Render("waiting for the run to start…")
+	}
+	s := m.Steps[m.Selected]
+	var b []string
+	title := fmt.Sprintf("%s (%s) — %s", s.Name, s.Kind, s.Status)
+	b = append(b, m.styles.bold.Render(trunc(title, w)))
+	if s.RollbackPoint != "" {
+		b = append(b, trunc("rollback point: "+s.RollbackPoint, w))
+	}
+	if s.Error != "" {
+		b = append(b, strings.Split(m.styles.err.Width(w).Render("error: "+s.Error), "\n")...)
+	}
+	if s.Progress != "" {
+		b = append(b, trunc(s.Progress, w))
+	}
+	if s.Total > 0 {
+		b = append(b, fmt.Sprintf("%s %d/%d%s", m.bar(s.Done, s.Total, w-16), s.Done, s.Total, m.eta(s)))
+	}
+	if len(s.NodeOrder) > 0 {
+		counts := map[string]int{}
+		for _, n := range s.Nodes {
+			counts[n.State]++
+		}
+		var keys []string
+		for k, c := range counts {
+			keys = append(keys, fmt.Sprintf("%s %d", k, c))
+		}
+		sort.Strings(keys)
+		b = append(b, trunc("nodes: "+strings.Join(keys, ", "), w))
+		for _, name := range s.NodeOrder {
+			n := s.Nodes[name]
+			line := fmt.Sprintf("  %-18s %-10s", trunc(n.Name, 18), n.State)
+			if n.Group != "" {
+				line = fmt.Sprintf("  %-18s %-8s %-10s", trunc(n.Name, 18), trunc(n.Group, 8), n.State)
+			}
+			if n.Total > 0 {
+				line += fmt.Sprintf(" pods %d/%d", n.Done, n.Total)
+			}
+			b = append(b, trunc(line, w))
+		}
+	}
+	var blocked []string
+	for _, name := range s.PodOrder {
+		p := s.Pods[name]
+		if p.State == "blocked" {
+			blocked = append(blocked, trunc(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, p.Reason), w))
+		}
+	}
+	if len(blocked) > 0 {
+		b = append(b, m.styles.warn.Render("blocked:"))
+		b = append(b, blocked...)
+	}
+	if len(s.Findings) > 0 {
+		filter := "all"
+		if m.SeverityFilter != "" {
+			filter = string(m.SeverityFilter) + " only"
+		}
+		b = append(b, m.styles.bold.Render(fmt.Sprintf("findings (%d, %s; f filters)", len(s.Findings), filter)))
+		for _, f := range s.Findings {
+			if m.SeverityFilter != "" && f.Severity != m.SeverityFilter {
+				continue
+			}
+			st := m.styles.warn
+			if f.Severity == runbook.SeverityError {
+				st = m.styles.err
+			}
+			b = append(b, st.Render(trunc(fmt.Sprintf("  %-7s %s: %s", f.Severity, f.Object, f.Message), w)))
+		}
+	}
+	if len(b) > h {
+		b = append(b[:h-1], m.styles.dim.Render(fmt.Sprintf("… %d more lines", len(b)-h+1)))
+	}
+	return strings.Join(b, "\n")
+}
+
+func (m Model) logView(w, h int) string {
+	var lines []string
+	q := strings.ToLower(m.filter.Value())
+	for _, l := range m.Log {
+		if q != "" && !strings.Contains(strings.ToLower(l.Text), q) {
+			continue
+		}
+		t := ""
+		if !l.Time.IsZero() {
+			t = l.Time.Format("15:04:05") + " "
+		}
+		line := trunc(t+l.Text, w)
+		switch l.Level {
+		case "error":
+			line = m.styles.err.Render(line)
+		case "warning":
+			line = m.styles.warn.Render(line)
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > h {
+		lines = lines[len(lines)-h:]
+	}
+	for len(lines) < h {
+		lines = append(lines, "")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (m Model) dialogView(w int) string {
+	d := m.dialog
+	var b []string
+	b = append(b, m.styles.bold.Render(d.title), "")
+	for _, l := range d.lines {
+		b = append(b, strings.Split(lipgloss.NewStyle().Width(min(w-8, 70)).Render(l), "\n")...)
+	}
+	b = append(b, "")
+	var cs []string
+	for i, c := range d.choices {
+		if i == d.choice {
+			cs = append(cs, m.styles.sel.Render("["+c+"]"))
+		} else {
+			cs = append(cs, " "+c+" ")
+		}
+	}
+	b = append(b, strings.Join(cs, "  "))
+	hint := "←/→ choose, enter confirm, esc cancel"
+	if d.kind == "pause" {
+		hint = "c continue · r roll back · s stop (resume later) · enter confirms"
+	}
+	b = append(b, m.styles.dim.Render(hint))
+	return m.styles.dialog.Render(strings.Join(b, "\n"))
+}
+
+// overlay draws box in the middle of screen.
+func (m Model) overlay(screen string, w, h int, box string) string {
+	lines := strings.Split(screen, "\n")
+	bl := strings.Split(box, "\n")
+	top := max(0, (h-len(bl))/2)
+	left := max(0, (w-lipgloss.Width(box))/2)
+	for i, l := range bl {
+		y := top + i
+		for y >= len(lines) {
+			lines = append(lines, "")
+		}
+		lines[y] = strings.Repeat(" ", left) + l
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,251 @@
+package tui
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// update is teatest's own -update flag (it defines it): go test ./internal/tui -update.
+func update() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
+
+var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+func meta(step string, sec int) runbook.Meta {
+	return runbook.Meta{Time: t0.Add(time.Duration(sec) * time.Second), RunID: "20261122-0300-ab12", Step: step}
+}
+
+func started() []runbook.Event {
+	return []runbook.Event{
+		&runbook.RunStarted{Meta: meta("", 0), Runbook: "upgrade", Target: "v1.37.1", Steps: []string{"preflight", "backup", "canary", "fleet"}},
+		&runbook.StepStarted{Meta: meta("preflight", 0), Kind: "preflight", Attempt: 1},
+		&runbook.StepFinding{Meta: meta("preflight", 1), Finding: runbook.Finding{Severity: runbook.SeverityWarning, Object: "Deployment shop/api", Message: "3 replicas and no PodDisruptionBudget"}},
+		&runbook.StepFinding{Meta: meta("preflight", 1), Finding: runbook.Finding{Severity: runbook.SeverityError, Object: "PodDisruptionBudget shop/db", Message: "minAvailable: 100%"}},
+		&runbook.StepFinished{Meta: meta("preflight", 2), Duration: 2 * time.Second},
+		&runbook.StepStarted{Meta: meta("backup", 2), Kind: "velero-backup", Attempt: 1},
+		&runbook.RollbackPointSet{Meta: meta("backup", 5), Name: "velero-backup velero/drydock-20261122-0300-ab12"},
+		&runbook.StepFinished{Meta: meta("backup", 9), Duration: 7 * time.Second},
+	}
+}
+
+func draining() []runbook.Event {
+	return append(started(),
+		&runbook.StepStarted{Meta: meta("canary", 10), Kind: "canary", Attempt: 1},
+		&runbook.NodeChanged{Meta: meta("canary", 11), Node: "general-1", State: "cordoned"},
+		&runbook.NodeChanged{Meta: meta("canary", 11), Node: "general-1", State: "draining", Detail: "evicting 3 pod(s)"},
+		&runbook.PodChanged{Meta: meta("canary", 12), Node: "general-1", Pod: "shop/web-1", State: "gone", Done: 1, Total: 3},
+		&runbook.PodChanged{Meta: meta("canary", 13), Node: "general-1", Pod: "shop/db-0", State: "blocked", PDB: "shop/db", Reason: "waits for PDB shop/db: needs 3 healthy, has 3"},
+		&runbook.StepProgress{Meta: meta("canary", 14), Message: "node general-1: draining", Done: 1, Total: 3},
+	)
+}
+
+func newModel(requests chan Request) Model {
+	if requests == nil {
+		requests = make(chan Request, 8)
+	}
+	return New(Info{Command: "run", Context: "prod-eu", Server: "v1.37.1", Lock: "ops@host"}, requests, false).WithoutClock().WithSize(80, 24)
+}
+
+func feed(m Model, evs ...runbook.Event) Model {
+	for _, ev := range evs {
+		nm, _ := m.Update(EventMsg{Event: ev})
+		m = nm.(Model)
+	}
+	return m
+}
+
+func press(m Model, keys ...string) Model {
+	for _, k := range keys {
+		var msg tea.KeyPressMsg
+		switch k {
+		case "enter":
+			msg = tea.KeyPressMsg{Code: tea.KeyEnter}
+		case "up":
+			msg = tea.KeyPressMsg{Code: tea.KeyUp}
+		case "down":
+			msg = tea.KeyPressMsg{Code: tea.KeyDown}
+		case "esc":
+			msg = tea.KeyPressMsg{Code: tea.KeyEscape}
+		default:
+			msg = tea.KeyPressMsg{Code: rune(k[0]), Text: k}
+		}
+		nm, _ := m.Update(msg)
+		m = nm.(Model)
+	}
+	return m
+}
+
+// TestReducer feeds event sequences and asserts the display state.
+func TestReducer(t *testing.T) {
+	m := feed(newModel(nil), draining()...)
+	st := map[string]string{}
+	for _, s := range m.Steps {
+		st[s.Name] = s.Status
+	}
+	want := map[string]string{"preflight": Done, "backup": Done, "canary": Running, "fleet": Pending}
+	for k, v := range want {
+		if st[k] != v {
+			t.Errorf("step %s: %s, want %s", k, st[k], v)
+		}
+	}
+	canary := m.Steps[2]
+	if m.Selected != 2 || canary.Nodes["general-1"].State != "draining" || canary.Nodes["general-1"].Done != 1 || canary.Nodes["general-1"].Total != 3 {
+		t.Errorf("canary node state: %+v (selected %d)", canary.Nodes["general-1"], m.Selected)
+	}
+	if p := canary.Pods["shop/db-0"]; p == nil || p.State != "blocked" || p.PDB != "shop/db" || !strings.Contains(p.Reason, "needs 3 healthy, has 3") {
+		t.Errorf("blocked pod: %+v", p)
+	}
+	if m.Steps[1].RollbackPoint == "" || len(m.Steps[0].Findings) != 2 {
+		t.Errorf("rollback point %q, findings %d", m.Steps[1].RollbackPoint, len(m.Steps[0].Findings))
+	}
+
+	// Failure, then rollback events.
+	m = feed(m, &runbook.StepFailed{Meta: meta("canary", 20), Error: "drain node general-1: blocked", Duration: 10 * time.Second},
+		&runbook.RollbackStarted{Meta: meta("canary", 21)}, &runbook.RollbackFinished{Meta: meta("canary", 22)},
+		&runbook.RunFinished{Meta: meta("", 23), Status: runbook.RunRolledBack, Message: "the completed steps were undone"})
+	if m.Steps[2].Status != RolledBack || !m.Finished || m.Status != "rolled-back" {
+		t.Errorf("after rollback: %s, finished %v, status %q", m.Steps[2].Status, m.Finished, m.Status)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	requests := make(chan Request, 8)
+	m := feed(newModel(requests), draining()...)
+
+	// Pause point: the modal answers on the reply channel.
+	reply := make(chan runbook.Decision, 1)
+	nm, _ := m.Update(PauseMsg{Req: runbook.PauseRequest{Step: "canary", When: "after", Message: "canary upgraded; soak healthy"}, Reply: reply})
+	m = press(nm.(Model), "esc") // a pause point cannot be dismissed
+	if m.dialog == nil {
+		t.Fatal("esc dismissed a pause point")
+	}
+	m = press(m, "c")
+	if d := <-reply; d != runbook.Continue || m.dialog != nil {
+		t.Fatalf("c answered %v", d)
+	}
+
+	// p asks for a pause after the current node.
+	m = press(m, "p")
+	if r := <-requests; r.Kind != "pause-next" || !m.PauseRequested {
+		t.Errorf("p: %+v", r)
+	}
+
+	// r on a step lists what would be undone, newest first; y confirms.
+	m = press(m, "up", "r")
+	if m.dialog == nil || m.dialog.kind != "rollback" || !strings.Contains(strings.Join(m.dialog.lines, "\n"), "- canary\n  - backup") {
+		t.Fatalf("rollback dialog: %+v", m.dialog)
+	}
+	m = press(m, "y")
+	if r := <-requests; r.Kind != "rollback" || r.To != "backup" {
+		t.Errorf("rollback request %+v", r)
+	}
+
+	// q while the run is active asks; n keeps running; a then y aborts.
+	m = press(m, "q")
+	if m.dialog == nil || m.dialog.kind != "quit" {
+		t.Fatal("q quit an active run without asking")
+	}
+	m = press(m, "n", "a", "y")
+	if r := <-requests; r.Kind != "abort" {
+		t.Errorf("abort request %+v", r)
+	}
+
+	// The log filter.
+	m = press(m, "/", "b", "l", "o", "c", "k", "enter")
+	if log := m.logView(80, 10); !strings.Contains(log, "blocked") || strings.Contains(log, "started") {
+		t.Errorf("filtered log:\n%s", log)
+	}
+	// After the run, q quits at once.
+	nm, _ = m.Update(DoneMsg{Err: errors.New("x")})
+	m = nm.(Model)
+	if _, cmd := m.Update(tea.KeyPressMsg{Code: 'q', Text: "q"}); cmd == nil {
+		t.Error("q after the run did not quit")
+	}
+}
+
+// screen renders a model through a real Bubble Tea program (teatest) at 80x24 without colour and
+// compares the screen with testdata/NAME.golden (go test -update rewrites it).
+func screen(t *testing.T, name string, m Model, msgs ...tea.Msg) {
+	t.Helper()
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(80, 24))
+	for _, msg := range msgs {
+		tm.Send(msg)
+	}
+	if err := tm.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	final := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(Model)
+	got := ansi.Strip(final.Render()) + "\n"
+	for _, line := range strings.Split(got, "\n") {
+		if w := ansi.StringWidth(line); w > 80 {
+			t.Errorf("%s: a line is %d wide, more than the 80 columns: %q", name, w, line)
+		}
+	}
+	path := filepath.Join("testdata", name+".golden")
+	if update() {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (go test ./internal/tui -update rewrites it):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+func events(evs []runbook.Event) []tea.Msg {
+	var out []tea.Msg
+	for _, ev := range evs {
+		out = append(out, EventMsg{Event: ev})
+	}
+	return out
+}
+
+func keyMsg(s string) tea.Msg {
+	switch s {
+	case "up":
+		return tea.KeyPressMsg{Code: tea.KeyUp}
+	case "enter":
+		return tea.KeyPressMsg{Code: tea.KeyEnter}
+	}
+	return tea.KeyPressMsg{Code: rune(s[0]), Text: s}
+}
+
+func TestScreens(t *testing.T) {
+	running := append(started(), &runbook.StepStarted{Meta: meta("canary", 10), Kind: "canary", Attempt: 1},
+		&runbook.StepProgress{Meta: meta("canary", 11), Message: "choosing the least disruptive node"})
+	screen(t, "running", newModel(nil), events(running)...)
+
+	screen(t, "blocked-drain", newModel(nil), events(draining())...)
+
+	pause := append(events(draining()), PauseMsg{Req: runbook.PauseRequest{Step: "canary", When: "after", Message: "canary general-1 upgraded to v1.37.1; soaked 5m healthy", Done: []string{"preflight", "backup"}}, Reply: make(chan runbook.Decision, 1)})
+	screen(t, "pause-modal", newModel(nil), pause...)
+
+	screen(t, "rollback-confirm", newModel(nil), append(events(draining()), keyMsg("up"), keyMsg("r"))...)
+
+	failed := append(draining(), &runbook.StepFailed{Meta: meta("canary", 30), Error: "drain node general-1: timed out: shop/db-0 waits for PDB shop/db: needs 3 healthy, has 3", Duration: 20 * time.Second},
+		&runbook.RunFinished{Meta: meta("", 31), Status: runbook.RunFailed, Message: "step \"canary\" failed: `drydock resume 20261122-0300-ab12` retries it"})
+	screen(t, "failure", newModel(nil), append(events(failed), DoneMsg{Err: errors.New("step canary failed")})...)
+
+	screen(t, "preflight-findings", newModel(nil), append(events(started()), keyMsg("up"), keyMsg("up"), keyMsg("f"))...)
+}

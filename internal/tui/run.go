@@ -1,0 +1,126 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// Options configure Run.
+type Options struct {
+	Info Info
+	In   io.Reader
+	Out  io.Writer // the terminal (stderr: data output stays on stdout)
+	// Color styles the screen; off for NO_COLOR. (The terminal's colour profile is detected too.)
+	Color bool
+	// RequestPause asks the engine for a pause point after the current node.
+	RequestPause func()
+	// Rollback undoes the run back to and including step `to`, after the work stopped.
+	Rollback func(ctx context.Context, sink runbook.Sink, to string) error
+	// ProgramOptions are passed to Bubble Tea (tests set the size and input).
+	ProgramOptions []tea.ProgramOption
+}
+
+type sinkFunc func(runbook.Event)
+
+func (f sinkFunc) Emit(ev runbook.Event) { f(ev) }
+
+// ErrRolledBackOnRequest ends a run the person rolled back from the screen.
+var ErrRolledBackOnRequest = errors.New("rolled back at your request")
+
+// Run shows the screen while work runs; work gets the sink and the decider to give the engine.
+// The screen stays after the work ends, until the person quits; when ctx ends (SIGTERM) it closes
+// by itself. It returns the work's error.
+func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink runbook.Sink, decider runbook.Decider) error) error {
+	requests := make(chan Request, 8)
+	model := New(opts.Info, requests, opts.Color)
+	popts := append([]tea.ProgramOption{tea.WithInput(opts.In), tea.WithOutput(opts.Out), tea.WithoutSignalHandler()}, opts.ProgramOptions...)
+	p := tea.NewProgram(model, popts...)
+
+	workCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sink := sinkFunc(func(ev runbook.Event) { p.Send(EventMsg{Event: ev}) })
+	decider := runbook.DeciderFunc(func(dctx context.Context, req runbook.PauseRequest) (runbook.Decision, error) {
+		reply := make(chan runbook.Decision, 1)
+		p.Send(PauseMsg{Req: req, Reply: reply})
+		select {
+		case d := <-reply:
+			return d, nil
+		case <-dctx.Done():
+			return runbook.Stop, dctx.Err()
+		}
+	})
+
+	var (
+		mu         sync.Mutex
+		rollbackTo string
+		workErr    error
+	)
+	reqCtx, stopRequests := context.WithCancel(context.Background())
+	defer stopRequests()
+	go func() {
+		for {
+			select {
+			case <-reqCtx.Done():
+				return
+			case r := <-requests:
+				switch r.Kind {
+				case "abort":
+					cancel()
+				case "pause-next":
+					if opts.RequestPause != nil {
+						opts.RequestPause()
+					}
+				case "rollback":
+					mu.Lock()
+					rollbackTo = r.To
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}
+	}()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := work(workCtx, sink, decider)
+		mu.Lock()
+		to := rollbackTo
+		mu.Unlock()
+		if to != "" && opts.Rollback != nil && ctx.Err() == nil {
+			if rerr := opts.Rollback(context.WithoutCancel(ctx), sink, to); rerr != nil {
+				err = fmt.Errorf("roll back to step %q: %w", to, rerr)
+			} else {
+				err = exitcode.With(exitcode.Aborted, fmt.Errorf("run %w (back to step %q)", ErrRolledBackOnRequest, to))
+			}
+		}
+		mu.Lock()
+		workErr = err
+		mu.Unlock()
+		p.Send(DoneMsg{Err: err})
+		if ctx.Err() != nil {
+			p.Quit() // SIGTERM or Ctrl-C from outside: no one to press q
+		}
+	}()
+
+	final, perr := p.Run()
+	cancel() // the screen is gone: a run still going stops, resumable
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if m, ok := final.(Model); ok && m.Status != "" && opts.Out != nil {
+		fmt.Fprintf(opts.Out, "drydock: run %s %s: %s\n", m.RunID, m.Status, m.Message)
+	}
+	if workErr == nil && perr != nil && !errors.Is(perr, tea.ErrProgramKilled) {
+		return fmt.Errorf("terminal UI: %w", perr)
+	}
+	return workErr
+}
