@@ -85,6 +85,7 @@ type Step struct {
 	Error         string
 	RollbackPoint string
 	Findings      []runbook.Finding
+	resume        string // the status to go back to when a pause point is answered with continue
 	Nodes         map[string]*Node
 	NodeOrder     []string
 	Pods          map[string]*Pod
@@ -106,6 +107,7 @@ type dialog struct {
 	choice  int
 	reply   chan<- runbook.Decision
 	to      string
+	step    string
 }
 
 // Model is the screen's state.
@@ -253,7 +255,11 @@ func (m *Model) Apply(ev runbook.Event) {
 		s.Findings = append(s.Findings, e.Finding)
 		level = string(e.Severity)
 	case *runbook.StepPaused:
-		m.step(e.Step).Status = Paused
+		s := m.step(e.Step)
+		if s.Status != Paused {
+			s.resume = s.Status
+		}
+		s.Status = Paused
 	case *runbook.StepFinished:
 		s := m.step(e.Step)
 		s.Duration = e.Duration
@@ -368,7 +374,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			lines = append(lines, fmt.Sprintf("%d findings in this step (see the detail)", len(s.Findings)))
 		}
 		m.dialog = &dialog{kind: "pause", title: fmt.Sprintf("Pause point %s step %s", msg.Req.When, msg.Req.Step), lines: lines,
-			choices: []string{"Continue", "Roll back", "Stop and resume later"}, reply: msg.Reply}
+			choices: []string{"Continue", "Roll back", "Stop and resume later"}, reply: msg.Reply, step: msg.Req.Step}
 		m.Selected = m.index(msg.Req.Step)
 		return m, nil
 	case DoneMsg:
@@ -547,6 +553,9 @@ func (m Model) choose() (tea.Model, tea.Cmd) {
 		default:
 		}
 		m.log(m.Now, "info", "you answered: "+decision.String())
+		if st := m.step(d.step); decision == runbook.Continue && st.Status == Paused && st.resume != "" {
+			st.Status = st.resume // "after" pauses come after the step finished
+		}
 	case "abort":
 		if d.choice == 1 {
 			m.send(Request{Kind: "abort"})

@@ -249,3 +249,18 @@ func TestScreens(t *testing.T) {
 
 	screen(t, "preflight-findings", newModel(nil), append(events(started()), keyMsg("up"), keyMsg("up"), keyMsg("f"))...)
 }
+
+// TestPauseAfterStepKeepsItDone: a pause point after a step shows the step paused while it waits
+// and done once answered with continue.
+func TestPauseAfterStepKeepsItDone(t *testing.T) {
+	m := feed(newModel(nil), append(started(), &runbook.StepPaused{Meta: meta("backup", 10), When: "after"})...)
+	if m.Steps[1].Status != Paused {
+		t.Fatalf("while waiting: %s", m.Steps[1].Status)
+	}
+	reply := make(chan runbook.Decision, 1)
+	nm, _ := m.Update(PauseMsg{Req: runbook.PauseRequest{Step: "backup", When: "after"}, Reply: reply})
+	m = press(nm.(Model), "c")
+	if <-reply != runbook.Continue || m.Steps[1].Status != Done {
+		t.Errorf("after continue: %s", m.Steps[1].Status)
+	}
+}
