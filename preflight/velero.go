@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
@@ -20,6 +22,22 @@ type VeleroInput struct {
 	Required bool
 	// MaxAge of the newest Completed backup before it is reported (default 24h).
 	MaxAge time.Duration
+	// Namespaces the newest backup must cover (default: any backup counts).
+	Namespaces []string
+}
+
+// covers reports whether a backup includes every namespace.
+func covers(b *velerov1.Backup, namespaces []string) bool {
+	in := b.Spec.IncludedNamespaces
+	if len(in) == 0 || slices.Contains(in, "*") {
+		return !slices.ContainsFunc(namespaces, func(ns string) bool { return slices.Contains(b.Spec.ExcludedNamespaces, ns) })
+	}
+	for _, ns := range namespaces {
+		if !slices.Contains(in, ns) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkVelero: Velero is installed, its storage locations are Available and validated lately, and
@@ -92,6 +110,9 @@ func checkVelero(ctx context.Context, in *Input) ([]Finding, error) {
 		age := time.Since(b.Status.CompletionTimestamp.Time)
 		switch b.Status.Phase {
 		case velerov1.BackupPhaseCompleted:
+			if !covers(b, vi.Namespaces) {
+				continue
+			}
 			if newest == nil || b.Status.CompletionTimestamp.After(newest.Status.CompletionTimestamp.Time) {
 				newest = b
 			}
@@ -105,7 +126,11 @@ func checkVelero(ctx context.Context, in *Input) ([]Finding, error) {
 	}
 	switch {
 	case newest == nil:
-		out = append(out, Finding{Severity: runbook.SeverityWarning, Object: "namespace " + vc.Namespace, Message: "no Completed Velero backup exists",
+		what := "no Completed Velero backup exists"
+		if len(vi.Namespaces) > 0 {
+			what = "no Completed Velero backup covers " + strings.Join(vi.Namespaces, ", ")
+		}
+		out = append(out, Finding{Severity: runbook.SeverityWarning, Object: "namespace " + vc.Namespace, Message: what,
 			Fix: "the runbook's velero-backup step makes one; for the scheduled case, create a Velero Schedule"})
 	case time.Since(newest.Status.CompletionTimestamp.Time) > vi.MaxAge:
 		out = append(out, Finding{Severity: runbook.SeverityWarning, Object: "Backup " + newest.Namespace + "/" + newest.Name,

@@ -19,6 +19,7 @@ import (
 	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/preflight/apis"
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/velero"
 )
 
 // Kinds registers the step kinds.
@@ -122,8 +123,10 @@ func run(ctx context.Context, env *runbook.Env, c Common, scan Scan, checks []st
 	in.Manifests, in.Helm = scan.Manifests, scan.helm()
 	in.Access = env.Runbook.Access()
 	for _, st := range env.Runbook.Spec.Steps {
-		if st.Type == "velero-backup" {
+		if vb, ok := st.Step.(*velero.Step); ok {
 			in.Velero.Required = true // the run will back up: Velero must be there
+			in.Velero.Namespace = vb.Namespace
+			in.Velero.Namespaces = append(in.Velero.Namespaces, vb.IncludedNamespaces...)
 		}
 	}
 	in.Progress = func(s string) { env.Progress(s, 0, 0) }

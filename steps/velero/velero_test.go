@@ -151,6 +151,18 @@ func TestBackupAndRestoreCheck(t *testing.T) {
 		t.Errorf("the check's restore is still there: %v", err)
 	}
 
+	// A second run reuses the fresh backup instead of making one.
+	st2, rec, err := run(t, `    - name: backup
+      type: velero-backup
+      with: {includedNamespaces: [shop], reuseMaxAge: 1h, restoreCheck: {skip: true}}
+`)
+	if err != nil || !strings.Contains(rec.Text(), "reusing backup drydock-"+st.ID) || st2.Steps[0].RollbackPoint != "velero-backup velero/drydock-"+st.ID {
+		t.Errorf("reuse: %v, rollback point %q\n%s", err, st2.Steps[0].RollbackPoint, rec.Text())
+	}
+	if _, err := vc.Backup(context.Background(), "drydock-"+st2.ID); !apierrors.IsNotFound(err) {
+		t.Errorf("a reused backup was made anew: %v", err)
+	}
+
 	// The pre-flight check sees Velero healthy with a fresh backup.
 	in, err := preflight.NewInput(cluster.Config)
 	if err != nil {
@@ -164,6 +176,14 @@ func TestBackupAndRestoreCheck(t *testing.T) {
 	}
 	for _, f := range rep.Findings() {
 		t.Errorf("healthy Velero has a finding: %s %s: %s", f.Severity, f.Object, f.Message)
+	}
+	// Scoped to a namespace no backup covers, it says so.
+	in.Velero.Namespaces = []string{"elsewhere"}
+	if rep, err = preflight.Run(context.Background(), in, []string{"velero"}); err != nil {
+		t.Fatal(err)
+	}
+	if fs := rep.Findings(); len(fs) != 1 || !strings.Contains(fs[0].Message, "no Completed Velero backup covers elsewhere") {
+		t.Errorf("scoped check: %+v", fs)
 	}
 }
 
