@@ -12,7 +12,7 @@ VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: test-deps all build cluster-bin cluster-up cluster-down demo test vet clean bench bench-preflight
+.PHONY: test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
 
 all: build
 
@@ -35,7 +35,11 @@ cluster-down:
 
 ## demo: the main job on a local simulated cluster
 demo: build
-	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) hack/demo.sh
+	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) hack/demo.sh
+
+## demo-down: remove what an interrupted demo left (its cluster, Velero, MinIO)
+demo-down:
+	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) hack/demo-down.sh
 
 vet:
 	$(GO) vet ./...

@@ -1,47 +1,132 @@
 #!/usr/bin/env bash
-# make demo: start a simulated cluster (control plane v1.37.1, nine nodes in three groups with kubelets
-# one minor behind, workloads under PodDisruptionBudgets), run the upgrade runbook examples/demo.yaml
-# against it, and remove the cluster again whatever happens (success, failure or Ctrl-C).
+# make demo: the main job on a simulated cluster. It starts a control plane at v1.37.1 with 16 nodes whose
+# kubelets are one minor behind (system x3, general x8, batch x4, and one edge node the runbook leaves
+# alone), workloads under PodDisruptionBudgets (one of them a minAvailable: 100% trap, on the edge node), a
+# StatefulSet, DaemonSets, a Helm release whose stored manifest still uses a removed API, and a real Velero
+# server with MinIO; then it runs drydock preflight and the upgrade runbook examples/demo.yaml. Everything is
+# removed again at the end, whatever happens (make demo-down cleans up after a demo that was killed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DRYDOCK_CLUSTER_BIN:?run through make demo}"
+: "${DRYDOCK_VELERO_BIN:?run through make demo}"
 
 name=drydock-demo
 export DRYDOCK_STATE_DIR=${DRYDOCK_STATE_DIR:-$(mktemp -d -t drydock-demo-state-XXXXXX)}
 go build -o bin/simcluster ./internal/cmd/simcluster
-bin/simcluster down --name "$name" 2>/dev/null || true   # a demo interrupted earlier
-trap 'bin/simcluster down --name "$name"' EXIT
+hack/demo-down.sh >/dev/null 2>&1 || true   # a demo interrupted earlier
 
-export KUBECONFIG=$(bin/simcluster up --name "$name" --groups system=2,general=4,batch=3 --kubelet-version v1.36.3)
+velero_pid=""
+cleanup() {
+  if [ -n "$velero_pid" ]; then kill "$velero_pid" 2>/dev/null || true; wait "$velero_pid" 2>/dev/null || true; fi
+  bin/simcluster down --name "$name"
+}
+trap cleanup EXIT
+
+export KUBECONFIG=$(bin/simcluster up --name "$name" --groups system=3,general=8,batch=4,edge=1 --kubelet-version v1.36.3)
+ready=$(mktemp -u -t drydock-demo-velero-XXXXXX)
+bin/simcluster velero --name "$name" --ready-file "$ready" &
+velero_pid=$!
+
 export KUBECTL="$DRYDOCK_CLUSTER_BIN/kubectl"
+kubectl() { "$KUBECTL" "$@"; }
 k() { "$KUBECTL" "$@"; }
 
 k create namespace shop >/dev/null
 k create namespace batch >/dev/null
+k create namespace ledger >/dev/null
+k create namespace monitoring >/dev/null
 k -n shop create deployment web --image=registry.example/web:1 --replicas=8 >/dev/null
 k -n shop create deployment api --image=registry.example/api:1 --replicas=4 >/dev/null
+k -n shop create configmap web-config --from-literal=mode=production >/dev/null
+k -n shop create secret generic api-credentials --from-literal=token=demo >/dev/null
+k -n shop create service clusterip web --tcp=80:8080 >/dev/null
 k -n batch create deployment worker --image=registry.example/worker:1 --replicas=6 >/dev/null
 k -n shop create pdb web --selector=app=web --max-unavailable=1 >/dev/null
 k -n shop create pdb api --selector=app=api --min-available=3 >/dev/null
 k -n batch create pdb worker --selector=app=worker --max-unavailable=25% >/dev/null
-k -n shop rollout status deployment/web --timeout=2m >/dev/null
-k -n shop rollout status deployment/api --timeout=2m >/dev/null
-k -n batch rollout status deployment/worker --timeout=2m >/dev/null
+k apply -f - >/dev/null <<'YAML'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: registry.example/db:16}]}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: db, namespace: shop}
+spec: {maxUnavailable: 1, selector: {matchLabels: {app: db}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-exporter, namespace: monitoring}
+spec:
+  selector: {matchLabels: {app: node-exporter}}
+  template:
+    metadata: {labels: {app: node-exporter}}
+    spec: {containers: [{name: exporter, image: registry.example/node-exporter:1}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: log-shipper, namespace: monitoring}
+spec:
+  selector: {matchLabels: {app: log-shipper}}
+  template:
+    metadata: {labels: {app: log-shipper}}
+    spec: {containers: [{name: shipper, image: registry.example/log-shipper:2}]}
+---
+# The trap: a budget that allows no eviction, ever. Pre-flight flags it; its pods sit on the edge node,
+# which this runbook does not touch.
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ledger, namespace: ledger}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: ledger}}
+  template:
+    metadata: {labels: {app: ledger}}
+    spec:
+      nodeSelector: {drydock.dev/group: edge}
+      containers: [{name: ledger, image: registry.example/ledger:3}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: ledger, namespace: ledger}
+spec: {minAvailable: 100%, selector: {matchLabels: {app: ledger}}}
+YAML
 
+# A Helm release as Helm v3 stores it (JSON, gzip, base64, in a Secret): its manifest still renders an
+# Ingress through networking.k8s.io/v1beta1, removed in 1.22. Helm could not upgrade it after the upgrade.
+manifest='---\n# Source: storefront/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: storefront\n---\n# Source: storefront/templates/ingress.yaml\napiVersion: networking.k8s.io/v1beta1\nkind: Ingress\nmetadata:\n  name: storefront\n'
+release=$(printf '{"name":"storefront","namespace":"shop","version":3,"info":{"status":"deployed"},"chart":{"metadata":{"name":"storefront","version":"2.4.1"}},"manifest":"%s"}' "$manifest" | gzip -c | base64 -w0)
+k -n shop create secret generic sh.helm.release.v1.storefront.v3 --type=helm.sh/release.v1 --from-literal=release="$release" >/dev/null
+k -n shop label secret sh.helm.release.v1.storefront.v3 owner=helm name=storefront version=3 status=deployed >/dev/null
+
+for d in shop/web shop/api batch/worker ledger/ledger; do
+  k -n "${d%/*}" rollout status "deployment/${d#*/}" --timeout=2m >/dev/null
+done
+k -n shop rollout status statefulset/db --timeout=2m >/dev/null
+for _ in $(seq 1 240); do
+  [ -e "$ready" ] && break
+  kill -0 "$velero_pid" 2>/dev/null || { echo "demo: Velero did not start" >&2; exit 1; }
+  sleep 0.5
+done
+[ -e "$ready" ] || { echo "demo: Velero did not come up within 2 minutes" >&2; exit 1; }
+rm -f "$ready"
+
+show() { echo; echo "\$ $*"; "$@"; }
+show bin/drydock version
+show kubectl get nodes -L drydock.dev/group
 echo
-echo "\$ drydock version"
-bin/drydock version
-echo
-echo "\$ kubectl get nodes"
-k get nodes -L drydock.dev/group
-echo
-echo "\$ drydock plan examples/demo.yaml"
-bin/drydock plan examples/demo.yaml
-echo
+echo "\$ drydock preflight --checks api-scan,pdb-check,skew-check,velero      # what CI would gate on"
+bin/drydock preflight --checks api-scan,pdb-check,skew-check,velero && code=0 || code=$?
+echo "(exit $code: 3 means a finding reached --fail-on; the demo runbook records the findings and goes on)"
+show bin/drydock plan examples/demo.yaml
 yes=()
-[ -t 0 ] || yes=(--yes)   # nobody can answer the canary's pause point: say continue
-echo "\$ drydock run examples/demo.yaml ${yes[*]}"
-bin/drydock run examples/demo.yaml "${yes[@]}"
-echo
-echo "\$ kubectl get nodes"
-k get nodes -L drydock.dev/group
+[ -t 0 ] && [ -t 1 ] || yes=(--yes)   # nobody can answer the canary's pause point: say continue
+show bin/drydock run examples/demo.yaml "${yes[@]}"
+show kubectl get nodes -L drydock.dev/group

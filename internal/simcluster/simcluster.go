@@ -202,6 +202,10 @@ func Attach(name, workDir string) (*Cluster, error) {
 	}
 	c := &Cluster{Name: name, WorkDir: workDir, binDir: bin, log: io.Discard,
 		Kubeconfig: filepath.Join(workDir, "kubeconfig")}
+	if cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err == nil {
+		c.Config = cfg
+		c.Client, _ = kubernetes.NewForConfig(cfg)
+	}
 	return c, nil
 }
 

@@ -30,7 +30,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: simcluster up|down [flags]")
+		return errors.New("usage: simcluster up|down|kubeconfig|velero [flags]")
 	}
 	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "drydock-dev", "cluster name")
@@ -38,6 +38,7 @@ func run(args []string) error {
 	groups := fs.String("groups", "", "node groups as NAME=COUNT,... (label drydock.dev/group=NAME)")
 	kubelet := fs.String("kubelet-version", simcluster.KubernetesVersion, "kubelet version the nodes report")
 	readyDelay := fs.Duration("pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
+	readyFile := fs.String("ready-file", "", "velero: create this file once Velero is up")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -93,8 +94,31 @@ func run(args []string) error {
 	case "kubeconfig":
 		fmt.Println(filepath.Join(workDir, "kubeconfig"))
 		return nil
+	case "velero":
+		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in
+		// the background): their processes end with this one.
+		c, err := simcluster.Attach(*name, workDir)
+		if err != nil {
+			return err
+		}
+		if c.Client == nil {
+			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
+		}
+		v, err := c.StartVelero(ctx, simcluster.VeleroOptions{})
+		if err != nil {
+			return err
+		}
+		defer v.Stop()
+		fmt.Fprintf(os.Stderr, "simcluster: Velero is up in namespace %s (object store: MinIO at %s)\n", v.Namespace, v.S3URL)
+		if *readyFile != "" {
+			if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
+				return err
+			}
+		}
+		<-ctx.Done()
+		return nil
 	}
-	return fmt.Errorf("unknown command %q: use up, down or kubeconfig", args[0])
+	return fmt.Errorf("unknown command %q: use up, down, kubeconfig or velero", args[0])
 }
 
 type plannedNode struct {

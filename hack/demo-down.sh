@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# make demo-down: remove what a killed `make demo` left behind (its cluster, Velero and MinIO).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pkill -f 'simcluster velero --name drydock-demo' 2>/dev/null
+go run ./internal/cmd/simcluster down --name drydock-demo
