@@ -12,7 +12,7 @@ VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
+.PHONY: docs test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
 
 all: build
 
@@ -36,6 +36,11 @@ cluster-down:
 ## demo: the main job on a local simulated cluster
 demo: build
 	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) hack/demo.sh
+
+## docs: the command reference (docs/commands), man pages (docs/man) and the runbook reference (docs/runbook-reference.md)
+docs: build
+	rm -rf docs/commands docs/man
+	bin/drydock docs docs
 
 ## demo-down: remove what an interrupted demo left (its cluster, Velero, MinIO)
 demo-down:

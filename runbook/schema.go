@@ -12,6 +12,8 @@ import (
 	validator "github.com/santhosh-tekuri/jsonschema/v6"
 )
 
+//go:generate sh -c "cd .. && go run ./internal/cmd/gencomments -o runbook/zz_generated.comments.go"
+
 // SchemaID names the runbook schema.
 const SchemaID = "https://drydock.dev/schemas/runbook-v1alpha1.json"
 
@@ -23,6 +25,7 @@ func Schema(reg Registry) ([]byte, error) {
 		ExpandedStruct:            true,
 		AllowAdditionalProperties: false,
 		Anonymous:                 true,
+		CommentMap:                fieldComments,
 	}
 	root := r.Reflect(&Runbook{})
 	root.ID = SchemaID
@@ -45,7 +48,7 @@ func Schema(reg Registry) ([]byte, error) {
 		kind, _ := reg.Lookup(name)
 		typeProp.Enum = append(typeProp.Enum, name)
 
-		kr := &jsonschema.Reflector{ExpandedStruct: true, AllowAdditionalProperties: false, Anonymous: true, DoNotReference: false}
+		kr := &jsonschema.Reflector{ExpandedStruct: true, AllowAdditionalProperties: false, Anonymous: true, DoNotReference: false, CommentMap: fieldComments}
 		ks := kr.ReflectFromType(reflect.TypeOf(kind.New()).Elem())
 		for defName, def := range ks.Definitions {
 			if _, exists := root.Definitions[defName]; !exists {

@@ -58,6 +58,7 @@ where a person should look and rolling back when something goes wrong.`,
 		NewDrainCommand(kube, streams),
 		NewUncordonCommand(kube, streams),
 		NewPreflightCommand(kube, streams),
+		NewDocsCommand(func() *cobra.Command { return NewRootCommand(streams, "drydock") }),
 	)
 	return root
 }
