@@ -12,7 +12,7 @@ VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: docs test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
+.PHONY: release docs test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
 
 all: build
 
@@ -36,6 +36,10 @@ cluster-down:
 ## demo: the main job on a local simulated cluster
 demo: build
 	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) hack/demo.sh
+
+## release: cross-compile linux/darwin amd64/arm64 with version ldflags into dist/ (archives, checksums, krew manifest)
+release:
+	VERSION=$(VERSION) LDFLAGS="$(LDFLAGS)" hack/release.sh
 
 ## docs: the command reference (docs/commands), man pages (docs/man) and the runbook reference (docs/runbook-reference.md)
 docs: build

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/drydock-dev/drydock/steps"
 )
@@ -55,4 +59,28 @@ func withoutManDate(s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRecipesParse: the CI, krew and Kustomize recipes under deploy/ are valid YAML.
+func TestRecipesParse(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/*/*.y*ml")
+	if len(files) < 6 {
+		t.Fatalf("only %d recipe files under deploy/", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var doc any
+			if err := dec.Decode(&doc); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Errorf("%s: %v", f, err)
+				break
+			}
+		}
+	}
 }

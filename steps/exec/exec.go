@@ -292,9 +292,9 @@ func RunCommand(ctx context.Context, env *runbook.Env, argv []string, node *core
 	if node != nil {
 		cmd.Env = append(cmd.Env, "DRYDOCK_NODE="+node.Name)
 	}
-	// Its own process group, killed as a whole on cancel; and killed if drydock itself dies, so that
-	// a resumed run never races an orphan of the previous one.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own process group, killed as a whole on cancel; and (on Linux) killed if drydock itself
+	// dies, so that a resumed run never races an orphan of the previous one.
+	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 
