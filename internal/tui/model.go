@@ -366,7 +366,23 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case PauseMsg:
-		lines := []string{msg.Req.Message}
+		var lines []string
+		if msg.Req.Message != "" {
+			lines = append(lines, msg.Req.Message)
+		}
+		// What happened so far in the step: its last word (the canary's soak result) and its nodes.
+		if s := m.step(msg.Req.Step); s.Progress != "" || len(s.NodeOrder) > 0 {
+			if s.Progress != "" {
+				lines = append(lines, msg.Req.Step+": "+s.Progress)
+			}
+			var nodes []string
+			for _, n := range s.NodeOrder {
+				nodes = append(nodes, n+" "+s.Nodes[n].State)
+			}
+			if len(nodes) > 0 {
+				lines = append(lines, "nodes: "+strings.Join(nodes, ", "))
+			}
+		}
 		if len(msg.Req.Done) > 0 {
 			lines = append(lines, "done so far: "+strings.Join(msg.Req.Done, ", "))
 		}
