@@ -374,37 +374,51 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 
 // BinDir returns the directory holding the cluster binaries: $DRYDOCK_CLUSTER_BIN when set (the
 // Makefile sets it), otherwise it runs hack/cluster-bin.sh, which builds them the first time.
-func BinDir() (string, error) {
-	if dir := os.Getenv("DRYDOCK_CLUSTER_BIN"); dir != "" {
-		if _, err := os.Stat(filepath.Join(dir, "kwokctl")); err != nil {
-			return "", fmt.Errorf("simcluster: DRYDOCK_CLUSTER_BIN=%s has no kwokctl: run `make cluster-bin`", dir)
+func BinDir() (string, error) { return clusterBins.dir() }
+
+// VeleroBinDir returns the directory with velero, velero-plugin-for-aws and minio:
+// $DRYDOCK_VELERO_BIN when set, otherwise hack/velero-bin.sh builds them the first time.
+func VeleroBinDir() (string, error) { return veleroBins.dir() }
+
+var (
+	clusterBins = &builtBins{env: "DRYDOCK_CLUSTER_BIN", script: "cluster-bin.sh", marker: "kwokctl", make: "make cluster-bin"}
+	veleroBins  = &builtBins{env: "DRYDOCK_VELERO_BIN", script: "velero-bin.sh", marker: "minio", make: "hack/velero-bin.sh"}
+)
+
+// builtBins is a directory of binaries a hack/ script builds once per machine and prints.
+type builtBins struct {
+	env, script, marker, make string
+
+	once sync.Once
+	path string
+	err  error
+}
+
+func (b *builtBins) dir() (string, error) {
+	if dir := os.Getenv(b.env); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, b.marker)); err != nil {
+			return "", fmt.Errorf("simcluster: %s=%s has no %s: run `%s`", b.env, dir, b.marker, b.make)
 		}
 		return dir, nil
 	}
-	binOnce.Do(func() {
+	b.once.Do(func() {
 		root, err := repoRoot()
 		if err != nil {
-			binErr = err
+			b.err = err
 			return
 		}
-		cmd := exec.Command(filepath.Join(root, "hack", "cluster-bin.sh"))
+		cmd := exec.Command(filepath.Join(root, "hack", b.script))
 		var stderr bytes.Buffer
 		cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
 		out, err := cmd.Output()
 		if err != nil {
-			binErr = fmt.Errorf("simcluster: hack/cluster-bin.sh: %w\n%s", err, tail(stderr.String(), 40))
+			b.err = fmt.Errorf("simcluster: hack/%s: %w\n%s", b.script, err, tail(stderr.String(), 40))
 			return
 		}
-		binDir = strings.TrimSpace(string(out))
+		b.path = strings.TrimSpace(string(out))
 	})
-	return binDir, binErr
+	return b.path, b.err
 }
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
 
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()

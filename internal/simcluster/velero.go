@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,37 +56,6 @@ type VeleroOptions struct {
 const (
 	minioUser   = "drydock"
 	minioSecret = "drydock-secret"
-)
-
-// VeleroBinDir returns the directory with velero, velero-plugin-for-aws and minio:
-// $DRYDOCK_VELERO_BIN when set, otherwise hack/velero-bin.sh builds them the first time.
-func VeleroBinDir() (string, error) {
-	if dir := os.Getenv("DRYDOCK_VELERO_BIN"); dir != "" {
-		return dir, nil
-	}
-	veleroOnce.Do(func() {
-		root, err := repoRoot()
-		if err != nil {
-			veleroErr = err
-			return
-		}
-		cmd := exec.Command(filepath.Join(root, "hack", "velero-bin.sh"))
-		var stderr bytes.Buffer
-		cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
-		out, err := cmd.Output()
-		if err != nil {
-			veleroErr = fmt.Errorf("simcluster: hack/velero-bin.sh: %w\n%s", err, tail(stderr.String(), 40))
-			return
-		}
-		veleroDir = strings.TrimSpace(string(out))
-	})
-	return veleroDir, veleroErr
-}
-
-var (
-	veleroOnce sync.Once
-	veleroDir  string
-	veleroErr  error
 )
 
 func lockVelero(ctx context.Context) (func(), error) {
