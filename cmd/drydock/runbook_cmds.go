@@ -503,15 +503,9 @@ func NewRollbackCommand(kube *genericclioptions.ConfigFlags, streams genericioop
 					undo = append([]string{s.Name}, undo...)
 				}
 			}
-			if !o.Yes {
-				if !o.interactive {
-					return exitcode.UsageError(fmt.Errorf("rollback run %s would undo %s: pass --yes to confirm when nobody can answer", st.ID, strings.Join(undo, ", ")))
-				}
-				fmt.Fprintf(o.ErrOut, "Undo run %s, steps %s (newest first)? [y/N] ", st.ID, strings.Join(undo, ", "))
-				line, _ := bufio.NewReader(o.In).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					return exitcode.With(exitcode.Aborted, errors.New("rollback: not confirmed"))
-				}
+			if err := o.confirm(fmt.Sprintf("rollback run %s would undo %s", st.ID, strings.Join(undo, ", ")),
+				fmt.Sprintf("Undo run %s, steps %s (newest first)?", st.ID, strings.Join(undo, ", "))); err != nil {
+				return err
 			}
 			return o.execute(cmd, "rollback", func(ctx context.Context) error {
 				st, err = o.engine.Rollback(ctx, st, o.To)
@@ -525,21 +519,32 @@ func NewRollbackCommand(kube *genericclioptions.ConfigFlags, streams genericioop
 	return cmd
 }
 
+// confirm asks question at the terminal unless --yes; without a terminal it refuses with what
+// (exit 2), and a "no" aborts (exit 4).
+func (o *RunOptions) confirm(what, question string) error {
+	if o.Yes {
+		return nil
+	}
+	if !o.interactive {
+		return exitcode.UsageError(fmt.Errorf("%s: pass --yes to confirm when nobody can answer", what))
+	}
+	fmt.Fprintf(o.ErrOut, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(o.In).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return exitcode.With(exitcode.Aborted, errors.New("rollback: not confirmed"))
+	}
+	return nil
+}
+
 // restoreBackup restores the run's Velero backup: an explicit, confirmed action, never automatic.
 func (o *RunOptions) restoreBackup(ctx context.Context, st *runbook.RunState, point string) error {
 	if point == "" {
 		return exitcode.UsageError(fmt.Errorf("rollback run %s --restore-backup: the run has no Velero backup (no velero-backup step completed)", st.ID))
 	}
 	ns, name, _ := strings.Cut(point, "/")
-	if !o.Yes {
-		if !o.interactive {
-			return exitcode.UsageError(fmt.Errorf("rollback run %s would restore Velero backup %s: pass --yes to confirm when nobody can answer", st.ID, point))
-		}
-		fmt.Fprintf(o.ErrOut, "Restore Velero backup %s into the cluster? Objects that exist are left as they are. [y/N] ", point)
-		line, _ := bufio.NewReader(o.In).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			return exitcode.With(exitcode.Aborted, errors.New("rollback: not confirmed"))
-		}
+	if err := o.confirm(fmt.Sprintf("rollback run %s would restore Velero backup %s", st.ID, point),
+		fmt.Sprintf("Restore Velero backup %s into the cluster? Objects that exist are left as they are.", point)); err != nil {
+		return err
 	}
 	vc, err := velero.New(o.engine.REST, ns)
 	if err != nil {

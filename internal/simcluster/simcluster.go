@@ -242,7 +242,13 @@ func freePorts(n int) ([]int, error) {
 // lockMachine serializes cluster creation across processes (parallel test packages), so that one
 // cluster's components have bound their ports before the next cluster looks for free ones.
 func lockMachine(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "drydock-simcluster.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	return flockWait(ctx, "drydock-simcluster.lock", "wait for another cluster to start")
+}
+
+// flockWait takes an exclusive machine-wide lock on a file in the temporary directory, waiting
+// while another process holds it; the returned func releases it.
+func flockWait(ctx context.Context, name, waiting string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), name), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("simcluster: %w", err)
 	}
@@ -253,7 +259,7 @@ func lockMachine(ctx context.Context) (func(), error) {
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("simcluster: wait for another cluster to start: %w", ctx.Err())
+			return nil, fmt.Errorf("simcluster: %s: %w", waiting, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

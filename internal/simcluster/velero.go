@@ -59,21 +59,7 @@ const (
 )
 
 func lockVelero(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "drydock-velero.lock"), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("simcluster: wait for another test's Velero server to stop: %w", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return flockWait(ctx, "drydock-velero.lock", "wait for another test's Velero server to stop")
 }
 
 // StartVelero starts MinIO, installs Velero's CRDs, a BackupStorageLocation and the velero
