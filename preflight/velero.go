@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -24,20 +23,6 @@ type VeleroInput struct {
 	MaxAge time.Duration
 	// Namespaces the newest backup must cover (default: any backup counts).
 	Namespaces []string
-}
-
-// covers reports whether a backup includes every namespace.
-func covers(b *velerov1.Backup, namespaces []string) bool {
-	in := b.Spec.IncludedNamespaces
-	if len(in) == 0 || slices.Contains(in, "*") {
-		return !slices.ContainsFunc(namespaces, func(ns string) bool { return slices.Contains(b.Spec.ExcludedNamespaces, ns) })
-	}
-	for _, ns := range namespaces {
-		if !slices.Contains(in, ns) {
-			return false
-		}
-	}
-	return true
 }
 
 // checkVelero: Velero is installed, its storage locations are Available and validated lately, and
@@ -110,7 +95,7 @@ func checkVelero(ctx context.Context, in *Input) ([]Finding, error) {
 		age := time.Since(b.Status.CompletionTimestamp.Time)
 		switch b.Status.Phase {
 		case velerov1.BackupPhaseCompleted:
-			if !covers(b, vi.Namespaces) {
+			if len(vi.Namespaces) > 0 && !velero.Covers(b, vi.Namespaces) { // no scope: any backup counts
 				continue
 			}
 			if newest == nil || b.Status.CompletionTimestamp.After(newest.Status.CompletionTimestamp.Time) {

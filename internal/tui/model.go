@@ -118,7 +118,7 @@ type Model struct {
 	Cluster  string
 	Steps    []*Step
 	Selected int
-	Detail   bool // the detail pane has the focus (enter)
+	Detail   bool // enter: the detail pane takes the whole width
 	Log      []LogLine
 	Started  time.Time
 	Now      time.Time
@@ -329,10 +329,8 @@ func (m *Model) Apply(ev runbook.Event) {
 			level = "warning"
 		}
 	}
-	m.log(metaTime(ev), level, text)
+	m.log(runbook.EventTime(ev), level, text)
 }
-
-func metaTime(ev runbook.Event) time.Time { return runbook.EventTime(ev) }
 
 func (m *Model) index(step string) int {
 	for i, s := range m.Steps {
@@ -361,8 +359,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tick()
 	case EventMsg:
 		m.Apply(msg.Event)
-		if m.Now.IsZero() || metaTime(msg.Event).After(m.Now) {
-			m.Now = metaTime(msg.Event)
+		if m.Now.IsZero() || runbook.EventTime(msg.Event).After(m.Now) {
+			m.Now = runbook.EventTime(msg.Event)
 		}
 		return m, nil
 	case PauseMsg:
@@ -652,14 +650,7 @@ func trunc(s string, w int) string {
 	if w <= 0 {
 		return ""
 	}
-	if lipgloss.Width(s) <= w {
-		return s
-	}
-	r := []rune(s)
-	for len(r) > 0 && lipgloss.Width(string(r))+1 > w {
-		r = r[:len(r)-1]
-	}
-	return string(r) + "…"
+	return ansi.Truncate(s, w, "…")
 }
 
 // View renders the screen.
@@ -680,10 +671,15 @@ func (m Model) Render() string {
 	}
 	logH := max(4, h/4)
 	bodyH := h - lipgloss.Height(header) - logH - 1 // the boxes' height, borders included
-	leftW := min(30, w/3)
-	left := m.styles.box.Width(leftW).Height(bodyH).Render(m.stepList(leftW-2, bodyH-2))
-	right := m.styles.box.Width(w - leftW).Height(bodyH).Render(m.detail(w-leftW-2, bodyH-2))
-	body := lipgloss.JoinHorizontal(lipgloss.Top, left, right)
+	var body string
+	if m.Detail {
+		body = m.styles.box.Width(w).Height(bodyH).Render(m.detail(w-2, bodyH-2))
+	} else {
+		leftW := min(30, w/3)
+		left := m.styles.box.Width(leftW).Height(bodyH).Render(m.stepList(leftW-2, bodyH-2))
+		right := m.styles.box.Width(w - leftW).Height(bodyH).Render(m.detail(w-leftW-2, bodyH-2))
+		body = lipgloss.JoinHorizontal(lipgloss.Top, left, right)
+	}
 	logBox := m.logView(w, logH)
 	screen := lipgloss.JoinVertical(lipgloss.Left, header, body, logBox, helpBar)
 	if m.showHelp {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
@@ -20,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/drydock-dev/drydock/internal/kube"
 )
 
 // DefaultNamespace is where Velero usually runs.
@@ -133,18 +136,15 @@ func (c *Client) DeleteRestore(ctx context.Context, name string, wait time.Durat
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		if _, err := c.Restore(ctx, name); apierrors.IsNotFound(err) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := kube.WaitGone(wctx, c.listWatch("restores", name, func() runtime.Object { return &velerov1.RestoreList{} }), &velerov1.Restore{}); err != nil {
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
 		}
+		return fmt.Errorf("restore %s/%s is still there after %s: is the Velero server running? (it removes the restore's finalizer)", c.Namespace, name, wait)
 	}
-	return fmt.Errorf("restore %s/%s is still there after %s: is the Velero server running? (it removes the restore's finalizer)", c.Namespace, name, wait)
+	return nil
 }
 
 // DeleteBackup asks Velero to delete a backup and its data, with a DeleteBackupRequest (a plain
@@ -167,11 +167,10 @@ func (c *Client) StorageLocation(ctx context.Context, name string) (*velerov1.Ba
 	return l, c.get(ctx, "backupstoragelocations", name, l)
 }
 
-// watchOne watches one object by name until cond holds, and returns it; on ctx's end it returns
-// the last state seen with the error.
-func watchOne[T runtime.Object](ctx context.Context, c *Client, resource, name string, newList func() runtime.Object, obj T, cond func(T) bool) (T, error) {
+// listWatch lists and watches one object of resource by name.
+func (c *Client) listWatch(resource, name string, newList func() runtime.Object) *cache.ListWatch {
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
+	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
 			l := newList()
@@ -183,6 +182,12 @@ func watchOne[T runtime.Object](ctx context.Context, c *Client, resource, name s
 			return c.rest.Get().Namespace(c.Namespace).Resource(resource).VersionedParams(&o, parameterCodec).Watch(ctx)
 		},
 	}
+}
+
+// watchOne watches one object by name until cond holds, and returns it; on ctx's end it returns
+// the last state seen with the error.
+func watchOne[T runtime.Object](ctx context.Context, c *Client, resource, name string, newList func() runtime.Object, obj T, cond func(T) bool) (T, error) {
+	lw := c.listWatch(resource, name, newList)
 	last := obj
 	ev, err := watchtools.UntilWithSync(ctx, lw, obj, nil, func(e watch.Event) (bool, error) {
 		if e.Type == watch.Deleted {
@@ -210,6 +215,23 @@ func (c *Client) WaitBackup(ctx context.Context, name string, seen func(*velerov
 func (c *Client) WaitRestore(ctx context.Context, name string, seen func(*velerov1.Restore), done func(*velerov1.Restore) bool) (*velerov1.Restore, error) {
 	return watchOne(ctx, c, "restores", name, func() runtime.Object { return &velerov1.RestoreList{} }, &velerov1.Restore{},
 		func(r *velerov1.Restore) bool { seen(r); return done(r) })
+}
+
+// Covers says whether backup b holds every one of namespaces: included (explicitly, or by an empty
+// or "*" include list) and not excluded. No namespaces means every namespace, which only an
+// all-namespaces backup covers.
+func Covers(b *velerov1.Backup, namespaces []string) bool {
+	in := b.Spec.IncludedNamespaces
+	all := len(in) == 0 || slices.Contains(in, "*")
+	if len(namespaces) == 0 {
+		return all && len(b.Spec.ExcludedNamespaces) == 0
+	}
+	for _, ns := range namespaces {
+		if (!all && !slices.Contains(in, ns)) || slices.Contains(b.Spec.ExcludedNamespaces, ns) {
+			return false
+		}
+	}
+	return true
 }
 
 // BackupFinished says whether a backup reached a terminal phase. Unknown phases (Velero 1.18 added

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -196,19 +197,28 @@ func (s *Step) drainNode(ctx context.Context, env *runbook.Env, np NodePlan) err
 		return err
 	}
 	total := len(np.Evict)
-	done := 0
-	d := &Drainer{Client: env.Kube, Options: s.Options, Progress: func(p PodRef, state string) {
-		if state == "gone" {
-			done++
-		}
-		env.Pod(np.Node, p.String(), state, done, total)
-	}}
+	d := &Drainer{Client: env.Kube, Options: s.Options, Progress: PodReporter(env, np.Node, total)}
 	env.Node(np.Node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
 	if err := d.Drain(ctx, np); err != nil {
 		return err
 	}
 	nodeEvent(ctx, env, np.Node, "Drained", fmt.Sprintf("drydock run %s drained the node (%d pods moved)", env.RunID, total))
 	return env.MarkDone(ctx, "drained/"+np.Node)
+}
+
+// PodReporter sends the Drainer's progress on node's pods as events, counting the pods gone. The
+// Drainer reports from its eviction goroutines, so the count is kept under a lock.
+func PodReporter(env *runbook.Env, node string, total int) func(PodRef, string) {
+	var mu sync.Mutex
+	done := 0
+	return func(p PodRef, state string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if state == "gone" {
+			done++
+		}
+		env.Pod(node, p.String(), state, done, total)
+	}
 }
 
 // Cordon marks a node unschedulable and records that this run did it, unless it already was

@@ -129,14 +129,9 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 		if err := drain.Cordon(ctx, env, node); err != nil {
 			return err
 		}
-		total, done := len(plan.Nodes[0].Evict), 0
+		total := len(plan.Nodes[0].Evict)
 		env.Node(node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
-		d := &drain.Drainer{Client: env.Kube, Options: opts, Progress: func(p drain.PodRef, state string) {
-			if state == "gone" {
-				done++
-			}
-			env.Pod(node, p.String(), state, done, total)
-		}}
+		d := &drain.Drainer{Client: env.Kube, Options: opts, Progress: drain.PodReporter(env, node, total)}
 		if err := d.Drain(ctx, plan.Nodes[0]); err != nil {
 			return err
 		}

@@ -21,9 +21,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
 
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -199,19 +202,6 @@ func (s *Step) storageLocationReady(ctx context.Context, vc *velero.Client) erro
 	return fmt.Errorf("no BackupStorageLocation %s/%s", vc.Namespace, want)
 }
 
-func covers(b *velerov1.Backup, namespaces []string) bool {
-	in := b.Spec.IncludedNamespaces
-	if len(in) == 0 || slices.Contains(in, "*") {
-		return true
-	}
-	for _, ns := range namespaces {
-		if !slices.Contains(in, ns) {
-			return false
-		}
-	}
-	return len(namespaces) > 0
-}
-
 func (s *Step) backup(ctx context.Context, env *runbook.Env, vc *velero.Client) (*velerov1.Backup, error) {
 	if s.ReuseMaxAge.Duration > 0 {
 		list, err := vc.Backups(ctx, "")
@@ -222,7 +212,7 @@ func (s *Step) backup(ctx context.Context, env *runbook.Env, vc *velero.Client) 
 		for i := range list {
 			b := &list[i]
 			if b.Status.Phase != velerov1.BackupPhaseCompleted || b.Status.CompletionTimestamp == nil ||
-				time.Since(b.Status.CompletionTimestamp.Time) > s.ReuseMaxAge.Duration || !covers(b, s.IncludedNamespaces) {
+				time.Since(b.Status.CompletionTimestamp.Time) > s.ReuseMaxAge.Duration || !velero.Covers(b, s.IncludedNamespaces) {
 				continue
 			}
 			if best == nil || b.Status.CompletionTimestamp.After(best.Status.CompletionTimestamp.Time) {
@@ -601,14 +591,16 @@ func deleteNamespaces(ctx context.Context, env *runbook.Env, names []string) err
 			return fmt.Errorf("restore check: delete sandbox namespace %s: %w", n, err)
 		}
 	}
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, n := range names {
-			if _, err := env.Kube.CoreV1().Namespaces().Get(ctx, n, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				return false, nil
-			}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for _, n := range names {
+		sel := fields.OneTermEqualSelector("metadata.name", n).String()
+		lw := cache.NewFilteredListWatchFromClient(env.Kube.CoreV1().RESTClient(), "namespaces", "", func(o *metav1.ListOptions) { o.FieldSelector = sel })
+		if err := kube.WaitGone(wctx, lw, &corev1.Namespace{}); err != nil {
+			return fmt.Errorf("restore check: sandbox namespace %s is not gone after 3m (kubectl get namespace %s -o yaml shows what holds it): %w", n, n, err)
 		}
-		return true, nil
-	})
+	}
+	return nil
 }
 
 // Rollback removes sandbox namespaces an interrupted restore check left behind. The backup itself
