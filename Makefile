@@ -56,7 +56,7 @@ vet:
 
 ## test: every test, against real simulated clusters
 test: vet test-deps
-	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test) and curl (MinIO's bucket)
 test-deps:
