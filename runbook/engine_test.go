@@ -122,6 +122,7 @@ func configMapExists(t *testing.T, name string) bool {
 }
 
 func TestRollbackUndoesInReverseOrder(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	rec := &recorder{}
 	e := engine(t, rec)
@@ -180,6 +181,7 @@ func TestRollbackUndoesInReverseOrder(t *testing.T) {
 }
 
 func TestRollbackFailureStopsAndReports(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	e := engine(t, nil)
 	rb := parse(t, "    - {name: a, type: mark, with: {namespace: default}}\n    - {name: b, type: mark, with: {namespace: default, failUndo: true}}\n    - {name: c, type: mark, with: {namespace: default}}\n")
@@ -201,6 +203,7 @@ func TestRollbackFailureStopsAndReports(t *testing.T) {
 }
 
 func TestOnFailureRollbackExitsAborted(t *testing.T) {
+	simcluster.Need(t)
 	e := engine(t, nil)
 	rb := parse(t, "    - {name: a, type: mark, with: {namespace: default}}\n    - {name: b, type: mark, with: {namespace: default, fail: true}}\n", "  onFailure: rollback\n")
 	st, err := e.Start(context.Background(), rb)
@@ -213,6 +216,7 @@ func TestOnFailureRollbackExitsAborted(t *testing.T) {
 }
 
 func TestStepTimeout(t *testing.T) {
+	simcluster.Need(t)
 	e := engine(t, nil)
 	rb := parse(t, "    - {name: slow, type: mark, timeout: 1s, with: {namespace: default, blockUntil: never}}\n")
 	start := time.Now()
@@ -226,6 +230,7 @@ func TestStepTimeout(t *testing.T) {
 }
 
 func TestPauseStopsAndResumeContinues(t *testing.T) {
+	simcluster.Need(t)
 	e := engine(t, nil)
 	e.Decider = runbook.StopAtPause
 	rb := parse(t, "    - {name: a, type: mark, pause: after, with: {namespace: default}}\n    - {name: b, type: mark, with: {namespace: default}}\n")
@@ -246,6 +251,7 @@ func TestPauseStopsAndResumeContinues(t *testing.T) {
 }
 
 func TestJournalMirroredInCluster(t *testing.T) {
+	simcluster.Need(t)
 	e := engine(t, nil)
 	rb := parse(t, "    - {name: a, type: mark, with: {namespace: default}}\n")
 	st, err := e.Start(context.Background(), rb)
@@ -263,6 +269,7 @@ func TestJournalMirroredInCluster(t *testing.T) {
 }
 
 func TestSecondRunRefusedWhileFirstHoldsLock(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	rbA := parse(t, "    - {name: a, type: mark, with: {namespace: default, blockUntil: lock-test}}\n")
 	rbB := parse(t, "    - {name: b, type: mark, with: {namespace: default}}\n")
@@ -314,6 +321,7 @@ func TestSecondRunRefusedWhileFirstHoldsLock(t *testing.T) {
 }
 
 func TestStaleLockTakenOnlyWithSteal(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	ns := "default"
 	leases := cluster.Client.CoordinationV1().Leases(ns)
@@ -350,6 +358,7 @@ func TestStaleLockTakenOnlyWithSteal(t *testing.T) {
 }
 
 func TestSkipperSkipsAndIsNotRolledBack(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	if _, err := cluster.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "already-there"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -112,6 +112,17 @@ func (e *Env) MarkDone(ctx context.Context, item string) error {
 	})
 }
 
+// Unmark durably forgets that item was done, so that a re-entered step does it again (a node that
+// was drained, then uncordoned when the step failed, must be drained again).
+func (e *Env) Unmark(ctx context.Context, item string) error {
+	if !e.Done(item) {
+		return nil
+	}
+	return e.journal.Update(ctx, func(*RunState) {
+		e.state().Checkpoints = slices.DeleteFunc(e.state().Checkpoints, func(c string) bool { return c == item })
+	})
+}
+
 // SetRollbackPoint names something a person can roll back to from here (e.g. a Velero backup).
 func (e *Env) SetRollbackPoint(ctx context.Context, name string) error {
 	if err := e.journal.Update(ctx, func(*RunState) { e.state().RollbackPoint = name }); err != nil {

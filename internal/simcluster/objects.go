@@ -2,8 +2,10 @@ package simcluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -159,7 +161,15 @@ func PodReady(p *corev1.Pod) bool { return kube.PodReady(p) }
 //
 //	var cluster *simcluster.Cluster
 //	func TestMain(m *testing.M) { os.Exit(simcluster.Main(m, &cluster, simcluster.Options{})) }
+//
+// With -short (make test-fast) no cluster is started: the package's fast tests run, and each
+// cluster test calls Need first, which skips it there. make test runs without -short: every
+// cluster test runs in CI.
 func Main(m interface{ Run() int }, c **Cluster, opts Options) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	cl, err := Start(ctx, opts)
 	cancel()
@@ -177,6 +187,15 @@ func Main(m interface{ Run() int }, c **Cluster, opts Options) int {
 		}
 	}
 	return code
+}
+
+// Need marks a test of the cluster tier: under -short (the fast tier) it is skipped, since Main
+// started no cluster.
+func Need(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("cluster tier: runs in make test, not in the fast tier (-short)")
+	}
 }
 
 // SetUnschedulable cordons (true) or uncordons a node with a patch, so that it never conflicts

@@ -187,8 +187,13 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 			err = env.MarkDone(ctx, "soaked")
 		}
 	}
-	if err == nil || ctx.Err() != nil {
-		return err
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		// Interrupted (Ctrl-C, the step's timeout): leave it resumable, with nothing cordoned that
+		// resume would not drain again.
+		return rollout.AfterFailure(ctx, env, err, []string{node})
 	}
 	// The canary failed: undo it now, before anyone builds on it.
 	env.Logf("warning", "canary %s failed: %v; rolling it back", node, err)

@@ -137,6 +137,7 @@ func ptr(v intstr.IntOrString) *intstr.IntOrString { return &v }
 // TestHundredPercentBudgetBlocksBeforeAnythingMoves: the plan names the budget, and the drain
 // refuses to start (exit 3) without cordoning the node.
 func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
+	simcluster.Need(t)
 	s := newScenario(t, 2)
 	s.deploy("web", 4)
 	s.waitReady("web")
@@ -174,6 +175,7 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 // never becomes Ready): the drain waits, times out, names each pod left with its budget and
 // numbers, and uncordons the node it cordoned.
 func TestTimeoutReportsWhatIsLeft(t *testing.T) {
+	simcluster.Need(t)
 	s := newScenario(t, 3)
 	// Put both web pods on node 0: keep the others cordoned while they are scheduled.
 	s.cordon(s.nodes[1], true)
@@ -227,6 +229,7 @@ func (s *scenario) cordon(node string, on bool) {
 // TestMultipleBudgetsDiagnosed: a pod under two budgets is named in the plan; and the eviction
 // API's bare 500 becomes a diagnosis when the drain is attempted anyway.
 func TestMultipleBudgetsDiagnosed(t *testing.T) {
+	simcluster.Need(t)
 	s := newScenario(t, 2)
 	s.deploy("api", 2)
 	s.waitReady("api")
@@ -257,6 +260,7 @@ func TestMultipleBudgetsDiagnosed(t *testing.T) {
 // TestAdminCordonStaysAfterAbortAndRollback: a node an admin cordoned is never uncordoned by
 // drydock, neither when its drain is aborted nor on rollback; a node drydock cordoned is.
 func TestAdminCordonStaysAfterAbortAndRollback(t *testing.T) {
+	simcluster.Need(t)
 	s := newScenario(t, 3)
 	s.cordon(s.nodes[0], true) // the admin's
 	s.cordon(s.nodes[2], true) // test setup: web lands on node 1
@@ -336,6 +340,7 @@ func TestAdminCordonStaysAfterAbortAndRollback(t *testing.T) {
 // TestStatefulSetPodRecreatedWithSameNameIsNotEvictedTwice: the StatefulSet controller recreates
 // web-0 under the same name (elsewhere: the node is cordoned); the drain must not evict the new one.
 func TestStatefulSetPodRecreatedWithSameNameIsNotEvictedTwice(t *testing.T) {
+	simcluster.Need(t)
 	s := newScenario(t, 2)
 	s.cordon(s.nodes[1], true)
 	labels := map[string]string{"app": "db"}

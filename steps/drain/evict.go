@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/drydock-dev/drydock/internal/kube"
 )
 
 // Drainer evicts the pods of a node plan and waits until they are gone.
@@ -40,6 +42,16 @@ type BlockedError struct {
 
 func (e *BlockedError) Error() string {
 	return fmt.Sprintf("drain node %q: %v with %d pod(s) left: %s", e.Node, e.Cause, len(e.Left), strings.Join(e.Left, "; "))
+}
+
+// NodeTimeoutError is the cause of a drain that ran out of its nodeTimeout.
+type NodeTimeoutError struct {
+	Node  string
+	After time.Duration
+}
+
+func (e *NodeTimeoutError) Error() string {
+	return fmt.Sprintf("nodeTimeout %s ran out", e.After)
 }
 
 // podState is what the drainer knows of one pod.
@@ -157,6 +169,11 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 	if conc <= 0 {
 		conc = 10
 	}
+	if t := d.Options.NodeTimeout.Duration; t > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, t, &NodeTimeoutError{Node: np.Node, After: t})
+		defer stop()
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -239,7 +256,14 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 				return
 			}
 			defer func() { <-sem }()
-			if err := d.evict(ctx, states[uid], &mu, bud, ch); err != nil {
+			podNow := func() *corev1.Pod {
+				obj, ok, _ := podInf.GetStore().GetByKey(p.Namespace + "/" + p.Name)
+				if pod, isPod := obj.(*corev1.Pod); ok && isPod && pod.UID == uid {
+					return pod
+				}
+				return nil
+			}
+			if err := d.evict(ctx, states[uid], &mu, bud, ch, func() { closeGone(uid) }, podNow); err != nil {
 				errs <- err
 				cancel(err)
 				return
@@ -347,8 +371,23 @@ func (d *Drainer) report(p PodRef, state string) {
 
 // evict asks until the API accepts the eviction of one pod. A pod under one budget waits for its
 // turn first: the budget's watch wakes as many waiters as it allows disruptions, so the API sees
-// about one eviction per allowed disruption instead of a retry per pod every few seconds.
-func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, gone chan struct{}) error {
+// about one eviction per allowed disruption instead of a retry per pod every few seconds. An
+// unhealthy pod whose budget says unhealthyPodEvictionPolicy: AlwaysAllow skips the queue: the API
+// lets it go whatever the budget's count.
+//
+// What the API answers decides what happens next:
+//   - accepted, or the pod is gone (404): done;
+//   - 409: gone only if a GET by name finds nothing or another pod (a StatefulSet's successor);
+//     otherwise it is asked again;
+//   - 429 from the budget: back in the budget's queue;
+//   - 403 because the namespace is terminating: done if the pod is already being deleted (as kubectl
+//     does: the eviction can never succeed, the deletion will), otherwise asked again;
+//   - a transient error (5xx, the 504 of a budget update conflict, 429 of throttling, a broken
+//     connection): asked again after a jittered backoff, never sooner than a Retry-After;
+//   - anything else fails the drain.
+//
+// It returns nil when the pod was evicted, is gone, or the drain is over (ctx or gone).
+func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, gone <-chan struct{}, closeGone func(), podNow func() *corev1.Pod) error {
 	uid := types.UID(s.ref.UID)
 	pdbKey := ""
 	if len(s.ref.PDBs) == 1 {
@@ -358,37 +397,62 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 		mu.Unlock()
 	}
 	setLast := func(why string) { mu.Lock(); s.last = why; mu.Unlock() }
-	backoff := time.Second
 	reported := false
+	refused := func(why string) {
+		setLast(why)
+		if !reported {
+			d.report(s.ref, "blocked: "+why)
+			reported = true
+		}
+	}
+	markGone := func(why string) {
+		mu.Lock()
+		s.evicted, s.last = true, why
+		mu.Unlock()
+		closeGone() // the watch may see the deletion too: closing is idempotent
+	}
+	// later waits before the next attempt; false: the drain is over or the pod went meanwhile.
+	later := func(wait time.Duration) bool {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-gone:
+			return false
+		case <-timer.C:
+			return true
+		}
+	}
+	// stillThere asks the API for the pod by name: another UID, or none, means ours is gone.
+	stillThere := func() (*corev1.Pod, bool, error) {
+		var p *corev1.Pod
+		err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+			var err error
+			p, err = d.Client.CoreV1().Pods(s.ref.Namespace).Get(ctx, s.ref.Name, metav1.GetOptions{})
+			return err
+		})
+		if apierrors.IsNotFound(err) || (err == nil && p.UID != uid) {
+			return nil, false, nil
+		}
+		return p, err == nil, err
+	}
+	backoff := kube.Backoff()
 	for {
 		granted := false
-		if pdbKey != "" {
+		if pdbKey != "" && !bud.alwaysAllows(pdbKey, podNow()) {
 			var stop bool
 			granted, stop = d.turn(ctx, bud, pdbKey, gone, func() {
 				if st, ok := bud.status(pdbKey); ok {
-					why := fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy)
-					setLast(why)
-					if !reported {
-						d.report(s.ref, "blocked: "+why)
-						reported = true
-					}
+					refused(fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy))
 				}
 			})
 			if stop {
 				return nil
 			}
 		}
-		var err error
-		opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, GracePeriodSeconds: d.Options.GracePeriodSeconds}
-		if d.Options.DisableEviction {
-			err = d.Client.CoreV1().Pods(s.ref.Namespace).Delete(ctx, s.ref.Name, *opts)
-		} else {
-			err = d.Client.PolicyV1().Evictions(s.ref.Namespace).Evict(ctx, &policyv1.Eviction{
-				ObjectMeta:    metav1.ObjectMeta{Namespace: s.ref.Namespace, Name: s.ref.Name},
-				DeleteOptions: opts,
-			})
-		}
-		budgetRefused := apierrors.IsTooManyRequests(err) && isBudgetRefusal(err)
+		err := d.send(ctx, s.ref, uid)
+		budgetRefused := kube.BudgetRefusal(err)
 		if granted {
 			if err == nil || budgetRefused {
 				bud.answered(pdbKey)
@@ -403,65 +467,97 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			mu.Unlock()
 			d.report(s.ref, "evicted")
 			return nil
-		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
-			// Gone already, or a new pod with the same name (a StatefulSet's): not ours to evict.
-			mu.Lock()
-			s.evicted, s.last = true, "is gone"
-			mu.Unlock()
-			select {
-			case <-gone:
-			default:
-				close(gone)
-			}
+		case apierrors.IsNotFound(err):
+			markGone("is gone")
 			return nil
-		case apierrors.IsTooManyRequests(err):
-			if pdbKey != "" && budgetRefused {
+		case apierrors.IsConflict(err):
+			// The UID precondition failed, or something else changed: look before believing it gone.
+			_, there, gerr := stillThere()
+			switch {
+			case gerr != nil && ctx.Err() != nil:
+				return nil
+			case gerr != nil:
+				return fmt.Errorf("evict %s: %w; and looking it up failed: %w", s.ref, err, gerr)
+			case !there:
+				markGone("is gone")
+				return nil
+			}
+			refused("is refused: " + err.Error())
+			if !later(kube.RetryAfter(&backoff, err)) {
+				return nil
+			}
+		case budgetRefused:
+			if pdbKey != "" {
 				continue // back in the budget's queue
 			}
-			// Throttled, or a budget we do not know: jittered backoff, never under a Retry-After.
-			wait := backoff
-			if secs, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(secs)*time.Second > wait {
-				wait = time.Duration(secs) * time.Second
-			}
-			setLast("is refused: " + err.Error())
-			if !reported {
-				d.report(s.ref, "blocked: "+err.Error())
-				reported = true
-			}
-			timer := time.NewTimer(jitter(wait))
-			select {
-			case <-ctx.Done():
-				timer.Stop()
+			// A budget the plan did not know (created since, or one of several): wait and ask again.
+			refused("is refused: " + err.Error())
+			if !later(kube.RetryAfter(&backoff, err)) {
 				return nil
-			case <-gone:
-				timer.Stop()
-				return nil
-			case <-timer.C:
 			}
-			backoff = min(backoff*2, 30*time.Second)
-		case apierrors.IsInternalError(err) && strings.Contains(err.Error(), "more than one PodDisruptionBudget"):
+		case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+			p, there, gerr := stillThere()
+			switch {
+			case gerr != nil && ctx.Err() != nil:
+				return nil
+			case gerr != nil:
+				return fmt.Errorf("evict %s: %w; and looking it up failed: %w", s.ref, err, gerr)
+			case !there:
+				markGone("is gone")
+				return nil
+			case p.DeletionTimestamp != nil:
+				// Its namespace is being deleted and so is the pod: wait for it to go.
+				mu.Lock()
+				s.evicted, s.last = true, "is terminating with its namespace"
+				mu.Unlock()
+				d.report(s.ref, "evicted")
+				return nil
+			}
+			refused("waits: its namespace is terminating and the pod is not deleted yet")
+			if !later(kube.RetryAfter(&backoff, err)) {
+				return nil
+			}
+		case apierrors.IsInternalError(err) && len(s.ref.PDBs) > 1:
 			return fmt.Errorf("%s: the eviction API refuses it because more than one PodDisruptionBudget covers it (%s): make their selectors disjoint", s.ref, strings.Join(s.ref.PDBs, ", "))
 		case ctx.Err() != nil:
 			return nil
+		case kube.Transient(err):
+			wait := kube.RetryAfter(&backoff, err)
+			setLast(fmt.Sprintf("is being retried after %v: %v", wait.Round(time.Millisecond), err))
+			if !later(wait) {
+				return nil
+			}
 		default:
 			return fmt.Errorf("evict %s: %w", s.ref, err)
 		}
 	}
 }
 
-// isBudgetRefusal tells a 429 from a PodDisruptionBudget apart from one of throttling.
-func isBudgetRefusal(err error) bool {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		if d := status.Status().Details; d != nil {
-			for _, c := range d.Causes {
-				if c.Type == policyv1.DisruptionBudgetCause {
-					return true
-				}
-			}
-		}
+// send asks the API to evict (or, with DisableEviction, delete) the pod with this UID.
+func (d *Drainer) send(ctx context.Context, p PodRef, uid types.UID) error {
+	opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, GracePeriodSeconds: d.Options.GracePeriodSeconds}
+	if d.Options.DisableEviction {
+		return d.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, *opts)
 	}
-	return strings.Contains(err.Error(), "disruption budget")
+	return d.Client.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{
+		ObjectMeta:    metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name},
+		DeleteOptions: opts,
+	})
+}
+
+// alwaysAllows says whether the budget lets pod go whatever its count: the pod is not Ready and
+// the budget's unhealthyPodEvictionPolicy is AlwaysAllow. (IfHealthyBudget, the default, lets an
+// unhealthy pod go only while the budget is met: such a pod waits in the queue like the others.)
+func (b *budgets) alwaysAllows(key string, pod *corev1.Pod) bool {
+	if pod == nil || kube.PodReady(pod) {
+		return false
+	}
+	obj, ok, _ := b.store.GetByKey(key)
+	if !ok {
+		return false
+	}
+	p := obj.(*policyv1.PodDisruptionBudget).Spec.UnhealthyPodEvictionPolicy
+	return p != nil && *p == policyv1.AlwaysAllow
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -472,7 +568,7 @@ func jitter(d time.Duration) time.Duration {
 // is held until answered); stop says the pod is gone or the drain is over. While it waits, a
 // jittered timer re-checks the budget, in case an update was missed, and lets the pod try blindly
 // when the budget is not in the watch at all (just created, or deleted).
-func (d *Drainer) turn(ctx context.Context, bud *budgets, key string, gone chan struct{}, waiting func()) (granted, stop bool) {
+func (d *Drainer) turn(ctx context.Context, bud *budgets, key string, gone <-chan struct{}, waiting func()) (granted, stop bool) {
 	backoff := 5 * time.Second
 	for {
 		woke := bud.wait(key)

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -145,9 +146,22 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	}
 	var todo []string
 	for _, n := range nodes {
-		if !env.Done("drained/" + n) {
-			todo = append(todo, n)
+		if env.Done("drained/" + n) {
+			// Drained in an earlier attempt: done only while it is still cordoned. Someone (or a
+			// cleanup that did not finish) made it schedulable again: pods may be back, so drain again.
+			node, err := getNode(ctx, env, n)
+			if err != nil {
+				return err
+			}
+			if node == nil || node.Spec.Unschedulable {
+				continue
+			}
+			env.Node(n, "waiting", "was drained, but is schedulable again: draining it again")
+			if err := env.Unmark(ctx, "drained/"+n); err != nil {
+				return err
+			}
 		}
+		todo = append(todo, n)
 	}
 	if len(todo) == 0 {
 		return nil
@@ -176,9 +190,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	for _, np := range plan.Nodes {
 		if err := s.drainNode(ctx, env, np); err != nil {
 			if !s.KeepCordoned {
-				if uerr := s.uncordonMine(context.WithoutCancel(ctx), env); uerr != nil {
-					err = fmt.Errorf("%w; and uncordoning failed: %v", err, uerr)
-				}
+				err = LetGoAfter(ctx, env, err, s.cordoned(env))
 			}
 			if ErrBlocked(err) {
 				return exitcode.With(exitcode.Blocked, err)
@@ -224,9 +236,12 @@ func PodReporter(env *runbook.Env, node string, total int) func(PodRef, string) 
 // Cordon marks a node unschedulable and records that this run did it, unless it already was
 // (then someone else cordoned it, and drydock will never uncordon it).
 func Cordon(ctx context.Context, env *runbook.Env, node string) error {
-	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := getNode(ctx, env, node)
 	if err != nil {
 		return fmt.Errorf("cordon node %q: %w", node, err)
+	}
+	if n == nil {
+		return fmt.Errorf("cordon node %q: it was deleted", node)
 	}
 	if n.Spec.Unschedulable {
 		if n.Annotations[AnnotationCordonedBy] == env.RunID {
@@ -243,7 +258,7 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 		"spec":     map[string]any{"unschedulable": true},
 	}
 	b, _ := json.Marshal(patch)
-	if _, err := env.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+	if err := patchNode(ctx, env, node, b); err != nil {
 		return fmt.Errorf("cordon node %q: %w", node, err)
 	}
 	nodeEvent(ctx, env, node, "Cordoned", fmt.Sprintf("drydock run %s cordoned the node", env.RunID))
@@ -253,18 +268,15 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 
 // Uncordon undoes Cordon: only if this run cordoned the node.
 func Uncordon(ctx context.Context, env *runbook.Env, node string) error {
-	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
+	n, err := getNode(ctx, env, node)
 	if err != nil {
 		return fmt.Errorf("uncordon node %q: %w", node, err)
 	}
-	if n.Annotations[AnnotationCordonedBy] != env.RunID {
+	if n == nil || n.Annotations[AnnotationCordonedBy] != env.RunID {
 		return nil // not ours (anymore): leave it as it is
 	}
 	patch := `{"metadata":{"annotations":{"` + AnnotationCordonedBy + `":null,"` + AnnotationRunID + `":null}},"spec":{"unschedulable":false}}`
-	if _, err := env.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if err := patchNode(ctx, env, node, []byte(patch)); err != nil {
 		return fmt.Errorf("uncordon node %q: %w", node, err)
 	}
 	nodeEvent(ctx, env, node, "Uncordoned", fmt.Sprintf("drydock run %s uncordoned the node", env.RunID))
@@ -272,14 +284,100 @@ func Uncordon(ctx context.Context, env *runbook.Env, node string) error {
 	return nil
 }
 
-func (s *Step) uncordonMine(ctx context.Context, env *runbook.Env) error {
-	var errs []error
+// cordoned lists the nodes this step recorded cordoning, oldest first.
+func (s *Step) cordoned(env *runbook.Env) []string {
+	var nodes []string
 	for _, c := range env.Changes() {
 		if c.Kind == "cordon" {
-			errs = append(errs, Uncordon(ctx, env, strings.TrimPrefix(c.Object, "node/")))
+			nodes = append(nodes, strings.TrimPrefix(c.Object, "node/"))
 		}
 	}
+	return nodes
+}
+
+func (s *Step) uncordonMine(ctx context.Context, env *runbook.Env) error {
+	var errs []error
+	for _, n := range s.cordoned(env) {
+		errs = append(errs, LetGo(ctx, env, n))
+	}
 	return errors.Join(errs...)
+}
+
+// CleanupTimeout bounds the cleanup after a failure or an interruption (uncordoning): with the API
+// unreachable, drydock says what it could not undo and how, instead of hanging.
+const CleanupTimeout = time.Minute
+
+// LetGo is the failure rule for a node drydock cordoned: the journal first forgets that the node was
+// drained, then the node is uncordoned (only if this run cordoned it). A crash between the two
+// leaves the node cordoned by this run and not marked drained: resume drains it again. So a node is
+// never schedulable while the journal says it is drained.
+func LetGo(ctx context.Context, env *runbook.Env, node string) error {
+	if err := env.Unmark(ctx, "drained/"+node); err != nil {
+		return err
+	}
+	return Uncordon(ctx, env, node)
+}
+
+// LetGoAfter applies LetGo to nodes after err ended a step (a failure, a timeout, Ctrl-C), within
+// CleanupTimeout even when ctx is over. What it could not undo is added to err with the command
+// that undoes it; err keeps its type.
+func LetGoAfter(ctx context.Context, env *runbook.Env, err error, nodes []string) error {
+	if len(nodes) == 0 {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+	defer cancel()
+	var left []string
+	var why []error
+	for _, n := range nodes {
+		if uerr := LetGo(cctx, env, n); uerr != nil {
+			left = append(left, n)
+			why = append(why, uerr)
+		}
+	}
+	if len(left) == 0 {
+		return err
+	}
+	return &CleanupError{Err: err, Nodes: left, Cause: errors.Join(why...)}
+}
+
+// CleanupError is a step's error after which some nodes could not be uncordoned.
+type CleanupError struct {
+	Err   error
+	Nodes []string
+	Cause error
+}
+
+func (e *CleanupError) Error() string {
+	return fmt.Sprintf("%v; node(s) %s stay cordoned because uncordoning failed (%v): `drydock uncordon %s` undoes it",
+		e.Err, strings.Join(e.Nodes, ", "), e.Cause, strings.Join(e.Nodes, " "))
+}
+
+func (e *CleanupError) Unwrap() error { return e.Err }
+
+// getNode reads a node, retrying transient errors; a deleted node is nil.
+func getNode(ctx context.Context, env *runbook.Env, name string) (*corev1.Node, error) {
+	var n *corev1.Node
+	err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+		var err error
+		n, err = env.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get node %q: %w", name, err)
+	}
+	return n, nil
+}
+
+// patchNode applies a merge patch to a node, retrying transient errors.
+func patchNode(ctx context.Context, env *runbook.Env, name string, patch []byte) error {
+	return kube.Retry(ctx, nil, func(ctx context.Context) error {
+		_, err := env.Kube.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
 }
 
 // Rollback uncordons the nodes this step cordoned; never one an admin had cordoned.

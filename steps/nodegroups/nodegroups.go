@@ -279,11 +279,11 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		}
 		wg.Wait()
 		cancel(nil)
-		if first != nil {
-			return first
+		if first == nil && ctx.Err() != nil {
+			first = context.Cause(ctx)
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		if first != nil {
+			return rollout.AfterFailure(ctx, env, first, nodes)
 		}
 		if len(pending) > 0 {
 			if err := gates.WaitHealthy(ctx, fmt.Sprintf("group %s after %s", g.Name, strings.Join(nodes, ", "))); err != nil {

@@ -112,6 +112,13 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 		return env.MarkDone(ctx, "upgraded/"+node)
 	}
 
+	if env.Done("drained/"+node) && !n.Spec.Unschedulable && !env.Done("action/"+node) {
+		// Drained before, but schedulable again (uncordoned by hand): pods may be back.
+		env.Node(node, "waiting", "was drained, but is schedulable again: draining it again")
+		if err := env.Unmark(ctx, "drained/"+node); err != nil {
+			return err
+		}
+	}
 	if !env.Done("drained/" + node) {
 		plan, err := (&drain.Planner{Client: env.Kube, Options: opts}).Plan(ctx, []string{node})
 		if err != nil {
@@ -225,6 +232,36 @@ func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time
 	return nil
 }
 
+// AfterFailure is the failure rule for the nodes of cycles that failed or were interrupted: a node
+// whose upgrade action has not started is let go (its drained checkpoint cleared, then uncordoned,
+// as drain.LetGo does), so the cluster is as it was and resume drains it again; a node whose action
+// started stays cordoned and recorded, since what state it is in is the action's: resume finishes
+// it, rollback undoes it. err is returned with what could not be undone added.
+func AfterFailure(ctx context.Context, env *runbook.Env, err error, nodes []string) error {
+	started := map[string]bool{}
+	for _, c := range env.Changes() {
+		if c.Kind == "upgrade" {
+			started[strings.TrimPrefix(c.Object, "node/")] = true
+		}
+	}
+	var letGo, kept []string
+	for _, n := range nodes {
+		switch {
+		case env.Done("upgraded/" + n):
+		case started[n]:
+			kept = append(kept, n)
+		default:
+			letGo = append(letGo, n)
+		}
+	}
+	err = drain.LetGoAfter(ctx, env, err, letGo)
+	if len(kept) > 0 {
+		env.Logf("warning", "node(s) %s stay cordoned: their upgrade action started; `drydock resume %s` finishes them, `drydock rollback %s` undoes them",
+			strings.Join(kept, ", "), env.RunID, env.RunID)
+	}
+	return err
+}
+
 // Undo rolls back what Cycle did on the nodes recorded by env: the rollback command per upgraded
 // node (newest first), then uncordon what this run cordoned.
 func Undo(ctx context.Context, env *runbook.Env, action Action) error {
@@ -258,7 +295,7 @@ func Undo(ctx context.Context, env *runbook.Env, action Action) error {
 				return err
 			}
 		case "cordon":
-			if err := drain.Uncordon(ctx, env, node); err != nil {
+			if err := drain.LetGo(ctx, env, node); err != nil {
 				errs = append(errs, err)
 			}
 		}
