@@ -355,6 +355,7 @@ func refuse(t *testing.T, got []preflight.Finding, substrings ...string) {
 }
 
 func TestAPIScanOnCluster(t *testing.T) {
+	simcluster.Need(t)
 	got := run(t, "v1.38", "api-scan")
 	expect(t, got, []want{
 		{"error", "Ingress shop/web", "last-applied", "extensions/v1beta1 Ingress is removed in 1.22"},
@@ -375,6 +376,7 @@ func TestAPIScanOnCluster(t *testing.T) {
 }
 
 func TestPDBCheckOnCluster(t *testing.T) {
+	simcluster.Need(t)
 	got := run(t, "v1.38", "pdb-check")
 	expect(t, got, []want{
 		{"error", "PodDisruptionBudget pdbs/trap", "", "minAvailable: 100%: no pod of Deployment pdbs/trap can ever be evicted"},
@@ -390,6 +392,7 @@ func TestPDBCheckOnCluster(t *testing.T) {
 }
 
 func TestSkewCheckOnCluster(t *testing.T) {
+	simcluster.Need(t)
 	got := run(t, "v1.38", "skew-check")
 	expect(t, got, []want{
 		{"info", "target 1.38", "", "a control-plane upgrade from v1.37.1"},
@@ -421,6 +424,7 @@ func TestSkewCheckOnCluster(t *testing.T) {
 }
 
 func TestHealthCheckOnCluster(t *testing.T) {
+	simcluster.Need(t)
 	got := run(t, "v1.38", "health-check")
 	expect(t, got, []want{
 		{"error", "Node pf-down", "", "NotReady"},
@@ -432,6 +436,7 @@ func TestHealthCheckOnCluster(t *testing.T) {
 }
 
 func TestAccessCheckAsAnotherUser(t *testing.T) {
+	simcluster.Need(t)
 	setup(t)
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "ci-reader"}

@@ -31,6 +31,9 @@ type Engine struct {
 	LockDuration time.Duration
 	// StealLock takes an expired lease left by a dead run.
 	StealLock bool
+	// KeepRuns is how many finished runs keep their journal ConfigMap; older ones are pruned when
+	// a run ends (default DefaultKeepRuns; negative: never prune).
+	KeepRuns int
 	// Cluster and Context describe the target for the journal (the API server URL, kubeconfig context).
 	Cluster, Context string
 
@@ -132,11 +135,34 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
+		// The cluster copy first (while the lock is held), then old runs' copies, then the lock.
+		s.journal.Close(rctx)
+		if mirror != nil && e.KeepRuns >= 0 {
+			keep := e.KeepRuns
+			if keep == 0 {
+				keep = DefaultKeepRuns
+			}
+			if _, err := mirror.Prune(rctx, keep); err != nil {
+				s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
+			}
+		}
 		if err := s.lock.Release(rctx); err != nil {
 			s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
 		}
 	}
 	return s, release, nil
+}
+
+// hold renews the lock while the returned context lives; losing the lock cancels it with the cause.
+func (s *session) hold(ctx context.Context) (context.Context, func()) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	holdCtx, stopHold := context.WithCancel(runCtx)
+	go s.lock.Hold(holdCtx, func(err error) {
+		// Another process may own the run now: never overwrite its copy of the journal.
+		s.journal.StopMirror()
+		cancel(err)
+	})
+	return runCtx, func() { stopHold(); cancel(nil) }
 }
 
 func (s *session) emit(ev Event) {
@@ -165,11 +191,8 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	defer release()
 	s.rb = rb
 
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	holdCtx, stopHold := context.WithCancel(runCtx)
-	defer stopHold()
-	go s.lock.Hold(holdCtx, func(err error) { cancel(err) })
+	runCtx, stop := s.hold(ctx)
+	defer stop()
 
 	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Pause = nil; r.Message = "" }); err != nil {
 		return err
@@ -472,14 +495,16 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 	}
 	defer release()
 	s.rb = rb
+	runCtx, stop := s.hold(ctx)
+	defer stop()
 	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning }); err != nil {
 		return st, err
 	}
-	err = s.rollback(ctx, from)
+	err = s.rollback(runCtx, from)
 	if err == nil {
 		err = ErrRolledBack
 	}
-	err = s.finish(ctx, ctx, err)
+	err = s.finish(ctx, runCtx, err)
 	if errors.Is(err, ErrRolledBack) {
 		return st, nil // the rollback the operator asked for succeeded
 	}

@@ -1,12 +1,15 @@
 package runbook
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,6 +22,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/drydock-dev/drydock/internal/kube"
 )
 
 // RunStatus is where a run stands.
@@ -124,15 +129,21 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102-1504") + "-" + hex.EncodeToString(b)
 }
 
-// Journal persists a RunState durably on every change: to a local directory (write a temporary
-// file, fsync, rename, fsync the directory) and then to a ConfigMap in the cluster, so that another
-// operator on another machine sees the run and can resume it.
+// Journal persists a RunState durably on every change to a local directory (write a temporary
+// file, fsync, rename, fsync the directory), which is the copy that counts, and hands each saved
+// version to a ConfigMap mirror, so that another operator on another machine sees the run and can
+// resume it. The mirror writes in its own goroutine, outside the journal's lock: a slow or
+// unreachable apiserver never holds up a step; only the newest version is written.
 type Journal struct {
 	mu     sync.Mutex
 	dir    string // the run's directory
-	mirror *ConfigMapMirror
+	mirror *mirrorWriter
 	warn   func(error)
 	state  *RunState
+	// AfterWrite, when set, is called after every local write with its count (1, 2, ...): the
+	// crash-point tests exit the process there.
+	AfterWrite func(n int)
+	writes     int
 }
 
 // OpenJournal prepares the journal of state in stateDir/runs/ID.
@@ -144,7 +155,27 @@ func OpenJournal(stateDir string, state *RunState, mirror *ConfigMapMirror, warn
 	if warn == nil {
 		warn = func(error) {}
 	}
-	return &Journal{dir: dir, mirror: mirror, warn: warn, state: state}, nil
+	j := &Journal{dir: dir, warn: warn, state: state}
+	if mirror != nil {
+		j.mirror = newMirrorWriter(mirror, state, warn)
+	}
+	return j, nil
+}
+
+// StopMirror stops writing the cluster copy for good (the lock was lost: another process owns the
+// run now, and its copy must not be overwritten).
+func (j *Journal) StopMirror() {
+	if j.mirror != nil {
+		j.mirror.stop()
+	}
+}
+
+// Close writes the newest version to the mirror if it can within ctx, then stops the mirror.
+func (j *Journal) Close(ctx context.Context) {
+	if j.mirror != nil {
+		j.mirror.flush(ctx)
+		j.mirror.stop()
+	}
 }
 
 // State is the journal's run state. Change it only inside Update.
@@ -170,13 +201,12 @@ func (j *Journal) Update(ctx context.Context, change func(*RunState)) error {
 	if err := writeFileAtomic(filepath.Join(j.dir, "journal.json"), data); err != nil {
 		return fmt.Errorf("journal: write %s: %w", j.dir, err)
 	}
+	j.writes++
+	if j.AfterWrite != nil {
+		j.AfterWrite(j.writes)
+	}
 	if j.mirror != nil {
-		// The local journal is the one that counts; a failed mirror is a warning, not a stop.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := j.mirror.Save(mctx, j.state, data); err != nil {
-			j.warn(fmt.Errorf("mirror the journal to ConfigMap %s/%s: %w", j.state.StateNS, ConfigMapName(j.state.ID), err))
-		}
+		j.mirror.offer(data, j.state.Status)
 	}
 	return nil
 }
@@ -268,22 +298,250 @@ const (
 // ConfigMapName is the name of run id's journal ConfigMap.
 func ConfigMapName(id string) string { return "drydock-run-" + id }
 
-// Save writes the journal.
-func (m *ConfigMapMirror) Save(ctx context.Context, st *RunState, data []byte) error {
+// MaxMirrorBytes is the most journal a ConfigMap holds: an object must stay under etcd's request
+// limit of 1.5 MiB and the ConfigMap limit of 1 MiB, with room for its metadata. A larger journal
+// is stored gzipped; one still too large is not mirrored (the local journal is the one that counts).
+const MaxMirrorBytes = 900 << 10
+
+// ErrMirrorConflict: the cluster copy changed since this process last wrote it.
+var ErrMirrorConflict = errors.New("the cluster copy was changed by another process")
+
+// Save writes the journal with optimistic concurrency: rv is the resourceVersion this process last
+// wrote ("" for the first write of a session, which reads the current one first; a holder of the
+// lock is the only writer). It returns the new resourceVersion; a conflict is ErrMirrorConflict.
+func (m *ConfigMapMirror) Save(ctx context.Context, st *RunState, data []byte, rv string) (string, error) {
+	return m.save(ctx, st.ID, st.Status, data, rv)
+}
+
+func (m *ConfigMapMirror) save(ctx context.Context, id string, status RunStatus, data []byte, rv string) (string, error) {
 	cms := m.Client.CoreV1().ConfigMaps(m.Namespace)
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      ConfigMapName(st.ID),
+			Name:      ConfigMapName(id),
 			Namespace: m.Namespace,
-			Labels:    map[string]string{LabelRunID: st.ID, LabelPartOf: "drydock", "drydock.dev/status": string(st.Status)},
+			Labels:    map[string]string{LabelRunID: id, LabelPartOf: "drydock", "drydock.dev/status": string(status)},
 		},
-		Data: map[string]string{"journal.json": string(data)},
 	}
-	_, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if len(data) <= MaxMirrorBytes {
+		cm.Data = map[string]string{journalKey: string(data)}
+	} else {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(data)
+		_ = zw.Close()
+		if buf.Len() > MaxMirrorBytes {
+			return rv, fmt.Errorf("the journal is %d bytes, %d gzipped: over the %d a ConfigMap can hold; it stays on this machine only", len(data), buf.Len(), MaxMirrorBytes)
+		}
+		cm.BinaryData = map[string][]byte{journalGzKey: buf.Bytes()}
+	}
+	if rv == "" {
+		cur, err := cms.Get(ctx, cm.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			created, err := cms.Create(ctx, cm, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return "", ErrMirrorConflict
+			}
+			if err != nil {
+				return "", err
+			}
+			return created.ResourceVersion, nil
+		case err != nil:
+			return "", err
+		}
+		rv = cur.ResourceVersion
+	}
+	cm.ResourceVersion = rv
+	updated, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return rv, ErrMirrorConflict
+	}
 	if apierrors.IsNotFound(err) {
-		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+		// Deleted (pruned, or by hand) since: write it again.
+		created, cerr := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm.Name, Namespace: cm.Namespace, Labels: cm.Labels},
+			Data: cm.Data, BinaryData: cm.BinaryData}, metav1.CreateOptions{})
+		if cerr != nil {
+			return "", cerr
+		}
+		return created.ResourceVersion, nil
 	}
-	return err
+	if err != nil {
+		return rv, err
+	}
+	return updated.ResourceVersion, nil
+}
+
+const (
+	journalKey   = "journal.json"
+	journalGzKey = "journal.json.gz"
+)
+
+// rawJournal is the journal text a ConfigMap holds, plain or gzipped.
+func rawJournal(cm *corev1.ConfigMap) ([]byte, error) {
+	gz, ok := cm.BinaryData[journalGzKey]
+	if !ok {
+		return []byte(cm.Data[journalKey]), nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.LimitReader(zr, 64<<20))
+}
+
+// journalOf reads the journal a ConfigMap holds.
+func journalOf(cm *corev1.ConfigMap) (*RunState, error) {
+	data, err := rawJournal(cm)
+	if err != nil {
+		return nil, err
+	}
+	var st RunState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// mirrorWriter writes the newest journal version to the ConfigMap in its own goroutine, retrying
+// transient errors with backoff; versions offered while a write is under way replace each other.
+type mirrorWriter struct {
+	m    *ConfigMapMirror
+	id   string
+	warn func(error)
+
+	ctx    context.Context // cancelled by stop: no write after it
+	cancel context.CancelFunc
+	wake   chan struct{}
+	done   chan struct{}
+
+	mu       sync.Mutex
+	next     []byte // the newest version not yet written
+	status   RunStatus
+	seq      uint64        // versions offered
+	written  uint64        // versions written or given up on
+	progress chan struct{} // closed when written moves
+}
+
+func newMirrorWriter(m *ConfigMapMirror, st *RunState, warn func(error)) *mirrorWriter {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &mirrorWriter{m: m, id: st.ID, warn: warn, ctx: ctx, cancel: cancel,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), progress: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+func (w *mirrorWriter) offer(data []byte, status RunStatus) {
+	w.mu.Lock()
+	w.next, w.status = data, status
+	w.seq++
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the writer: nothing is written after it returns.
+func (w *mirrorWriter) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// flush waits until every version offered so far is written (or given up on), or ctx ends.
+func (w *mirrorWriter) flush(ctx context.Context) {
+	w.mu.Lock()
+	want := w.seq
+	w.mu.Unlock()
+	for {
+		w.mu.Lock()
+		written, progress := w.written, w.progress
+		w.mu.Unlock()
+		if written >= want {
+			return
+		}
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return
+		case <-w.done:
+			return
+		}
+	}
+}
+
+func (w *mirrorWriter) loop() {
+	defer close(w.done)
+	rv := ""
+	// Versions whose write may have reached the apiserver though the answer was lost: a conflict
+	// with one of them in the ConfigMap is our own write, not another process's.
+	var unsure [][]byte
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.wake:
+		}
+		for {
+			w.mu.Lock()
+			data, status, seq := w.next, w.status, w.seq
+			w.next = nil
+			w.mu.Unlock()
+			if data == nil {
+				break
+			}
+			unsure = append(unsure, data)
+			err := kube.Retry(w.ctx, nil, func(ctx context.Context) error {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				newRV, err := w.m.save(rctx, w.id, status, data, rv)
+				if errors.Is(err, ErrMirrorConflict) {
+					if curRV, ours := w.m.holds(rctx, w.id, unsure); ours {
+						// Our own earlier write, whose answer was lost: write again on top of it.
+						newRV, err = w.m.save(rctx, w.id, status, data, curRV)
+					}
+				}
+				if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+					return apierrors.NewTimeoutError(err.Error(), 0) // a slow apiserver: try again
+				}
+				if err == nil {
+					rv, unsure = newRV, nil
+				}
+				return err
+			})
+			switch {
+			case w.ctx.Err() != nil:
+				return
+			case errors.Is(err, ErrMirrorConflict):
+				w.warn(fmt.Errorf("mirror the journal to ConfigMap %s/%s: %w: drydock stops writing it; the local journal counts", w.m.Namespace, ConfigMapName(w.id), err))
+				w.cancel()
+			case err != nil:
+				w.warn(fmt.Errorf("mirror the journal to ConfigMap %s/%s: %w", w.m.Namespace, ConfigMapName(w.id), err))
+			}
+			w.mu.Lock()
+			w.written = seq
+			close(w.progress)
+			w.progress = make(chan struct{})
+			w.mu.Unlock()
+		}
+	}
+}
+
+// holds says whether the ConfigMap holds one of the given journal versions, and its resourceVersion.
+func (m *ConfigMapMirror) holds(ctx context.Context, id string, versions [][]byte) (string, bool) {
+	cm, err := m.Client.CoreV1().ConfigMaps(m.Namespace).Get(ctx, ConfigMapName(id), metav1.GetOptions{})
+	if err != nil {
+		return "", false
+	}
+	data, err := rawJournal(cm)
+	if err != nil {
+		return "", false
+	}
+	for _, v := range versions {
+		if bytes.Equal(v, data) {
+			return cm.ResourceVersion, true
+		}
+	}
+	return "", false
 }
 
 // Load reads run id's journal from the cluster.
@@ -295,11 +553,11 @@ func (m *ConfigMapMirror) Load(ctx context.Context, id string) (*RunState, error
 	if err != nil {
 		return nil, err
 	}
-	var st RunState
-	if err := json.Unmarshal([]byte(cm.Data["journal.json"]), &st); err != nil {
+	st, err := journalOf(cm)
+	if err != nil {
 		return nil, fmt.Errorf("run %q: the journal in ConfigMap %s/%s is damaged: %w", id, m.Namespace, cm.Name, err)
 	}
-	return &st, nil
+	return st, nil
 }
 
 // List returns the runs mirrored in the cluster, newest first.
@@ -309,14 +567,45 @@ func (m *ConfigMapMirror) List(ctx context.Context) ([]*RunState, error) {
 		return nil, err
 	}
 	var runs []*RunState
-	for _, cm := range list.Items {
-		var st RunState
-		if json.Unmarshal([]byte(cm.Data["journal.json"]), &st) == nil {
-			runs = append(runs, &st)
+	for i := range list.Items {
+		if st, err := journalOf(&list.Items[i]); err == nil {
+			runs = append(runs, st)
 		}
 	}
 	sort.Slice(runs, func(i, k int) bool { return runs[i].Created.After(runs[k].Created) })
 	return runs, nil
+}
+
+// DefaultKeepRuns is how many finished runs keep their journal ConfigMap in the cluster.
+const DefaultKeepRuns = 20
+
+// Prune deletes the journal ConfigMaps of finished runs (succeeded, rolled back) beyond the newest
+// keep of them; a run that can still be resumed or rolled back is never pruned. It returns the ids
+// of the runs it pruned.
+func (m *ConfigMapMirror) Prune(ctx context.Context, keep int) ([]string, error) {
+	runs, err := m.List(ctx) // newest first
+	if err != nil {
+		return nil, fmt.Errorf("prune runs: list ConfigMaps in %s: %w", m.Namespace, err)
+	}
+	var pruned []string
+	var errs []error
+	finished := 0
+	for _, r := range runs {
+		if r.Status != RunSucceeded && r.Status != RunRolledBack {
+			continue
+		}
+		finished++
+		if finished <= keep {
+			continue
+		}
+		err := m.Client.CoreV1().ConfigMaps(m.Namespace).Delete(ctx, ConfigMapName(r.ID), metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("prune run %s: delete ConfigMap %s/%s: %w", r.ID, m.Namespace, ConfigMapName(r.ID), err))
+			continue
+		}
+		pruned = append(pruned, r.ID)
+	}
+	return pruned, errors.Join(errs...)
 }
 
 // DefaultStateDir is $XDG_STATE_HOME/drydock, or ~/.local/state/drydock.

@@ -6,13 +6,19 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/drydock-dev/drydock/internal/kube"
 )
 
 // LockName is the Lease that makes drydock runs against one cluster take turns.
@@ -24,10 +30,19 @@ const (
 	annOperator = "drydock.dev/operator"
 	annHost     = "drydock.dev/host"
 	annPID      = "drydock.dev/pid"
+	// annBoot names the holder's machine and boot (machine id and boot id): a hostname repeats (CI
+	// runners, pods), a PID repeats after a reboot; the two ids together do not.
+	annBoot = "drydock.dev/boot"
 )
 
 // Lock is a coordination.k8s.io/v1 Lease held and renewed for the whole of a run, so that two
 // operators cannot run drydock against the same cluster at once.
+//
+// Its timing follows client-go's leaderelection, so that clocks need not agree: whether a lease
+// expired is judged from when this process last saw its record change, on this process's own
+// clock, never by comparing the holder's RenewTime with the local time; and the holder stops
+// working when it could not renew for RenewDeadline (2/3 of Duration), before anyone else may
+// take over (after a whole Duration without a change).
 type Lock struct {
 	Client    kubernetes.Interface
 	Namespace string
@@ -35,9 +50,13 @@ type Lock struct {
 	Operator  string
 	// Duration of the lease; it is renewed every Duration/3 (default 30s).
 	Duration time.Duration
+	// Clock is the time source (default the real clock; tests skew it).
+	Clock clock.Clock
 
 	host string
+	boot string // machine id + boot id; "" when they cannot be read
 	pid  int
+	rv   string // the resourceVersion of our last write
 }
 
 // LockedError says who holds the lock.
@@ -48,19 +67,22 @@ type LockedError struct {
 	PID             int
 	HeldFor         time.Duration
 	RenewedAgo      time.Duration
-	Expired         bool
-	StealRefused    bool // --steal-lock was given but the lease is live
+	// Expired: by the record's RenewTime and this machine's clock, the lease looks expired. That is
+	// only a hint (clocks differ): --steal-lock decides by watching whether the holder renews.
+	Expired      bool
+	StealRefused bool          // --steal-lock was given but the lease changed while drydock watched it
+	Watched      time.Duration // how long --steal-lock watched the lease
 }
 
 func (e *LockedError) Error() string {
 	who := fmt.Sprintf("run %s by %s (pid %d on %s)", e.RunID, e.Operator, e.PID, e.Host)
-	base := fmt.Sprintf("cluster is locked by %s: Lease %s/%s held for %s, renewed %s ago", who, e.Namespace, e.Name,
+	base := fmt.Sprintf("cluster is locked by %s: Lease %s/%s held for %s, renewed %s ago by its holder's clock", who, e.Namespace, e.Name,
 		e.HeldFor.Round(time.Second), e.RenewedAgo.Round(time.Second))
 	switch {
 	case e.StealRefused:
-		return base + "; --steal-lock refused: the lease is still being renewed, so its holder is alive: wait for it, or stop it"
+		return base + fmt.Sprintf("; --steal-lock refused: its holder renewed the lease while drydock watched it for %s, so it is alive: wait for it, or stop it", e.Watched.Round(time.Second))
 	case e.Expired:
-		return base + "; the lease has expired, so its holder is probably dead: if you are sure, run again with --steal-lock"
+		return base + "; the lease looks expired, so its holder is probably dead: if you are sure, run again with --steal-lock (it watches the lease for one lease duration first)"
 	}
 	return base + "; wait for that run to finish (`drydock runs` shows it)"
 }
@@ -69,33 +91,79 @@ func (l *Lock) init() {
 	if l.Duration == 0 {
 		l.Duration = 30 * time.Second
 	}
+	if l.Clock == nil {
+		l.Clock = clock.RealClock{}
+	}
 	l.host, _ = os.Hostname()
+	l.boot = bootIdentity()
 	l.pid = os.Getpid()
+}
+
+// RenewDeadline is how long the holder may fail to renew before it stops: 2/3 of the duration,
+// so that it has stopped before an observer, who waits a whole duration, takes over.
+func (l *Lock) RenewDeadline() time.Duration { return l.Duration * 2 / 3 }
+
+// bootIdentity is this machine's id and boot id, or "" when either cannot be read.
+func bootIdentity() string {
+	var machine string
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			machine = strings.TrimSpace(string(b))
+			break
+		}
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	boot := strings.TrimSpace(string(b))
+	if machine == "" || err != nil || boot == "" {
+		return ""
+	}
+	return machine + "/" + boot
 }
 
 func (l *Lock) identity() string {
 	return fmt.Sprintf("%s/%s/%d", l.RunID, l.host, l.pid)
 }
 
-// Acquire takes the lock. A lease held by a live holder is refused with a *LockedError; an expired
-// one is taken only with steal. A lease left by this same run on this machine by a process that no
-// longer exists (a crash) is taken over: that holder is certainly dead.
+// holderDead says whether the lease's holder is certainly dead: it ran on this very machine in
+// this very boot (machine id and boot id match, not just the hostname), and its process is gone.
+func (l *Lock) holderDead(lease *coordinationv1.Lease) bool {
+	if l.boot == "" || lease.Annotations[annBoot] != l.boot {
+		return false
+	}
+	pid, err := strconv.Atoi(lease.Annotations[annPID])
+	return err == nil && pid != l.pid && !processAlive(pid)
+}
+
+// Acquire takes the lock. A lease held by someone else is refused with a *LockedError, except:
+// a holder that is certainly dead (same machine and boot, process gone) is taken over at once, by
+// a resume of its own run or with steal; with steal, any other lease is watched for one lease
+// duration and taken only if its holder did not renew it meanwhile.
 func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 	l.init()
 	leases := l.Client.CoordinationV1().Leases(l.Namespace)
 	for attempt := 0; attempt < 5; attempt++ {
-		now := metav1.NewMicroTime(time.Now())
-		lease, err := leases.Get(ctx, LockName, metav1.GetOptions{})
+		var lease *coordinationv1.Lease
+		err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+			var err error
+			lease, err = leases.Get(ctx, LockName, metav1.GetOptions{})
+			return err
+		})
 		if apierrors.IsNotFound(err) {
-			_, err = leases.Create(ctx, l.stamp(&coordinationv1.Lease{
-				ObjectMeta: metav1.ObjectMeta{Name: LockName, Namespace: l.Namespace},
-			}, now), metav1.CreateOptions{})
+			var created *coordinationv1.Lease
+			err = kube.Retry(ctx, nil, func(ctx context.Context) error {
+				var err error
+				created, err = leases.Create(ctx, l.stamp(&coordinationv1.Lease{
+					ObjectMeta: metav1.ObjectMeta{Name: LockName, Namespace: l.Namespace},
+				}, true), metav1.CreateOptions{})
+				return err
+			})
 			if apierrors.IsAlreadyExists(err) {
 				continue
 			}
 			if err != nil {
 				return fmt.Errorf("lock: create Lease %s/%s: %w", l.Namespace, LockName, err)
 			}
+			l.rv = created.ResourceVersion
 			return nil
 		}
 		if err != nil {
@@ -104,26 +172,77 @@ func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 		if holder := valueOf(lease.Spec.HolderIdentity); holder != "" && holder != l.identity() {
 			locked := l.lockedError(lease)
 			switch {
-			case locked.RunID == l.RunID && locked.Host == l.host && !processAlive(locked.PID):
-				// our own run, left by a process that died on this machine
-			case locked.Expired && steal:
+			case l.holderDead(lease) && (steal || locked.RunID == l.RunID):
+				// its process is gone from this machine: nothing to wait for
 			case steal:
-				locked.StealRefused = true
-				return locked
+				changed, free, watched, err := l.watchForRenewal(ctx, lease)
+				if err != nil {
+					return err
+				}
+				if free {
+					continue // released while we watched: take it from the top
+				}
+				if changed {
+					locked.StealRefused, locked.Watched = true, watched
+					return locked
+				}
 			default:
 				return locked
 			}
 		}
-		_, err = leases.Update(ctx, l.stamp(lease, now), metav1.UpdateOptions{})
+		// The update carries the resourceVersion we judged: if the holder renewed since, it conflicts.
+		var updated *coordinationv1.Lease
+		err = kube.Retry(ctx, nil, func(ctx context.Context) error {
+			var err error
+			updated, err = leases.Update(ctx, l.stamp(lease.DeepCopy(), true), metav1.UpdateOptions{})
+			return err
+		})
 		if apierrors.IsConflict(err) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("lock: take Lease %s/%s: %w", l.Namespace, LockName, err)
 		}
+		l.rv = updated.ResourceVersion
 		return nil
 	}
 	return fmt.Errorf("lock: Lease %s/%s keeps changing under us: another drydock is taking it", l.Namespace, LockName)
+}
+
+// watchForRenewal watches the lease (by re-reading it every Duration/10) for one lease duration on
+// this process's clock; changed says its record changed (the holder is alive), free that it was
+// released or deleted meanwhile. A lease whose duration is longer than ours is watched for its own.
+func (l *Lock) watchForRenewal(ctx context.Context, seen *coordinationv1.Lease) (changed, free bool, watched time.Duration, err error) {
+	dur := l.Duration
+	if d := seen.Spec.LeaseDurationSeconds; d != nil && time.Duration(*d)*time.Second > dur {
+		dur = time.Duration(*d) * time.Second
+	}
+	start := l.Clock.Now()
+	leases := l.Client.CoordinationV1().Leases(l.Namespace)
+	for {
+		if l.Clock.Since(start) > dur {
+			return false, false, l.Clock.Since(start), nil
+		}
+		t := l.Clock.NewTimer(dur / 10)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, false, 0, fmt.Errorf("lock: watching Lease %s/%s: %w", l.Namespace, LockName, context.Cause(ctx))
+		case <-t.C():
+		}
+		cur, err := leases.Get(ctx, LockName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, true, l.Clock.Since(start), nil
+		case err != nil && kube.Transient(err):
+			continue
+		case err != nil:
+			return false, false, 0, fmt.Errorf("lock: watching Lease %s/%s: %w", l.Namespace, LockName, err)
+		}
+		if !apiequality.Semantic.DeepEqual(cur.Spec, seen.Spec) || cur.ResourceVersion != seen.ResourceVersion {
+			return true, valueOf(cur.Spec.HolderIdentity) == "", l.Clock.Since(start), nil
+		}
+	}
 }
 
 func valueOf[T any](p *T) T {
@@ -134,12 +253,16 @@ func valueOf[T any](p *T) T {
 	return *p
 }
 
-func (l *Lock) stamp(lease *coordinationv1.Lease, now metav1.MicroTime) *coordinationv1.Lease {
+// stamp writes this holder into the lease; acquire also sets the acquire time.
+func (l *Lock) stamp(lease *coordinationv1.Lease, acquire bool) *coordinationv1.Lease {
+	now := metav1.NewMicroTime(l.Clock.Now())
 	id := l.identity()
 	secs := int32(l.Duration / time.Second)
 	lease.Spec.HolderIdentity = &id
 	lease.Spec.LeaseDurationSeconds = &secs
-	lease.Spec.AcquireTime = &now
+	if acquire {
+		lease.Spec.AcquireTime = &now
+	}
 	lease.Spec.RenewTime = &now
 	if lease.Annotations == nil {
 		lease.Annotations = map[string]string{}
@@ -148,6 +271,11 @@ func (l *Lock) stamp(lease *coordinationv1.Lease, now metav1.MicroTime) *coordin
 	lease.Annotations[annOperator] = l.Operator
 	lease.Annotations[annHost] = l.host
 	lease.Annotations[annPID] = strconv.Itoa(l.pid)
+	if l.boot != "" {
+		lease.Annotations[annBoot] = l.boot
+	} else {
+		delete(lease.Annotations, annBoot)
+	}
 	return lease
 }
 
@@ -155,7 +283,7 @@ func (l *Lock) lockedError(lease *coordinationv1.Lease) *LockedError {
 	e := &LockedError{Namespace: l.Namespace, Name: LockName,
 		RunID: lease.Annotations[annRunID], Operator: lease.Annotations[annOperator], Host: lease.Annotations[annHost]}
 	e.PID, _ = strconv.Atoi(lease.Annotations[annPID])
-	now := time.Now()
+	now := l.Clock.Now()
 	if t := lease.Spec.AcquireTime; t != nil {
 		e.HeldFor = now.Sub(t.Time)
 	}
@@ -180,58 +308,83 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// Hold renews the lease until ctx ends. If the lease cannot be renewed for a whole lease duration,
-// or someone else took it, lost is called once: the run must stop, since it no longer owns the cluster.
+// Hold renews the lease every Duration/3 until ctx ends, retrying a failed renewal every
+// Duration/10. If no renewal succeeded for RenewDeadline, or someone else took the lease, lost is
+// called once: the run must stop, since it no longer owns the cluster, and it stops before anyone
+// watching the lease may take it.
 func (l *Lock) Hold(ctx context.Context, lost func(error)) {
 	leases := l.Client.CoordinationV1().Leases(l.Namespace)
-	lastRenew := time.Now()
-	ticker := time.NewTicker(l.Duration / 3)
-	defer ticker.Stop()
+	lastRenew := l.Clock.Now()
+	wait := l.Duration / 3
 	for {
+		t := l.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-ticker.C:
+		case <-t.C():
 		}
+		// A renewal never outlives the deadline: a hung request must not keep a lost lease "held".
+		left := l.RenewDeadline() - l.Clock.Since(lastRenew)
 		err := func() error {
-			rctx, cancel := context.WithTimeout(ctx, l.Duration/3)
+			rctx, cancel := context.WithTimeout(ctx, max(left, time.Millisecond))
 			defer cancel()
-			lease, err := leases.Get(rctx, LockName, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if valueOf(lease.Spec.HolderIdentity) != l.identity() {
-				return &LockedError{Namespace: l.Namespace, Name: LockName, RunID: lease.Annotations[annRunID], Operator: lease.Annotations[annOperator]}
-			}
-			now := metav1.NewMicroTime(time.Now())
-			lease.Spec.RenewTime = &now
-			_, err = leases.Update(rctx, lease, metav1.UpdateOptions{})
-			return err
+			return l.renew(rctx, leases)
 		}()
 		var locked *LockedError
 		switch {
 		case err == nil:
-			lastRenew = time.Now()
+			lastRenew, wait = l.Clock.Now(), l.Duration/3
+		case ctx.Err() != nil:
+			return
 		case errors.As(err, &locked):
 			lost(fmt.Errorf("lock: run %s by %s took the Lease %s/%s", locked.RunID, locked.Operator, l.Namespace, LockName))
 			return
-		case time.Since(lastRenew) > l.Duration && ctx.Err() == nil:
-			lost(fmt.Errorf("lock: could not renew Lease %s/%s for %s: %w", l.Namespace, LockName, l.Duration, err))
+		case l.Clock.Since(lastRenew) >= l.RenewDeadline():
+			lost(fmt.Errorf("lock: could not renew Lease %s/%s for %s (its renew deadline; others may take it after %s): %w",
+				l.Namespace, LockName, l.RenewDeadline(), l.Duration, err))
 			return
+		default:
+			wait = min(l.Duration/10, l.RenewDeadline()-l.Clock.Since(lastRenew))
 		}
 	}
 }
 
-// Release gives the lock up, if this run still holds it.
+// renew writes a new RenewTime with the resourceVersion of our last write; a conflict means the
+// lease changed under us: read it, and go on only if we still hold it.
+func (l *Lock) renew(ctx context.Context, leases coordinationv1client.LeaseInterface) error {
+	lease, err := leases.Get(ctx, LockName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if valueOf(lease.Spec.HolderIdentity) != l.identity() {
+		return &LockedError{Namespace: l.Namespace, Name: LockName, RunID: lease.Annotations[annRunID], Operator: lease.Annotations[annOperator]}
+	}
+	updated, err := leases.Update(ctx, l.stamp(lease, false), metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	l.rv = updated.ResourceVersion
+	return nil
+}
+
+// Release gives the lock up, if this run still holds it, retrying transient errors until ctx
+// ends. When it cannot, the lease keeps its last renewal: others may take it once they have seen
+// it unchanged for a lease duration (`--steal-lock`), and a resume on this machine at once.
 func (l *Lock) Release(ctx context.Context) error {
 	leases := l.Client.CoordinationV1().Leases(l.Namespace)
 	for attempt := 0; attempt < 3; attempt++ {
-		lease, err := leases.Get(ctx, LockName, metav1.GetOptions{})
+		var lease *coordinationv1.Lease
+		err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+			var err error
+			lease, err = leases.Get(ctx, LockName, metav1.GetOptions{})
+			return err
+		})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("lock: release Lease %s/%s: %w", l.Namespace, LockName, err)
+			return l.releaseFailed(err)
 		}
 		if valueOf(lease.Spec.HolderIdentity) != l.identity() {
 			return nil
@@ -239,17 +392,25 @@ func (l *Lock) Release(ctx context.Context) error {
 		lease.Spec.HolderIdentity = nil
 		lease.Spec.RenewTime = nil
 		lease.Spec.AcquireTime = nil
-		for _, a := range []string{annRunID, annOperator, annHost, annPID} {
+		for _, a := range []string{annRunID, annOperator, annHost, annPID, annBoot} {
 			delete(lease.Annotations, a)
 		}
-		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+		err = kube.Retry(ctx, nil, func(ctx context.Context) error {
+			_, err := leases.Update(ctx, lease, metav1.UpdateOptions{})
+			return err
+		})
 		if apierrors.IsConflict(err) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("lock: release Lease %s/%s: %w", l.Namespace, LockName, err)
+			return l.releaseFailed(err)
 		}
 		return nil
 	}
-	return fmt.Errorf("lock: release Lease %s/%s: kept conflicting", l.Namespace, LockName)
+	return l.releaseFailed(errors.New("it kept conflicting"))
+}
+
+func (l *Lock) releaseFailed(err error) error {
+	return fmt.Errorf("lock: release Lease %s/%s: %w; it expires %s after its last renewal: then `drydock resume` on this machine, or --steal-lock elsewhere, takes it",
+		l.Namespace, LockName, err, l.Duration)
 }

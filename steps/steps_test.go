@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestRegistry(t *testing.T) {
+	simcluster.Need(t)
 	if err := steps.Registry.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +53,7 @@ func start(t *testing.T, steps string) (*runbook.RunState, *recorder, *runbook.E
 func stepsRegistry() runbook.Registry { return steps.Registry }
 
 func TestExecPerNodeWithTemplatesAndRollback(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	for _, n := range []string{"exec-b", "exec-a", "exec-c"} {
 		if _, err := cluster.CreateNode(ctx, n, simcluster.NodeOptions{Labels: map[string]string{"drydock.dev/group": "exec"}}); err != nil {
@@ -84,6 +86,7 @@ func TestExecPerNodeWithTemplatesAndRollback(t *testing.T) {
 }
 
 func TestExecFailureQuotesStderr(t *testing.T) {
+	simcluster.Need(t)
 	_, _, _, err := start(t, `    - name: fails
       type: exec
       with: {command: [sh, -c, "echo first >&2; echo the real reason >&2; exit 3"]}
@@ -94,6 +97,7 @@ func TestExecFailureQuotesStderr(t *testing.T) {
 }
 
 func TestExecSelectorMatchingNothing(t *testing.T) {
+	simcluster.Need(t)
 	_, _, _, err := start(t, `    - name: none
       type: exec
       with: {nodes: {selector: no-such-label=x}, command: ["true"]}
@@ -105,6 +109,7 @@ func TestExecSelectorMatchingNothing(t *testing.T) {
 
 // TestWaitKubeletVersion: the step waits (by watch) until the node reports the version, then ends.
 func TestWaitKubeletVersion(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	if _, err := cluster.CreateNode(ctx, "old-kubelet", simcluster.NodeOptions{
 		KubeletVersion: "v1.36.3", Labels: map[string]string{"drydock.dev/group": "wait"}}); err != nil {
@@ -133,6 +138,7 @@ func TestWaitKubeletVersion(t *testing.T) {
 }
 
 func TestWaitTimeoutSaysWhatIsMissing(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	if _, err := cluster.CreateNode(ctx, "stuck-kubelet", simcluster.NodeOptions{
 		KubeletVersion: "v1.36.3", Labels: map[string]string{"drydock.dev/group": "stuck"}}); err != nil {
@@ -149,6 +155,7 @@ func TestWaitTimeoutSaysWhatIsMissing(t *testing.T) {
 }
 
 func TestWaitPodsReady(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	if _, err := cluster.CreateNode(ctx, "pods-1", simcluster.NodeOptions{}); err != nil {
 		t.Fatal(err)
@@ -188,6 +195,7 @@ func nsObj(name string) *corev1.Namespace {
 // run (exit 3) before the next step, with the finding as an event; failOn: never lets it go on.
 // access-check asks about everything the runbook will do.
 func TestPreflightStepsGateTheRun(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	c := cluster.Client
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pfgate"}}, metav1.CreateOptions{}); err != nil {
@@ -245,6 +253,7 @@ func TestPreflightStepsGateTheRun(t *testing.T) {
 // TestRunbookAccess: what access-check asks about is the engine's lock and journal plus each
 // step's needs.
 func TestRunbookAccess(t *testing.T) {
+	simcluster.Need(t)
 	text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nspec:\n  targetVersion: v1.37.1\n  steps:\n" +
 		"    - {name: scan, type: api-scan}\n    - {name: d, type: drain, with: {nodes: [n1]}}\n    - {name: d2, type: drain, with: {nodes: [n1], disableEviction: true}}\n"
 	rb, err := runbook.Parse("t.yaml", []byte(text), steps.Registry)

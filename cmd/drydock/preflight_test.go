@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/drydock-dev/drydock/preflight"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
 // preflightRun runs the binary; kubeconfig "" means a machine with no kubeconfig at all.
@@ -120,6 +122,7 @@ func TestPreflightFilesOnlyForCI(t *testing.T) {
 // TestPreflightOnCluster runs the command against the simulated cluster: a Helm release that
 // renders a removed API fails the gate; --helm=false leaves Helm out; bad targets are usage errors.
 func TestPreflightOnCluster(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pf"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 // ClusterRole) to the simulated cluster and runs `drydock preflight --as` that ServiceAccount: the
 // role is enough for every check; with a rule removed, access-check names what is missing.
 func TestPreflightRoleSuffices(t *testing.T) {
+	simcluster.Need(t)
 	bin, err := simcluster.BinDir()
 	if err != nil {
 		t.Fatal(err)

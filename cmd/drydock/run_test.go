@@ -95,6 +95,7 @@ func waitFile(t *testing.T, path string, timeout time.Duration) {
 // step's effect happened exactly once (the interrupted step's command is killed with drydock and
 // run again; the steps done before are not).
 func TestKillAndResume(t *testing.T) {
+	simcluster.Need(t)
 	dir := t.TempDir()
 	log, started := filepath.Join(dir, "log"), filepath.Join(dir, "started")
 	rb := writeRunbook(t, "killme", fmt.Sprintf(`    - name: one
@@ -153,6 +154,7 @@ func TestKillAndResume(t *testing.T) {
 // TestPauseWithoutTTY: with no terminal and no --yes, the run stops at the pause point (exit 5,
 // status paused); `resume --yes` finishes it.
 func TestPauseWithoutTTY(t *testing.T) {
+	simcluster.Need(t)
 	rb := writeRunbook(t, "pauses", `    - name: before-gate
       type: exec
       pause: after
@@ -201,6 +203,7 @@ func TestPauseWithoutTTY(t *testing.T) {
 
 // TestLockBetweenProcesses: a second drydock against the same cluster is refused, naming the holder.
 func TestLockBetweenProcesses(t *testing.T) {
+	simcluster.Need(t)
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")
 	slow := writeRunbook(t, "slow", fmt.Sprintf("    - name: hold\n      type: exec\n      with: {command: [sh, -c, \"touch %s; sleep 3\"]}\n", started))
@@ -223,6 +226,7 @@ func TestLockBetweenProcesses(t *testing.T) {
 // TestSIGTERMLeavesRunResumable: SIGTERM cancels the step, journals the run as interrupted,
 // releases the lock and exits 130; resume finishes the run.
 func TestSIGTERMLeavesRunResumable(t *testing.T) {
+	simcluster.Need(t)
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")
 	done := filepath.Join(dir, "done")

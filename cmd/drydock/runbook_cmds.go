@@ -39,6 +39,8 @@ type RunOptions struct {
 	LockPeriod time.Duration
 	To         string
 	NoTUI      bool
+	KeepRuns   int
+	runFlags   bool // the command has addRunFlags' flags
 
 	kube        *genericclioptions.ConfigFlags
 	client      kubernetes.Interface
@@ -48,6 +50,7 @@ type RunOptions struct {
 }
 
 func (o *RunOptions) addRunFlags(cmd *cobra.Command) {
+	o.runFlags = true
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "event output: text (plain lines) or json (one JSON object per event and line)")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "answer every pause point with continue (needed to pass one when nobody can answer)")
 	cmd.Flags().BoolVar(&o.StealLock, "steal-lock", false, "take the cluster lock from a run whose lease has expired")
@@ -55,6 +58,7 @@ func (o *RunOptions) addRunFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.NoTUI, "no-tui", false, "print plain lines even on a terminal (the screen is used only when stdin, stdout and stderr are terminals)")
 	cmd.Flags().DurationVar(&o.LockPeriod, "lock-duration", 30*time.Second, "duration of the cluster Lease; renewed every third of it")
 	_ = cmd.Flags().MarkHidden("lock-duration")
+	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "finished runs whose journal ConfigMap is kept in the cluster; older ones are pruned when a run ends")
 	o.addStateFlags(cmd)
 }
 
@@ -98,6 +102,7 @@ func (o *RunOptions) Complete(needCluster bool) error {
 		NoMirror:     o.NoMirror,
 		LockDuration: o.LockPeriod,
 		StealLock:    o.StealLock,
+		KeepRuns:     o.KeepRuns,
 		Cluster:      cfg.Host,
 		Context:      ctxName,
 		Decider:      o.decider(),
@@ -112,6 +117,9 @@ func (o *RunOptions) Validate() error {
 	case "text", "json":
 	default:
 		return exitcode.UsageError(fmt.Errorf("unknown output %q: use -o text or -o json", o.Output))
+	}
+	if o.runFlags && o.KeepRuns < 1 {
+		return exitcode.UsageError(fmt.Errorf("--keep-runs must be at least 1 (the run's own journal); `drydock runs --prune --keep-runs 0` removes every finished run's copy"))
 	}
 	return nil
 }
@@ -575,17 +583,35 @@ func (o *RunOptions) restoreBackup(ctx context.Context, st *runbook.RunState, po
 // NewRunsCommand returns `drydock runs`.
 func NewRunsCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &RunOptions{kube: kube, IOStreams: streams}
-	var cluster bool
+	var cluster, prune bool
 	cmd := &cobra.Command{
 		Use:   "runs",
 		Short: "List runs and their status (this machine's; --cluster adds those mirrored in the cluster)",
-		Args:  cobra.NoArgs,
+		Example: `  drydock runs
+  drydock runs --cluster -o json
+  drydock runs --prune --keep-runs 5     # delete the cluster copies of finished runs but the newest 5`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(cluster); err != nil {
-				return err
-			}
 			if o.Output != "text" && o.Output != "json" {
 				return exitcode.UsageError(fmt.Errorf("runs: unknown output %q: use -o text or -o json", o.Output))
+			}
+			if o.KeepRuns < 0 {
+				return exitcode.UsageError(fmt.Errorf("runs: --keep-runs must be 0 or more"))
+			}
+			if err := o.Complete(cluster || prune); err != nil {
+				return err
+			}
+			if prune {
+				mirror := &runbook.ConfigMapMirror{Client: o.client, Namespace: o.StateNS}
+				pruned, err := mirror.Prune(cmd.Context(), o.KeepRuns)
+				for _, id := range pruned {
+					fmt.Fprintf(o.Out, "pruned run %s (ConfigMap %s/%s)\n", id, o.StateNS, runbook.ConfigMapName(id))
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(o.Out, "%d run(s) pruned; the newest %d finished runs and every unfinished one are kept\n", len(pruned), o.KeepRuns)
+				return nil
 			}
 			runs, err := runbook.ListRuns(o.StateDir)
 			if err != nil {
@@ -632,6 +658,8 @@ func NewRunsCommand(kube *genericclioptions.ConfigFlags, streams genericiooption
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text or json")
 	cmd.Flags().BoolVar(&cluster, "cluster", false, "also list the runs mirrored in the cluster")
+	cmd.Flags().BoolVar(&prune, "prune", false, "delete the journal ConfigMaps of finished runs (succeeded, rolled back) but the newest --keep-runs")
+	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "with --prune: how many finished runs keep their ConfigMap")
 	o.addStateFlags(cmd)
 	return cmd
 }

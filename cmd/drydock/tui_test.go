@@ -50,6 +50,7 @@ func (s *tmuxSession) waitFor(text string, timeout time.Duration) string {
 // pause point; the test waits for the pause modal, presses c, waits for the run to finish, checks
 // the final screen, quits with q and checks the exit code.
 func TestTUIEndToEnd(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	for _, n := range []string{"tui-1", "tui-2"} {
 		if _, err := cluster.CreateNode(ctx, n, simcluster.NodeOptions{KubeletVersion: "v1.36.3", Labels: map[string]string{"drydock.dev/group": "tui"}}); err != nil {

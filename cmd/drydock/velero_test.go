@@ -9,11 +9,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
 // TestRollbackRestoresBackupOnlyWhenAsked: a run's Velero backup is its rollback point; `drydock
 // rollback --restore-backup` restores it, and only with a confirmation (--yes without a terminal).
 func TestRollbackRestoresBackupOnlyWhenAsked(t *testing.T) {
+	simcluster.Need(t)
 	ctx := context.Background()
 	v, err := cluster.StartVelero(ctx, veleroOpts)
 	if err != nil {

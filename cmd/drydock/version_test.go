@@ -17,6 +17,7 @@ import (
 )
 
 func TestCheckSkew(t *testing.T) {
+	simcluster.Need(t)
 	for _, tc := range []struct {
 		client, server string
 		supported      bool
@@ -43,6 +44,7 @@ func TestCheckSkew(t *testing.T) {
 }
 
 func TestKubernetesClientVersionMatchesGoMod(t *testing.T) {
+	simcluster.Need(t)
 	mod, err := os.ReadFile("../../go.mod")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +65,7 @@ func execute(t *testing.T, args ...string) (string, string, exitcode.Code) {
 }
 
 func TestVersionAgainstCluster(t *testing.T) {
+	simcluster.Need(t)
 	stdout, stderr, code := execute(t, "version", "-o", "json", "--kubeconfig", cluster.Kubeconfig)
 	if code != exitcode.OK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -90,6 +93,7 @@ func TestVersionAgainstCluster(t *testing.T) {
 }
 
 func TestVersionUnreachableServer(t *testing.T) {
+	simcluster.Need(t)
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
 kind: Config
@@ -113,6 +117,7 @@ current-context: gone
 }
 
 func TestUsageErrors(t *testing.T) {
+	simcluster.Need(t)
 	for _, args := range [][]string{
 		{"no-such-command"},
 		{"version", "--no-such-flag"},
@@ -132,6 +137,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestCompletion(t *testing.T) {
+	simcluster.Need(t)
 	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
 		stdout, stderr, code := execute(t, "completion", shell)
 		if code != exitcode.OK || !strings.Contains(stdout, "drydock") {
@@ -143,6 +149,7 @@ func TestCompletion(t *testing.T) {
 // TestKubectlPlugin builds the real binary, installs it as kubectl-drydock on PATH and runs it
 // through the kubectl built at the cluster's version.
 func TestKubectlPlugin(t *testing.T) {
+	simcluster.Need(t)
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-ldflags", "-X github.com/drydock-dev/drydock/internal/buildinfo.Version=v9.9.9-test",
 		"-o", filepath.Join(dir, "kubectl-drydock"), ".")

@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestServerReportsPinnedVersion(t *testing.T) {
+	simcluster.Need(t)
 	v, err := cluster.Client.Discovery().ServerVersion()
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +50,7 @@ func TestServerReportsPinnedVersion(t *testing.T) {
 // the apiserver refuses an eviction that would break it, the ReplicaSet controller and the scheduler
 // replace an evicted pod on another node, and the replacement takes the configured delay to be Ready.
 func TestEvictionHonoursBudgets(t *testing.T) {
+	simcluster.Need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := cluster.Client
@@ -183,6 +185,7 @@ func waitBudget(ctx context.Context, t *testing.T, ns, name string, ok func(poli
 // TestPodDeletionTakesTerminationDelay checks the other half of realistic timing: a deleted pod
 // lingers while its containers stop, as on a real kubelet.
 func TestPodDeletionTakesTerminationDelay(t *testing.T) {
+	simcluster.Need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := cluster.Client
@@ -227,6 +230,7 @@ func TestPodDeletionTakesTerminationDelay(t *testing.T) {
 // TestWatchdogStopsClusterOfKilledProcess kills (SIGKILL, no deferred cleanup) a process that
 // started a cluster and checks that none of the cluster's processes outlive it.
 func TestWatchdogStopsClusterOfKilledProcess(t *testing.T) {
+	simcluster.Need(t)
 	helper := exec.Command(os.Args[0], "-test.run=^TestHelperStartsCluster$", "-test.v")
 	helper.Env = append(os.Environ(), "DRYDOCK_SIM_HELPER=1")
 	out, err := helper.StdoutPipe()
@@ -277,6 +281,7 @@ func TestWatchdogStopsClusterOfKilledProcess(t *testing.T) {
 }
 
 func TestHelperStartsCluster(t *testing.T) {
+	simcluster.Need(t)
 	if os.Getenv("DRYDOCK_SIM_HELPER") == "" {
 		return // only a step of TestWatchdogStopsClusterOfKilledProcess
 	}
@@ -290,6 +295,7 @@ func TestHelperStartsCluster(t *testing.T) {
 
 // TestStopLeavesNoProcess starts a second cluster and stops it.
 func TestStopLeavesNoProcess(t *testing.T) {
+	simcluster.Need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c, err := simcluster.Start(ctx, simcluster.Options{})

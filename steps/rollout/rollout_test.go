@@ -119,6 +119,7 @@ func node(t *testing.T, name string) *corev1.Node {
 }
 
 func TestCanaryPicksLeastDisruptiveAndUpgradesIt(t *testing.T) {
+	simcluster.Need(t)
 	ns := "canary-ok"
 	namespace(t, ns)
 	names := nodes(t, "cok", 3, nil)
@@ -158,6 +159,7 @@ func TestCanaryPicksLeastDisruptiveAndUpgradesIt(t *testing.T) {
 // TestCanaryFailureRollsBack: the canary never comes back Ready: the rollout stops, the canary is
 // rolled back (uncordoned, the rollback action run), and the run ends with exit 4.
 func TestCanaryFailureRollsBack(t *testing.T) {
+	simcluster.Need(t)
 	ns := "canary-bad"
 	namespace(t, ns)
 	names := nodes(t, "cbad", 2, nil)
@@ -193,6 +195,7 @@ func TestCanaryFailureRollsBack(t *testing.T) {
 }
 
 func TestKubeletNeverNewerThanAPIServer(t *testing.T) {
+	simcluster.Need(t)
 	nodes(t, "skew", 1, nil)
 	e, _ := engine(t, runbook.AlwaysContinue)
 	rb := parse(t, "v1.38.0", fmt.Sprintf("    - {name: canary, type: canary, with: {node: skew-1, action: {exec: %s}}}\n", upgradeAction(t)))
@@ -241,6 +244,7 @@ func timeline(t *testing.T, suite string) (func() []change, func()) {
 // timeline, no more than 2 nodes of a group and no node of another group are ever unschedulable
 // at once, and the groups run in the given order.
 func TestNodeGroupsOneGroupAtATime(t *testing.T) {
+	simcluster.Need(t)
 	ns := "groups"
 	namespace(t, ns)
 	groupOf := map[string]string{}
@@ -325,6 +329,7 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
 // TestNodeGroupsPauseAfterGroupAndResume: with nobody to answer, the run stops after the first
 // group (exit 5); resumed, it goes on with the next group without redoing the first.
 func TestNodeGroupsPauseAfterGroupAndResume(t *testing.T) {
+	simcluster.Need(t)
 	// Health is judged in this test's namespace only: the broken canary node of another test
 	// must not hold this rollout up.
 	namespace(t, "pg")

@@ -122,6 +122,7 @@ func veleroClient(t *testing.T) *velero.Client {
 // TestBackupAndRestoreCheck: a namespace with a Deployment, Service, ConfigMap and Secret is backed
 // up, restored into a sandbox, compared and cleaned up; the backup is the run's rollback point.
 func TestBackupAndRestoreCheck(t *testing.T) {
+	simcluster.Need(t)
 	startVelero(t)
 	namespace(t, "shop", app)
 	st, rec, err := run(t, `    - name: backup
@@ -190,6 +191,7 @@ func TestBackupAndRestoreCheck(t *testing.T) {
 // TestRestoreCheckCatchesMissingObject: an object Velero left out (labelled to be excluded) is
 // missing from the sandbox: the step fails and names it, and still cleans up.
 func TestRestoreCheckCatchesMissingObject(t *testing.T) {
+	simcluster.Need(t)
 	startVelero(t)
 	namespace(t, "gap", app, func(ns string) error {
 		_, err := cluster.Client.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "feature-flags",
@@ -213,6 +215,7 @@ func TestRestoreCheckCatchesMissingObject(t *testing.T) {
 // TestPartiallyFailedBackup: file-system backup of a pod volume with no node agent on the node
 // ends PartiallyFailed: the step fails by default and passes with allowPartial.
 func TestPartiallyFailedBackup(t *testing.T) {
+	simcluster.Need(t)
 	startVelero(t)
 	ctx := context.Background()
 	if _, err := cluster.CreateNode(ctx, "velero-node", simcluster.NodeOptions{}); err != nil {
@@ -260,6 +263,7 @@ func simclusterWaitPod(ctx context.Context, ns, name string) error {
 // TestStorageLocationUnavailable: with the bucket gone the pre-flight check and the step fail with
 // Velero's message before any backup is created.
 func TestStorageLocationUnavailable(t *testing.T) {
+	simcluster.Need(t)
 	v := startVelero(t)
 	ctx := context.Background()
 	if err := v.SetStorageLocation(ctx, "no-such-bucket", 2*time.Second); err != nil {
@@ -323,6 +327,7 @@ func TestStorageLocationUnavailable(t *testing.T) {
 // TestBackupTimeout: with the Velero server stopped, a backup never leaves New: the step gives up
 // after its timeout and says which phase it was stuck in.
 func TestBackupTimeout(t *testing.T) {
+	simcluster.Need(t)
 	v := startVelero(t)
 	v.StopServer()
 	t.Cleanup(func() {
