@@ -21,13 +21,44 @@ import (
 func main() {
 	// client-go logs through klog; drydock says what matters through its own events and errors.
 	klog.SetLogger(logr.Discard())
-	os.Exit(int(run(os.Args, genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})))
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	ctx, stop := interrupts(streams, func(code exitcode.Code) { os.Exit(int(code)) })
+	defer stop()
+	os.Exit(int(run(ctx, os.Args, streams)))
+}
+
+// interrupts returns a context that the first Ctrl-C or SIGTERM cancels: the command stops, cleans
+// up within a bounded time and leaves its run resumable. A second one exits at once through exit:
+// every journal write is atomic, so the run is resumable from where it was.
+func interrupts(streams genericiooptions.IOStreams, exit func(exitcode.Code)) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			cancel(fmt.Errorf("%v: %w", sig, context.Canceled))
+			fmt.Fprintf(streams.ErrOut, "drydock: %v: stopping and cleaning up; press Ctrl-C again to exit at once (the run stays resumable)\n", sig)
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(streams.ErrOut, "drydock: %v again: exiting now without cleaning up; `drydock runs` lists the run, `drydock resume` continues it, and nodes it cordoned stay cordoned until then\n", sig)
+			exit(exitcode.Interrupted)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // run executes one command line and returns its exit code; main is the only caller of os.Exit.
-func run(args []string, streams genericiooptions.IOStreams) exitcode.Code {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func run(ctx context.Context, args []string, streams genericiooptions.IOStreams) exitcode.Code {
 
 	root := NewRootCommand(streams, args[0])
 	root.SetArgs(args[1:])

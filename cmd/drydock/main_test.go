@@ -1,11 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
@@ -53,3 +63,41 @@ type buildError struct {
 func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n" + e.out }
 
 var veleroOpts = simcluster.VeleroOptions{}
+
+// TestInterruptsSecondSignalExits: the first SIGTERM cancels the context, the second calls exit
+// with 130 at once (fast tier: signals to this test process).
+func TestInterruptsSecondSignalExits(t *testing.T) {
+	var errOut bytes.Buffer
+	exited := make(chan exitcode.Code, 1)
+	ctx, stop := interrupts(genericiooptions.IOStreams{ErrOut: &syncWriter{w: &errOut}}, func(c exitcode.Code) { exited <- c })
+	defer stop()
+	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first signal did not cancel the context")
+	}
+	if !errors.Is(context.Cause(ctx), context.Canceled) {
+		t.Fatalf("cause %v, want it to be a cancellation", context.Cause(ctx))
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case c := <-exited:
+		if c != exitcode.Interrupted {
+			t.Fatalf("exit %d, want %d", c, exitcode.Interrupted)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second signal did not exit")
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -258,3 +258,43 @@ func TestSIGTERMLeavesRunResumable(t *testing.T) {
 		t.Fatalf("resume exit %d:\n%s", code, resumed)
 	}
 }
+
+// TestSecondSignalExitsAtOnce: a second SIGTERM (or Ctrl-C) exits at once, without the cleanup;
+// the run is still resumable, and resume on this machine takes the dead process's lease at once
+// (same machine and boot, process gone), with no --steal-lock.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	simcluster.Need(t)
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	done := filepath.Join(dir, "done")
+	rb := writeRunbook(t, "term2", fmt.Sprintf("    - name: long\n      type: exec\n      with: {command: [sh, -c, \"test -e %s && exit 0; touch %s; sleep 30\"]}\n", done, started))
+	p := newProc(t)
+	cmd, out := p.startUntil(started, "run", rb)
+	begin := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(20 * time.Millisecond) // the first is seen first
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != int(exitcode.Interrupted) {
+		t.Fatalf("exit %v, want %d:\n%s", err, exitcode.Interrupted, out.String())
+	}
+	if time.Since(begin) > 5*time.Second {
+		t.Fatalf("took %v to exit after the second signal", time.Since(begin))
+	}
+	if !strings.Contains(out.String(), "exiting now") {
+		t.Fatalf("the second signal was not acknowledged:\n%s", out.String())
+	}
+	id := runIDRE.FindStringSubmatch(out.String())[1]
+	st, err := runbook.ReadRun(p.stateDir, id)
+	if err != nil || !st.Status.Resumable() {
+		t.Fatalf("journal after the second signal: %v %+v", err, st)
+	}
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resumed, code := p.run("resume", id)
+	if code != 0 {
+		t.Fatalf("resume exit %d:\n%s", code, resumed)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"os"
@@ -60,7 +61,7 @@ func TestKubernetesClientVersionMatchesGoMod(t *testing.T) {
 func execute(t *testing.T, args ...string) (string, string, exitcode.Code) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(append([]string{"drydock"}, args...), genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	code := run(context.Background(), append([]string{"drydock"}, args...), genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
 	return out.String(), errOut.String(), code
 }
 
