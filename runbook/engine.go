@@ -27,7 +27,7 @@ type Engine struct {
 	StateDir string
 	// NoMirror keeps the journal on this machine only (no ConfigMap in the cluster).
 	NoMirror bool
-	// LockDuration of the cluster Lease (default 30s).
+	// LockDuration of the cluster Lease (default DefaultLockDuration).
 	LockDuration time.Duration
 	// StealLock takes an expired lease left by a dead run.
 	StealLock bool

@@ -2,6 +2,7 @@ package runbook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -110,6 +111,33 @@ func (e *Env) MarkDone(ctx context.Context, item string) error {
 			e.state().Checkpoints = append(e.state().Checkpoints, item)
 		}
 	})
+}
+
+// SaveData durably keeps v (as JSON) under key for later attempts of this step (a resume).
+func (e *Env) SaveData(ctx context.Context, key string, v any) error {
+	if e.journal == nil {
+		return nil // planning
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("journal: keep %s: %w", key, err)
+	}
+	return e.journal.Update(ctx, func(*RunState) {
+		if e.state().Data == nil {
+			e.state().Data = map[string]json.RawMessage{}
+		}
+		e.state().Data[key] = b
+	})
+}
+
+// LoadData reads what an earlier attempt of this step kept under key into v; false if nothing.
+func (e *Env) LoadData(key string, v any) bool {
+	if e.journal == nil {
+		return false
+	}
+	var b json.RawMessage
+	e.journal.Read(func(*RunState) { b = e.state().Data[key] })
+	return b != nil && json.Unmarshal(b, v) == nil
 }
 
 // Unmark durably forgets that item was done, so that a re-entered step does it again (a node that

@@ -83,6 +83,8 @@ type StepState struct {
 	Checkpoints    []string   `json:"checkpoints,omitempty"` // items done, for idempotent re-entry
 	// RollbackPoint names something a person can roll back to, e.g. a Velero backup.
 	RollbackPoint string `json:"rollbackPoint,omitempty"`
+	// Data is what a step keeps across attempts, by key (e.g. the health baseline it took first).
+	Data map[string]json.RawMessage `json:"data,omitempty"`
 }
 
 // PausePoint says where a paused run waits.

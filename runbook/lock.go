@@ -21,6 +21,11 @@ import (
 	"github.com/drydock-dev/drydock/internal/kube"
 )
 
+// DefaultLockDuration is the lease's duration. The holder keeps working while the apiserver is
+// unreachable for up to 2/3 of it (60s: a single control-plane node's apiserver restart during its
+// own upgrade); --steal-lock watches a lease this long before taking it.
+const DefaultLockDuration = 90 * time.Second
+
 // LockName is the Lease that makes drydock runs against one cluster take turns.
 const LockName = "drydock-lock"
 
@@ -48,7 +53,7 @@ type Lock struct {
 	Namespace string
 	RunID     string
 	Operator  string
-	// Duration of the lease; it is renewed every Duration/3 (default 30s).
+	// Duration of the lease; it is renewed every Duration/3 (default DefaultLockDuration).
 	Duration time.Duration
 	// Clock is the time source (default the real clock; tests skew it).
 	Clock clock.Clock
@@ -89,7 +94,7 @@ func (e *LockedError) Error() string {
 
 func (l *Lock) init() {
 	if l.Duration == 0 {
-		l.Duration = 30 * time.Second
+		l.Duration = DefaultLockDuration
 	}
 	if l.Clock == nil {
 		l.Clock = clock.RealClock{}

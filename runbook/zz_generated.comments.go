@@ -120,6 +120,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.StepState.AfterAnswered":            "the pause point after it was passed",
 	"github.com/drydock-dev/drydock/runbook.StepState.BeforeAnswered":           "the pause point before it was passed",
 	"github.com/drydock-dev/drydock/runbook.StepState.Checkpoints":              "items done, for idempotent re-entry",
+	"github.com/drydock-dev/drydock/runbook.StepState.Data":                     "Data is what a step keeps across attempts, by key (e.g. the health baseline it took first).",
 	"github.com/drydock-dev/drydock/runbook.StepState.RollbackPoint":            "RollbackPoint names something a person can roll back to, e.g. a Velero backup.",
 	"github.com/drydock-dev/drydock/runbook.StepStatus":                         "StepStatus is where a step stands.",
 	"github.com/drydock-dev/drydock/runbook.TextSink":                           "TextSink writes one plain, stable, greppable line per event:",

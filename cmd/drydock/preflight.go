@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/preflight/apis"
 )
@@ -134,7 +135,7 @@ func (o *PreflightOptions) Complete() error {
 	if err != nil {
 		return fmt.Errorf("preflight: load kubeconfig: %w (pass --kubeconfig, or --cluster=false with --manifests to scan files only)", err)
 	}
-	o.rest = cfg
+	o.rest = kube.Resilient(cfg)
 	return nil
 }
 

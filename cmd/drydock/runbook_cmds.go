@@ -19,8 +19,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/internal/tui"
 	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/runbook"
@@ -56,7 +58,7 @@ func (o *RunOptions) addRunFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.StealLock, "steal-lock", false, "take the cluster lock from a run whose lease has expired")
 	cmd.Flags().BoolVar(&o.NoMirror, "no-mirror", false, "keep the journal on this machine only (no ConfigMap in the cluster)")
 	cmd.Flags().BoolVar(&o.NoTUI, "no-tui", false, "print plain lines even on a terminal (the screen is used only when stdin, stdout and stderr are terminals)")
-	cmd.Flags().DurationVar(&o.LockPeriod, "lock-duration", 30*time.Second, "duration of the cluster Lease; renewed every third of it")
+	cmd.Flags().DurationVar(&o.LockPeriod, "lock-duration", runbook.DefaultLockDuration, "duration of the cluster Lease; renewed every third of it")
 	_ = cmd.Flags().MarkHidden("lock-duration")
 	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "finished runs whose journal ConfigMap is kept in the cluster; older ones are pruned when a run ends")
 	o.addStateFlags(cmd)
@@ -67,12 +69,22 @@ func (o *RunOptions) addStateFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.StateNS, "state-namespace", runbook.DefaultStateNamespace, "namespace of the journal ConfigMaps (to find a run started on another machine)")
 }
 
-func kubeClient(kube *genericclioptions.ConfigFlags) (kubernetes.Interface, error) {
-	cfg, err := kube.ToRESTConfig()
+func kubeClient(flags *genericclioptions.ConfigFlags) (kubernetes.Interface, error) {
+	cfg, err := restConfig(flags)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// restConfig loads the kubeconfig the flags name; every client drydock builds from it retries
+// reads that fail transiently (kube.Resilient).
+func restConfig(flags *genericclioptions.ConfigFlags) (*rest.Config, error) {
+	cfg, err := flags.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)
 	}
-	return kubernetes.NewForConfig(cfg)
+	return kube.Resilient(cfg), nil
 }
 
 // Complete builds the clients and the engine.
@@ -81,9 +93,9 @@ func (o *RunOptions) Complete(needCluster bool) error {
 	if !needCluster {
 		return nil
 	}
-	cfg, err := o.kube.ToRESTConfig()
+	cfg, err := restConfig(o.kube)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)
+		return err
 	}
 	o.client, err = kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -451,3 +451,143 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(all, "\n")
 }
+
+// RestartAPIServer stops the cluster's kube-apiserver (SIGTERM, as a rolling restart or a crash
+// of the process would), leaves it down for down, then starts it again from the same binary and
+// flags on the same etcd, and waits until it answers /readyz. Clients see refused connections,
+// cut watches and lost answers in between, as they do on a real control-plane restart.
+//
+// kube-controller-manager and kube-scheduler exit when they cannot renew their leader lease (their
+// kubelet restarts them on a real control-plane node; kwokctl's processes have no supervisor), so
+// they are restarted too once the apiserver answers, as the kubelet would.
+func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) error {
+	apiserver, err := c.component("kube-apiserver")
+	if err != nil {
+		return err
+	}
+	var others []*process
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		p, err := c.component(name)
+		if err != nil {
+			return err
+		}
+		others = append(others, p)
+	}
+	if err := apiserver.stop(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down):
+	}
+	if err := apiserver.start(); err != nil {
+		return err
+	}
+	if err := c.waitReadyz(ctx); err != nil {
+		return err
+	}
+	for _, p := range others {
+		if err := p.stop(ctx); err != nil {
+			return err
+		}
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// process is a component of the cluster as kwokctl started it: enough to start it again.
+type process struct {
+	name, pidFile, logFile, cwd string
+	pid                         int
+	argv, env                   []string
+}
+
+func (c *Cluster) component(name string) (*process, error) {
+	dir := filepath.Join(c.WorkDir, "kwok", "clusters", c.Name)
+	p := &process{name: name, pidFile: filepath.Join(dir, "pids", name+".pid"), logFile: filepath.Join(dir, "logs", name+".log")}
+	b, err := os.ReadFile(p.pidFile)
+	if err != nil {
+		return nil, fmt.Errorf("simcluster: %s: %w", name, err)
+	}
+	if p.pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+		return nil, fmt.Errorf("simcluster: %s: pid file %s: %w", name, p.pidFile, err)
+	}
+	if p.argv, err = procStrings(p.pid, "cmdline"); err != nil {
+		return nil, fmt.Errorf("simcluster: %s is not running: %w", name, err)
+	}
+	p.env, _ = procStrings(p.pid, "environ")
+	if p.cwd, err = os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.pid)); err != nil {
+		return nil, fmt.Errorf("simcluster: %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// stop ends the process (SIGTERM, then SIGKILL) if it still runs.
+func (p *process) stop(ctx context.Context) error {
+	if err := syscall.Kill(p.pid, syscall.SIGTERM); err != nil {
+		return nil // gone already
+	}
+	if err := waitGone(ctx, []int{p.pid}); err != nil {
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		return waitGone(ctx, []int{p.pid})
+	}
+	return nil
+}
+
+// start runs the process again with its argv, environment and directory, detached like kwokctl's
+// own (Stop and the watchdog find it through the pid file), its output appended to its log.
+func (p *process) start() error {
+	cmd := exec.Command(p.argv[0], p.argv[1:]...)
+	cmd.Dir, cmd.Env = p.cwd, p.env
+	if logf, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+		cmd.Stdout, cmd.Stderr = logf, logf
+		defer logf.Close()
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("simcluster: start %s: %w", p.name, err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it when it ends
+	p.pid = cmd.Process.Pid
+	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(p.pid)), 0o644); err != nil {
+		return fmt.Errorf("simcluster: %s: %w", p.name, err)
+	}
+	return nil
+}
+
+func (c *Cluster) waitReadyz(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	var last error
+	for {
+		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil && string(body) == "ok" {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("simcluster: apiserver not ready after restart: %v", last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// procStrings reads a NUL-separated file of /proc/PID.
+func procStrings(pid int, name string) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0}) {
+		out = append(out, string(s))
+	}
+	if len(out) == 0 || out[0] == "" {
+		return nil, fmt.Errorf("/proc/%d/%s is empty", pid, name)
+	}
+	return out, nil
+}

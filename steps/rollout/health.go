@@ -77,8 +77,45 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 			return nil, fmt.Errorf("health gates: watch pods, budgets and nodes: %w", ctx.Err())
 		}
 	}
+	// The baseline is the cluster as it was when the step first began: a resumed step reuses it,
+	// so that damage done before a crash is not forgiven.
+	var b baseline
+	if env.LoadData(baselineKey, &b) {
+		g.badPods, g.zeroBudget = set(b.BadPods), set(b.ZeroBudgets)
+		return g, nil
+	}
 	g.Rebase()
+	b = baseline{BadPods: keys(g.badPods), ZeroBudgets: keys(g.zeroBudget)}
+	if err := env.SaveData(ctx, baselineKey, b); err != nil {
+		g.Stop()
+		return nil, err
+	}
 	return g, nil
+}
+
+const baselineKey = "health-baseline"
+
+// baseline is what the journal keeps of the health gates' baseline.
+type baseline struct {
+	BadPods     []string `json:"badPods"`     // namespace/name of pods unhealthy then
+	ZeroBudgets []string `json:"zeroBudgets"` // namespace/name of budgets at zero then
+}
+
+func set(list []string) map[string]bool {
+	m := map[string]bool{}
+	for _, k := range list {
+		m[k] = true
+	}
+	return m
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Stop ends the watches.

@@ -15,6 +15,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -363,5 +364,48 @@ func TestNodeGroupsPauseAfterGroupAndResume(t *testing.T) {
 	}
 	if n := strings.Count(rec.Text(), "node pg-one-1: upgrading:"); n != 1 {
 		t.Fatalf("pg-one-1 upgraded %d times", n)
+	}
+}
+
+// TestHealthBaselineKeptAcrossResume: the health baseline is taken when the step first begins and
+// kept in the journal: a pod that broke while the run was paused is not forgiven by the resume.
+func TestHealthBaselineKeptAcrossResume(t *testing.T) {
+	simcluster.Need(t)
+	ns := "baseline"
+	namespace(t, ns)
+	for _, g := range []string{"one", "two"} {
+		nodes(t, "bl-"+g, 1, map[string]string{"pool": "bl-" + g, "suite": "bl"})
+	}
+	e, rec := engine(t, runbook.StopAtPause)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: fleet
+      type: nodegroups
+      pause: none
+      with:
+        groupBy: pool
+        selector: suite=bl
+        pauseAfterGroup: true
+        action: {exec: %s}
+        health: {namespaces: [%s], timeout: 3s}
+`, upgradeAction(t), ns))
+	st, err := e.Start(context.Background(), rb)
+	if exitcode.For(err) != exitcode.Paused {
+		t.Fatalf("exit %d: %v\n%s", exitcode.For(err), err, rec.Text())
+	}
+	// While paused, something breaks: a pod that cannot be scheduled.
+	d := simcluster.Deployment(ns, "broken", 1)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"nowhere": "true"}
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=broken"})
+		return err == nil && len(pods.Items) > 0, nil
+	}); err != nil {
+		t.Fatal("the broken pod never appeared")
+	}
+	e.Decider = runbook.AlwaysContinue
+	_, err = e.Resume(context.Background(), st)
+	if err == nil || !strings.Contains(err.Error(), "Pending") {
+		t.Fatalf("resume: %v; want the health gate to fail on the pod that broke while paused\n%s", err, rec.Text())
 	}
 }

@@ -1,6 +1,7 @@
 // Command simcluster starts and stops a persistent simulated cluster for people (make cluster-up,
 // make cluster-down, make demo). Tests use package simcluster directly.
 //
+//	simcluster restart-apiserver [--name N] [--down 2s]
 //	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V]
 //	simcluster down [--name N]
 package main
@@ -30,7 +31,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: simcluster up|down|kubeconfig|velero [flags]")
+		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver [flags]")
 	}
 	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "drydock-dev", "cluster name")
@@ -39,6 +40,7 @@ func run(args []string) error {
 	kubelet := fs.String("kubelet-version", simcluster.KubernetesVersion, "kubelet version the nodes report")
 	readyDelay := fs.Duration("pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
 	readyFile := fs.String("ready-file", "", "velero: create this file once Velero is up")
+	down := fs.Duration("down", 2*time.Second, "restart-apiserver: how long the apiserver stays stopped")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -93,6 +95,22 @@ func run(args []string) error {
 		return nil
 	case "kubeconfig":
 		fmt.Println(filepath.Join(workDir, "kubeconfig"))
+		return nil
+	case "restart-apiserver":
+		// Stops the apiserver and starts it again on the same etcd (for trying drydock across a
+		// control-plane restart by hand; the fault tests use the same helper).
+		c, err := simcluster.Attach(*name, workDir)
+		if err != nil {
+			return err
+		}
+		if c.Client == nil {
+			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
+		}
+		start := time.Now()
+		if err := c.RestartAPIServer(ctx, *down); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "simcluster: apiserver of %q restarted; it answered again after %v\n", *name, time.Since(start).Round(time.Millisecond))
 		return nil
 	case "velero":
 		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in

@@ -1,0 +1,247 @@
+package rollout_test
+
+// The fault tier: canary and node groups, and drains, against the real simulated apiserver with
+// injected faults (internal/faults) and with the apiserver itself restarted, checking the same
+// invariants each time: no budget ever broken, nothing left cordoned by drydock, an admin's cordon
+// kept, every node at the target after at most one resume, and the journal true to the cluster.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/drydock-dev/drydock/internal/faults"
+	"github.com/drydock-dev/drydock/internal/kube"
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
+	"github.com/drydock-dev/drydock/steps/drain"
+)
+
+// budgetWatch records every status of the namespace's budgets in which fewer pods are healthy
+// than the budget demands: a broken budget.
+func budgetWatch(t *testing.T, ns string) (func() []string, func()) {
+	var mu sync.Mutex
+	var broken []string
+	f := informers.NewSharedInformerFactoryWithOptions(cluster.Client, 0, informers.WithNamespace(ns))
+	inf := f.Policy().V1().PodDisruptionBudgets().Informer()
+	check := func(obj any) {
+		p := obj.(*policyv1.PodDisruptionBudget)
+		if p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0 && p.Status.CurrentHealthy < p.Status.DesiredHealthy {
+			mu.Lock()
+			broken = append(broken, fmt.Sprintf("%s %s: %d healthy, %d needed", time.Now().Format("15:04:05.000"), p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
+			mu.Unlock()
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
+	stop := make(chan struct{})
+	f.Start(stop)
+	f.WaitForCacheSync(stop)
+	return func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), broken...) },
+		func() { close(stop); f.Shutdown() }
+}
+
+// faultyEngine is an engine whose every request (steps, lock, journal mirror) passes the injector.
+func faultyEngine(t *testing.T, in *faults.Injector) (*runbook.Engine, *recorder) {
+	cfg := kube.Resilient(in.Wrap(cluster.Config)) // as the command builds it, with faults beneath
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	return &runbook.Engine{Registry: steps.Registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: client, REST: cfg, StateDir: t.TempDir()}, rec
+}
+
+// invariants checks the suite's nodes after a run: at the target, nothing cordoned by drydock, the
+// admin's cordon kept, and every node the journal says is upgraded really is.
+func invariants(t *testing.T, suite, admin string, st *runbook.RunState) {
+	t.Helper()
+	list, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "suite=" + suite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := map[string]bool{}
+	for _, n := range list.Items {
+		at[n.Name] = n.Status.NodeInfo.KubeletVersion == "v1.37.1"
+		if !at[n.Name] {
+			t.Errorf("node %s is at %s, not the target", n.Name, n.Status.NodeInfo.KubeletVersion)
+		}
+		if by := n.Annotations[drain.AnnotationCordonedBy]; by != "" {
+			t.Errorf("node %s is left cordoned by drydock run %s", n.Name, by)
+		}
+		if n.Name == admin && !n.Spec.Unschedulable {
+			t.Errorf("the admin's cordon on %s was lifted", n.Name)
+		}
+		if n.Name != admin && n.Spec.Unschedulable {
+			t.Errorf("node %s is left unschedulable", n.Name)
+		}
+	}
+	for _, s := range st.Steps {
+		for _, c := range s.Checkpoints {
+			if n, ok := strings.CutPrefix(c, "upgraded/"); ok && !at[n] {
+				t.Errorf("the journal says %s is upgraded; the cluster does not", n)
+			}
+		}
+	}
+}
+
+// TestRolloutUnderInjectedFaults: canary then node groups, with one request in ten failing in one
+// of the ways a real connection fails, under several seeds. A run may fail (a fault can outlast a
+// deadline); then one resume must finish it. The invariants hold every time.
+func TestRolloutUnderInjectedFaults(t *testing.T) {
+	simcluster.Need(t)
+	total := faults.New(faults.Config{})
+	var runs, resumes int
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			suite := fmt.Sprintf("flt%d", seed)
+			namespace(t, suite)
+			for _, g := range []string{"a", "b"} {
+				nodes(t, suite+"-"+g, 2, map[string]string{"suite": suite, "pool": g})
+				workload(t, suite, "app-"+g, 3, map[string]string{"suite": suite, "pool": g})
+			}
+			// An admin cordoned this node before the run: it is upgraded, and stays cordoned.
+			admin := suite + "-b-9"
+			if _, err := cluster.CreateNode(context.Background(), admin, simcluster.NodeOptions{KubeletVersion: oldKubelet, Unschedulable: true,
+				Labels: map[string]string{"suite": suite, "pool": "b"}}); err != nil {
+				t.Fatal(err)
+			}
+			broken, stop := budgetWatch(t, suite)
+			defer stop()
+			in := faults.New(faults.Config{Seed: seed, Rate: 0.1})
+			e, rec := faultyEngine(t, in)
+			rb := parseSpec(t, "v1.37.1", fmt.Sprintf(`  state: {namespace: %[1]s}
+  defaults: {timeout: 3m}
+  steps:
+    - name: canary
+      type: canary
+      pause: none
+      with:
+        selector: suite=%[1]s,pool=a
+        action: {exec: %[2]s}
+        soak: 1s
+        health: {namespaces: [%[1]s], timeout: 1m}
+    - name: fleet
+      type: nodegroups
+      with:
+        groupBy: pool
+        selector: suite=%[1]s
+        order: [a, b]
+        action: {exec: %[2]s}
+        health: {namespaces: [%[1]s], timeout: 1m}
+`, suite, upgradeAction(t)))
+			ctx := context.Background()
+			st, err := e.Start(ctx, rb)
+			runs++
+			if err != nil {
+				t.Logf("seed %d: the run failed under faults (%v); resuming once", seed, err)
+				resumes++
+				if st, err = e.Resume(ctx, st); err != nil {
+					t.Fatalf("seed %d: resume: %v\n%s", seed, err, rec.Text())
+				}
+			}
+			in.Pause(true)
+			time.Sleep(500 * time.Millisecond) // the budget watch sees the last status
+			invariants(t, suite, admin, st)
+			if b := broken(); len(b) > 0 {
+				t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
+			}
+			counts, n := in.Counts()
+			injected := int64(0)
+			for _, c := range counts {
+				injected += c
+			}
+			if injected == 0 {
+				t.Fatalf("no fault was injected in %d requests: the test proves nothing", n)
+			}
+			t.Logf("seed %d: %s", seed, in)
+			mergeCounts(total, in)
+		})
+	}
+	t.Logf("fault tier: %d seeds, %d resumes, faults: %s", runs, resumes, total)
+}
+
+func mergeCounts(into, from *faults.Injector) { into.Add(from) }
+
+// parseSpec parses a runbook whose spec after targetVersion is body (state, defaults, steps).
+func parseSpec(t *testing.T, target, body string) *runbook.Runbook {
+	t.Helper()
+	text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nspec:\n  targetVersion: " + target + "\n" + body
+	rb, err := runbook.Parse(t.Name()+".yaml", []byte(text), steps.Registry)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	return rb
+}
+
+// TestDrainSurvivesAPIServerRestart: the apiserver is stopped and started again on the same etcd
+// in the middle of a drain (evictions in flight, watches cut, connections refused for a while):
+// the drain finishes, the budget is never broken, the node is left cordoned and empty.
+func TestDrainSurvivesAPIServerRestart(t *testing.T) {
+	simcluster.Need(t)
+	ns := "restart"
+	namespace(t, ns)
+	names := nodes(t, "rst", 3, nil)
+	workload(t, ns, "web", 6, map[string]string{"suite": "rst"})
+	victim := ""
+	var most int
+	for _, n := range names {
+		pods, _ := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + n})
+		if len(pods.Items) > most {
+			victim, most = n, len(pods.Items)
+		}
+	}
+	broken, stop := budgetWatch(t, ns)
+	defer stop()
+	e, rec := engine(t, runbook.AlwaysContinue)
+	e.NoMirror = false
+	rb := parseSpec(t, "v1.37.1", fmt.Sprintf("  state: {namespace: %s}\n  defaults: {timeout: 4m}\n  steps:\n    - {name: drain, type: drain, with: {nodes: [%s]}}\n", ns, victim))
+	done := make(chan error, 1)
+	var st *runbook.RunState
+	go func() {
+		var err error
+		st, err = e.Start(context.Background(), rb)
+		done <- err
+	}()
+	// Restart once the first pod was evicted.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(rec.Text(), "evicted") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no eviction within a minute:\n%s", rec.Text())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	restartAt := time.Now()
+	if err := cluster.RestartAPIServer(context.Background(), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the apiserver was away for %v", time.Since(restartAt).Round(time.Millisecond))
+	if err := <-done; err != nil {
+		t.Fatalf("drain across an apiserver restart: %v\n%s", err, rec.Text())
+	}
+	if st.Status != runbook.RunSucceeded {
+		t.Fatalf("run %s", st.Status)
+	}
+	n := node(t, victim)
+	if !n.Spec.Unschedulable || n.Annotations[drain.AnnotationCordonedBy] != st.ID {
+		t.Fatalf("the drained node must stay cordoned by the run: unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+	}
+	pods, _ := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + victim})
+	if len(pods.Items) != 0 {
+		t.Fatalf("%d pod(s) left on the drained node", len(pods.Items))
+	}
+	if b := broken(); len(b) > 0 {
+		t.Fatalf("budget broken:\n%s", strings.Join(b, "\n"))
+	}
+	// Leave the node usable for the tests after this one.
+	_ = cluster.SetUnschedulable(context.Background(), victim, false)
+}
