@@ -1,6 +1,7 @@
 package runbook
 
 import (
+	"io"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -20,9 +21,24 @@ import (
 // Load reads and checks a runbook file. On any problem it returns Problems: every problem in the
 // file, each at its line and column, sorted by position.
 func Load(path string, reg Registry) (*Runbook, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read runbook: %w", err)
+	}
+	defer f.Close()
+	// Never more than the limit and a byte: a runbook that is really a disk image, /dev/zero or a
+	// 5 GB log is refused after 1 MiB, not read whole.
+	data, err := io.ReadAll(io.LimitReader(f, MaxRunbookBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read runbook %s: %w", path, err)
+	}
+	if len(data) > MaxRunbookBytes {
+		size := "more than 1 MiB"
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fmt.Sprintf("%d bytes", fi.Size())
+		}
+		src := &Source{Path: path, Text: data}
+		return nil, Problems{src.tooLarge(size)}
 	}
 	return Parse(path, data, reg)
 }
@@ -31,9 +47,15 @@ func Load(path string, reg Registry) (*Runbook, error) {
 // decoding into the step kinds' settings, then the rules the schema cannot say (Validate).
 func Parse(path string, data []byte, reg Registry) (*Runbook, error) {
 	src := &Source{Path: path, Text: data}
+	if p, bad := src.checkBytes(); bad {
+		return nil, Problems{p}
+	}
 	value, problems := parseYAML(src)
 	if value == nil && len(problems) > 0 {
 		return nil, problems
+	}
+	if p, bad := src.checkSteps(); bad {
+		return nil, Problems{p}
 	}
 	schema, err := compileSchema(reg)
 	if err != nil {

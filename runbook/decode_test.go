@@ -3,6 +3,7 @@ package runbook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -184,4 +185,45 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMalformedInputIsPlaced: every malformed input gets FILE:LINE:COL and says what is wrong,
+// before any expensive parsing.
+func TestMalformedInputIsPlaced(t *testing.T) {
+	t.Parallel()
+	manySteps := header + "  steps:\n" + strings.Repeat("    - {name: s, type: fake}\n", MaxSteps+1)
+	for _, tc := range []struct {
+		name string
+		text string
+		want string
+	}{
+		{"empty", "", "t.yaml:1:1: the file is empty"},
+		{"only white space", "\n  \n\t\n", "t.yaml:1:1: the file is empty"},
+		{"NUL byte", "apiVersion: drydock.dev/v1alpha1\nkind: Run\x00book\n", "t.yaml:2:10: a NUL byte"},
+		{"binary garbage", "\x7fELF\x02\x01\x01\x00\x00", "t.yaml:1:1: control character U+007F"},
+		{"invalid UTF-8", "apiVersion: drydock.dev/v1alpha1\nkind: \xff\xfe\n", "t.yaml:2:7: invalid UTF-8 (byte 0xff)"},
+		{"control character", "apiVersion: x\x07\n", "t.yaml:1:14: control character U+0007"},
+		{"trailing garbage", header + "  steps: []\n]]] garbage", "t.yaml:6:1: invalid YAML"},
+		{"unclosed flow", header + "  steps: [{name: a, type: fake\n", "t.yaml:"},
+		{"too large", header + strings.Repeat("# padding padding padding padding\n", MaxRunbookBytes/30), "the file is"},
+		{"too many steps", manySteps, fmt.Sprintf("spec.steps: %d steps: a runbook may have at most %d", MaxSteps+1, MaxSteps)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("t.yaml", []byte(tc.text), testRegistry)
+			var ps Problems
+			if !errors.As(err, &ps) || len(ps) == 0 {
+				t.Fatalf("want Problems, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("missing %q in:\n%v", tc.want, err)
+			}
+			if ps[0].Line < 1 || ps[0].Column < 1 {
+				t.Fatalf("no line:col in %v", err)
+			}
+			if strings.ContainsAny(err.Error(), "\x00\x07\x7f") {
+				t.Fatalf("raw control bytes in the message: %q", err.Error())
+			}
+		})
+	}
 }

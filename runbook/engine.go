@@ -31,6 +31,9 @@ type Engine struct {
 	LockDuration time.Duration
 	// StealLock takes an expired lease left by a dead run.
 	StealLock bool
+	// AfterJournalWrite, when set, is called after every local journal write of a session with its
+	// count: the crash-point tests kill the process there (DRYDOCK_CRASH_AT_JOURNAL_WRITE).
+	AfterJournalWrite func(n int)
 	// KeepRuns is how many finished runs keep their journal ConfigMap; older ones are pruned when
 	// a run ends (default DefaultKeepRuns; negative: never prune).
 	KeepRuns int
@@ -124,6 +127,7 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 		return nil, nil, err
 	}
 	s.journal = j
+	j.AfterWrite = e.AfterJournalWrite
 	s.lock = &Lock{Client: e.Kube, Namespace: st.StateNS, RunID: st.ID, Operator: Operator(), Duration: e.LockDuration}
 	if err := s.lock.Acquire(ctx, e.StealLock); err != nil {
 		var locked *LockedError

@@ -1,6 +1,7 @@
 package runbook
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,23 +9,112 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // Source is a runbook file's text and its YAML tree, so that every problem can name its line and column.
 type Source struct {
-	Path string
-	Text []byte
-	root *yaml.Node // the document's top node
+	Path  string
+	Text  []byte
+	root  *yaml.Node // the document's top node
+	lines []string   // Text split into lines, when first needed
 }
 
 func (s *Source) line(n int) string {
-	lines := strings.Split(string(s.Text), "\n")
-	if n < 1 || n > len(lines) {
+	if s.lines == nil {
+		s.lines = strings.Split(string(s.Text), "\n")
+	}
+	if n < 1 || n > len(s.lines) {
 		return ""
 	}
-	return strings.TrimRight(lines[n-1], "\r")
+	return strings.TrimRight(s.lines[n-1], "\r")
+}
+
+// Input bounds: a runbook is a short text file. Anything larger is refused before it is parsed, so
+// that `drydock validate` answers at once, in little memory, whatever it is given.
+const (
+	MaxRunbookBytes = 1 << 20 // 1 MiB; the largest example runbook is under 10 KiB
+	MaxSteps        = 500
+)
+
+// position returns the line and column (1-based, in characters) of byte offset off.
+func (s *Source) position(off int) (int, int) {
+	before := s.Text[:off]
+	line := 1 + bytes.Count(before, []byte("\n"))
+	start := bytes.LastIndexByte(before, '\n') + 1
+	return line, 1 + utf8.RuneCount(before[start:])
+}
+
+func (s *Source) problemAtOffset(off int, msg, hint string) Problem {
+	line, col := s.position(off)
+	return Problem{File: s.Path, Line: line, Column: col, Message: msg, Hint: hint, snippet: printable(s.line(line))}
+}
+
+// printable is a line fit to show under a problem: what a terminal cannot show is a '?' (one per
+// byte or character, so the caret stays under its column); a very long line is not shown.
+func printable(line string) string {
+	if len(line) > 400 {
+		return ""
+	}
+	var b strings.Builder
+	for i := 0; i < len(line); {
+		r, size := utf8.DecodeRuneInString(line[i:])
+		if (r == utf8.RuneError && size <= 1) || (r < 0x20 && r != '\t') || r == 0x7f {
+			r = '?'
+		}
+		b.WriteRune(r)
+		i += size
+	}
+	return b.String()
+}
+
+// checkBytes refuses what is not a runbook-sized text before any parsing: an empty file, one over
+// MaxRunbookBytes, binary data (NUL, control characters YAML forbids) and invalid UTF-8, each at
+// its line and column.
+func (s *Source) checkBytes() (Problem, bool) {
+	start := "a runbook starts with `apiVersion: " + APIVersion + "` and `kind: " + KindRunbook + "`; `drydock schema` prints the full format"
+	if len(bytes.TrimSpace(s.Text)) == 0 {
+		return Problem{File: s.Path, Line: 1, Column: 1, Message: "the file is empty", Hint: start}, true
+	}
+	if len(s.Text) > MaxRunbookBytes {
+		return s.tooLarge(fmt.Sprintf("%d bytes", len(s.Text))), true
+	}
+	for off := 0; off < len(s.Text); {
+		r, size := utf8.DecodeRune(s.Text[off:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return s.problemAtOffset(off, fmt.Sprintf("invalid UTF-8 (byte 0x%02x): this is not a text file", s.Text[off]), "a runbook is YAML text in UTF-8"), true
+		case r == 0:
+			return s.problemAtOffset(off, "a NUL byte: this is binary data, not a runbook", "a runbook is YAML text in UTF-8"), true
+		case r < 0x20 && r != '\t' && r != '\n' && r != '\r', r == 0x7f:
+			return s.problemAtOffset(off, fmt.Sprintf("control character U+%04X, which YAML does not allow", r), "remove it; a runbook is plain text"), true
+		}
+		off += size
+	}
+	return Problem{}, false
+}
+
+// tooLarge is the problem of a file over MaxRunbookBytes, placed where it goes past the limit.
+func (s *Source) tooLarge(size string) Problem {
+	off := min(MaxRunbookBytes, len(s.Text))
+	// Do not cut a character in two.
+	for off > 0 && off < len(s.Text) && !utf8.RuneStart(s.Text[off]) {
+		off--
+	}
+	return s.problemAtOffset(off, fmt.Sprintf("the file is %s: a runbook may have at most %d bytes (1 MiB); this is where it goes past that", size, MaxRunbookBytes),
+		"is this the right file? A runbook is a short YAML file")
+}
+
+// checkSteps refuses a runbook with more than MaxSteps steps, at the first step too many.
+func (s *Source) checkSteps() (Problem, bool) {
+	n := deref(s.lookup([]string{"spec", "steps"}, false))
+	if n == nil || n.Kind != yaml.SequenceNode || len(n.Content) <= MaxSteps {
+		return Problem{}, false
+	}
+	return s.problemAt(n.Content[MaxSteps], "spec.steps", fmt.Sprintf("%d steps: a runbook may have at most %d; this is step %d", len(n.Content), MaxSteps, MaxSteps+1),
+		"split the upgrade into several runbooks"), true
 }
 
 // problemAt places a problem on a node.
@@ -100,7 +190,7 @@ func parseYAML(s *Source) (any, Problems) {
 		docs = append(docs, &doc)
 	}
 	if len(docs) == 0 || len(docs[0].Content) == 0 {
-		return nil, Problems{{File: s.Path, Message: "the file is empty", Hint: "a runbook starts with `apiVersion: " + APIVersion + "` and `kind: " + KindRunbook + "`; `drydock schema` prints the full format"}}
+		return nil, Problems{{File: s.Path, Line: 1, Column: 1, Message: "the file is empty", Hint: "a runbook starts with `apiVersion: " + APIVersion + "` and `kind: " + KindRunbook + "`; `drydock schema` prints the full format"}}
 	}
 	if len(docs) > 1 {
 		return nil, Problems{s.problemAt(docs[1], "", "more than one YAML document: a runbook file holds one runbook", "split the file, one runbook per file")}
@@ -121,7 +211,10 @@ func syntaxProblem(s *Source, err error) Problem {
 		}
 		return p
 	}
-	return Problem{File: s.Path, Message: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	// An error without a line (yaml.v3 says some only as "yaml: ..."): at the end of the text, where
+	// the parser gave up, rather than nowhere.
+	p := s.problemAtOffset(len(bytes.TrimRight(s.Text, " \t\r\n")), "invalid YAML: "+strings.TrimPrefix(msg, "yaml: "), "")
+	return p
 }
 
 // converter turns a YAML tree into the values encoding/json would produce, reporting what JSON

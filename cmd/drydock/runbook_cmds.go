@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -120,8 +122,19 @@ func (o *RunOptions) Complete(needCluster bool) error {
 		Decider:      o.decider(),
 		Sink:         o.sink(),
 	}
+	if k, err := strconv.Atoi(os.Getenv(crashAtEnv)); err == nil && k > 0 {
+		o.engine.AfterJournalWrite = func(n int) {
+			if n == k {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // as kill -9 would: no cleanup at all
+			}
+		}
+	}
 	return nil
 }
+
+// crashAtEnv names the test hook that kills drydock right after its k-th journal write, so that
+// the crash-point tests can stop a run at every write it makes and prove that one resume finishes it.
+const crashAtEnv = "DRYDOCK_CRASH_AT_JOURNAL_WRITE"
 
 // Validate checks flags; no side effects.
 func (o *RunOptions) Validate() error {
@@ -275,6 +288,26 @@ func loadRunbook(path string) (*runbook.Runbook, error) {
 	return rb, nil
 }
 
+// loadInterruptibly loads a runbook, giving up when ctx ends (a FIFO or a hung network file
+// system never answers: Ctrl-C or SIGTERM must still end drydock).
+func loadInterruptibly(ctx context.Context, path string) (*runbook.Runbook, error) {
+	type loaded struct {
+		rb  *runbook.Runbook
+		err error
+	}
+	ch := make(chan loaded, 1)
+	go func() {
+		rb, err := runbook.Load(path, steps.Registry)
+		ch <- loaded{rb, err}
+	}()
+	select {
+	case l := <-ch:
+		return l.rb, l.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
 // NewValidateCommand returns `drydock validate FILE...`.
 func NewValidateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var output string
@@ -295,8 +328,14 @@ func NewValidateCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			var results []result
 			invalid := 0
 			for _, path := range args {
+				if err := cmd.Context().Err(); err != nil {
+					return err // Ctrl-C or SIGTERM between files
+				}
 				r := result{File: path, Valid: true}
-				rb, err := runbook.Load(path, steps.Registry)
+				rb, err := loadInterruptibly(cmd.Context(), path)
+				if cmd.Context().Err() != nil {
+					return cmd.Context().Err()
+				}
 				if err != nil {
 					invalid++
 					r.Valid = false

@@ -12,6 +12,7 @@ package drain
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	resourcehelper "k8s.io/component-helpers/resource"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
@@ -409,13 +411,29 @@ func sortPods(pods []PodRef, order string) {
 	sort.SliceStable(pods, func(i, j int) bool { return pods[i].Priority < pods[j].Priority })
 }
 
-// capacity checks that the evicted pods' requests fit on the nodes that stay schedulable, honouring
-// nodeSelector, required node affinity and NoSchedule/NoExecute taints (first fit, largest first).
+// capacity checks that the evicted pods can be placed on the nodes that stay schedulable, as the
+// scheduler would have to place them: nodeSelector, required node affinity, NoSchedule/NoExecute
+// taints, the node affinity of their bound PersistentVolumes (a zonal disk), required pod
+// anti-affinity (both ways), topology spread with whenUnsatisfiable: DoNotSchedule, and room for
+// their requests (first fit, largest first). A pod that fits nowhere would stay Pending: a blocker.
 func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Blocker {
 	type room struct {
 		node *corev1.Node
 		free corev1.ResourceList
 		pods int64
+	}
+	leaving := map[types.UID]bool{}
+	for i := range evicted {
+		leaving[evicted[i].UID] = true
+	}
+	// The pods each node will hold: those that stay, then the ones placed by this simulation.
+	podsOn := map[string][]*corev1.Pod{}
+	for j := range pl.pods {
+		p := &pl.pods[j]
+		if p.Spec.NodeName == "" || leaving[p.UID] || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		podsOn[p.Spec.NodeName] = append(podsOn[p.Spec.NodeName], p)
 	}
 	var rooms []*room
 	for i := range pl.nodes {
@@ -446,8 +464,9 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 		p := &evicted[i]
 		req := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
 		affinity := nodeaffinity.GetRequiredNodeAffinity(p)
-		placed := false
-		eligible := 0
+		var placed *room
+		var eligible, volumeOK, antiOK, spreadOK int
+		var spreadWhy, antiWhy string
 		for _, r := range rooms {
 			if ok, _ := affinity.Match(r.node); !ok {
 				continue
@@ -458,25 +477,171 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 				continue
 			}
 			eligible++
+			if !pl.volumesReach(p, r.node) {
+				continue
+			}
+			volumeOK++
+			if why := pl.antiAffinityConflict(p, r.node, podsOn); why != "" {
+				antiWhy = why
+				continue
+			}
+			antiOK++
+			if why := pl.spreadViolation(p, r.node, podsOn); why != "" {
+				spreadWhy = why
+				continue
+			}
+			spreadOK++
 			if r.pods < 1 || !fits(req, r.free) {
 				continue
 			}
 			subtract(r.free, req)
 			r.pods--
-			placed = true
+			placed = r
 			break
 		}
-		if !placed {
-			why := fmt.Sprintf("no node that stays schedulable has room for its requests (cpu %s, memory %s)", req.Cpu(), req.Memory())
-			if eligible == 0 {
-				why = "no node that stays schedulable matches its nodeSelector, required node affinity and tolerations"
-			}
-			out = append(out, Blocker{Kind: BlockCapacity, Node: p.Spec.NodeName, Pod: ref(p).String(), Fatal: true,
-				Message: fmt.Sprintf("%s would stay Pending: %s", ref(p), why),
-				Fix:     "add or uncordon nodes that can take it, or drain fewer nodes at once"})
+		if placed != nil {
+			podsOn[placed.node.Name] = append(podsOn[placed.node.Name], p)
+			continue
 		}
+		var why, fix string
+		switch {
+		case eligible == 0:
+			why, fix = "no node that stays schedulable matches its nodeSelector, required node affinity and tolerations", "add or uncordon nodes that can take it, or drain fewer nodes at once"
+		case volumeOK == 0:
+			why, fix = "its PersistentVolume can only be used on nodes (node affinity, e.g. a zonal disk) that are all being drained", "keep a node of the volume's zone schedulable: drain fewer nodes of that zone at once"
+		case antiOK == 0:
+			why, fix = "its required pod anti-affinity leaves no node that stays schedulable ("+antiWhy+")", "add a node in another topology domain, drain fewer nodes at once, or relax the anti-affinity to preferred"
+		case spreadOK == 0:
+			why, fix = "its topology spread constraint (whenUnsatisfiable: DoNotSchedule) allows no node that stays schedulable ("+spreadWhy+")", "drain fewer nodes of that domain at once, raise maxSkew, or use whenUnsatisfiable: ScheduleAnyway"
+		default:
+			why, fix = fmt.Sprintf("no node that stays schedulable has room for its requests (cpu %s, memory %s)", req.Cpu(), req.Memory()), "add or uncordon nodes that can take it, or drain fewer nodes at once"
+		}
+		out = append(out, Blocker{Kind: BlockCapacity, Node: p.Spec.NodeName, Pod: ref(p).String(), Fatal: true,
+			Message: fmt.Sprintf("%s would stay Pending: %s", ref(p), why), Fix: fix})
 	}
 	return out
+}
+
+// volumesReach says whether every PersistentVolume the pod's claims are bound to may be used on node.
+func (pl *Planner) volumesReach(p *corev1.Pod, node *corev1.Node) bool {
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		pv := pl.pvs[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName]
+		if pv == nil || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+			continue
+		}
+		if ok, err := nodeaffinity.NewLazyErrorNodeSelector(pv.Spec.NodeAffinity.Required).Match(node); err != nil || !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// termMatches says whether pod q is selected by an affinity term written in namespace ns.
+func termMatches(term corev1.PodAffinityTerm, ns string, q *corev1.Pod) bool {
+	switch {
+	case len(term.Namespaces) > 0:
+		if !slices.Contains(term.Namespaces, q.Namespace) {
+			return false
+		}
+	case term.NamespaceSelector != nil && len(term.NamespaceSelector.MatchLabels) == 0 && len(term.NamespaceSelector.MatchExpressions) == 0:
+		// {}: every namespace
+	default:
+		if q.Namespace != ns {
+			return false
+		}
+	}
+	sel, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
+	return err == nil && !sel.Empty() && sel.Matches(labels.Set(q.Labels))
+}
+
+// antiAffinityConflict says why p may not run on node under required pod anti-affinity: a pod it
+// must avoid runs in node's topology domain, or a pod there must avoid p ("" when none).
+func (pl *Planner) antiAffinityConflict(p *corev1.Pod, node *corev1.Node, podsOn map[string][]*corev1.Pod) string {
+	sameDomain := func(key string, other string) bool {
+		v, ok := node.Labels[key]
+		if !ok {
+			return false
+		}
+		n := pl.node(other)
+		return n != nil && n.Labels[key] == v
+	}
+	var mine []corev1.PodAffinityTerm
+	if a := p.Spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+		mine = a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	}
+	for nodeName, pods := range podsOn {
+		for _, q := range pods {
+			if q.UID == p.UID {
+				continue
+			}
+			for _, term := range mine {
+				if sameDomain(term.TopologyKey, nodeName) && termMatches(term, p.Namespace, q) {
+					return fmt.Sprintf("%s/%s already runs where %s is %q", q.Namespace, q.Name, term.TopologyKey, node.Labels[term.TopologyKey])
+				}
+			}
+			if a := q.Spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+				for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+					if sameDomain(term.TopologyKey, nodeName) && termMatches(term, q.Namespace, p) {
+						return fmt.Sprintf("%s/%s, which must avoid it, runs where %s is %q", q.Namespace, q.Name, term.TopologyKey, node.Labels[term.TopologyKey])
+					}
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// spreadViolation says why p on node would break one of its DoNotSchedule topology spread
+// constraints ("" when none). As the scheduler does, the domains are those of every node that
+// matches the pod's node affinity and has the key, cordoned ones included: a drained zone keeps
+// counting, with its pods gone.
+func (pl *Planner) spreadViolation(p *corev1.Pod, node *corev1.Node, podsOn map[string][]*corev1.Pod) string {
+	affinity := nodeaffinity.GetRequiredNodeAffinity(p)
+	for _, c := range p.Spec.TopologySpreadConstraints {
+		if c.WhenUnsatisfiable != corev1.DoNotSchedule {
+			continue
+		}
+		target, ok := node.Labels[c.TopologyKey]
+		if !ok {
+			return fmt.Sprintf("the node has no %s label", c.TopologyKey)
+		}
+		sel, err := metav1.LabelSelectorAsSelector(c.LabelSelector)
+		if err != nil {
+			continue
+		}
+		counts := map[string]int{}
+		for i := range pl.nodes {
+			n := &pl.nodes[i]
+			v, has := n.Labels[c.TopologyKey]
+			if !has {
+				continue
+			}
+			if ok, _ := affinity.Match(n); !ok {
+				continue
+			}
+			if _, seen := counts[v]; !seen {
+				counts[v] = 0
+			}
+			for _, q := range podsOn[n.Name] {
+				if q.Namespace == p.Namespace && q.UID != p.UID && sel.Matches(labels.Set(q.Labels)) {
+					counts[v]++
+				}
+			}
+		}
+		least := -1
+		for _, n := range counts {
+			if least < 0 || n < least {
+				least = n
+			}
+		}
+		if skew := counts[target] + 1 - max(least, 0); skew > int(c.MaxSkew) {
+			return fmt.Sprintf("%s %q would hold %d matching pods against %d in the emptiest domain, over maxSkew %d", c.TopologyKey, target, counts[target]+1, least, c.MaxSkew)
+		}
+	}
+	return ""
 }
 
 func fits(req, free corev1.ResourceList) bool {

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
+)
+
+// TestCrashAtEveryJournalWrite kills drydock (SIGKILL, from inside, right after the k-th journal
+// write) for every k of a canary + node groups run, enumerated rather than sampled, and resumes
+// each once. Every time: every node at the target, nothing left cordoned by drydock, the admin's
+// cordon kept, no budget broken, and the journal true to the cluster.
+func TestCrashAtEveryJournalWrite(t *testing.T) {
+	simcluster.Need(t)
+	drydockBinary(t) // built here, on the test's goroutine
+	broken, arm, stop := watchBudgets(t)
+	defer stop()
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := fmt.Sprintf(`[%q, --kubeconfig, %q, patch, node, "{{.Node.Name}}", --subresource=status, -p, '{"status":{"nodeInfo":{"kubeletVersion":"{{.TargetVersion}}"}}}']`,
+		filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+
+	const batch = 4 // crash points tried at once, each on its own nodes and state namespace
+	var mu sync.Mutex
+	writes := 0 // the clean run's number of journal writes, once a k past it is seen
+	covered := 0
+	for first := 1; writes == 0 && first < 200; first += batch {
+		var wg sync.WaitGroup
+		for k := first; k < first+batch; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				clean := crashAt(t, k, action, arm)
+				mu.Lock()
+				defer mu.Unlock()
+				if clean && (writes == 0 || k-1 < writes) {
+					writes = k - 1
+				}
+				if !clean {
+					covered++
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			break
+		}
+	}
+	if writes == 0 && !t.Failed() {
+		t.Fatal("the run never finished without a crash")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if b := broken(); len(b) > 0 {
+		t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
+	}
+	t.Logf("crash points: the run makes %d journal writes; %d crashes at distinct writes, each resumed once; violations: %d", writes, covered, len(broken()))
+}
+
+// crashAt runs the scenario with a crash after journal write k, then resumes it, and checks the
+// invariants. clean says the run finished without reaching write k.
+func crashAt(t *testing.T, k int, action string, arm func(ns string)) (clean bool) {
+	ctx := context.Background()
+	suite := fmt.Sprintf("crash-%d", k)
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: suite}}, metav1.CreateOptions{}); err != nil {
+		t.Error(err)
+		return false
+	}
+	for i, unschedulable := range []bool{false, false, true} {
+		name := fmt.Sprintf("%s-%d", suite, i+1)
+		if _, err := cluster.CreateNode(ctx, name, simcluster.NodeOptions{KubeletVersion: "v1.36.3", Unschedulable: unschedulable,
+			Labels: map[string]string{"suite": suite, "pool": "a"}}); err != nil {
+			t.Error(err)
+			return false
+		}
+	}
+	admin := suite + "-3" // an admin cordoned it before the run
+	d := simcluster.Deployment(suite, "web", 2)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"suite": suite}
+	if _, err := cluster.Client.AppsV1().Deployments(suite).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Error(err)
+		return false
+	}
+	one := intstr.FromInt32(1)
+	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(suite).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: suite, Name: "web"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Error(err)
+		return false
+	}
+	if err := cluster.WaitDeploymentReady(ctx, suite, "web", time.Minute); err != nil {
+		t.Error(err)
+		return false
+	}
+	arm(suite) // from here on, the budget must hold
+	dir := t.TempDir()
+	rb := filepath.Join(dir, "crash.yaml")
+	text := fmt.Sprintf(`apiVersion: drydock.dev/v1alpha1
+kind: Runbook
+metadata: {name: crash}
+spec:
+  targetVersion: v1.37.1
+  state: {namespace: %[1]s}
+  defaults: {timeout: 2m}
+  steps:
+    - name: canary
+      type: canary
+      pause: none
+      with:
+        selector: suite=%[1]s
+        action: {exec: %[2]s}
+        soak: 1s
+        health: {namespaces: [%[1]s], timeout: 1m}
+    - name: fleet
+      type: nodegroups
+      with:
+        groupBy: pool
+        selector: suite=%[1]s
+        action: {exec: %[2]s}
+        health: {namespaces: [%[1]s], timeout: 1m}
+`, suite, action)
+	if err := os.WriteFile(rb, []byte(text), 0o644); err != nil {
+		t.Error(err)
+		return false
+	}
+	p := &proc{t: t, stateDir: filepath.Join(dir, "state")}
+	cmd := p.command("run", rb, "--yes")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", crashAtEnv, k))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		checkInvariants(t, k, suite, admin, p)
+		return true
+	}
+	if code := cmd.ProcessState.ExitCode(); code != -1 { // -1: killed by a signal
+		t.Errorf("k=%d: the run exited %d instead of being killed at its journal write:\n%s", k, code, out)
+		return false
+	}
+	runs, err := runbook.ListRuns(p.stateDir)
+	if err != nil || len(runs) != 1 {
+		t.Errorf("k=%d: %d journals after the crash (%v)", k, len(runs), err)
+		return false
+	}
+	if runs[0].Status == runbook.RunSucceeded {
+		// Killed after its last write, the run's end: there is nothing to resume.
+		checkInvariants(t, k, suite, admin, p)
+		return false
+	}
+	if resumed, code := p.run("resume", runs[0].ID, "--yes"); code != 0 {
+		t.Errorf("k=%d: resume after the crash exited %d:\n%s", k, code, resumed)
+		return false
+	}
+	checkInvariants(t, k, suite, admin, p)
+	return false
+}
+
+func checkInvariants(t *testing.T, k int, suite, admin string, p *proc) {
+	list, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "suite=" + suite})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	at := map[string]bool{}
+	for _, n := range list.Items {
+		at[n.Name] = n.Status.NodeInfo.KubeletVersion == "v1.37.1"
+		switch {
+		case !at[n.Name]:
+			t.Errorf("k=%d: node %s is at %s", k, n.Name, n.Status.NodeInfo.KubeletVersion)
+		case n.Annotations[drain.AnnotationCordonedBy] != "":
+			t.Errorf("k=%d: node %s is left cordoned by drydock", k, n.Name)
+		case n.Name == admin && !n.Spec.Unschedulable:
+			t.Errorf("k=%d: the admin's cordon on %s was lifted", k, n.Name)
+		case n.Name != admin && n.Spec.Unschedulable:
+			t.Errorf("k=%d: node %s is left unschedulable", k, n.Name)
+		}
+	}
+	runs, _ := runbook.ListRuns(p.stateDir)
+	for _, r := range runs {
+		if r.Status != runbook.RunSucceeded {
+			t.Errorf("k=%d: run %s is %s", k, r.ID, r.Status)
+		}
+		for _, s := range r.Steps {
+			for _, c := range s.Checkpoints {
+				if n, ok := strings.CutPrefix(c, "upgraded/"); ok && !at[n] {
+					t.Errorf("k=%d: the journal says %s is upgraded; the cluster does not", k, n)
+				}
+			}
+		}
+	}
+}
+
+// watchBudgets records every budget status with fewer healthy pods than the budget demands, in the
+// namespaces armed (once their workload is Ready: a budget is not met before its pods start).
+func watchBudgets(t *testing.T) (func() []string, func(string), func()) {
+	var mu sync.Mutex
+	var broken []string
+	armed := map[string]bool{}
+	f := informers.NewSharedInformerFactory(cluster.Client, 0)
+	inf := f.Policy().V1().PodDisruptionBudgets().Informer()
+	check := func(obj any) {
+		p := obj.(*policyv1.PodDisruptionBudget)
+		mu.Lock()
+		defer mu.Unlock()
+		if armed[p.Namespace] && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0 && p.Status.CurrentHealthy < p.Status.DesiredHealthy {
+			broken = append(broken, fmt.Sprintf("%s/%s: %d healthy, %d needed", p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
+	stopCh := make(chan struct{})
+	f.Start(stopCh)
+	f.WaitForCacheSync(stopCh)
+	return func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), broken...) },
+		func(ns string) { mu.Lock(); armed[ns] = true; mu.Unlock() },
+		func() { close(stopCh); f.Shutdown() }
+}
