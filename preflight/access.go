@@ -2,12 +2,8 @@ package preflight
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
-
-	authv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -61,38 +57,25 @@ func AccessFor(checks ...string) []runbook.Access {
 }
 
 // checkAccess asks the apiserver, one SelfSubjectAccessReview each, whether the user may do what
-// the work needs. (Creating a review writes nothing: it is answered, not stored.)
+// the work needs: every permission missing is an error finding. (Creating a review writes nothing:
+// it is answered, not stored.)
 func checkAccess(ctx context.Context, in *Input) ([]Finding, error) {
 	need := in.Access
 	if len(need) == 0 {
 		need = AccessFor()
 	}
+	missing, known, err := runbook.Allowed(ctx, in.Kube, need)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
+		return []Finding{{Severity: runbook.SeverityError, Object: "create selfsubjectaccessreviews.authorization.k8s.io",
+			Message: "could not check access: the user may not ask the apiserver what it may do",
+			Fix:     "allow create selfsubjectaccessreviews (every authenticated user has it by default, through system:basic-user)"}}, nil
+	}
 	var out []Finding
-	seen := map[string]bool{}
-	for _, a := range need {
-		if seen[a.String()] {
-			continue
-		}
-		seen[a.String()] = true
-		review := &authv1.SelfSubjectAccessReview{}
-		if a.NonResourceURL != "" {
-			review.Spec.NonResourceAttributes = &authv1.NonResourceAttributes{Path: a.NonResourceURL, Verb: a.Verb}
-		} else {
-			review.Spec.ResourceAttributes = &authv1.ResourceAttributes{Verb: a.Verb, Group: a.Group, Resource: a.Resource,
-				Subresource: a.Subresource, Namespace: a.Namespace}
-		}
-		res, err := in.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("ask whether allowed to %s: %w", a, err)
-		}
-		if res.Status.Allowed {
-			continue
-		}
-		msg := "not allowed to " + a.String() + ": " + a.Why
-		if res.Status.Reason != "" {
-			msg += " (" + res.Status.Reason + ")"
-		}
-		out = append(out, Finding{Severity: runbook.SeverityError, Object: a.String(), Message: msg,
+	for _, a := range missing {
+		out = append(out, Finding{Severity: runbook.SeverityError, Object: a.String(), Message: "not allowed to " + a.String() + ": " + a.Why,
 			Fix: "grant it to the user or service account drydock runs as (see the RBAC section of the README)"})
 	}
 	return out, nil

@@ -186,8 +186,30 @@ func (s *session) update(ctx context.Context, f func(*RunState)) error {
 	return s.journal.Update(ctx, f)
 }
 
+// checkAccess refuses a run, before its first change (the lock), when the user lacks a permission
+// the runbook needs (its steps declare them): a drain that may cordon but not evict must not start.
+func (e *Engine) checkAccess(ctx context.Context, rb *Runbook) error {
+	missing, known, err := Allowed(ctx, e.Kube, rb.Access())
+	if err != nil {
+		return err
+	}
+	if !known {
+		if e.Sink != nil {
+			e.Sink.Emit(&LogLine{Meta: Meta{Time: time.Now()}, Stream: "warning", Line: "check access: the apiserver does not let this user ask (SelfSubjectAccessReview is forbidden): going on without knowing"})
+		}
+		return nil
+	}
+	if len(missing) > 0 {
+		return exitcode.With(exitcode.Blocked, &AccessError{Missing: missing})
+	}
+	return nil
+}
+
 // drive runs the steps that are not done yet, holding the lock.
 func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed bool) error {
+	if err := e.checkAccess(ctx, rb); err != nil {
+		return err
+	}
 	s, release, err := e.open(ctx, st)
 	if err != nil {
 		return err
@@ -492,6 +514,9 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 			}
 			return st, exitcode.UsageError(fmt.Errorf("rollback run %s: no step %q (steps: %s)", st.ID, to, strings.Join(names, ", ")))
 		}
+	}
+	if err := e.checkAccess(ctx, rb); err != nil {
+		return st, err
 	}
 	s, release, err := e.open(ctx, st)
 	if err != nil {

@@ -141,16 +141,36 @@ type AccessNeeder interface {
 // Access lists what a run of the runbook needs: the engine's own lock Lease and journal ConfigMap,
 // and what each step says it needs.
 func (rb *Runbook) Access() []Access {
-	ns := rb.StateNamespace()
-	out := []Access{
-		{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: ns, Why: "the run lock"},
-		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: ns, Why: "the run lock"},
-		{Verb: "create", Resource: "configmaps", Namespace: ns, Why: "the journal's copy in the cluster"},
-		{Verb: "update", Resource: "configmaps", Namespace: ns, Why: "the journal's copy in the cluster"},
-	}
+	out := EngineAccess(rb.StateNamespace())
 	for _, s := range rb.Spec.Steps {
 		if a, ok := s.Step.(AccessNeeder); ok {
 			out = append(out, a.Access()...)
+		}
+	}
+	return Dedupe(out)
+}
+
+// EngineAccess is what every run needs in its state namespace, whatever its steps: the lock Lease
+// and the journal's ConfigMaps (written, read back by resume on another machine, pruned).
+func EngineAccess(ns string) []Access {
+	var out []Access
+	for _, v := range []string{"get", "create", "update"} {
+		out = append(out, Access{Verb: v, Group: "coordination.k8s.io", Resource: "leases", Namespace: ns, Why: "the run lock"})
+	}
+	for _, v := range []string{"get", "list", "create", "update", "delete"} {
+		out = append(out, Access{Verb: v, Resource: "configmaps", Namespace: ns, Why: "the journal's copy in the cluster (delete: pruning finished runs)"})
+	}
+	return out
+}
+
+// Dedupe keeps the first of each permission, in order.
+func Dedupe(list []Access) []Access {
+	seen := map[string]bool{}
+	var out []Access
+	for _, a := range list {
+		if k := a.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, a)
 		}
 	}
 	return out

@@ -7,12 +7,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/preflight"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
 )
 
 // TestPreflightRoleSuffices applies deploy/preflight (the CronJob's ServiceAccount and read-only
@@ -59,5 +69,129 @@ func TestPreflightRoleSuffices(t *testing.T) {
 	}
 	if !found {
 		t.Error("access-check did not report the missing /metrics rule")
+	}
+}
+
+// bindExactly grants user exactly the permissions need (a ClusterRole for the cluster-wide ones, a
+// Role per namespace for the others), and returns a function that takes one permission away.
+func bindExactly(t *testing.T, user string, need []runbook.Access) (revoke func(runbook.Access)) {
+	t.Helper()
+	ctx := context.Background()
+	rules := map[string][]rbacv1.PolicyRule{} // namespace ("" cluster-wide) -> rules
+	ruleOf := func(a runbook.Access) rbacv1.PolicyRule {
+		if a.NonResourceURL != "" {
+			return rbacv1.PolicyRule{Verbs: []string{a.Verb}, NonResourceURLs: []string{a.NonResourceURL}}
+		}
+		res := a.Resource
+		if a.Subresource != "" {
+			res += "/" + a.Subresource
+		}
+		return rbacv1.PolicyRule{Verbs: []string{a.Verb}, APIGroups: []string{a.Group}, Resources: []string{res}}
+	}
+	for _, a := range runbook.Dedupe(need) {
+		rules[a.Namespace] = append(rules[a.Namespace], ruleOf(a))
+	}
+	name := "drydock-test-" + user
+	subjects := []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}}
+	must := func(err error) {
+		t.Helper()
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	// Roles are created by an update (their strategy allows it); bindings are created once.
+	apply := func() {
+		for ns, rs := range rules {
+			if ns == "" {
+				_, err := cluster.Client.RbacV1().ClusterRoles().Update(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rs}, metav1.UpdateOptions{})
+				must(err)
+				_, err = cluster.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+					RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name}, Subjects: subjects}, metav1.CreateOptions{})
+				must(err)
+				continue
+			}
+			_, err := cluster.Client.RbacV1().Roles(ns).Update(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: rs}, metav1.UpdateOptions{})
+			must(err)
+			_, err = cluster.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+				RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name}, Subjects: subjects}, metav1.CreateOptions{})
+			must(err)
+		}
+	}
+	apply()
+	return func(a runbook.Access) {
+		want := ruleOf(a)
+		rs := rules[a.Namespace]
+		for i := range rs {
+			if equality.Semantic.DeepEqual(rs[i], want) {
+				rules[a.Namespace] = append(rs[:i:i], rs[i+1:]...)
+				apply()
+				return
+			}
+		}
+		t.Fatalf("no rule for %s", a)
+	}
+}
+
+// TestDrainAsUserWithExactlyTheDeclaredRules: a user bound to exactly the permissions the code
+// declares for a drain can drain; without the eviction permission, the drain is refused before
+// anything is cordoned (exit 3), naming what is missing.
+func TestDrainAsUserWithExactlyTheDeclaredRules(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "rbac-drain"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"rbac-1", "rbac-2"} {
+		if _, err := cluster.CreateNode(ctx, n, simcluster.NodeOptions{Labels: map[string]string{"suite": "rbac"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := simcluster.Deployment(ns, "web", 2)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"suite": "rbac"}
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitDeploymentReady(ctx, ns, "web", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// What `drydock drain` declares: its one-step runbook's access.
+	rb, err := runbook.Parse("drain", []byte("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: drain}\nspec:\n  targetVersion: v1.37.1\n  steps:\n    - {name: drain, type: drain, with: {nodes: [rbac-1]}}\n"), steps.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := "drainer"
+	revoke := bindExactly(t, user, rb.Access())
+	// RBAC reaches the authorizer through its informers: wait until it answers yes for the user.
+	cfg := rest.CopyConfig(cluster.Config)
+	cfg.Impersonate.UserName = user
+	as, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		missing, known, err := runbook.Allowed(ctx, as, rb.Access())
+		if err != nil || !known {
+			return false, err
+		}
+		return len(missing) == 0, nil
+	}); err != nil {
+		t.Fatalf("the bound rules never took effect: %v", err)
+	}
+	p := newProc(t)
+	if out, code := p.run("drain", "rbac-1", "--as", user); code != 0 {
+		t.Fatalf("drain as a user with exactly the declared rules: exit %d\n%s", code, out)
+	}
+	if _, err := cluster.Client.CoreV1().Nodes().Patch(ctx, "rbac-1", types.MergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	revoke(runbook.Access{Verb: "create", Resource: "pods", Subresource: "eviction"})
+	out, code := p.run("drain", "rbac-2", "--as", user)
+	if code != 3 || !strings.Contains(out, "create pods/eviction") || !strings.Contains(out, "nothing was changed") {
+		t.Fatalf("drain without the eviction permission: exit %d, want 3 naming it\n%s", code, out)
+	}
+	n, err := cluster.Client.CoreV1().Nodes().Get(ctx, "rbac-2", metav1.GetOptions{})
+	if err != nil || n.Spec.Unschedulable {
+		t.Fatalf("the refused drain cordoned the node (%v)", err)
 	}
 }

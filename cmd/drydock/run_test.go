@@ -267,12 +267,14 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")
 	done := filepath.Join(dir, "done")
-	rb := writeRunbook(t, "term2", fmt.Sprintf("    - name: long\n      type: exec\n      with: {command: [sh, -c, \"test -e %s && exit 0; touch %s; sleep 30\"]}\n", done, started))
+	// The command ignores SIGTERM, so stopping it takes drydock a while: the second signal comes
+	// in the middle of the cleanup.
+	rb := writeRunbook(t, "term2", fmt.Sprintf("    - name: long\n      type: exec\n      with: {command: [sh, -c, \"test -e %s && exit 0; trap '' TERM; touch %s; sleep 30\"]}\n", done, started))
 	p := newProc(t)
 	cmd, out := p.startUntil(started, "run", rb)
 	begin := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(20 * time.Millisecond) // the first is seen first
+	time.Sleep(500 * time.Millisecond) // drydock is waiting for the command to stop
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
 	ee, ok := err.(*exec.ExitError)

@@ -414,13 +414,17 @@ func nodeEvent(ctx context.Context, env *runbook.Env, node, reason, msg string) 
 // AccessFor lists the permissions a drain with these options needs.
 func AccessFor(o Options) []runbook.Access {
 	out := []runbook.Access{
-		{Verb: "list", Resource: "nodes", Why: "drain finds the nodes"},
+		{Verb: "get", Resource: "nodes", Why: "drain reads a node before it cordons or uncordons it"},
+		{Verb: "list", Resource: "nodes", Why: "drain finds the nodes and where evicted pods can go"},
 		{Verb: "watch", Resource: "nodes", Why: "drain follows the nodes"},
 		{Verb: "patch", Resource: "nodes", Why: "drain cordons and uncordons"},
+		{Verb: "get", Resource: "pods", Why: "drain looks a pod up before it believes a conflict means it is gone"},
 		{Verb: "list", Resource: "pods", Why: "drain plans which pods move"},
 		{Verb: "watch", Resource: "pods", Why: "drain waits for evicted pods to go"},
+		{Verb: "list", Resource: "persistentvolumes", Why: "drain finds pods on local or zonal volumes"},
 		{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain explains what blocks"},
 		{Verb: "watch", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain waits on budgets instead of retrying blindly"},
+		{Verb: "get", Group: "apps", Resource: "daemonsets", Why: "drain leaves DaemonSet pods alone (kubectl's filter reads their DaemonSet)"},
 		{Verb: "create", Resource: "events", Namespace: metav1.NamespaceDefault, Why: "drain records events on the nodes"},
 	}
 	if o.DisableEviction {

@@ -232,3 +232,23 @@ func first(s []string, n int) []string {
 	}
 	return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
 }
+
+// Access says what the step needs: it watches nodes (nodesReady, kubeletVersion) or pods (podsReady).
+func (s *Step) Access() []runbook.Access {
+	if s.For == "podsReady" {
+		var out []runbook.Access
+		nss := s.Namespaces
+		if len(nss) == 0 {
+			nss = []string{""}
+		}
+		for _, ns := range nss {
+			out = append(out, runbook.Access{Verb: "list", Resource: "pods", Namespace: ns, Why: "wait watches the pods until they are Ready"},
+				runbook.Access{Verb: "watch", Resource: "pods", Namespace: ns, Why: "wait watches the pods until they are Ready"})
+		}
+		return out
+	}
+	return []runbook.Access{
+		{Verb: "list", Resource: "nodes", Why: "wait watches the nodes"},
+		{Verb: "watch", Resource: "nodes", Why: "wait watches the nodes"},
+	}
+}
