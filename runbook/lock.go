@@ -343,16 +343,29 @@ func (l *Lock) Hold(ctx context.Context, lost func(error)) {
 		case ctx.Err() != nil:
 			return
 		case errors.As(err, &locked):
-			lost(fmt.Errorf("lock: run %s by %s took the Lease %s/%s", locked.RunID, locked.Operator, l.Namespace, LockName))
+			lost(&LockLostError{Err: fmt.Errorf("lock: run %s by %s took the Lease %s/%s", locked.RunID, locked.Operator, l.Namespace, LockName)})
 			return
 		case l.Clock.Since(lastRenew) >= l.RenewDeadline():
-			lost(fmt.Errorf("lock: could not renew Lease %s/%s for %s (its renew deadline; others may take it after %s): %w",
-				l.Namespace, LockName, l.RenewDeadline(), l.Duration, err))
+			lost(&LockLostError{Err: fmt.Errorf("lock: could not renew Lease %s/%s for %s (its renew deadline; others may take it after %s): %w",
+				l.Namespace, LockName, l.RenewDeadline(), l.Duration, err)})
 			return
 		default:
 			wait = min(l.Duration/10, l.RenewDeadline()-l.Clock.Since(lastRenew))
 		}
 	}
+}
+
+// LockLostError is why a run stopped when it lost the cluster lock: from then on another process
+// may own the cluster, so the run changes nothing more, not even to clean up.
+type LockLostError struct{ Err error }
+
+func (e *LockLostError) Error() string { return e.Err.Error() }
+func (e *LockLostError) Unwrap() error { return e.Err }
+
+// LockLost says whether ctx ended because the run lost the cluster lock.
+func LockLost(ctx context.Context) bool {
+	var lost *LockLostError
+	return errors.As(context.Cause(ctx), &lost)
 }
 
 // renew writes a new RenewTime with the resourceVersion of our last write; a conflict means the

@@ -48,6 +48,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.Lock":                               "Lock is a coordination.k8s.io/v1 Lease held and renewed for the whole of a run, so that two operators cannot run drydock against the same cluster at once.",
 	"github.com/drydock-dev/drydock/runbook.Lock.Clock":                         "Clock is the time source (default the real clock; tests skew it).",
 	"github.com/drydock-dev/drydock/runbook.Lock.Duration":                      "Duration of the lease; it is renewed every Duration/3 (default DefaultLockDuration).",
+	"github.com/drydock-dev/drydock/runbook.LockLostError":                      "LockLostError is why a run stopped when it lost the cluster lock: from then on another process may own the cluster, so the run changes nothing more, not even to clean up.",
 	"github.com/drydock-dev/drydock/runbook.LockedError":                        "LockedError says who holds the lock.",
 	"github.com/drydock-dev/drydock/runbook.LockedError.Expired":                "Expired: by the record's RenewTime and this machine's clock, the lease looks expired. That is\nonly a hint (clocks differ): --steal-lock decides by watching whether the holder renews.",
 	"github.com/drydock-dev/drydock/runbook.LockedError.StealRefused":           "--steal-lock was given but the lease changed while drydock watched it",

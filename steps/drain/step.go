@@ -325,6 +325,11 @@ func LetGoAfter(ctx context.Context, env *runbook.Env, err error, nodes []string
 	if len(nodes) == 0 {
 		return err
 	}
+	if runbook.LockLost(ctx) {
+		// Another process may own the cluster now: touch nothing. The nodes stay cordoned and the
+		// journal says so; the run that holds the lock, or this one resumed, decides.
+		return &CleanupError{Err: err, Nodes: nodes, Cause: context.Cause(ctx)}
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
 	defer cancel()
 	var left []string
@@ -349,7 +354,7 @@ type CleanupError struct {
 }
 
 func (e *CleanupError) Error() string {
-	return fmt.Sprintf("%v; node(s) %s stay cordoned because uncordoning failed (%v): `drydock uncordon %s` undoes it",
+	return fmt.Sprintf("%v; node(s) %s stay cordoned (%v): `drydock uncordon %s` undoes it",
 		e.Err, strings.Join(e.Nodes, ", "), e.Cause, strings.Join(e.Nodes, " "))
 }
 

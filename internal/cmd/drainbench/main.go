@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
+	"github.com/drydock-dev/drydock/internal/faults"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
@@ -37,14 +38,16 @@ func main() {
 	reps := flag.Int("reps", 3, "repetitions per tool")
 	drydock := flag.String("drydock", "bin/drydock", "the drydock binary")
 	rolloutOnly := flag.Bool("rollout-only", false, "only the nodegroups rollout request count")
+	faultRate := flag.Float64("fault-rate", 0.05, "share of drydock's requests that get an injected transient fault in the faulted runs")
+	drainOnly := flag.Bool("drain-only", false, "only the drain comparison (clean, faulted, kubectl), not the rollout")
 	flag.Parse()
-	if err := run(*k, *delay, *reps, *drydock, *rolloutOnly); err != nil {
+	if err := run(*k, *delay, *reps, *drydock, *rolloutOnly, *drainOnly, *faultRate); err != nil {
 		fmt.Fprintf(os.Stderr, "drainbench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly bool) error {
+func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drainOnly bool, faultRate float64) error {
 	ctx := context.Background()
 	bin, err := simcluster.BinDir()
 	if err != nil {
@@ -63,6 +66,7 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly bool)
 	}
 	defer os.RemoveAll(stateDir)
 
+	var proxies []*faults.Proxy
 	tools := map[string]func(node string) *exec.Cmd{
 		"drydock": func(node string) *exec.Cmd {
 			return exec.Command(drydock, "drain", node, "--kubeconfig", c.Kubeconfig, "--state-dir", stateDir, "--no-mirror", "--timeout", "10m")
@@ -71,13 +75,32 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly bool)
 			return exec.Command(kubectl, "drain", node, "--kubeconfig", c.Kubeconfig, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "10m")
 		},
 	}
+	// The same drydock drain through a proxy that answers faultRate of its requests with a transient
+	// fault (5xx, the eviction's 504, 429 with Retry-After, a reset or lost connection, a cut watch).
+	var injected []*faults.Injector
+	tools["drydock+faults"] = func(node string) *exec.Cmd {
+		in := faults.New(faults.Config{Seed: uint64(len(injected) + 1), Rate: faultRate,
+			Kinds: []faults.Kind{faults.Status500, faults.Status503, faults.Status504, faults.Throttled429, faults.ResetBefore, faults.LostAnswer, faults.CutWatch}})
+		injected = append(injected, in)
+		proxy, err := faults.StartProxy(c.Config, in)
+		if err != nil {
+			panic(err)
+		}
+		proxies = append(proxies, proxy)
+		return exec.Command(drydock, "drain", node, "--kubeconfig", proxy.Kubeconfig, "--state-dir", stateDir, "--no-mirror", "--timeout", "10m")
+	}
+	defer func() {
+		for _, p := range proxies {
+			p.Stop()
+		}
+	}()
 	if rolloutOnly {
 		return rolloutCluster(ctx)
 	}
 	times := map[string][]time.Duration{}
 	fmt.Printf("drain of a node with k=%d pods, PDB maxUnavailable: 1, pod readiness delay D=%s, %d repetitions each\n", k, delay, reps)
 	for r := 0; r < reps; r++ {
-		for _, tool := range []string{"drydock", "kubectl"} {
+		for _, tool := range []string{"drydock", "drydock+faults", "kubectl"} {
 			name := fmt.Sprintf("%s-%d", tool, r)
 			src, err := scenario(ctx, c, name, k)
 			if err != nil {
@@ -98,15 +121,25 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly bool)
 		}
 	}
 	lower := time.Duration(k) * delay
-	dd, kc := median(times["drydock"]), median(times["kubectl"])
-	fmt.Printf("\nmedians: drydock %.2fs, kubectl %.2fs, lower bound k·D %.2fs\n", dd.Seconds(), kc.Seconds(), lower.Seconds())
-	fmt.Printf("drydock/lower-bound  %.2f   (target <= 1.15)\n", ratio(dd, lower))
-	fmt.Printf("kubectl/lower-bound  %.2f\n", ratio(kc, lower))
-	fmt.Printf("kubectl/drydock      %.2f   (target >= 2)\n", ratio(kc, dd))
-	if ratio(dd, lower) > 1.15 || ratio(kc, dd) < 2 {
+	dd, kc, df := median(times["drydock"]), median(times["kubectl"]), median(times["drydock+faults"])
+	var faultsSeen []string
+	for _, in := range injected {
+		faultsSeen = append(faultsSeen, in.String())
+	}
+	fmt.Printf("\nmedians: drydock %.2fs, drydock with %.0f%% injected faults %.2fs, kubectl %.2fs, lower bound k·D %.2fs\n", dd.Seconds(), 100*faultRate, df.Seconds(), kc.Seconds(), lower.Seconds())
+	fmt.Printf("faults injected per faulted run: %s\n", strings.Join(faultsSeen, "; "))
+	fmt.Printf("drydock/lower-bound         %.2f   (target <= 1.15)\n", ratio(dd, lower))
+	fmt.Printf("drydock+faults/lower-bound  %.2f\n", ratio(df, lower))
+	fmt.Printf("drydock+faults/drydock      %.2f   (target <= 1.3)\n", ratio(df, dd))
+	fmt.Printf("kubectl/lower-bound         %.2f\n", ratio(kc, lower))
+	fmt.Printf("kubectl/drydock             %.2f   (target >= 2)\n", ratio(kc, dd))
+	if ratio(dd, lower) > 1.15 || ratio(kc, dd) < 2 || ratio(df, dd) > 1.3 {
 		fmt.Println("TARGET MISSED")
 	}
 	c.Stop()
+	if drainOnly {
+		return nil
+	}
 	return rolloutCluster(ctx)
 }
 
