@@ -12,7 +12,7 @@ VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: release docs test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
+.PHONY: release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
 
 all: build
 
@@ -57,6 +57,10 @@ vet:
 ## test: every test, against real simulated clusters
 test: vet test-deps
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-fast: the fast tier only (no cluster: pure logic and fake clientsets), for the inner loop
+test-fast:
+	$(GO) test -short -count=1 ./...
 
 ## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test) and curl (MinIO's bucket)
 test-deps:
