@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -341,5 +342,36 @@ func TestNodeTimeout(t *testing.T) {
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Fatalf("the node timeout of 1s did not stop the drain (took %v)", time.Since(start))
+	}
+}
+
+// TestDrainSurvivesAnExpiredWatch: the pod watch fails with 410 Gone (the resourceVersion expired,
+// as after an apiserver restart or compaction) and then is cut: the drain re-lists and still sees
+// the pod go.
+func TestDrainSurvivesAnExpiredWatch(t *testing.T) {
+	t.Parallel()
+	p := fakePod("web-1", true)
+	api := newFakeAPI(p)
+	api.deleteAfter = 500 * time.Millisecond
+	var mu sync.Mutex
+	failed := 0
+	api.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failed < 2 {
+			failed++
+			return true, nil, apierrors.NewResourceExpired("too old resource version")
+		}
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := (&Drainer{Client: api}).Drain(ctx, NodePlan{Node: "n1", Evict: []PodRef{refOf(p)}}); err != nil {
+		t.Fatalf("drain across an expired watch: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != 2 {
+		t.Fatalf("the watch failed %d times, want 2", failed)
 	}
 }

@@ -1,14 +1,18 @@
 package drain_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/simcluster"
@@ -108,5 +112,49 @@ func TestFailureRuleKeepCordoned(t *testing.T) {
 	}
 	if !s.node(s.nodes[1]).Spec.Unschedulable {
 		t.Fatal("the second node is not drained after resume")
+	}
+}
+
+// TestAlwaysAllowDrainsUnhealthyPods: pods that never get Ready, under a budget that allows no
+// disruption but says unhealthyPodEvictionPolicy: AlwaysAllow, are evicted at once (kubectl drain
+// empties such a node in seconds; drydock must not wait on the budget queue until it times out).
+func TestAlwaysAllowDrainsUnhealthyPods(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 2)
+	s.deploy("sick", 2, func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations = map[string]string{"pod-ready.stage.kwok.x-k8s.io/delay": "1h"}
+	})
+	always := policyv1.AlwaysAllow
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "sick"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr(intstr.FromInt32(1)), UnhealthyPodEvictionPolicy: &always,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "sick"}}},
+	}
+	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Create(s.ctx, pdb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Get(ctx, "sick", metav1.GetOptions{})
+		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods == 2, nil
+	}); err != nil {
+		t.Fatal("the budget never got a status")
+	}
+	var node string
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cluster.Client.CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=sick"})
+		if err != nil || len(pods.Items) < 2 || pods.Items[0].Spec.NodeName == "" {
+			return false, err
+		}
+		node = pods.Items[0].Spec.NodeName
+		return true, nil
+	}); err != nil {
+		t.Fatal("the sick pods were never scheduled")
+	}
+	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", node), "1m")
+	if err != nil {
+		t.Fatalf("drain of unhealthy pods under an AlwaysAllow budget: %v\n%s", err, rec.Text())
+	}
+	if st.Status != runbook.RunSucceeded || strings.Contains(rec.Text(), "waits for PDB") {
+		t.Fatalf("the unhealthy pods waited on the budget:\n%s", rec.Text())
 	}
 }

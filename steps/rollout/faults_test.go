@@ -63,7 +63,7 @@ func faultyEngine(t *testing.T, in *faults.Injector) (*runbook.Engine, *recorder
 
 // invariants checks the suite's nodes after a run: at the target, nothing cordoned by drydock, the
 // admin's cordon kept, and every node the journal says is upgraded really is.
-func invariants(t *testing.T, suite, admin string, st *runbook.RunState) {
+func invariants(t *testing.T, suite, admin, drained string, st *runbook.RunState) {
 	t.Helper()
 	list, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "suite=" + suite})
 	if err != nil {
@@ -74,6 +74,13 @@ func invariants(t *testing.T, suite, admin string, st *runbook.RunState) {
 		at[n.Name] = n.Status.NodeInfo.KubeletVersion == "v1.37.1"
 		if !at[n.Name] {
 			t.Errorf("node %s is at %s, not the target", n.Name, n.Status.NodeInfo.KubeletVersion)
+		}
+		if n.Name == drained {
+			// The drain step's node: drained, so cordoned by the run, on purpose.
+			if !n.Spec.Unschedulable || n.Annotations[drain.AnnotationCordonedBy] != st.ID {
+				t.Errorf("the drained node %s: unschedulable %v, annotations %v", n.Name, n.Spec.Unschedulable, n.Annotations)
+			}
+			continue
 		}
 		if by := n.Annotations[drain.AnnotationCordonedBy]; by != "" {
 			t.Errorf("node %s is left cordoned by drydock run %s", n.Name, by)
@@ -109,6 +116,14 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 				nodes(t, suite+"-"+g, 2, map[string]string{"suite": suite, "pool": g})
 				workload(t, suite, "app-"+g, 3, map[string]string{"suite": suite, "pool": g})
 			}
+			// A node the drain step empties first (in no pool: nodegroups leaves it alone), and a
+			// workload that may run on any node of the suite.
+			spare := suite + "-spare"
+			if _, err := cluster.CreateNode(context.Background(), spare, simcluster.NodeOptions{KubeletVersion: "v1.37.1",
+				Labels: map[string]string{"suite": suite}}); err != nil {
+				t.Fatal(err)
+			}
+			workload(t, suite, "app-any", 4, map[string]string{"suite": suite})
 			// An admin cordoned this node before the run: it is upgraded, and stays cordoned.
 			admin := suite + "-b-9"
 			if _, err := cluster.CreateNode(context.Background(), admin, simcluster.NodeOptions{KubeletVersion: oldKubelet, Unschedulable: true,
@@ -122,6 +137,9 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 			rb := parseSpec(t, "v1.37.1", fmt.Sprintf(`  state: {namespace: %[1]s}
   defaults: {timeout: 3m}
   steps:
+    - name: spare
+      type: drain
+      with: {nodes: [%[1]s-spare]}
     - name: canary
       type: canary
       pause: none
@@ -151,7 +169,7 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 			}
 			in.Pause(true)
 			time.Sleep(500 * time.Millisecond) // the budget watch sees the last status
-			invariants(t, suite, admin, st)
+			invariants(t, suite, admin, spare, st)
 			if b := broken(); len(b) > 0 {
 				t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
 			}

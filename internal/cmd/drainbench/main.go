@@ -78,7 +78,7 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 	// The same drydock drain through a proxy that answers faultRate of its requests with a transient
 	// fault (5xx, the eviction's 504, 429 with Retry-After, a reset or lost connection, a cut watch).
 	var injected []*faults.Injector
-	tools["drydock+faults"] = func(node string) *exec.Cmd {
+	tools["drydock-faults"] = func(node string) *exec.Cmd {
 		in := faults.New(faults.Config{Seed: uint64(len(injected) + 1), Rate: faultRate,
 			Kinds: []faults.Kind{faults.Status500, faults.Status503, faults.Status504, faults.Throttled429, faults.ResetBefore, faults.LostAnswer, faults.CutWatch}})
 		injected = append(injected, in)
@@ -100,7 +100,7 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 	times := map[string][]time.Duration{}
 	fmt.Printf("drain of a node with k=%d pods, PDB maxUnavailable: 1, pod readiness delay D=%s, %d repetitions each\n", k, delay, reps)
 	for r := 0; r < reps; r++ {
-		for _, tool := range []string{"drydock", "drydock+faults", "kubectl"} {
+		for _, tool := range []string{"drydock", "drydock-faults", "kubectl"} {
 			name := fmt.Sprintf("%s-%d", tool, r)
 			src, err := scenario(ctx, c, name, k)
 			if err != nil {
@@ -121,7 +121,7 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 		}
 	}
 	lower := time.Duration(k) * delay
-	dd, kc, df := median(times["drydock"]), median(times["kubectl"]), median(times["drydock+faults"])
+	dd, kc, df := median(times["drydock"]), median(times["kubectl"]), median(times["drydock-faults"])
 	var faultsSeen []string
 	for _, in := range injected {
 		faultsSeen = append(faultsSeen, in.String())
