@@ -14,8 +14,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
@@ -29,8 +27,8 @@ import (
 func TestCrashAtEveryJournalWrite(t *testing.T) {
 	simcluster.Need(t)
 	drydockBinary(t) // built here, on the test's goroutine
-	broken, arm, stop := watchBudgets(t)
-	defer stop()
+	budgets := cluster.WatchBudgets()
+	defer budgets.Stop()
 	bin, err := simcluster.BinDir()
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +46,7 @@ func TestCrashAtEveryJournalWrite(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				clean := crashAt(t, k, action, arm)
+				clean := crashAt(t, k, action, budgets.Arm)
 				mu.Lock()
 				defer mu.Unlock()
 				if clean && (writes == 0 || k-1 < writes) {
@@ -68,10 +66,10 @@ func TestCrashAtEveryJournalWrite(t *testing.T) {
 		t.Fatal("the run never finished without a crash")
 	}
 	time.Sleep(500 * time.Millisecond)
-	if b := broken(); len(b) > 0 {
+	if b := budgets.Broken(); len(b) > 0 {
 		t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
 	}
-	t.Logf("crash points: the run makes %d journal writes; %d crashes at distinct writes, each resumed once; violations: %d", writes, covered, len(broken()))
+	t.Logf("crash points: the run makes %d journal writes; %d crashes at distinct writes, each resumed once; violations: %d", writes, covered, len(budgets.Broken()))
 }
 
 // crashAt runs the scenario with a crash after journal write k, then resumes it, and checks the
@@ -204,29 +202,4 @@ func checkInvariants(t *testing.T, k int, suite, admin string, p *proc) {
 			}
 		}
 	}
-}
-
-// watchBudgets records every budget status with fewer healthy pods than the budget demands, in the
-// namespaces armed (once their workload is Ready: a budget is not met before its pods start).
-func watchBudgets(t *testing.T) (func() []string, func(string), func()) {
-	var mu sync.Mutex
-	var broken []string
-	armed := map[string]bool{}
-	f := informers.NewSharedInformerFactory(cluster.Client, 0)
-	inf := f.Policy().V1().PodDisruptionBudgets().Informer()
-	check := func(obj any) {
-		p := obj.(*policyv1.PodDisruptionBudget)
-		mu.Lock()
-		defer mu.Unlock()
-		if armed[p.Namespace] && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0 && p.Status.CurrentHealthy < p.Status.DesiredHealthy {
-			broken = append(broken, fmt.Sprintf("%s/%s: %d healthy, %d needed", p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
-		}
-	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
-	stopCh := make(chan struct{})
-	f.Start(stopCh)
-	f.WaitForCacheSync(stopCh)
-	return func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), broken...) },
-		func(ns string) { mu.Lock(); armed[ns] = true; mu.Unlock() },
-		func() { close(stopCh); f.Shutdown() }
 }

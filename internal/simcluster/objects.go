@@ -16,6 +16,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/drydock-dev/drydock/internal/kube"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"sync"
 )
 
 // NodeOptions describe a fake node.
@@ -194,7 +198,7 @@ func Main(m interface{ Run() int }, c **Cluster, opts Options) int {
 func Need(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("cluster tier: runs in make test, not in the fast tier (-short)")
+		t.Skip("cluster tier: runs in make test, not in the fast tier (-short)") // only under testing.Short
 	}
 }
 
@@ -204,4 +208,56 @@ func (c *Cluster) SetUnschedulable(ctx context.Context, name string, on bool) er
 	patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
 	_, err := c.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	return err
+}
+
+// BudgetWatch records every PodDisruptionBudget status, in the namespaces armed, in which fewer
+// pods are healthy than the budget demands: a broken budget. Arm a namespace once its workload is
+// Ready (before, a budget is not met because its pods are still starting).
+type BudgetWatch struct {
+	mu     sync.Mutex
+	armed  map[string]bool
+	broken []string
+	stop   chan struct{}
+	f      informers.SharedInformerFactory
+}
+
+// WatchBudgets starts a BudgetWatch on every namespace; Stop ends it.
+func (c *Cluster) WatchBudgets() *BudgetWatch {
+	w := &BudgetWatch{armed: map[string]bool{}, stop: make(chan struct{}), f: informers.NewSharedInformerFactory(c.Client, 0)}
+	inf := w.f.Policy().V1().PodDisruptionBudgets().Informer()
+	check := func(obj any) {
+		p, ok := obj.(*policyv1.PodDisruptionBudget)
+		if !ok {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.armed[p.Namespace] && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0 && p.Status.CurrentHealthy < p.Status.DesiredHealthy {
+			w.broken = append(w.broken, fmt.Sprintf("%s %s/%s: %d healthy, %d needed", time.Now().Format("15:04:05.000"), p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
+	w.f.Start(w.stop)
+	w.f.WaitForCacheSync(w.stop)
+	return w
+}
+
+// Arm starts judging the budgets of namespace ns.
+func (w *BudgetWatch) Arm(ns string) {
+	w.mu.Lock()
+	w.armed[ns] = true
+	w.mu.Unlock()
+}
+
+// Broken lists every broken status seen so far.
+func (w *BudgetWatch) Broken() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.broken...)
+}
+
+// Stop ends the watch.
+func (w *BudgetWatch) Stop() {
+	close(w.stop)
+	w.f.Shutdown()
 }

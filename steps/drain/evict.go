@@ -424,18 +424,25 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			return true
 		}
 	}
-	// stillThere asks the API for the pod by name: another UID, or none, means ours is gone.
-	stillThere := func() (*corev1.Pod, bool, error) {
-		var p *corev1.Pod
+	// look asks the API for the pod by name after the answer err: done says the matter is settled
+	// (the pod is gone — none by that name, or another UID —, the look-up failed, or the drain is
+	// over) and evict returns result; otherwise p is our pod, still there.
+	look := func(answer error) (p *corev1.Pod, done bool, result error) {
 		err := kube.Retry(ctx, nil, func(ctx context.Context) error {
 			var err error
 			p, err = d.Client.CoreV1().Pods(s.ref.Namespace).Get(ctx, s.ref.Name, metav1.GetOptions{})
 			return err
 		})
-		if apierrors.IsNotFound(err) || (err == nil && p.UID != uid) {
-			return nil, false, nil
+		switch {
+		case apierrors.IsNotFound(err) || (err == nil && p.UID != uid):
+			markGone("is gone")
+			return nil, true, nil
+		case err != nil && ctx.Err() != nil:
+			return nil, true, nil
+		case err != nil:
+			return nil, true, fmt.Errorf("evict %s: %w; and looking it up failed: %w", s.ref, answer, err)
 		}
-		return p, err == nil, err
+		return p, false, nil
 	}
 	backoff := kube.Backoff()
 	for {
@@ -472,15 +479,8 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			return nil
 		case apierrors.IsConflict(err):
 			// The UID precondition failed, or something else changed: look before believing it gone.
-			_, there, gerr := stillThere()
-			switch {
-			case gerr != nil && ctx.Err() != nil:
-				return nil
-			case gerr != nil:
-				return fmt.Errorf("evict %s: %w; and looking it up failed: %w", s.ref, err, gerr)
-			case !there:
-				markGone("is gone")
-				return nil
+			if _, done, result := look(err); done {
+				return result
 			}
 			refused("is refused: " + err.Error())
 			if !later(kube.RetryAfter(&backoff, err)) {
@@ -496,15 +496,10 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 				return nil
 			}
 		case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-			p, there, gerr := stillThere()
+			p, done, result := look(err)
 			switch {
-			case gerr != nil && ctx.Err() != nil:
-				return nil
-			case gerr != nil:
-				return fmt.Errorf("evict %s: %w; and looking it up failed: %w", s.ref, err, gerr)
-			case !there:
-				markGone("is gone")
-				return nil
+			case done:
+				return result
 			case p.DeletionTimestamp != nil:
 				// Its namespace is being deleted and so is the pod: wait for it to go.
 				mu.Lock()

@@ -9,15 +9,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/faults"
 	"github.com/drydock-dev/drydock/internal/kube"
@@ -26,29 +22,6 @@ import (
 	"github.com/drydock-dev/drydock/steps"
 	"github.com/drydock-dev/drydock/steps/drain"
 )
-
-// budgetWatch records every status of the namespace's budgets in which fewer pods are healthy
-// than the budget demands: a broken budget.
-func budgetWatch(t *testing.T, ns string) (func() []string, func()) {
-	var mu sync.Mutex
-	var broken []string
-	f := informers.NewSharedInformerFactoryWithOptions(cluster.Client, 0, informers.WithNamespace(ns))
-	inf := f.Policy().V1().PodDisruptionBudgets().Informer()
-	check := func(obj any) {
-		p := obj.(*policyv1.PodDisruptionBudget)
-		if p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0 && p.Status.CurrentHealthy < p.Status.DesiredHealthy {
-			mu.Lock()
-			broken = append(broken, fmt.Sprintf("%s %s: %d healthy, %d needed", time.Now().Format("15:04:05.000"), p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
-			mu.Unlock()
-		}
-	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
-	stop := make(chan struct{})
-	f.Start(stop)
-	f.WaitForCacheSync(stop)
-	return func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), broken...) },
-		func() { close(stop); f.Shutdown() }
-}
 
 // faultyEngine is an engine whose every request (steps, lock, journal mirror) passes the injector.
 func faultyEngine(t *testing.T, in *faults.Injector) (*runbook.Engine, *recorder) {
@@ -130,8 +103,9 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 				Labels: map[string]string{"suite": suite, "pool": "b"}}); err != nil {
 				t.Fatal(err)
 			}
-			broken, stop := budgetWatch(t, suite)
-			defer stop()
+			budgets := cluster.WatchBudgets()
+			defer budgets.Stop()
+			budgets.Arm(suite)
 			in := faults.New(faults.Config{Seed: seed, Rate: 0.1})
 			e, rec := faultyEngine(t, in)
 			rb := parseSpec(t, "v1.37.1", fmt.Sprintf(`  state: {namespace: %[1]s}
@@ -170,7 +144,7 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 			in.Pause(true)
 			time.Sleep(500 * time.Millisecond) // the budget watch sees the last status
 			invariants(t, suite, admin, spare, st)
-			if b := broken(); len(b) > 0 {
+			if b := budgets.Broken(); len(b) > 0 {
 				t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
 			}
 			counts, n := in.Counts()
@@ -218,8 +192,9 @@ func TestDrainSurvivesAPIServerRestart(t *testing.T) {
 			victim, most = n, len(pods.Items)
 		}
 	}
-	broken, stop := budgetWatch(t, ns)
-	defer stop()
+	budgets := cluster.WatchBudgets()
+	defer budgets.Stop()
+	budgets.Arm(ns)
 	e, rec := engine(t, runbook.AlwaysContinue)
 	e.NoMirror = false
 	rb := parseSpec(t, "v1.37.1", fmt.Sprintf("  state: {namespace: %s}\n  defaults: {timeout: 4m}\n  steps:\n    - {name: drain, type: drain, with: {nodes: [%s]}}\n", ns, victim))
@@ -257,7 +232,7 @@ func TestDrainSurvivesAPIServerRestart(t *testing.T) {
 	if len(pods.Items) != 0 {
 		t.Fatalf("%d pod(s) left on the drained node", len(pods.Items))
 	}
-	if b := broken(); len(b) > 0 {
+	if b := budgets.Broken(); len(b) > 0 {
 		t.Fatalf("budget broken:\n%s", strings.Join(b, "\n"))
 	}
 	// Leave the node usable for the tests after this one.
