@@ -179,14 +179,38 @@ func TestDrainAsUserWithExactlyTheDeclaredRules(t *testing.T) {
 		t.Fatalf("the bound rules never took effect: %v", err)
 	}
 	p := newProc(t)
-	if out, code := p.run("drain", "rbac-1", "--as", user); code != 0 {
+	out, code := p.run("drain", "rbac-1", "--as", user)
+	if code != 0 {
 		t.Fatalf("drain as a user with exactly the declared rules: exit %d\n%s", code, out)
+	}
+	// The other commands of a run, as the same user: rollback (uncordons), runs, plan, run and
+	// resume of a runbook with the same step and a pause point.
+	id := runIDRE.FindStringSubmatch(out)[1]
+	if out, code := p.run("rollback", id, "--yes", "--as", user); code != 0 {
+		t.Fatalf("rollback as the user: exit %d\n%s", code, out)
+	}
+	if n, _ := cluster.Client.CoreV1().Nodes().Get(ctx, "rbac-1", metav1.GetOptions{}); n.Spec.Unschedulable {
+		t.Fatal("rollback as the user did not uncordon the node")
+	}
+	if out, code := p.run("runs", "--cluster", "--as", user); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("runs --cluster as the user: exit %d\n%s", code, out)
+	}
+	rbFile := writeRunbook(t, "rbac", "    - {name: look, type: pause, with: {message: look first}}\n    - {name: drain, type: drain, with: {nodes: [rbac-1]}}\n")
+	if out, err := exec.Command(drydockBinary(t), "plan", rbFile, "--as", user, "--kubeconfig", cluster.Kubeconfig).CombinedOutput(); err != nil {
+		t.Fatalf("plan as the user: %v\n%s", err, out)
+	}
+	out, code = p.run("run", rbFile, "--as", user)
+	if code != 5 {
+		t.Fatalf("run as the user: exit %d, want 5 (paused)\n%s", code, out)
+	}
+	if out, code := p.run("resume", runIDRE.FindStringSubmatch(out)[1], "--yes", "--as", user); code != 0 {
+		t.Fatalf("resume as the user: exit %d\n%s", code, out)
 	}
 	if _, err := cluster.Client.CoreV1().Nodes().Patch(ctx, "rbac-1", types.MergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	revoke(runbook.Access{Verb: "create", Resource: "pods", Subresource: "eviction"})
-	out, code := p.run("drain", "rbac-2", "--as", user)
+	out, code = p.run("drain", "rbac-2", "--as", user)
 	if code != 3 || !strings.Contains(out, "create pods/eviction") || !strings.Contains(out, "nothing was changed") {
 		t.Fatalf("drain without the eviction permission: exit %d, want 3 naming it\n%s", code, out)
 	}
