@@ -170,25 +170,11 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if err != nil {
 		return err
 	}
-	// Blockers are reported before anything is touched.
-	var fatal []string
-	for _, b := range plan.Blockers() {
-		sev := runbook.SeverityWarning
-		if b.Fatal {
-			sev = runbook.SeverityError
-			fatal = append(fatal, b.String())
-		}
-		obj := "node/" + b.Node
-		if b.Pod != "" {
-			obj = "pod/" + b.Pod
-		}
-		env.Find(runbook.Finding{Severity: sev, Object: obj, Message: b.Message, Hint: b.Fix})
-	}
-	if len(fatal) > 0 && !s.DisableEviction {
-		return exitcode.With(exitcode.Blocked, fmt.Errorf("drain %s: blocked before anything moved: %s", strings.Join(todo, ", "), strings.Join(fatal, "; ")))
+	if err := Refuse(env, plan, s.Options); err != nil {
+		return err
 	}
 	for _, np := range plan.Nodes {
-		if err := s.drainNode(ctx, env, np); err != nil {
+		if err := DrainPlanned(ctx, env, np, s.Options); err != nil {
 			if !s.KeepCordoned {
 				err = LetGoAfter(ctx, env, err, s.cordoned(env))
 			}
@@ -204,12 +190,41 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	return nil
 }
 
-func (s *Step) drainNode(ctx context.Context, env *runbook.Env, np NodePlan) error {
+// Refuse reports a plan's blockers as findings, before anything is touched, and returns the error
+// that stops the drain when one is certain (exit 3). With disableEviction budgets are not asked, so
+// nothing is refused.
+func Refuse(env *runbook.Env, plan *Plan, opts Options) error {
+	var fatal, nodes []string
+	for _, np := range plan.Nodes {
+		nodes = append(nodes, np.Node)
+	}
+	for _, b := range plan.Blockers() {
+		sev := runbook.SeverityWarning
+		if b.Fatal {
+			sev = runbook.SeverityError
+			fatal = append(fatal, b.String())
+		}
+		obj := "node/" + b.Node
+		if b.Pod != "" {
+			obj = "pod/" + b.Pod
+		}
+		env.Find(runbook.Finding{Severity: sev, Object: obj, Message: b.Message, Hint: b.Fix})
+	}
+	if len(fatal) > 0 && !opts.DisableEviction {
+		return exitcode.With(exitcode.Blocked, fmt.Errorf("drain %s: blocked before anything moved: %s", strings.Join(nodes, ", "), strings.Join(fatal, "; ")))
+	}
+	return nil
+}
+
+// DrainPlanned is the drain sequence of one planned node, the same for drain, canary and
+// nodegroups: cordon (journaled first), evict what the plan says, record the Drained event, then
+// the drained/<node> checkpoint.
+func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Options) error {
 	if err := Cordon(ctx, env, np.Node); err != nil {
 		return err
 	}
 	total := len(np.Evict)
-	d := &Drainer{Client: env.Kube, Options: s.Options, Progress: PodReporter(env, np.Node, total)}
+	d := &Drainer{Client: env.Kube, Options: opts, Progress: PodReporter(env, np.Node, total)}
 	env.Node(np.Node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
 	if err := d.Drain(ctx, np); err != nil {
 		return err

@@ -124,25 +124,10 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 		if err != nil {
 			return err
 		}
-		var fatal []string
-		for _, b := range plan.Blockers() {
-			if b.Fatal {
-				fatal = append(fatal, b.String())
-			}
-		}
-		if len(fatal) > 0 {
-			return fmt.Errorf("drain node %q: blocked before anything moved: %s", node, strings.Join(fatal, "; "))
-		}
-		if err := drain.Cordon(ctx, env, node); err != nil {
+		if err := drain.Refuse(env, plan, opts); err != nil {
 			return err
 		}
-		total := len(plan.Nodes[0].Evict)
-		env.Node(node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
-		d := &drain.Drainer{Client: env.Kube, Options: opts, Progress: drain.PodReporter(env, node, total)}
-		if err := d.Drain(ctx, plan.Nodes[0]); err != nil {
-			return err
-		}
-		if err := env.MarkDone(ctx, "drained/"+node); err != nil {
+		if err := drain.DrainPlanned(ctx, env, plan.Nodes[0], opts); err != nil {
 			return err
 		}
 	}
