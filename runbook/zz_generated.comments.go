@@ -203,7 +203,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/steps/rollout.Action.WaitForVersion":        "WaitForVersion: the platform upgrades or replaces the node (managed node groups); drydock\nonly waits for it.",
 	"github.com/drydock-dev/drydock/steps/rollout.Gates":                        "Gates watches pods and budgets and tells whether the cluster is healthy compared with a baseline taken when the step began: pods that were already unhealthy then, and budgets already at zero, do not count against it.",
 	"github.com/drydock-dev/drydock/steps/rollout.Health":                       "Health says what \"the cluster is healthy\" means between nodes, between groups and during a soak.",
-	"github.com/drydock-dev/drydock/steps/rollout.Health.Namespaces":            "Namespaces watched for pods that are not Ready or crash-looping (default: every namespace).",
+	"github.com/drydock-dev/drydock/steps/rollout.Health.Namespaces":            "Namespaces watched for pods that are not Ready or crash-looping and budgets that allow no\ndisruption (default: every namespace).",
 	"github.com/drydock-dev/drydock/steps/rollout.Health.ProbeURL":              "ProbeURL, when set, must answer 2xx.",
 	"github.com/drydock-dev/drydock/steps/rollout.Health.Timeout":               "Timeout for the cluster to be healthy again after a node or a group (default 5m).",
 	"github.com/drydock-dev/drydock/steps/velero.RestoreCheck":                  "RestoreCheck restores a sample of namespaces into sandboxes and compares them with the source.",

@@ -20,7 +20,8 @@ import (
 
 // Health says what "the cluster is healthy" means between nodes, between groups and during a soak.
 type Health struct {
-	// Namespaces watched for pods that are not Ready or crash-looping (default: every namespace).
+	// Namespaces watched for pods that are not Ready or crash-looping and budgets that allow no
+	// disruption (default: every namespace).
 	Namespaces []string `json:"namespaces,omitempty"`
 	// ProbeURL, when set, must answer 2xx.
 	ProbeURL string `json:"probeURL,omitempty"`
@@ -142,7 +143,7 @@ func (g *Gates) Rebase() {
 	}
 	for _, obj := range g.pdbs.GetStore().List() {
 		pdb := obj.(*policyv1.PodDisruptionBudget)
-		if pdb.Status.DisruptionsAllowed == 0 {
+		if g.watched(pdb.Namespace) && pdb.Status.DisruptionsAllowed == 0 {
 			g.zeroBudget[pdb.Namespace+"/"+pdb.Name] = true
 		}
 	}
@@ -189,7 +190,7 @@ func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
 	for _, obj := range g.pdbs.GetStore().List() {
 		pdb := obj.(*policyv1.PodDisruptionBudget)
 		key := pdb.Namespace + "/" + pdb.Name
-		if !g.zeroBudget[key] && pdb.Status.DisruptionsAllowed == 0 {
+		if g.watched(pdb.Namespace) && !g.zeroBudget[key] && pdb.Status.DisruptionsAllowed == 0 {
 			out = append(out, fmt.Sprintf("PodDisruptionBudget %s allows no disruption (needs %d healthy, has %d)", key, pdb.Status.DesiredHealthy, pdb.Status.CurrentHealthy))
 		}
 	}
