@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -109,7 +110,7 @@ func parse(t *testing.T, steps string, extra ...string) *runbook.Runbook {
 	return rb
 }
 
-type recorder = runbook.Recorder
+type recorder = printer.Recorder
 
 func engine(t *testing.T, sink runbook.Sink) *runbook.Engine {
 	return &runbook.Engine{Registry: registry, Sink: sink, Decider: runbook.AlwaysContinue, Kube: cluster.Client,

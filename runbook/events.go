@@ -1,11 +1,6 @@
 package runbook
 
 import (
-	"encoding/json"
-	"fmt"
-	"io"
-	"strings"
-	"sync"
 	"time"
 )
 
@@ -19,15 +14,26 @@ type Event interface {
 
 // Meta is common to every event.
 type Meta struct {
-	Time  time.Time `json:"time"`
-	RunID string    `json:"run"`
-	Step  string    `json:"step,omitempty"`
+	// EventType is the event's Type(), filled in by Stamp, so that an event encodes as itself.
+	EventType string    `json:"type"`
+	Time      time.Time `json:"time"`
+	RunID     string    `json:"run"`
+	Step      string    `json:"step,omitempty"`
 }
 
 func (m *Meta) meta() *Meta { return m }
 
 // EventTime is when e happened.
 func EventTime(e Event) time.Time { return e.meta().Time }
+
+// MetaOf returns e's common fields.
+func MetaOf(e Event) Meta { return *e.meta() }
+
+// Stamp fills in e's EventType and returns e: encoded as JSON, it then says what it is.
+func Stamp(e Event) Event {
+	e.meta().EventType = e.Type()
+	return e
+}
 
 // RunStarted: a run began or resumed.
 type RunStarted struct {
@@ -190,175 +196,3 @@ func (m MultiSink) Emit(e Event) {
 		s.Emit(e)
 	}
 }
-
-// JSONSink writes one JSON object per event and line: {"type": ..., "time": ..., "run": ..., ...}.
-type JSONSink struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-// NewJSONSink writes to w.
-func NewJSONSink(w io.Writer) *JSONSink { return &JSONSink{w: w} }
-
-// Emit writes e.
-func (s *JSONSink) Emit(e Event) {
-	body, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
-	line := fmt.Sprintf(`{"type":%q,%s`, e.Type(), body[1:])
-	if len(body) == 2 { // {}
-		line = fmt.Sprintf(`{"type":%q}`, e.Type())
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fmt.Fprintln(s.w, line)
-}
-
-// TextSink writes one plain, stable, greppable line per event:
-//
-//	15:04:05 run 20261122-0750-ab12: started runbook "prod" (target v1.37.2; steps: a, b)
-//	15:04:05 step a: started (exec)
-type TextSink struct {
-	mu sync.Mutex
-	w  io.Writer
-	// Verbose includes progress events and command output.
-	Verbose bool
-}
-
-// NewTextSink writes to w.
-func NewTextSink(w io.Writer) *TextSink { return &TextSink{w: w, Verbose: true} }
-
-// Emit writes e.
-func (s *TextSink) Emit(e Event) {
-	line := FormatEvent(e)
-	if line == "" {
-		return
-	}
-	if !s.Verbose {
-		switch e.(type) {
-		case *StepProgress, *LogLine:
-			return
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fmt.Fprintf(s.w, "%s %s\n", e.meta().Time.Local().Format("15:04:05"), line)
-}
-
-// FormatEvent is an event's one-line description, without the time.
-func FormatEvent(e Event) string {
-	m := e.meta()
-	step := "step " + m.Step + ": "
-	switch e := e.(type) {
-	case *RunStarted:
-		verb := "started"
-		if e.Resumed {
-			verb = "resumed"
-		}
-		extra := ""
-		if e.DryRun {
-			extra = ", dry run"
-		}
-		return fmt.Sprintf("run %s: %s runbook %q (target %s%s; steps: %s)", m.RunID, verb, e.Runbook, e.Target, extra, strings.Join(e.Steps, ", "))
-	case *StepStarted:
-		if e.Attempt > 1 {
-			return fmt.Sprintf("%sstarted (%s, attempt %d: re-entered after an interruption)", step, e.Kind, e.Attempt)
-		}
-		return fmt.Sprintf("%sstarted (%s)", step, e.Kind)
-	case *StepProgress:
-		if e.Total > 0 {
-			return fmt.Sprintf("%s%s [%d/%d]", step, e.Message, e.Done, e.Total)
-		}
-		return step + e.Message
-	case *StepFinding:
-		s := fmt.Sprintf("%s%s: %s: %s", step, strings.ToUpper(string(e.Severity)), e.Object, e.Message)
-		if e.Hint != "" {
-			s += " (fix: " + e.Hint + ")"
-		}
-		return s
-	case *StepPaused:
-		s := fmt.Sprintf("%spaused %s the step", step, e.When)
-		if e.Message != "" {
-			s += ": " + e.Message
-		}
-		return s
-	case *StepFinished:
-		if e.Skipped {
-			return fmt.Sprintf("%sskipped: %s", step, e.Reason)
-		}
-		return fmt.Sprintf("%sdone in %s", step, e.Duration.Round(time.Millisecond))
-	case *StepFailed:
-		if e.Interrupted {
-			return fmt.Sprintf("%sinterrupted after %s: %s", step, e.Duration.Round(time.Millisecond), e.Error)
-		}
-		return fmt.Sprintf("%sFAILED after %s: %s", step, e.Duration.Round(time.Millisecond), e.Error)
-	case *NodeChanged:
-		s := fmt.Sprintf("%snode %s: %s", step, e.Node, e.State)
-		if e.Group != "" {
-			s = fmt.Sprintf("%snode %s (group %s): %s", step, e.Node, e.Group, e.State)
-		}
-		if e.Detail != "" {
-			s += ": " + e.Detail
-		}
-		return s
-	case *PodChanged:
-		s := fmt.Sprintf("%snode %s: %s %s", step, e.Node, e.Pod, e.State)
-		if e.Reason != "" {
-			s += ": " + e.Reason
-		}
-		if e.Total > 0 {
-			s += fmt.Sprintf(" [%d/%d]", e.Done, e.Total)
-		}
-		return s
-	case *RollbackPointSet:
-		return step + "rollback point: " + e.Name
-	case *RollbackStarted:
-		return step + "rolling back"
-	case *RollbackFinished:
-		switch {
-		case e.Error != "":
-			return step + "ROLLBACK FAILED: " + e.Error
-		case e.Nothing:
-			return step + "nothing to undo"
-		}
-		return step + "rolled back"
-	case *LogLine:
-		return fmt.Sprintf("%s%s: %s", step, e.Stream, e.Line)
-	case *RunFinished:
-		s := fmt.Sprintf("run %s: %s", m.RunID, e.Status)
-		if e.Message != "" {
-			s += ": " + e.Message
-		}
-		return s
-	}
-	return ""
-}
-
-// Recorder keeps every event in memory, in order (tests; a display that replays a run).
-type Recorder struct {
-	mu     sync.Mutex
-	events []Event
-}
-
-// Emit keeps e.
-func (r *Recorder) Emit(e Event) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
-
-// Events returns the events so far.
-func (r *Recorder) Events() []Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Event(nil), r.events...)
-}
-
-// Lines returns each event as FormatEvent writes it.
-func (r *Recorder) Lines() []string {
-	var out []string
-	for _, e := range r.Events() {
-		out = append(out, FormatEvent(e))
-	}
-	return out
-}
-
-// Text is Lines joined by newlines.
-func (r *Recorder) Text() string { return strings.Join(r.Lines(), "\n") }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
@@ -34,7 +35,7 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
-type recorder = runbook.Recorder
+type recorder = printer.Recorder
 
 func start(t *testing.T, steps string) (*runbook.RunState, *recorder, *runbook.Engine, error) {
 	t.Helper()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/kube"
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/tui"
 	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/runbook"
@@ -188,9 +189,9 @@ func (o *RunOptions) execute(cmd *cobra.Command, command string, work func(ctx c
 
 func (o *RunOptions) sink() runbook.Sink {
 	if o.Output == "json" {
-		return runbook.NewJSONSink(o.Out)
+		return printer.NewJSON(o.Out)
 	}
-	return runbook.NewTextSink(o.Out)
+	return printer.NewText(o.Out)
 }
 
 func (o *RunOptions) decider() runbook.Decider {

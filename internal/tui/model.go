@@ -18,6 +18,7 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -225,7 +226,7 @@ func (m *Model) send(r Request) {
 
 // Apply folds one event into the state: the reducer the tests drive.
 func (m *Model) Apply(ev runbook.Event) {
-	text := runbook.FormatEvent(ev)
+	text := printer.Format(ev)
 	level := "info"
 	switch e := ev.(type) {
 	case *runbook.RunStarted:

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/drain"
@@ -116,7 +117,7 @@ func (s *scenario) node(name string) *corev1.Node {
 	return n
 }
 
-type recorder = runbook.Recorder
+type recorder = printer.Recorder
 
 // run drains through the engine, as `drydock drain` does.
 func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook.Engine, *recorder, error) {

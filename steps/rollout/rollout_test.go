@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
@@ -94,7 +95,7 @@ func workload(t *testing.T, ns, name string, replicas int32, selector map[string
 	}
 }
 
-type recorder = runbook.Recorder
+type recorder = printer.Recorder
 
 func engine(t *testing.T, d runbook.Decider) (*runbook.Engine, *recorder) {
 	rec := &recorder{}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/preflight"
@@ -58,14 +59,14 @@ func startVelero(t *testing.T) *simcluster.Velero {
 	return vel
 }
 
-func run(t *testing.T, stepsYAML string) (*runbook.RunState, *runbook.Recorder, error) {
+func run(t *testing.T, stepsYAML string) (*runbook.RunState, *printer.Recorder, error) {
 	t.Helper()
 	text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: t}\nspec:\n  targetVersion: v1.37.1\n  steps:\n" + stepsYAML
 	rb, err := runbook.Parse(t.Name()+".yaml", []byte(text), steps.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &runbook.Recorder{}
+	rec := &printer.Recorder{}
 	e := &runbook.Engine{Registry: steps.Registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: cluster.Client, REST: cluster.Config,
 		StateDir: t.TempDir(), NoMirror: true}
 	st, err := e.Start(context.Background(), rb)
