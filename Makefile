@@ -12,7 +12,7 @@ VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
+.PHONY: lint release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
 
 all: build
 
@@ -53,6 +53,14 @@ demo-down:
 vet:
 	$(GO) vet ./...
 	cd tools/cluster && $(GO) vet ./...
+
+## lint: the house rules: golangci-lint (pinned in tools/lint/go.mod; .golangci.yml: depguard keeps the engine,
+## steps and checks free of cobra, Bubble Tea and lipgloss, forbidigo of os.Std*, errorlint, bodyclose, ...),
+## gofmt, and go mod tidy
+lint:
+	$(GO) tool -modfile=tools/lint/go.mod golangci-lint run ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt wants to change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) mod tidy -diff
 
 ## test: every test, against real simulated clusters
 test: vet test-deps

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -167,7 +168,7 @@ func (s *scanner) manifests() error {
 			s.add(Finding{Severity: v.severity, Object: fmt.Sprintf("%s:%d", f, o.Line), Message: v.what + ": " + o.String(),
 				Fix: v.fix, Source: SourceManifest, API: v.api, File: f, Line: o.Line})
 		}
-		if pe, ok := perr.(*ParseError); ok {
+		if pe := (*ParseError)(nil); errors.As(perr, &pe) {
 			s.add(Finding{Severity: runbook.SeverityError, Object: fmt.Sprintf("%s:%d", pe.File, pe.Line),
 				Message: "not valid YAML, so it was not scanned: " + pe.Err, Fix: "fix the file, or leave it out of --manifests",
 				Source: SourceManifest, File: pe.File, Line: pe.Line})

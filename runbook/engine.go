@@ -450,7 +450,7 @@ func (s *session) failStep(ctx context.Context, i int, start time.Time, err erro
 		if rerr := s.rollback(ctx, 0); rerr != nil {
 			return rerr
 		}
-		return fmt.Errorf("step %q failed (%v), and the run was %w", spec.Name, err, ErrRolledBack)
+		return fmt.Errorf("step %q failed (%w), and the run was %w", spec.Name, err, ErrRolledBack)
 	}
 	return fmt.Errorf("step %q: %w", spec.Name, err)
 }
@@ -570,7 +570,7 @@ func (s *session) rollback(ctx context.Context, from int) error {
 		if err != nil {
 			_ = s.update(ctx, func(*RunState) { st.Status, st.Error = StatusRollbackFailed, "rollback: "+err.Error() })
 			s.emit(&RollbackFinished{Meta: meta, Error: err.Error()})
-			return fmt.Errorf("%w at step %q: %v", errRollbackFailed, spec.Name, err)
+			return fmt.Errorf("%w at step %q: %w", errRollbackFailed, spec.Name, err)
 		}
 		if err := s.update(ctx, func(*RunState) {
 			st.Status, st.Checkpoints = StatusRolledBack, nil

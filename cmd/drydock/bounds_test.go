@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,7 @@ func TestValidateBoundedOnAnyInput(t *testing.T) {
 		start := time.Now()
 		err := cmd.Run()
 		took := time.Since(start)
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 2 {
 			t.Fatalf("validate %s: %v, want exit 2\n%s", c.path, err, out.String())
 		}
 		if !strings.Contains(out.String(), c.want) || !strings.Contains(out.String(), "at most 1048576 bytes") {
@@ -72,7 +73,7 @@ func TestValidateBoundedOnAnyInput(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 130 {
 			t.Fatalf("validate of a FIFO after SIGTERM: %v, want exit 130\n%s", err, out.String())
 		}
 	case <-time.After(10 * time.Second):

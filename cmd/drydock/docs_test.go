@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -75,7 +76,7 @@ func TestRecipesParse(t *testing.T) {
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		for {
 			var doc any
-			if err := dec.Decode(&doc); err == io.EOF {
+			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
 				t.Errorf("%s: %v", f, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,7 +43,7 @@ func (p *proc) run(args ...string) (string, int) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
 		p.t.Fatal(err)
@@ -236,7 +237,8 @@ func TestSIGTERMLeavesRunResumable(t *testing.T) {
 	begin := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
-	ee, ok := err.(*exec.ExitError)
+	var ee *exec.ExitError
+	ok := errors.As(err, &ee)
 	if !ok || ee.ExitCode() != int(exitcode.Interrupted) {
 		t.Fatalf("exit %v, want %d:\n%s", err, exitcode.Interrupted, out.String())
 	}
@@ -277,7 +279,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // drydock is waiting for the command to stop
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
-	ee, ok := err.(*exec.ExitError)
+	var ee *exec.ExitError
+	ok := errors.As(err, &ee)
 	if !ok || ee.ExitCode() != int(exitcode.Interrupted) {
 		t.Fatalf("exit %v, want %d:\n%s", err, exitcode.Interrupted, out.String())
 	}

@@ -372,7 +372,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("simcluster: cluster %s not ready after 90s: %v", c.Name, last)
+			return fmt.Errorf("simcluster: cluster %s not ready after 90s: %w", c.Name, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -570,7 +570,7 @@ func (c *Cluster) waitReadyz(ctx context.Context) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("simcluster: apiserver not ready after restart: %v", last)
+			return fmt.Errorf("simcluster: apiserver not ready after restart: %w", last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

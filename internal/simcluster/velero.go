@@ -105,7 +105,7 @@ func (c *Cluster) StartVelero(ctx context.Context, opts VeleroOptions) (v *Veler
 	out, err := exec.CommandContext(ctx, "curl", "-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", minioUser+":"+minioSecret,
 		"-X", "PUT", v.S3URL+"/"+v.Bucket).CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("simcluster: create bucket: %v: %s", err, out)
+		return nil, fmt.Errorf("simcluster: create bucket: %w: %s", err, out)
 	}
 	v.creds = filepath.Join(v.dir, "credentials")
 	if err := os.WriteFile(v.creds, []byte(fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", minioUser, minioSecret)), 0o600); err != nil {
@@ -120,11 +120,11 @@ func (c *Cluster) StartVelero(ctx context.Context, opts VeleroOptions) (v *Veler
 	kubectl := exec.CommandContext(ctx, filepath.Join(c.binDir, "kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "--server-side", "-f", "-")
 	kubectl.Stdin = bytes.NewReader(crds)
 	if out, err := kubectl.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("simcluster: apply Velero CRDs: %v: %s", err, out)
+		return nil, fmt.Errorf("simcluster: apply Velero CRDs: %w: %s", err, out)
 	}
 	if out, err := exec.CommandContext(ctx, filepath.Join(c.binDir, "kubectl"), "--kubeconfig", c.Kubeconfig, "wait", "--for=condition=Established",
 		"--timeout=60s", "crd", "-l", "component=velero").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("simcluster: wait for Velero CRDs: %v: %s", err, out)
+		return nil, fmt.Errorf("simcluster: wait for Velero CRDs: %w: %s", err, out)
 	}
 
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v.Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -198,9 +198,10 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	// The canary failed: undo it now, before anyone builds on it.
 	env.Logf("warning", "canary %s failed: %v; rolling it back", node, err)
 	if uerr := rollout.Undo(context.WithoutCancel(ctx), env, s.Action); uerr != nil && !errors.Is(uerr, runbook.ErrNothingToUndo) {
+		//nolint:errorlint // the failed rollback decides the outcome (exit 1), not what failed the canary
 		return fmt.Errorf("canary %s failed (%v), and rolling it back failed too: %w", node, err, uerr)
 	}
-	return exitcode.With(exitcode.Aborted, fmt.Errorf("canary %s failed and was %w: %v", node, runbook.ErrRolledBack, err))
+	return exitcode.With(exitcode.Aborted, fmt.Errorf("canary %s failed and was %w: %w", node, runbook.ErrRolledBack, err))
 }
 
 // Rollback uncordons the canary and runs the rollback action.

@@ -111,7 +111,7 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 			out, err := cmd.CombinedOutput()
 			took := time.Since(start)
 			if err != nil {
-				return fmt.Errorf("%s drain: %v\n%s", tool, err, out)
+				return fmt.Errorf("%s drain: %w\n%s", tool, err, out)
 			}
 			times[tool] = append(times[tool], took)
 			fmt.Printf("  %-8s rep %d: %6.2fs\n", tool, r+1, took.Seconds())

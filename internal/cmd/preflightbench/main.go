@@ -105,7 +105,7 @@ func run(namespaces, perNS, releases, reps int, drydock string) error {
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			t0 := time.Now()
 			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("%s: %v\n%s", tool.name, err, stderr.String())
+				return fmt.Errorf("%s: %w\n%s", tool.name, err, stderr.String())
 			}
 			wall := time.Since(t0)
 			rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
@@ -117,7 +117,7 @@ func run(namespaces, perNS, releases, reps int, drydock string) error {
 					} `json:"checks"`
 				}
 				if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || len(rep.Checks) != 1 {
-					return fmt.Errorf("drydock output: %v", err)
+					return fmt.Errorf("drydock output: %w", err)
 				}
 				findings = len(rep.Checks[0].Findings)
 			}
