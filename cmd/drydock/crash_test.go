@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/drydock-dev/drydock/internal/invariants"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
-	"github.com/drydock-dev/drydock/steps/drain"
 )
 
 // TestCrashAtEveryJournalWrite kills drydock (SIGKILL, from inside, right after the k-th journal
@@ -170,36 +170,12 @@ spec:
 }
 
 func checkInvariants(t *testing.T, k int, suite, admin string, p *proc) {
-	list, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "suite=" + suite})
-	if err != nil {
-		t.Error(err)
+	runs, err := runbook.ListRuns(p.stateDir)
+	if err != nil || len(runs) != 1 {
+		t.Errorf("k=%d: %d journals (%v)", k, len(runs), err)
 		return
 	}
-	at := map[string]bool{}
-	for _, n := range list.Items {
-		at[n.Name] = n.Status.NodeInfo.KubeletVersion == "v1.37.1"
-		switch {
-		case !at[n.Name]:
-			t.Errorf("k=%d: node %s is at %s", k, n.Name, n.Status.NodeInfo.KubeletVersion)
-		case n.Annotations[drain.AnnotationCordonedBy] != "":
-			t.Errorf("k=%d: node %s is left cordoned by drydock", k, n.Name)
-		case n.Name == admin && !n.Spec.Unschedulable:
-			t.Errorf("k=%d: the admin's cordon on %s was lifted", k, n.Name)
-		case n.Name != admin && n.Spec.Unschedulable:
-			t.Errorf("k=%d: node %s is left unschedulable", k, n.Name)
-		}
-	}
-	runs, _ := runbook.ListRuns(p.stateDir)
-	for _, r := range runs {
-		if r.Status != runbook.RunSucceeded {
-			t.Errorf("k=%d: run %s is %s", k, r.ID, r.Status)
-		}
-		for _, s := range r.Steps {
-			for _, c := range s.Checkpoints {
-				if n, ok := strings.CutPrefix(c, "upgraded/"); ok && !at[n] {
-					t.Errorf("k=%d: the journal says %s is upgraded; the cluster does not", k, n)
-				}
-			}
-		}
+	for _, v := range invariants.Check(context.Background(), cluster.Client, invariants.Scene{Selector: "suite=" + suite, Target: "v1.37.1", Admin: admin}, runs[0]) {
+		t.Errorf("k=%d: %s", k, v)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/faults"
+	"github.com/drydock-dev/drydock/internal/invariants"
 	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
@@ -32,46 +33,6 @@ func faultyEngine(t *testing.T, in *faults.Injector) (*runbook.Engine, *recorder
 	}
 	rec := &recorder{}
 	return &runbook.Engine{Registry: steps.Registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: client, REST: cfg, StateDir: t.TempDir()}, rec
-}
-
-// invariants checks the suite's nodes after a run: at the target, nothing cordoned by drydock, the
-// admin's cordon kept, and every node the journal says is upgraded really is.
-func invariants(t *testing.T, suite, admin, drained string, st *runbook.RunState) {
-	t.Helper()
-	list, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "suite=" + suite})
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := map[string]bool{}
-	for _, n := range list.Items {
-		at[n.Name] = n.Status.NodeInfo.KubeletVersion == "v1.37.1"
-		if !at[n.Name] {
-			t.Errorf("node %s is at %s, not the target", n.Name, n.Status.NodeInfo.KubeletVersion)
-		}
-		if n.Name == drained {
-			// The drain step's node: drained, so cordoned by the run, on purpose.
-			if !n.Spec.Unschedulable || n.Annotations[drain.AnnotationCordonedBy] != st.ID {
-				t.Errorf("the drained node %s: unschedulable %v, annotations %v", n.Name, n.Spec.Unschedulable, n.Annotations)
-			}
-			continue
-		}
-		if by := n.Annotations[drain.AnnotationCordonedBy]; by != "" {
-			t.Errorf("node %s is left cordoned by drydock run %s", n.Name, by)
-		}
-		if n.Name == admin && !n.Spec.Unschedulable {
-			t.Errorf("the admin's cordon on %s was lifted", n.Name)
-		}
-		if n.Name != admin && n.Spec.Unschedulable {
-			t.Errorf("node %s is left unschedulable", n.Name)
-		}
-	}
-	for _, s := range st.Steps {
-		for _, c := range s.Checkpoints {
-			if n, ok := strings.CutPrefix(c, "upgraded/"); ok && !at[n] {
-				t.Errorf("the journal says %s is upgraded; the cluster does not", n)
-			}
-		}
-	}
 }
 
 // TestRolloutUnderInjectedFaults: canary then node groups, with one request in ten failing in one
@@ -143,7 +104,9 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 			}
 			in.Pause(true)
 			time.Sleep(500 * time.Millisecond) // the budget watch sees the last status
-			invariants(t, suite, admin, spare, st)
+			for _, v := range invariants.Check(context.Background(), cluster.Client, invariants.Scene{Selector: "suite=" + suite, Target: "v1.37.1", Admin: admin, Drained: spare}, st) {
+				t.Error(v)
+			}
 			if b := budgets.Broken(); len(b) > 0 {
 				t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
 			}
