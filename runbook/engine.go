@@ -11,8 +11,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-
-	"github.com/drydock-dev/drydock/internal/exitcode"
 )
 
 // Engine runs runbooks: it journals every step transition, holds the cluster lock for the whole run,
@@ -47,13 +45,6 @@ type Engine struct {
 // move nodes offer one between nodes). Safe to call from any goroutine.
 func (e *Engine) RequestPause() { e.pauseNext.Store(true) }
 
-// Errors that end a run, mapped to exit codes by internal/exitcode.
-var (
-	ErrPaused      = errors.New("paused at a pause point")
-	ErrRolledBack  = errors.New("rolled back")
-	ErrInterrupted = errors.New("interrupted")
-)
-
 // Start begins a new run of rb.
 func (e *Engine) Start(ctx context.Context, rb *Runbook) (*RunState, error) {
 	if err := e.Registry.Check(); err != nil {
@@ -86,7 +77,7 @@ func (e *Engine) Start(ctx context.Context, rb *Runbook) (*RunState, error) {
 // that was waiting is asked again. The runbook is the one journaled when the run started.
 func (e *Engine) Resume(ctx context.Context, st *RunState) (*RunState, error) {
 	if !st.Status.Resumable() {
-		return st, exitcode.UsageError(fmt.Errorf("resume run %s: it is %s, not resumable", st.ID, st.Status))
+		return st, Invalid(fmt.Errorf("resume run %s: it is %s, not resumable", st.ID, st.Status))
 	}
 	rb, err := e.runbookOf(st)
 	if err != nil {
@@ -132,7 +123,7 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 	if err := s.lock.Acquire(ctx, e.StealLock); err != nil {
 		var locked *LockedError
 		if errors.As(err, &locked) {
-			return nil, nil, exitcode.With(exitcode.Blocked, fmt.Errorf("run %s: %w", st.ID, err))
+			return nil, nil, Blocked(fmt.Errorf("run %s: %w", st.ID, err))
 		}
 		return nil, nil, err
 	}
@@ -200,7 +191,7 @@ func (e *Engine) checkAccess(ctx context.Context, rb *Runbook) error {
 		return nil
 	}
 	if len(missing) > 0 {
-		return exitcode.With(exitcode.Blocked, &AccessError{Missing: missing})
+		return Blocked(&AccessError{Missing: missing})
 	}
 	return nil
 }
@@ -248,10 +239,8 @@ func (s *session) finish(ctx, runCtx context.Context, err error) error {
 	case errors.Is(err, ErrPaused):
 		status = RunPaused
 		msg = fmt.Sprintf("paused %s step %q: `drydock resume %s` continues (add --yes to answer the pause point)", st.Pause.When, st.Pause.Step, st.ID)
-		err = exitcode.With(exitcode.Paused, err)
 	case errors.Is(err, ErrRolledBack):
 		status, msg = RunRolledBack, "the completed steps were undone"
-		err = exitcode.With(exitcode.Aborted, err)
 	case errors.Is(err, errRollbackFailed):
 		status, msg = RunRollbackFailed, fmt.Sprintf("%v: fix the cause, then `drydock rollback %s` continues the rollback", err, st.ID)
 	case runCtx.Err() != nil:
@@ -259,7 +248,7 @@ func (s *session) finish(ctx, runCtx context.Context, err error) error {
 		cause := context.Cause(runCtx)
 		msg = fmt.Sprintf("interrupted (%v): `drydock resume %s` re-enters the step that was running", cause, st.ID)
 		if ctx.Err() != nil {
-			err = exitcode.With(exitcode.Interrupted, fmt.Errorf("run %s: %w", st.ID, ErrInterrupted))
+			err = fmt.Errorf("run %s: %w", st.ID, ErrInterrupted)
 		} else {
 			err = fmt.Errorf("run %s: %w", st.ID, cause) // lost the lock: a failure, not a Ctrl-C
 		}
@@ -275,6 +264,11 @@ func (s *session) finish(ctx, runCtx context.Context, err error) error {
 }
 
 var errRollbackFailed = errors.New("rollback failed")
+
+// StepTimeoutError is the cause of a step that ran out of its timeout.
+type StepTimeoutError struct{ After time.Duration }
+
+func (e *StepTimeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.After) }
 
 // ErrNothingToUndo is what a Rollbacker returns when the step changed nothing that it can undo.
 var ErrNothingToUndo = errors.New("nothing to undo")
@@ -386,7 +380,7 @@ func (s *session) runStep(ctx context.Context, i int) error {
 	s.emit(&StepStarted{Meta: meta, Kind: spec.Type, Attempt: st.Attempts})
 
 	timeout := s.rb.TimeoutOf(spec)
-	stepCtx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %s", timeout))
+	stepCtx, cancel := context.WithTimeoutCause(ctx, timeout, &StepTimeoutError{After: timeout})
 	err := spec.Step.Run(stepCtx, env)
 	if err == nil && stepCtx.Err() != nil && ctx.Err() == nil {
 		err = context.Cause(stepCtx)
@@ -411,8 +405,9 @@ func (s *session) runStep(ctx context.Context, i int) error {
 		return fmt.Errorf("at a pause point inside step %q, the run was %w", spec.Name, ErrRolledBack)
 	}
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) && !strings.Contains(err.Error(), "timed out") {
-			err = fmt.Errorf("timed out after %s: %w", timeout, err)
+		var timedOut *StepTimeoutError
+		if ctx.Err() == nil && errors.Is(stepCtx.Err(), context.DeadlineExceeded) && !errors.As(err, &timedOut) {
+			err = fmt.Errorf("%w: %w", &StepTimeoutError{After: timeout}, err)
 		}
 		return s.failStep(ctx, i, start, err)
 	}
@@ -512,7 +507,7 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 			for _, x := range st.Steps {
 				names = append(names, x.Name)
 			}
-			return st, exitcode.UsageError(fmt.Errorf("rollback run %s: no step %q (steps: %s)", st.ID, to, strings.Join(names, ", ")))
+			return st, Invalid(fmt.Errorf("rollback run %s: no step %q (steps: %s)", st.ID, to, strings.Join(names, ", ")))
 		}
 	}
 	if err := e.checkAccess(ctx, rb); err != nil {

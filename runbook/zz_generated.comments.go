@@ -125,6 +125,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.StepState.Data":                     "Data is what a step keeps across attempts, by key (e.g. the health baseline it took first).",
 	"github.com/drydock-dev/drydock/runbook.StepState.RollbackPoint":            "RollbackPoint names something a person can roll back to, e.g. a Velero backup.",
 	"github.com/drydock-dev/drydock/runbook.StepStatus":                         "StepStatus is where a step stands.",
+	"github.com/drydock-dev/drydock/runbook.StepTimeoutError":                   "StepTimeoutError is the cause of a step that ran out of its timeout.",
 	"github.com/drydock-dev/drydock/steps/canary.Step":                          "Step is the canary step's settings.",
 	"github.com/drydock-dev/drydock/steps/canary.Step.Action":                   "Action upgrades the node.",
 	"github.com/drydock-dev/drydock/steps/canary.Step.Drain":                    "Drain options.",

@@ -5,6 +5,8 @@ package exitcode
 import (
 	"context"
 	"errors"
+
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 // Code is a process exit status.
@@ -72,8 +74,10 @@ func WantsHelp(err error) bool {
 	return errors.As(err, &e) && e.Help
 }
 
-// For maps an error to its exit code: nil is OK, a marked error its mark, an interrupted
-// context Interrupted, anything else Failure.
+// For is the one place where an outcome becomes an exit code: nil is OK; an error the command line
+// marked (UsageError, With) has its mark; then the engine's and the steps' typed outcomes, the
+// strongest first (a canary rolled back because its drain was blocked ended rolled back); an
+// interrupted context is Interrupted; anything else is Failure.
 func For(err error) Code {
 	if err == nil {
 		return OK
@@ -82,8 +86,17 @@ func For(err error) Code {
 	if errors.As(err, &e) {
 		return e.Code
 	}
-	if errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, runbook.ErrInterrupted), errors.Is(err, context.Canceled):
 		return Interrupted
+	case errors.Is(err, runbook.ErrPaused):
+		return Paused
+	case errors.Is(err, runbook.ErrRolledBack):
+		return Aborted
+	case errors.Is(err, runbook.ErrBlocked):
+		return Blocked
+	case errors.Is(err, runbook.ErrInvalid):
+		return Usage
 	}
 	return Failure
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"regexp"
 	"testing"
+
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 func TestFor(t *testing.T) {
@@ -18,6 +20,12 @@ func TestFor(t *testing.T) {
 		{errors.New("boom"), Failure},
 		{UsageError(errors.New("bad flag")), Usage},
 		{fmt.Errorf("drain node %q: %w", "n1", With(Blocked, errors.New("pdb"))), Blocked},
+		// The engine's and the steps' typed outcomes, however deep they are wrapped.
+		{runbook.Invalid(errors.New("node not found")), Usage},
+		{fmt.Errorf("group a: %w", runbook.Blocked(errors.New("pdb"))), Blocked},
+		{fmt.Errorf("step %q: %w", "s", runbook.ErrPaused), Paused},
+		{fmt.Errorf("canary n1 failed and was %w: %w", runbook.ErrRolledBack, runbook.Blocked(errors.New("pdb"))), Aborted},
+		{fmt.Errorf("run r: %w", runbook.ErrInterrupted), Interrupted},
 		{fmt.Errorf("wait: %w", context.Canceled), Interrupted},
 		{With(Paused, errors.New("paused")), Paused},
 	} {

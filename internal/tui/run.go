@@ -9,7 +9,6 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -33,7 +32,7 @@ type sinkFunc func(runbook.Event)
 func (f sinkFunc) Emit(ev runbook.Event) { f(ev) }
 
 // ErrRolledBackOnRequest ends a run the person rolled back from the screen.
-var ErrRolledBackOnRequest = errors.New("rolled back at your request")
+var ErrRolledBackOnRequest = fmt.Errorf("%w at your request", runbook.ErrRolledBack)
 
 // Run shows the screen while work runs; work gets the sink and the decider to give the engine.
 // The screen stays after the work ends, until the person quits; when ctx ends (SIGTERM) it closes
@@ -99,7 +98,7 @@ func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink 
 			if rerr := opts.Rollback(context.WithoutCancel(ctx), sink, to); rerr != nil {
 				err = fmt.Errorf("roll back to step %q: %w", to, rerr)
 			} else {
-				err = exitcode.With(exitcode.Aborted, fmt.Errorf("run %w (back to step %q)", ErrRolledBackOnRequest, to))
+				err = fmt.Errorf("run %w (back to step %q)", ErrRolledBackOnRequest, to)
 			}
 		}
 		mu.Lock()

@@ -23,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/rollout"
@@ -146,7 +145,7 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 // Run upgrades the canary; a failure rolls it back and ends the run (exit 4).
 func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if err := rollout.CheckSkew(ctx, env); err != nil {
-		return exitcode.Invalid(err)
+		return runbook.Blocked(err)
 	}
 	node := ""
 	for _, c := range env.Changes() { // re-entered: the node chosen before
@@ -201,7 +200,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		//nolint:errorlint // the failed rollback decides the outcome (exit 1), not what failed the canary
 		return fmt.Errorf("canary %s failed (%v), and rolling it back failed too: %w", node, err, uerr)
 	}
-	return exitcode.With(exitcode.Aborted, fmt.Errorf("canary %s failed and was %w: %w", node, runbook.ErrRolledBack, err))
+	return fmt.Errorf("canary %s failed and was %w: %w", node, runbook.ErrRolledBack, err)
 }
 
 // Rollback uncordons the canary and runs the rollback action.

@@ -44,6 +44,9 @@ func (e *BlockedError) Error() string {
 	return fmt.Sprintf("drain node %q: %v with %d pod(s) left: %s", e.Node, e.Cause, len(e.Left), strings.Join(e.Left, "; "))
 }
 
+// Unwrap is why the drain stopped: the step's or the node's timeout, or an interruption.
+func (e *BlockedError) Unwrap() error { return e.Cause }
+
 // NodeTimeoutError is the cause of a drain that ran out of its nodeTimeout.
 type NodeTimeoutError struct {
 	Node  string

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -73,7 +72,7 @@ func (s *Step) ResolveNodes(ctx context.Context, c kubernetes.Interface) ([]stri
 		for _, n := range names {
 			if _, err := c.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{}); err != nil {
 				if apierrors.IsNotFound(err) {
-					return nil, exitcode.Invalid(fmt.Errorf("node %q not found: `kubectl get nodes` lists them", n))
+					return nil, runbook.Invalid(fmt.Errorf("node %q not found: `kubectl get nodes` lists them", n))
 				}
 				return nil, err
 			}
@@ -85,7 +84,7 @@ func (s *Step) ResolveNodes(ctx context.Context, c kubernetes.Interface) ([]stri
 		return nil, fmt.Errorf("list nodes %q: %w", s.Selector, err)
 	}
 	if len(list.Items) == 0 {
-		return nil, exitcode.Invalid(fmt.Errorf("no node matches %q", s.Selector))
+		return nil, runbook.Invalid(fmt.Errorf("no node matches %q", s.Selector))
 	}
 	var names []string
 	for _, n := range list.Items {
@@ -179,7 +178,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 				err = LetGoAfter(ctx, env, err, s.cordoned(env))
 			}
 			if ErrBlocked(err) {
-				return exitcode.With(exitcode.Blocked, err)
+				return runbook.Blocked(err)
 			}
 			return err
 		}
@@ -211,7 +210,7 @@ func Refuse(env *runbook.Env, plan *Plan, opts Options) error {
 		env.Find(runbook.Finding{Severity: sev, Object: obj, Message: b.Message, Hint: b.Fix})
 	}
 	if len(fatal) > 0 && !opts.DisableEviction {
-		return exitcode.With(exitcode.Blocked, fmt.Errorf("drain %s: blocked before anything moved: %s", strings.Join(nodes, ", "), strings.Join(fatal, "; ")))
+		return runbook.Blocked(fmt.Errorf("drain %s: blocked before anything moved: %s", strings.Join(nodes, ", "), strings.Join(fatal, "; ")))
 	}
 	return nil
 }

@@ -24,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/rollout"
@@ -140,7 +139,7 @@ func (s *Step) Groups(ctx context.Context, env *runbook.Env) ([]Group, []string,
 	for _, g := range s.Order {
 		nodes, ok := byGroup[g]
 		if !ok {
-			return nil, nil, exitcode.Invalid(fmt.Errorf("group %q in order has no nodes (label %s)", g, s.labelKey()))
+			return nil, nil, runbook.Invalid(fmt.Errorf("group %q in order has no nodes (label %s)", g, s.labelKey()))
 		}
 		sort.Strings(nodes)
 		groups = append(groups, Group{g, nodes})
@@ -157,7 +156,7 @@ func (s *Step) Groups(ctx context.Context, env *runbook.Env) ([]Group, []string,
 		groups = append(groups, Group{g, nodes})
 	}
 	if len(groups) == 0 {
-		return nil, nil, exitcode.Invalid(fmt.Errorf("no node has the label %s: check groupBy", s.labelKey()))
+		return nil, nil, runbook.Invalid(fmt.Errorf("no node has the label %s: check groupBy", s.labelKey()))
 	}
 	sort.Strings(ungrouped)
 	return groups, ungrouped, nil
@@ -189,7 +188,7 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 // Run upgrades the groups in order.
 func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if err := rollout.CheckSkew(ctx, env); err != nil {
-		return exitcode.Invalid(err)
+		return runbook.Blocked(err)
 	}
 	groups, _, err := s.Groups(ctx, env)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/preflight/apis"
 	"github.com/drydock-dev/drydock/runbook"
@@ -158,7 +157,7 @@ func run(ctx context.Context, env *runbook.Env, c Common, scan Scan, checks []st
 		if n > len(first) {
 			more = fmt.Sprintf("; and %d more", n-len(first))
 		}
-		return exitcode.With(exitcode.Blocked, fmt.Errorf("%d findings at or above failOn %s: %s%s (fix them, or set failOn to let the run go on)", n, failOn, strings.Join(first, "; "), more))
+		return runbook.Blocked(fmt.Errorf("%d findings at or above failOn %s: %s%s (fix them, or set failOn to let the run go on)", n, failOn, strings.Join(first, "; "), more))
 	}
 	env.Progress(fmt.Sprintf("%d findings, none at or above failOn %s", len(rep.Findings()), failOn), 0, 0)
 	return nil

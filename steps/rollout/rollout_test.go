@@ -202,7 +202,8 @@ func TestKubeletNeverNewerThanAPIServer(t *testing.T) {
 	e, _ := engine(t, runbook.AlwaysContinue)
 	rb := parse(t, "v1.38.0", fmt.Sprintf("    - {name: canary, type: canary, with: {node: skew-1, action: {exec: %s}}}\n", upgradeAction(t)))
 	_, err := e.Start(context.Background(), rb)
-	if err == nil || !strings.Contains(err.Error(), "upgrade the control plane first") || exitcode.For(err) != exitcode.Usage {
+	// A check that blocks (exit 3): the runbook is right, the cluster is not ready for it yet.
+	if err == nil || !strings.Contains(err.Error(), "upgrade the control plane first") || exitcode.For(err) != exitcode.Blocked {
 		t.Fatalf("exit %d: %v", exitcode.For(err), err)
 	}
 	if node(t, "skew-1").Spec.Unschedulable {
