@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -177,17 +176,4 @@ func (e *Env) Node(node, state, detail string) {
 // NodeInGroup reports a node's state with its group.
 func (e *Env) NodeInGroup(node, group, state string) {
 	e.Emit(&NodeChanged{Node: node, Group: group, State: state})
-}
-
-// Pod reports a pod leaving a node; a state "blocked: waits for PDB ns/name: needs ..." fills in
-// the budget.
-func (e *Env) Pod(node, pod, state string, done, total int) {
-	ev := &PodChanged{Node: node, Pod: pod, State: state, Done: done, Total: total}
-	if rest, ok := strings.CutPrefix(state, "blocked: "); ok {
-		ev.State, ev.Reason = "blocked", rest
-		if r, ok := strings.CutPrefix(rest, "waits for PDB "); ok {
-			ev.PDB, _, _ = strings.Cut(r, ":")
-		}
-	}
-	e.Emit(ev)
 }

@@ -28,7 +28,7 @@ type Drainer struct {
 	Client  kubernetes.Interface
 	Options Options
 	// Progress is told what happens to each pod; it must not block.
-	Progress func(pod PodRef, state string)
+	Progress func(pod PodRef, u PodUpdate)
 }
 
 // BlockedError is a drain that ran out of time with pods left; it says which and why.
@@ -247,7 +247,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		ch, waiting := gone[uid]
 		mu.Unlock()
 		if !waiting {
-			d.report(p, "gone")
+			d.report(p, PodUpdate{State: PodGone})
 			continue
 		}
 		wg.Add(1)
@@ -273,7 +273,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 			}
 			select {
 			case <-ch:
-				d.report(p, "gone")
+				d.report(p, PodUpdate{State: PodGone})
 			case <-ctx.Done():
 			}
 		}()
@@ -366,9 +366,23 @@ func keyOf(obj any) string {
 	return k
 }
 
-func (d *Drainer) report(p PodRef, state string) {
+// PodUpdate is what happened to one pod of a drain.
+type PodUpdate struct {
+	State  string // PodEvicted, PodGone or PodBlocked
+	Reason string // why it is blocked
+	PDB    string // namespace/name of the budget it waits for, when it is that
+}
+
+// The states of a pod in a drain.
+const (
+	PodEvicted = "evicted"
+	PodGone    = "gone"
+	PodBlocked = "blocked"
+)
+
+func (d *Drainer) report(p PodRef, u PodUpdate) {
 	if d.Progress != nil {
-		d.Progress(p, state)
+		d.Progress(p, u)
 	}
 }
 
@@ -401,10 +415,10 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 	}
 	setLast := func(why string) { mu.Lock(); s.last = why; mu.Unlock() }
 	reported := false
-	refused := func(why string) {
+	refused := func(why, pdb string) {
 		setLast(why)
 		if !reported {
-			d.report(s.ref, "blocked: "+why)
+			d.report(s.ref, PodUpdate{State: PodBlocked, Reason: why, PDB: pdb})
 			reported = true
 		}
 	}
@@ -454,7 +468,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			var stop bool
 			granted, stop = d.turn(ctx, bud, pdbKey, gone, func() {
 				if st, ok := bud.status(pdbKey); ok {
-					refused(fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy))
+					refused(fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy), pdbKey)
 				}
 			})
 			if stop {
@@ -475,7 +489,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			mu.Lock()
 			s.evicted, s.last = true, "is terminating"
 			mu.Unlock()
-			d.report(s.ref, "evicted")
+			d.report(s.ref, PodUpdate{State: PodEvicted})
 			return nil
 		case apierrors.IsNotFound(err):
 			markGone("is gone")
@@ -485,7 +499,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			if _, done, result := look(err); done {
 				return result
 			}
-			refused("is refused: " + err.Error())
+			refused("is refused: "+err.Error(), "")
 			if !later(kube.RetryAfter(&backoff, err)) {
 				return nil
 			}
@@ -494,7 +508,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 				continue // back in the budget's queue
 			}
 			// A budget the plan did not know (created since, or one of several): wait and ask again.
-			refused("is refused: " + err.Error())
+			refused("is refused: "+err.Error(), "")
 			if !later(kube.RetryAfter(&backoff, err)) {
 				return nil
 			}
@@ -508,10 +522,10 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 				mu.Lock()
 				s.evicted, s.last = true, "is terminating with its namespace"
 				mu.Unlock()
-				d.report(s.ref, "evicted")
+				d.report(s.ref, PodUpdate{State: PodEvicted})
 				return nil
 			}
-			refused("waits: its namespace is terminating and the pod is not deleted yet")
+			refused("waits: its namespace is terminating and the pod is not deleted yet", "")
 			if !later(kube.RetryAfter(&backoff, err)) {
 				return nil
 			}

@@ -234,16 +234,16 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 
 // PodReporter sends the Drainer's progress on node's pods as events, counting the pods gone. The
 // Drainer reports from its eviction goroutines, so the count is kept under a lock.
-func PodReporter(env *runbook.Env, node string, total int) func(PodRef, string) {
+func PodReporter(env *runbook.Env, node string, total int) func(PodRef, PodUpdate) {
 	var mu sync.Mutex
 	done := 0
-	return func(p PodRef, state string) {
+	return func(p PodRef, u PodUpdate) {
 		mu.Lock()
 		defer mu.Unlock()
-		if state == "gone" {
+		if u.State == PodGone {
 			done++
 		}
-		env.Pod(node, p.String(), state, done, total)
+		env.Emit(&runbook.PodChanged{Node: node, Pod: p.String(), State: u.State, Reason: u.Reason, PDB: u.PDB, Done: done, Total: total})
 	}
 }
 
