@@ -61,7 +61,6 @@ type Lock struct {
 	host string
 	boot string // machine id + boot id; "" when they cannot be read
 	pid  int
-	rv   string // the resourceVersion of our last write
 }
 
 // LockedError says who holds the lock.
@@ -154,10 +153,8 @@ func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 			return err
 		})
 		if apierrors.IsNotFound(err) {
-			var created *coordinationv1.Lease
 			err = kube.Retry(ctx, nil, func(ctx context.Context) error {
-				var err error
-				created, err = leases.Create(ctx, l.stamp(&coordinationv1.Lease{
+				_, err := leases.Create(ctx, l.stamp(&coordinationv1.Lease{
 					ObjectMeta: metav1.ObjectMeta{Name: LockName, Namespace: l.Namespace},
 				}, true), metav1.CreateOptions{})
 				return err
@@ -168,7 +165,6 @@ func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 			if err != nil {
 				return fmt.Errorf("lock: create Lease %s/%s: %w", l.Namespace, LockName, err)
 			}
-			l.rv = created.ResourceVersion
 			return nil
 		}
 		if err != nil {
@@ -196,10 +192,8 @@ func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 			}
 		}
 		// The update carries the resourceVersion we judged: if the holder renewed since, it conflicts.
-		var updated *coordinationv1.Lease
 		err = kube.Retry(ctx, nil, func(ctx context.Context) error {
-			var err error
-			updated, err = leases.Update(ctx, l.stamp(lease.DeepCopy(), true), metav1.UpdateOptions{})
+			_, err := leases.Update(ctx, l.stamp(lease.DeepCopy(), true), metav1.UpdateOptions{})
 			return err
 		})
 		if apierrors.IsConflict(err) {
@@ -208,7 +202,6 @@ func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 		if err != nil {
 			return fmt.Errorf("lock: take Lease %s/%s: %w", l.Namespace, LockName, err)
 		}
-		l.rv = updated.ResourceVersion
 		return nil
 	}
 	return fmt.Errorf("lock: Lease %s/%s keeps changing under us: another drydock is taking it", l.Namespace, LockName)
@@ -368,8 +361,8 @@ func LockLost(ctx context.Context) bool {
 	return errors.As(context.Cause(ctx), &lost)
 }
 
-// renew writes a new RenewTime with the resourceVersion of our last write; a conflict means the
-// lease changed under us: read it, and go on only if we still hold it.
+// renew reads the lease and, while we still hold it, writes a new RenewTime carrying the
+// resourceVersion it read: a write in between conflicts, and the next try reads again.
 func (l *Lock) renew(ctx context.Context, leases coordinationv1client.LeaseInterface) error {
 	lease, err := leases.Get(ctx, LockName, metav1.GetOptions{})
 	if err != nil {
@@ -378,12 +371,8 @@ func (l *Lock) renew(ctx context.Context, leases coordinationv1client.LeaseInter
 	if valueOf(lease.Spec.HolderIdentity) != l.identity() {
 		return &LockedError{Namespace: l.Namespace, Name: LockName, RunID: lease.Annotations[annRunID], Operator: lease.Annotations[annOperator]}
 	}
-	updated, err := leases.Update(ctx, l.stamp(lease, false), metav1.UpdateOptions{})
-	if err != nil {
-		return err
-	}
-	l.rv = updated.ResourceVersion
-	return nil
+	_, err = leases.Update(ctx, l.stamp(lease, false), metav1.UpdateOptions{})
+	return err
 }
 
 // Release gives the lock up, if this run still holds it, retrying transient errors until ctx

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
@@ -301,5 +304,46 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	resumed, code := p.run("resume", id)
 	if code != 0 {
 		t.Fatalf("resume exit %d:\n%s", code, resumed)
+	}
+}
+
+// TestKeepRunsAndPrune: a run ends by pruning the cluster copies of finished runs beyond
+// --keep-runs; `drydock runs --prune --keep-runs 0` removes the rest.
+func TestKeepRunsAndPrune(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "prune-runs"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := filepath.Join(t.TempDir(), "quick.yaml")
+	text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: quick}\nspec:\n  targetVersion: v1.37.1\n  state: {namespace: " + ns + "}\n  steps:\n    - {name: hi, type: exec, with: {command: [echo, hi]}}\n"
+	if err := os.WriteFile(rb, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mirrored := func() int {
+		list, err := cluster.Client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: runbook.LabelPartOf + "=drydock"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Items)
+	}
+	p := newProc(t)
+	for range 3 {
+		if out, code := p.run("run", rb, "--keep-runs", "2"); code != 0 {
+			t.Fatalf("run: exit %d\n%s", code, out)
+		}
+	}
+	if n := mirrored(); n != 2 {
+		t.Fatalf("%d run ConfigMaps after 3 runs with --keep-runs 2, want 2", n)
+	}
+	if out, code := p.run("runs", "--prune", "--keep-runs", "0", "--state-namespace", ns); code != 0 || !strings.Contains(out, "2 run(s) pruned") {
+		t.Fatalf("runs --prune: exit %d\n%s", code, out)
+	}
+	if n := mirrored(); n != 0 {
+		t.Fatalf("%d run ConfigMaps after runs --prune --keep-runs 0", n)
+	}
+	if out, code := p.run("run", rb, "--keep-runs", "0"); code != 2 || !strings.Contains(out, "--keep-runs must be at least 1") {
+		t.Fatalf("run --keep-runs 0: exit %d, want 2\n%s", code, out)
 	}
 }
