@@ -103,6 +103,7 @@ type session struct {
 	rb      *Runbook
 	journal *Journal
 	lock    *Lock
+	watches *Watches
 }
 
 func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), error) {
@@ -110,15 +111,8 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 	if !e.NoMirror {
 		mirror = &ConfigMapMirror{Client: e.Kube, Namespace: st.StateNS}
 	}
-	s := &session{e: e}
-	j, err := OpenJournal(e.StateDir, st, mirror, func(err error) {
-		s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	s.journal = j
-	j.AfterWrite = e.AfterJournalWrite
+	s := &session{e: e, watches: NewWatches(e.Kube)}
+	// The lock first: a run refused because another holds the cluster leaves no journal behind.
 	s.lock = &Lock{Client: e.Kube, Namespace: st.StateNS, RunID: st.ID, Operator: Operator(), Duration: e.LockDuration}
 	if err := s.lock.Acquire(ctx, e.StealLock); err != nil {
 		var locked *LockedError
@@ -127,9 +121,21 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 		}
 		return nil, nil, err
 	}
+	j, err := OpenJournal(e.StateDir, st, mirror, func(err error) {
+		s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
+	})
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = s.lock.Release(rctx)
+		return nil, nil, err
+	}
+	s.journal = j
+	j.AfterWrite = e.AfterJournalWrite
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
+		s.watches.Shutdown()
 		// The cluster copy first (while the lock is held), then old runs' copies, then the lock.
 		s.journal.Close(rctx)
 		if mirror != nil && e.KeepRuns >= 0 {
@@ -308,7 +314,7 @@ func (s *session) env(i int) *Env {
 	spec := s.rb.Spec.Steps[i]
 	return &Env{
 		RunID: s.journal.State().ID, Spec: spec, Runbook: s.rb, Target: s.rb.Spec.TargetVersion,
-		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i, pauseNext: &s.e.pauseNext,
+		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i, pauseNext: &s.e.pauseNext, watches: s.watches,
 		ask: func(ctx context.Context, key, message string) error { return s.askInside(ctx, i, key, message) },
 	}
 }
@@ -580,9 +586,11 @@ func (s *session) rollback(ctx context.Context, from int) error {
 // Plan describes what each step of rb would do, without changing anything.
 func (e *Engine) Plan(ctx context.Context, rb *Runbook) ([]StepPlan, error) {
 	var plans []StepPlan
+	watches := NewWatches(e.Kube)
+	defer watches.Shutdown()
 	for i, spec := range rb.Spec.Steps {
 		k, _ := e.Registry.Lookup(spec.Type)
-		p := StepPlan{Name: spec.Name, Kind: spec.Type, Description: k.Description, Pause: pauseOf(spec), Timeout: rb.TimeoutOf(spec)}
+		p := StepPlan{Name: spec.Name, Kind: spec.Type, Description: k.Description, Pause: pauseOf(spec), Timeout: Duration{rb.TimeoutOf(spec)}}
 		if _, ok := spec.Step.(Gate); ok {
 			p.Pause = PauseBefore
 		}
@@ -593,7 +601,7 @@ func (e *Engine) Plan(ctx context.Context, rb *Runbook) ([]StepPlan, error) {
 					if e.Sink != nil {
 						e.Sink.Emit(ev)
 					}
-				}, index: i}
+				}, index: i, watches: watches}
 			actions, err := pl.Plan(ctx, env)
 			if err != nil {
 				return plans, fmt.Errorf("plan step %q: %w", spec.Name, err)
@@ -607,11 +615,11 @@ func (e *Engine) Plan(ctx context.Context, rb *Runbook) ([]StepPlan, error) {
 
 // StepPlan is what `drydock plan` says of a step.
 type StepPlan struct {
-	Name        string        `json:"name"`
-	Kind        string        `json:"kind"`
-	Description string        `json:"description,omitempty"`
-	Pause       string        `json:"pause,omitempty"`
-	Timeout     time.Duration `json:"timeout"`
-	CanRollback bool          `json:"canRollback"`
-	Actions     []string      `json:"actions,omitempty"`
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind"`
+	Description string   `json:"description,omitempty"`
+	Pause       string   `json:"pause,omitempty"`
+	Timeout     Duration `json:"timeout"`
+	CanRollback bool     `json:"canRollback"`
+	Actions     []string `json:"actions,omitempty"`
 }

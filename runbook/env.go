@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,8 @@ type Env struct {
 	DryRun  bool
 
 	emit      func(Event)
+	watches   *Watches
+	ownWatch  sync.Once
 	pauseNext *atomic.Bool
 	journal   *Journal
 	index     int
@@ -49,6 +52,17 @@ func (e *Env) Pause(ctx context.Context, key, message string) error {
 		return err
 	}
 	return e.MarkDone(ctx, "pause/"+key)
+}
+
+// Watches is the run's shared informer factory (see Watches). An Env the engine did not make (a
+// test's) gets watches of its own, which live as long as the process.
+func (e *Env) Watches() *Watches {
+	e.ownWatch.Do(func() {
+		if e.watches == nil {
+			e.watches = NewWatches(e.Kube)
+		}
+	})
+	return e.watches
 }
 
 func (e *Env) meta() Meta {
@@ -150,12 +164,12 @@ func (e *Env) Unmark(ctx context.Context, item string) error {
 	})
 }
 
-// SetRollbackPoint names something a person can roll back to from here (e.g. a Velero backup).
-func (e *Env) SetRollbackPoint(ctx context.Context, name string) error {
-	if err := e.journal.Update(ctx, func(*RunState) { e.state().RollbackPoint = name }); err != nil {
+// SetRollbackPoint records something a person can roll back to from here (e.g. a Velero backup).
+func (e *Env) SetRollbackPoint(ctx context.Context, p RollbackPoint) error {
+	if err := e.journal.Update(ctx, func(*RunState) { e.state().RollbackPoint = &p }); err != nil {
 		return err
 	}
-	e.Emit(&RollbackPointSet{Name: name})
+	e.Emit(&RollbackPointSet{Point: p})
 	return nil
 }
 

@@ -151,7 +151,7 @@ type PodChanged struct {
 // RollbackPointSet: the step made something a person can roll back to (a Velero backup).
 type RollbackPointSet struct {
 	Meta
-	Name string `json:"name"`
+	Point RollbackPoint `json:"point"`
 }
 
 // RunFinished: the run ended for now. Status is a RunStatus.

@@ -81,10 +81,56 @@ type StepState struct {
 	AfterAnswered  bool       `json:"afterAnswered,omitempty"`  // the pause point after it was passed
 	Changes        []Change   `json:"changes,omitempty"`
 	Checkpoints    []string   `json:"checkpoints,omitempty"` // items done, for idempotent re-entry
-	// RollbackPoint names something a person can roll back to, e.g. a Velero backup.
-	RollbackPoint string `json:"rollbackPoint,omitempty"`
+	// RollbackPoint is something a person can roll back to from this step, e.g. a Velero backup.
+	RollbackPoint *RollbackPoint `json:"rollbackPoint,omitempty"`
 	// Data is what a step keeps across attempts, by key (e.g. the health baseline it took first).
 	Data map[string]json.RawMessage `json:"data,omitempty"`
+}
+
+// RollbackPoint is something a person can restore the cluster to, made by a step.
+type RollbackPoint struct {
+	// Kind of the point: RollbackPointVeleroBackup.
+	Kind string `json:"kind"`
+	// Namespace and Name of the object (the Velero Backup).
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// RollbackPointVeleroBackup is a Velero Backup; `drydock rollback --restore-backup` restores it.
+const RollbackPointVeleroBackup = "velero-backup"
+
+func (p RollbackPoint) String() string {
+	if p.Namespace != "" {
+		return p.Kind + " " + p.Namespace + "/" + p.Name
+	}
+	return p.Kind + " " + p.Name
+}
+
+// UnmarshalJSON reads the point, and the text journals before v0.3 kept ("velero-backup ns/name").
+func (p *RollbackPoint) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		kind, obj, _ := strings.Cut(s, " ")
+		ns, name, found := strings.Cut(obj, "/")
+		if !found {
+			ns, name = "", obj
+		}
+		*p = RollbackPoint{Kind: kind, Namespace: ns, Name: name}
+		return nil
+	}
+	type plain RollbackPoint
+	return json.Unmarshal(b, (*plain)(p))
+}
+
+// RollbackPoint returns the newest rollback point of kind in the run, if any.
+func (st *RunState) RollbackPoint(kind string) *RollbackPoint {
+	var found *RollbackPoint
+	for _, s := range st.Steps {
+		if s.RollbackPoint != nil && s.RollbackPoint.Kind == kind {
+			found = s.RollbackPoint
+		}
+	}
+	return found
 }
 
 // PausePoint says where a paused run waits.

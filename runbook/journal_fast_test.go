@@ -294,3 +294,24 @@ func mustJSON(t *testing.T, st *RunState) []byte {
 	}
 	return b
 }
+
+// TestRollbackPointReadsOldJournals: a journal written before rollback points were typed kept
+// "velero-backup ns/name"; resume and rollback still find the backup in it.
+func TestRollbackPointReadsOldJournals(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		json string
+		want RollbackPoint
+	}{
+		{`"velero-backup velero/drydock-r1"`, RollbackPoint{Kind: RollbackPointVeleroBackup, Namespace: "velero", Name: "drydock-r1"}},
+		{`{"kind":"velero-backup","namespace":"velero","name":"b"}`, RollbackPoint{Kind: RollbackPointVeleroBackup, Namespace: "velero", Name: "b"}},
+	} {
+		var st RunState
+		if err := json.Unmarshal([]byte(`{"id":"r1","steps":[{"name":"backup","status":"done","rollbackPoint":`+tc.json+`}]}`), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.RollbackPoint(RollbackPointVeleroBackup); got == nil || *got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.json, got, tc.want)
+		}
+	}
+}

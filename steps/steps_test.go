@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/printer"
@@ -167,7 +168,13 @@ func TestWaitPodsReady(t *testing.T) {
 	if _, err := cluster.Client.AppsV1().Deployments("waitpods").Create(ctx, simcluster.Deployment("waitpods", "web", 3), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let the pods exist, not yet Ready (1.5s delay)
+	// The pods exist, not yet Ready (the simulated kubelet readies them after 1.5s).
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cluster.Client.CoreV1().Pods("waitpods").List(ctx, metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 3, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	_, rec, _, err := start(t, `    - name: pods
       type: wait
       timeout: 1m

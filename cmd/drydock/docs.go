@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,34 +13,53 @@ import (
 	"github.com/drydock-dev/drydock/steps"
 )
 
+// DocsOptions are the options of the hidden `drydock docs DIR`.
+type DocsOptions struct {
+	Dir  string
+	root func() *cobra.Command
+}
+
 // NewDocsCommand returns the hidden `drydock docs DIR` (make docs): the command reference in
-// Markdown, man pages, and the runbook reference generated from the JSON Schema.
-func NewDocsCommand(root func() *cobra.Command) *cobra.Command {
+// Markdown, man pages, and the runbook reference generated from the JSON Schema. runF, when not
+// nil, replaces Run (tests).
+func NewDocsCommand(f *Factory, root func() *cobra.Command, runF func(*DocsOptions) error) *cobra.Command {
+	o := &DocsOptions{root: root}
 	return &cobra.Command{
 		Use:    "docs DIR",
 		Short:  "Write the command reference, man pages and the runbook reference into DIR",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := args[0]
-			r := root()
-			r.DisableAutoGenTag = true
-			for _, sub := range []string{"commands", "man"} {
-				if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-					return err
-				}
-			}
-			if err := doc.GenMarkdownTree(r, filepath.Join(dir, "commands")); err != nil {
-				return fmt.Errorf("docs: %w", err)
-			}
-			if err := doc.GenManTree(r, &doc.GenManHeader{Title: "DRYDOCK", Section: "1", Source: "drydock"}, filepath.Join(dir, "man")); err != nil {
-				return fmt.Errorf("docs: %w", err)
-			}
-			ref, err := runbook.Reference(steps.Registry)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(dir, "runbook-reference.md"), []byte(ref), 0o644)
-		},
+		RunE:   runE(f, o, runF),
 	}
+}
+
+// Complete takes the directory.
+func (o *DocsOptions) Complete(_ *Factory, _ *cobra.Command, args []string) error {
+	o.Dir = args[0]
+	return nil
+}
+
+// Validate has nothing to check.
+func (o *DocsOptions) Validate() error { return nil }
+
+// Run writes the documents.
+func (o *DocsOptions) Run(context.Context) error {
+	r := o.root()
+	r.DisableAutoGenTag = true
+	for _, sub := range []string{"commands", "man"} {
+		if err := os.MkdirAll(filepath.Join(o.Dir, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := doc.GenMarkdownTree(r, filepath.Join(o.Dir, "commands")); err != nil {
+		return fmt.Errorf("docs: %w", err)
+	}
+	if err := doc.GenManTree(r, &doc.GenManHeader{Title: "DRYDOCK", Section: "1", Source: "drydock"}, filepath.Join(o.Dir, "man")); err != nil {
+		return fmt.Errorf("docs: %w", err)
+	}
+	ref, err := runbook.Reference(steps.Registry)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(o.Dir, "runbook-reference.md"), []byte(ref), 0o644)
 }

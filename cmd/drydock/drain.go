@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"sigs.k8s.io/yaml"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/runbook"
@@ -22,16 +16,20 @@ import (
 
 // DrainOptions are the options of `drydock drain`.
 type DrainOptions struct {
-	RunOptions
+	RunFlags
+	Nodes    []string
 	Selector string
 	Timeout  time.Duration
+	DryRun   bool
+	// Settings are the drain step's settings the flags set.
 	Settings drain.Step
-	nodes    []string
+
+	f *Factory
 }
 
-// NewDrainCommand returns `drydock drain`.
-func NewDrainCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &DrainOptions{RunOptions: RunOptions{kube: kube, IOStreams: streams}}
+// NewDrainCommand returns `drydock drain`. runF, when not nil, replaces Run (tests).
+func NewDrainCommand(f *Factory, runF func(*DrainOptions) error) *cobra.Command {
+	o := &DrainOptions{}
 	cmd := &cobra.Command{
 		Use:   "drain NODE... | -l SELECTOR",
 		Short: "Cordon and drain nodes without breaking a PodDisruptionBudget, explaining what blocks",
@@ -45,21 +43,13 @@ deletes past a budget unless --disable-eviction is given. On failure or timeout 
 which pods are left and why, and uncordons the nodes it cordoned (not those an admin had cordoned)
 unless --keep-cordoned. A drain is a one-step run: same journal, lock and exit codes as 'drydock run'.`,
 		Example: `  drydock drain node-7 --dry-run           # what would move, what blocks
+  drydock drain node-7 --dry-run -o yaml   # the plan as an object (also json, jsonpath=...)
   drydock drain -l drydock.dev/group=batch --timeout 20m
   drydock drain node-7 -o json               # one JSON event per line`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.nodes = args
-			if err := o.Complete(true); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd)
-		},
+		RunE: runE(f, o, runF),
 	}
-	o.addRunFlags(cmd)
-	cmd.Flags().Lookup("output").Usage = "text or json (events); with --dry-run also yaml"
+	o.RunFlags.AddFlags(cmd)
+	cmd.Flags().Lookup("output").Usage = "text or json (events); with --dry-run the plan: text, json, yaml, jsonpath=..."
 	cmd.Flags().StringVarP(&o.Selector, "selector", "l", "", "drain the nodes matching this label selector")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the drain plan and its blockers; change nothing (exit 3 when something blocks)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 15*time.Minute, "give up after this long, reporting what is left and why")
@@ -73,20 +63,30 @@ unless --keep-cordoned. A drain is a one-step run: same journal, lock and exit c
 	return cmd
 }
 
-// Validate checks the flags.
+// Complete takes the node names.
+func (o *DrainOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
+	o.f, o.Nodes = f, args
+	o.RunFlags.complete(cmd)
+	o.Settings.Nodes, o.Settings.Selector = o.Nodes, o.Selector
+	return nil
+}
+
+// Validate checks the flags; no side effects.
 func (o *DrainOptions) Validate() error {
-	if o.Output == "yaml" && !o.DryRun {
-		return exitcode.UsageError(fmt.Errorf("drain: -o yaml prints a plan: use it with --dry-run"))
-	}
-	if o.Output != "yaml" {
-		if err := o.RunOptions.Validate(); err != nil {
-			return err
+	if o.DryRun {
+		if err := o.planPrint().Validate(); err != nil {
+			return fmt.Errorf("drain --dry-run: %w", err)
 		}
+	} else if err := o.RunFlags.Validate(); err != nil {
+		if o.Output != "text" && o.Output != "json" && o.planPrint().Validate() == nil {
+			return exitcode.UsageError(fmt.Errorf("drain: -o %s prints a plan: use it with --dry-run", o.Output))
+		}
+		return err
 	}
 	switch {
-	case len(o.nodes) == 0 && o.Selector == "":
+	case len(o.Nodes) == 0 && o.Selector == "":
 		return exitcode.UsageError(fmt.Errorf("drain: name the nodes, or give -l SELECTOR"))
-	case len(o.nodes) > 0 && o.Selector != "":
+	case len(o.Nodes) > 0 && o.Selector != "":
 		return exitcode.UsageError(fmt.Errorf("drain: give node names or -l SELECTOR, not both"))
 	case o.Timeout < time.Second:
 		return exitcode.UsageError(fmt.Errorf("drain: --timeout must be at least 1s"))
@@ -96,70 +96,86 @@ func (o *DrainOptions) Validate() error {
 	return nil
 }
 
-// Run prints the plan (--dry-run) or runs the drain as a one-step runbook.
-func (o *DrainOptions) Run(cmd *cobra.Command) error {
-	ctx := cmd.Context()
-	o.Settings.Nodes, o.Settings.Selector = o.nodes, o.Selector
-	if o.DryRun {
-		nodes, err := o.Settings.ResolveNodes(ctx, o.client)
-		if err != nil {
-			return err
-		}
-		plan, err := (&drain.Planner{Client: o.client, Options: o.Settings.Options}).Plan(ctx, nodes)
-		if err != nil {
-			return fmt.Errorf("drain: %w", err)
-		}
-		switch o.Output {
-		case "json":
-			b, _ := json.MarshalIndent(plan, "", "  ")
-			fmt.Fprintln(o.Out, string(b))
-		case "yaml":
-			b, _ := yaml.Marshal(plan)
-			fmt.Fprint(o.Out, string(b))
-		default:
-			for _, l := range drain.DescribePlan(plan) {
-				fmt.Fprintln(o.Out, l)
-			}
-		}
-		if plan.Fatal() {
-			return exitcode.With(exitcode.Blocked, fmt.Errorf("drain %s: blocked: %d blocker(s) above", strings.Join(nodes, ", "), countFatal(plan)))
-		}
-		return nil
-	}
+// planPrint prints the --dry-run plan with the -o given (the same flag as the events' -o).
+func (o *DrainOptions) planPrint() *ObjectPrintFlags {
+	p := newObjectPrintFlags()
+	*p.OutputFormat = o.Output
+	return p
+}
 
-	v, err := o.client.Discovery().ServerVersion()
-	if err != nil {
-		return fmt.Errorf("drain: get server version: %w", err)
+// Run prints the plan (--dry-run) or runs the drain as a one-step runbook.
+func (o *DrainOptions) Run(ctx context.Context) error {
+	if o.DryRun {
+		return o.dryRun(ctx)
 	}
-	with, err := json.Marshal(o.Settings)
-	if err != nil {
-		return err
-	}
-	var withMap map[string]any
-	_ = json.Unmarshal(with, &withMap)
-	doc := map[string]any{
-		"apiVersion": runbook.APIVersion,
-		"kind":       runbook.KindRunbook,
-		"metadata":   map[string]any{"name": "drain"},
-		"spec": map[string]any{
-			"targetVersion": v.GitVersion[:strings.IndexAny(v.GitVersion+"-+", "-+")],
-			"defaults":      map[string]any{"timeout": o.Timeout.String()},
-			"steps":         []any{map[string]any{"name": "drain", "type": drain.Kind.Name, "with": withMap}},
-		},
-	}
-	text, err := yaml.Marshal(doc)
+	r, err := newRunner(o.f, &o.RunFlags)
 	if err != nil {
 		return err
 	}
-	rb, err := runbook.Parse("drydock drain (command line)", text, steps.Registry)
+	rb, err := o.runbook(r)
 	if err != nil {
-		return exitcode.Invalid(fmt.Errorf("drain: %w", err))
+		return err
 	}
 	var st *runbook.RunState
-	return o.execute(cmd, "drain", func(ctx context.Context) error {
-		st, err = o.engine.Start(ctx, rb)
+	return r.execute(ctx, "drain", func(ctx context.Context) error {
+		st, err = r.engine.Start(ctx, rb)
 		return err
 	}, func() *runbook.RunState { return st })
+}
+
+// runbook is the one-step runbook a drain runs, built as a Go value: the cluster's own version is
+// its target (a drain upgrades nothing), --timeout the step's.
+func (o *DrainOptions) runbook(r *runner) (*runbook.Runbook, error) {
+	v, err := r.client.Discovery().ServerVersion()
+	if err != nil {
+		return nil, fmt.Errorf("drain: get server version: %w", err)
+	}
+	target := v.GitVersion
+	if i := strings.IndexAny(target, "-+"); i >= 0 {
+		target = target[:i]
+	}
+	settings := o.Settings
+	rb, err := runbook.Build("drydock drain (command line)", runbook.Runbook{
+		Metadata: runbook.Metadata{Name: "drain"},
+		Spec: runbook.Spec{
+			TargetVersion: target,
+			Defaults:      runbook.Defaults{Timeout: runbook.Duration{Duration: o.Timeout}},
+			Steps:         []runbook.StepSpec{{Name: "drain", Step: &settings}},
+		},
+	}, steps.Registry)
+	if err != nil {
+		return nil, runbook.Invalid(fmt.Errorf("drain: %w", err))
+	}
+	return rb, nil
+}
+
+// dryRun prints the plan and exits 3 when something blocks.
+func (o *DrainOptions) dryRun(ctx context.Context) error {
+	client, err := o.f.KubeClient()
+	if err != nil {
+		return err
+	}
+	nodes, err := o.Settings.ResolveNodes(ctx, client)
+	if err != nil {
+		return err
+	}
+	plan, err := (&drain.Planner{Client: client, Options: o.Settings.Options}).Plan(ctx, nodes)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	if p := o.planPrint(); !p.Text() {
+		if err := p.Print(&DrainPlan{TypeMeta: typeMeta(KindDrainPlan), Plan: plan}, o.f.out()); err != nil {
+			return err
+		}
+	} else {
+		for _, l := range drain.DescribePlan(plan) {
+			fmt.Fprintln(o.f.out(), l)
+		}
+	}
+	if plan.Fatal() {
+		return exitcode.With(exitcode.Blocked, fmt.Errorf("drain %s: blocked: %d blocker(s) above", strings.Join(nodes, ", "), countFatal(plan)))
+	}
+	return nil
 }
 
 func countFatal(p *drain.Plan) int {
@@ -170,34 +186,4 @@ func countFatal(p *drain.Plan) int {
 		}
 	}
 	return n
-}
-
-// NewUncordonCommand returns `drydock uncordon NODE...`.
-func NewUncordonCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	return &cobra.Command{
-		Use:   "uncordon NODE...",
-		Short: "Mark nodes schedulable again and clear drydock's marks on them",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			client, err := kubeClient(kube)
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				n, err := client.CoreV1().Nodes().Get(cmd.Context(), name, metav1.GetOptions{})
-				if err != nil {
-					return fmt.Errorf("uncordon node %q: %w", name, err)
-				}
-				if by := n.Annotations[drain.AnnotationCordonedBy]; by != "" {
-					fmt.Fprintf(streams.ErrOut, "node %s was cordoned by drydock run %s\n", name, by)
-				}
-				patch := `{"metadata":{"annotations":{"` + drain.AnnotationCordonedBy + `":null,"` + drain.AnnotationRunID + `":null}},"spec":{"unschedulable":false}}`
-				if _, err := client.CoreV1().Nodes().Patch(cmd.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-					return fmt.Errorf("uncordon node %q: %w", name, err)
-				}
-				fmt.Fprintf(streams.Out, "node/%s uncordoned\n", name)
-			}
-			return nil
-		},
-	}
 }

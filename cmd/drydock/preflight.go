@@ -9,22 +9,15 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
-	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/preflight/apis"
 )
 
 // PreflightOptions are the options of `drydock preflight`.
 type PreflightOptions struct {
-	kube *genericclioptions.ConfigFlags
-	genericiooptions.IOStreams
-
 	Target    string
 	Manifests []string
 	Helm      bool
@@ -33,12 +26,14 @@ type PreflightOptions struct {
 	FailOn    string
 	Checks    []string
 
+	f    *Factory
 	rest *rest.Config
 }
 
 // NewPreflightCommand returns `drydock preflight`.
-func NewPreflightCommand(kube *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &PreflightOptions{kube: kube, IOStreams: streams}
+// runF, when not nil, replaces Run (tests).
+func NewPreflightCommand(f *Factory, runF func(*PreflightOptions) error) *cobra.Command {
+	o := &PreflightOptions{}
 	cmd := &cobra.Command{
 		Use:   "preflight [--target vX.Y] [--manifests PATH...]",
 		Short: "Read-only checks before an upgrade: removed APIs, budgets, version skew, health, permissions",
@@ -64,25 +59,17 @@ Exit status: 0 clean, 3 when a finding reaches --fail-on, 1 on a runtime error, 
   drydock preflight --cluster=false --target v1.38 --manifests deploy/ -o sarif > drydock.sarif
   drydock preflight --checks pdb-check,health-check --fail-on warning`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(f, o, runF),
 	}
-	f := cmd.Flags()
-	f.StringVar(&o.Target, "target", "", "the Kubernetes release to check for (default: the cluster's next minor)")
-	f.StringSliceVar(&o.Manifests, "manifests", nil, "manifest files or directories to scan (recursively; YAML, JSON, kind: List)")
-	f.BoolVar(&o.Helm, "helm", true, "scan the Helm v3 releases stored in the cluster")
-	f.BoolVar(&o.Cluster, "cluster", true, "look at the cluster; --cluster=false scans only --manifests")
-	f.StringVarP(&o.Output, "output", "o", "table", "output format: "+strings.Join(preflight.Formats, "|"))
-	f.StringVar(&o.FailOn, "fail-on", string(preflight.FailOnRemoved), "exit 3 when a finding reaches this level: "+strings.Join(preflight.FailOnValues, "|")+
+	fl := cmd.Flags()
+	fl.StringVar(&o.Target, "target", "", "the Kubernetes release to check for (default: the cluster's next minor)")
+	fl.StringSliceVar(&o.Manifests, "manifests", nil, "manifest files or directories to scan (recursively; YAML, JSON, kind: List)")
+	fl.BoolVar(&o.Helm, "helm", true, "scan the Helm v3 releases stored in the cluster")
+	fl.BoolVar(&o.Cluster, "cluster", true, "look at the cluster; --cluster=false scans only --manifests")
+	fl.StringVarP(&o.Output, "output", "o", "table", "output format: "+strings.Join(preflight.Formats, "|"))
+	fl.StringVar(&o.FailOn, "fail-on", string(preflight.FailOnRemoved), "exit 3 when a finding reaches this level: "+strings.Join(preflight.FailOnValues, "|")+
 		" (removed: errors such as removed APIs and budgets that block every drain; deprecated: and deprecated APIs; warning: and every warning)")
-	f.StringSliceVar(&o.Checks, "checks", nil, "run only these checks: "+strings.Join(preflight.Names(), ","))
+	fl.StringSliceVar(&o.Checks, "checks", nil, "run only these checks: "+strings.Join(preflight.Names(), ","))
 	return cmd
 }
 
@@ -115,32 +102,38 @@ func (o *PreflightOptions) Validate() error {
 	return nil
 }
 
-// Complete loads the kubeconfig. With --manifests and no kubeconfig at all, only files are scanned.
-func (o *PreflightOptions) Complete() error {
-	if !o.Cluster {
-		return nil
-	}
-	// cli-runtime falls back to localhost:8080 when there is no kubeconfig at all; CI on pull
-	// requests has none, and then the files are what there is to scan.
-	raw, err := o.kube.ToRawKubeConfigLoader().RawConfig()
-	noConfig := err == nil && len(raw.Contexts) == 0 && (o.kube.APIServer == nil || *o.kube.APIServer == "")
-	if noConfig || clientcmd.IsEmptyConfig(err) {
-		if len(o.Manifests) > 0 {
-			fmt.Fprintln(o.ErrOut, "drydock: no kubeconfig: scanning the --manifests files only")
-			return nil
-		}
-		return exitcode.UsageError(errors.New("preflight: no kubeconfig: pass --kubeconfig or set KUBECONFIG, or give --manifests to scan files only"))
-	}
-	cfg, err := o.kube.ToRESTConfig()
-	if err != nil {
-		return fmt.Errorf("preflight: load kubeconfig: %w (pass --kubeconfig, or --cluster=false with --manifests to scan files only)", err)
-	}
-	o.rest = kube.Resilient(cfg)
+// Complete keeps the factory.
+func (o *PreflightOptions) Complete(f *Factory, _ *cobra.Command, _ []string) error {
+	o.f = f
 	return nil
+}
+
+// clusterConfig loads the kubeconfig; nil without one when --manifests gives files to scan (CI on
+// pull requests has no cluster, and then the files are what there is to scan).
+func (o *PreflightOptions) clusterConfig() (*rest.Config, error) {
+	if !o.Cluster {
+		return nil, nil
+	}
+	if !o.f.HasKubeconfig() {
+		if len(o.Manifests) > 0 {
+			fmt.Fprintln(o.f.errOut(), "drydock: no kubeconfig: scanning the --manifests files only")
+			return nil, nil
+		}
+		return nil, exitcode.UsageError(errors.New("preflight: no kubeconfig: pass --kubeconfig or set KUBECONFIG, or give --manifests to scan files only"))
+	}
+	cfg, err := o.f.RESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("preflight: %w (or --cluster=false with --manifests to scan files only)", err)
+	}
+	return cfg, nil
 }
 
 // Run runs the checks and writes the report.
 func (o *PreflightOptions) Run(ctx context.Context) error {
+	var err error
+	if o.rest, err = o.clusterConfig(); err != nil {
+		return err
+	}
 	in, err := preflight.NewInput(o.rest)
 	if err != nil {
 		return err
@@ -160,8 +153,8 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 	if in.Target, err = preflight.ResolveTarget(o.Target, in.Server); err != nil {
 		return exitcode.UsageError(fmt.Errorf("preflight: %w", err))
 	}
-	if isTerminal(o.ErrOut) {
-		in.Progress = func(s string) { fmt.Fprintln(o.ErrOut, "drydock: "+s) }
+	if isTerminal(o.f.errOut()) {
+		in.Progress = func(s string) { fmt.Fprintln(o.f.errOut(), "drydock: "+s) }
 	}
 	rep, err := preflight.Run(ctx, in, o.Checks)
 	if err != nil {
@@ -171,7 +164,7 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 		rep.Cluster = o.rest.Host
 	}
 	failOn := preflight.FailOn(o.FailOn)
-	if err := preflight.Write(o.Out, o.Output, rep, failOn); err != nil {
+	if err := preflight.Write(o.f.out(), o.Output, rep, failOn); err != nil {
 		return err
 	}
 	if n := failOn.Failing(rep.Findings()); n > 0 {

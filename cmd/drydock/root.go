@@ -14,10 +14,15 @@ import (
 // startedAnnotation marks a command whose PersistentPreRun ran, i.e. cobra accepted the command line.
 const startedAnnotation = "drydock.dev/started"
 
-// NewRootCommand builds the drydock command tree. argv0 decides the displayed name, so that
-// installed as kubectl-drydock the help reads "kubectl drydock ...".
+// NewRootCommand builds the drydock command tree on the real process's Factory. argv0 decides the
+// displayed name, so that installed as kubectl-drydock the help reads "kubectl drydock ...".
 func NewRootCommand(streams genericiooptions.IOStreams, argv0 string) *cobra.Command {
-	kube := genericclioptions.NewConfigFlags(true)
+	return NewRootCommandWith(NewFactory(streams, genericclioptions.NewConfigFlags(true)), argv0)
+}
+
+// NewRootCommandWith builds the command tree on f (tests give their own).
+func NewRootCommandWith(f *Factory, argv0 string) *cobra.Command {
+	streams := f.IOStreams
 
 	root := &cobra.Command{
 		Use:   "drydock",
@@ -44,21 +49,21 @@ where a person should look and rolling back when something goes wrong.`,
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return exitcode.UsageError(err) })
 
-	kube.AddFlags(root.PersistentFlags())
+	f.KubeFlags.AddFlags(root.PersistentFlags())
 
 	root.AddCommand(
-		NewVersionCommand(kube, streams),
-		NewValidateCommand(streams),
-		NewSchemaCommand(streams),
-		NewPlanCommand(kube, streams),
-		NewRunCommand(kube, streams),
-		NewResumeCommand(kube, streams),
-		NewRollbackCommand(kube, streams),
-		NewRunsCommand(kube, streams),
-		NewDrainCommand(kube, streams),
-		NewUncordonCommand(kube, streams),
-		NewPreflightCommand(kube, streams),
-		NewDocsCommand(func() *cobra.Command { return NewRootCommand(streams, "drydock") }),
+		NewVersionCommand(f, nil),
+		NewValidateCommand(f, nil),
+		NewSchemaCommand(f, nil),
+		NewPlanCommand(f, nil),
+		NewRunCommand(f, nil),
+		NewResumeCommand(f, nil),
+		NewRollbackCommand(f, nil),
+		NewRunsCommand(f, nil),
+		NewDrainCommand(f, nil),
+		NewUncordonCommand(f, nil),
+		NewPreflightCommand(f, nil),
+		NewDocsCommand(f, func() *cobra.Command { return NewRootCommand(streams, "drydock") }, nil),
 	)
 	return root
 }

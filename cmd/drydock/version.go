@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/version"
 	apimachineryversion "k8s.io/apimachinery/pkg/version"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/yaml"
 
@@ -23,9 +21,8 @@ type VersionOptions struct {
 	ClientOnly bool
 	Output     string
 
-	kube      genericclioptions.RESTClientGetter
+	f         *Factory
 	discovery discovery.ServerVersionInterface
-	genericiooptions.IOStreams
 }
 
 // VersionReport is what `drydock version -o json|yaml` prints.
@@ -42,9 +39,9 @@ type Skew struct {
 	Message   string `json:"message"`
 }
 
-// NewVersionCommand returns `drydock version`.
-func NewVersionCommand(kube genericclioptions.RESTClientGetter, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &VersionOptions{kube: kube, IOStreams: streams}
+// NewVersionCommand returns `drydock version`. runF, when not nil, replaces Run (tests).
+func NewVersionCommand(f *Factory, runF func(*VersionOptions) error) *cobra.Command {
+	o := &VersionOptions{}
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the client and server versions and whether they are inside the skew policy",
@@ -52,32 +49,30 @@ func NewVersionCommand(kube genericclioptions.RESTClientGetter, streams generici
   drydock version --client
   drydock version -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(f, o, runF),
 	}
 	cmd.Flags().BoolVar(&o.ClientOnly, "client", false, "print the client version only; do not contact the cluster")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml (default: human-readable)")
 	return cmd
 }
 
-// Complete builds the discovery client unless only the client version is wanted.
-func (o *VersionOptions) Complete() error {
-	if o.ClientOnly || o.discovery != nil {
-		return nil
-	}
-	dc, err := o.kube.ToDiscoveryClient()
-	if err != nil {
-		return fmt.Errorf("version: load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG, or use --client)", err)
-	}
-	o.discovery = dc
+// Complete keeps the factory; the server is asked in Run, so that the client version is printed
+// whatever happens to the server.
+func (o *VersionOptions) Complete(f *Factory, _ *cobra.Command, _ []string) error {
+	o.f = f
 	return nil
+}
+
+// serverDiscovery is the discovery client of the kubeconfig's cluster.
+func (o *VersionOptions) serverDiscovery() (discovery.ServerVersionInterface, error) {
+	if o.discovery != nil {
+		return o.discovery, nil
+	}
+	cfg, err := o.f.RESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w (or use --client)", err)
+	}
+	return discovery.NewDiscoveryClientForConfig(cfg)
 }
 
 // Validate checks the flags; it has no side effects.
@@ -94,7 +89,14 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 	report := VersionReport{Client: buildinfo.Get()}
 	var serverErr error
 	if !o.ClientOnly {
-		report.Server, serverErr = serverVersion(ctx, o.discovery)
+		dc, err := o.serverDiscovery()
+		if err == nil {
+			report.Server, err = serverVersion(ctx, dc)
+			if err != nil {
+				err = fmt.Errorf("get server version: %w", err)
+			}
+		}
+		serverErr = err
 		if serverErr == nil {
 			skew := CheckSkew(report.Client.Kubernetes, report.Server.GitVersion)
 			report.Skew = &skew
@@ -107,29 +109,29 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(o.Out, string(b))
+		fmt.Fprintln(o.f.out(), string(b))
 	case "yaml":
 		b, err := yaml.Marshal(report)
 		if err != nil {
 			return err
 		}
-		fmt.Fprint(o.Out, string(b))
+		fmt.Fprint(o.f.out(), string(b))
 	default:
-		fmt.Fprintf(o.Out, "Client Version: %s (Kubernetes client %s, %s, %s)\n",
+		fmt.Fprintf(o.f.out(), "Client Version: %s (Kubernetes client %s, %s, %s)\n",
 			report.Client.Version, report.Client.Kubernetes, report.Client.GoVersion, report.Client.Platform)
 		if report.Server != nil {
-			fmt.Fprintf(o.Out, "Server Version: %s\n", report.Server.GitVersion)
+			fmt.Fprintf(o.f.out(), "Server Version: %s\n", report.Server.GitVersion)
 		}
 		if report.Skew != nil {
 			state := "supported"
 			if !report.Skew.Supported {
 				state = "NOT supported"
 			}
-			fmt.Fprintf(o.Out, "Version Skew:   %s: %s\n", state, report.Skew.Message)
+			fmt.Fprintf(o.f.out(), "Version Skew:   %s: %s\n", state, report.Skew.Message)
 		}
 	}
 	if serverErr != nil {
-		return fmt.Errorf("version: get server version: %w", serverErr)
+		return fmt.Errorf("version: %w", serverErr)
 	}
 	return nil
 }

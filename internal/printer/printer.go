@@ -120,7 +120,7 @@ func Format(e runbook.Event) string {
 		}
 		return s
 	case *runbook.RollbackPointSet:
-		return step + "rollback point: " + e.Name
+		return step + "rollback point: " + e.Point.String()
 	case *runbook.RollbackStarted:
 		return step + "rolling back"
 	case *runbook.RollbackFinished:

@@ -26,7 +26,7 @@ func TestJSONEncodesTheEventStructs(t *testing.T) {
 		&runbook.StepFailed{Meta: meta, Error: "boom"},
 		&runbook.NodeChanged{Meta: meta, Node: "n1", State: "cordoned"},
 		&runbook.PodChanged{Meta: meta, Node: "n1", Pod: "ns/p", State: "evicted"},
-		&runbook.RollbackPointSet{Meta: meta, Name: "b"},
+		&runbook.RollbackPointSet{Meta: meta, Point: runbook.RollbackPoint{Kind: runbook.RollbackPointVeleroBackup, Namespace: "velero", Name: "b"}},
 		&runbook.RollbackStarted{Meta: meta},
 		&runbook.RollbackFinished{Meta: meta},
 		&runbook.LogLine{Meta: meta, Stream: "stdout", Line: "<ok> & done"},

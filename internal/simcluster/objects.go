@@ -5,21 +5,23 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/kube"
-	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
-	"sync"
 )
 
 // NodeOptions describe a fake node.
@@ -219,12 +221,15 @@ type BudgetWatch struct {
 	broken []string
 	stop   chan struct{}
 	f      informers.SharedInformerFactory
+	client kubernetes.Interface
+	store  cache.Store
 }
 
 // WatchBudgets starts a BudgetWatch on every namespace; Stop ends it.
 func (c *Cluster) WatchBudgets() *BudgetWatch {
-	w := &BudgetWatch{armed: map[string]bool{}, stop: make(chan struct{}), f: informers.NewSharedInformerFactory(c.Client, 0)}
+	w := &BudgetWatch{armed: map[string]bool{}, stop: make(chan struct{}), f: informers.NewSharedInformerFactory(c.Client, 0), client: c.Client}
 	inf := w.f.Policy().V1().PodDisruptionBudgets().Informer()
+	w.store = inf.GetStore()
 	check := func(obj any) {
 		p, ok := obj.(*policyv1.PodDisruptionBudget)
 		if !ok {
@@ -247,6 +252,32 @@ func (w *BudgetWatch) Arm(ns string) {
 	w.mu.Lock()
 	w.armed[ns] = true
 	w.mu.Unlock()
+}
+
+// CaughtUp waits until the watch has seen every budget as the apiserver has it now (same
+// resourceVersion), so that Broken judges the last status too; no fixed sleep.
+func (w *BudgetWatch) CaughtUp(ctx context.Context) error {
+	list, err := w.client.PolicyV1().PodDisruptionBudgets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		for i := range list.Items {
+			p := &list.Items[i]
+			obj, ok, _ := w.store.Get(p)
+			if !ok || !newer(obj.(*policyv1.PodDisruptionBudget).ResourceVersion, p.ResourceVersion) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// newer compares resourceVersions as etcd revisions (they are, on a real apiserver; tests only).
+func newer(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x >= y
 }
 
 // Broken lists every broken status seen so far.

@@ -34,11 +34,33 @@ const (
 	RolledBack  = "rolled back"
 )
 
+// RequestKind is what the person asked for.
+type RequestKind int
+
+const (
+	// RequestAbort stops the running step; the run stays resumable.
+	RequestAbort RequestKind = iota + 1
+	// RequestRollback stops the run and rolls it back to Request.To.
+	RequestRollback
+	// RequestPauseNext asks for a pause point after the current node.
+	RequestPauseNext
+)
+
 // Request is something the person asked for; the controller acts on it.
 type Request struct {
-	Kind string // "abort", "rollback", "pause-next"
-	To   string // rollback: back to and including this step
+	Kind RequestKind
+	To   string // RequestRollback: back to and including this step
 }
+
+// dialogKind is which question a dialog asks.
+type dialogKind int
+
+const (
+	dialogPause dialogKind = iota + 1
+	dialogAbort
+	dialogQuit
+	dialogRollback
+)
 
 // Messages the controller sends to the model.
 type (
@@ -84,7 +106,7 @@ type Step struct {
 	Progress      string
 	Done, Total   int
 	Error         string
-	RollbackPoint string
+	RollbackPoint *runbook.RollbackPoint
 	Findings      []runbook.Finding
 	resume        string // the status to go back to when a pause point is answered with continue
 	Nodes         map[string]*Node
@@ -101,7 +123,7 @@ type LogLine struct {
 }
 
 type dialog struct {
-	kind    string // pause, abort, quit, rollback
+	kind    dialogKind
 	title   string
 	lines   []string
 	choices []string
@@ -283,7 +305,8 @@ func (m *Model) Apply(ev runbook.Event) {
 			s.Status = RolledBack
 		}
 	case *runbook.RollbackPointSet:
-		m.step(e.Step).RollbackPoint = e.Name
+		p := e.Point
+		m.step(e.Step).RollbackPoint = &p
 	case *runbook.NodeChanged:
 		s := m.step(e.Step)
 		if s.Nodes == nil {
@@ -388,7 +411,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if s := m.step(msg.Req.Step); len(s.Findings) > 0 {
 			lines = append(lines, fmt.Sprintf("%d findings in this step (see the detail)", len(s.Findings)))
 		}
-		m.dialog = &dialog{kind: "pause", title: fmt.Sprintf("Pause point %s step %s", msg.Req.When, msg.Req.Step), lines: lines,
+		m.dialog = &dialog{kind: dialogPause, title: fmt.Sprintf("Pause point %s step %s", msg.Req.When, msg.Req.Step), lines: lines,
 			choices: []string{"Continue", "Roll back", "Stop and resume later"}, reply: msg.Reply, step: msg.Req.Step}
 		m.Selected = m.index(msg.Req.Step)
 		return m, nil
@@ -397,7 +420,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.quitWhenDone {
 			return m, tea.Quit
 		}
-		if m.dialog != nil && m.dialog.kind != "quit" {
+		if m.dialog != nil && m.dialog.kind != dialogQuit {
 			m.dialog = nil
 		}
 		return m, nil
@@ -450,21 +473,21 @@ func (m Model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case key.Matches(k, m.keys.PauseNext):
 		if m.Active() {
 			m.PauseRequested = true
-			m.send(Request{Kind: "pause-next"})
+			m.send(Request{Kind: RequestPauseNext})
 			m.log(m.Now, "info", "you asked to pause after the current node")
 		}
 	case key.Matches(k, m.keys.Rollback):
 		m.openRollback()
 	case key.Matches(k, m.keys.Abort):
 		if m.Active() {
-			m.dialog = &dialog{kind: "abort", title: "Abort the run?", lines: []string{"The running step is stopped; the run stays resumable (drydock resume " + m.RunID + ")."},
+			m.dialog = &dialog{kind: dialogAbort, title: "Abort the run?", lines: []string{"The running step is stopped; the run stays resumable (drydock resume " + m.RunID + ")."},
 				choices: []string{"Keep running", "Abort"}}
 		}
 	case key.Matches(k, m.keys.Quit):
 		if !m.Active() {
 			return m, tea.Quit
 		}
-		m.dialog = &dialog{kind: "quit", title: "Quit while the run is active?", lines: []string{"Quitting aborts the run; it stays resumable (drydock resume " + m.RunID + ")."},
+		m.dialog = &dialog{kind: dialogQuit, title: "Quit while the run is active?", lines: []string{"Quitting aborts the run; it stays resumable (drydock resume " + m.RunID + ")."},
 			choices: []string{"Keep running", "Abort and quit"}}
 	}
 	return m, nil
@@ -500,11 +523,11 @@ func (m *Model) openRollback() {
 		lines = append(lines, "  - "+u)
 	}
 	for _, s := range m.Steps {
-		if s.RollbackPoint != "" {
-			lines = append(lines, "The backup "+s.RollbackPoint+" is kept; restoring it is `drydock rollback "+m.RunID+" --restore-backup`.")
+		if p := s.RollbackPoint; p != nil && p.Kind == runbook.RollbackPointVeleroBackup {
+			lines = append(lines, "The backup "+p.Namespace+"/"+p.Name+" is kept; restoring it is `drydock rollback "+m.RunID+" --restore-backup`.")
 		}
 	}
-	m.dialog = &dialog{kind: "rollback", title: "Roll back to step " + to + "?", lines: lines, choices: []string{"Cancel", "Roll back"}, to: to}
+	m.dialog = &dialog{kind: dialogRollback, title: "Roll back to step " + to + "?", lines: lines, choices: []string{"Cancel", "Roll back"}, to: to}
 }
 
 func (m Model) dialogKey(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
@@ -521,33 +544,33 @@ func (m Model) dialogKey(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case "esc":
-		if d.kind == "pause" {
+		if d.kind == dialogPause {
 			return m, nil // a pause point needs an answer
 		}
 		m.dialog = nil
 		return m, nil
 	case "c":
-		if d.kind == "pause" {
+		if d.kind == dialogPause {
 			d.choice = 0
 			return m.choose()
 		}
 	case "r":
-		if d.kind == "pause" {
+		if d.kind == dialogPause {
 			d.choice = 1
 			return m.choose()
 		}
 	case "s":
-		if d.kind == "pause" {
+		if d.kind == dialogPause {
 			d.choice = 2
 			return m.choose()
 		}
 	case "y":
-		if d.kind != "pause" {
+		if d.kind != dialogPause {
 			d.choice = len(d.choices) - 1
 			return m.choose()
 		}
 	case "n":
-		if d.kind != "pause" {
+		if d.kind != dialogPause {
 			m.dialog = nil
 			return m, nil
 		}
@@ -561,7 +584,7 @@ func (m Model) choose() (tea.Model, tea.Cmd) {
 	d := m.dialog
 	m.dialog = nil
 	switch d.kind {
-	case "pause":
+	case dialogPause:
 		decision := []runbook.Decision{runbook.Continue, runbook.RollBack, runbook.Stop}[d.choice]
 		select {
 		case d.reply <- decision:
@@ -571,23 +594,23 @@ func (m Model) choose() (tea.Model, tea.Cmd) {
 		if st := m.step(d.step); decision == runbook.Continue && st.Status == Paused && st.resume != "" {
 			st.Status = st.resume // "after" pauses come after the step finished
 		}
-	case "abort":
+	case dialogAbort:
 		if d.choice == 1 {
-			m.send(Request{Kind: "abort"})
+			m.send(Request{Kind: RequestAbort})
 			m.log(m.Now, "warning", "you aborted the run")
 		}
-	case "quit":
+	case dialogQuit:
 		if d.choice == 1 {
-			m.send(Request{Kind: "abort"})
+			m.send(Request{Kind: RequestAbort})
 			if !m.Active() {
 				return m, tea.Quit
 			}
 			m.log(m.Now, "warning", "aborting; the screen closes when the run has stopped")
 			m.quitWhenDone = true
 		}
-	case "rollback":
+	case dialogRollback:
 		if d.choice == 1 {
-			m.send(Request{Kind: "rollback", To: d.to})
+			m.send(Request{Kind: RequestRollback, To: d.to})
 			m.log(m.Now, "warning", "you asked to roll back to step "+d.to)
 		}
 	}
@@ -710,7 +733,7 @@ func (m Model) header(w int) string {
 		state = "failed"
 	case m.Finished:
 		state = "finished"
-	case m.dialog != nil && m.dialog.kind == "pause":
+	case m.dialog != nil && m.dialog.kind == dialogPause:
 		state = "waiting for you"
 	}
 	line2 := m.styles.dim.Render(trunc(fmt.Sprintf("run %s  %s  lock %s  elapsed %s  [%s]", m.RunID, m.Runbook, m.Info.Lock, elapsed, state), w))
@@ -722,7 +745,7 @@ func (m Model) stepList(w, h int) string {
 	for i, s := range m.Steps {
 		icon := icons[s.Status]
 		mark := ""
-		if s.RollbackPoint != "" {
+		if s.RollbackPoint != nil {
 			mark = " ⚑"
 		}
 		dur := short(s.Duration)
@@ -770,8 +793,8 @@ func (m Model) detail(w, h int) string {
 	var b []string
 	title := fmt.Sprintf("%s (%s) — %s", s.Name, s.Kind, s.Status)
 	b = append(b, m.styles.bold.Render(trunc(title, w)))
-	if s.RollbackPoint != "" {
-		b = append(b, trunc("rollback point: "+s.RollbackPoint, w))
+	if s.RollbackPoint != nil {
+		b = append(b, trunc("rollback point: "+s.RollbackPoint.String(), w))
 	}
 	if s.Error != "" {
 		b = append(b, strings.Split(m.styles.err.Width(w).Render("error: "+s.Error), "\n")...)
@@ -886,7 +909,7 @@ func (m Model) dialogView(w int) string {
 	}
 	b = append(b, strings.Join(cs, "  "))
 	hint := "←/→ choose, enter confirm, esc cancel"
-	if d.kind == "pause" {
+	if d.kind == dialogPause {
 		hint = "c continue · r roll back · s stop (resume later) · enter confirms"
 	}
 	b = append(b, m.styles.dim.Render(hint))

@@ -36,7 +36,7 @@ func started() []runbook.Event {
 		&runbook.StepFinding{Meta: meta("preflight", 1), Finding: runbook.Finding{Severity: runbook.SeverityError, Object: "PodDisruptionBudget shop/db", Message: "minAvailable: 100%"}},
 		&runbook.StepFinished{Meta: meta("preflight", 2), Duration: 2 * time.Second},
 		&runbook.StepStarted{Meta: meta("backup", 2), Kind: "velero-backup", Attempt: 1},
-		&runbook.RollbackPointSet{Meta: meta("backup", 5), Name: "velero-backup velero/drydock-20261122-0300-ab12"},
+		&runbook.RollbackPointSet{Meta: meta("backup", 5), Point: runbook.RollbackPoint{Kind: runbook.RollbackPointVeleroBackup, Namespace: "velero", Name: "drydock-20261122-0300-ab12"}},
 		&runbook.StepFinished{Meta: meta("backup", 9), Duration: 7 * time.Second},
 	}
 }
@@ -108,8 +108,8 @@ func TestReducer(t *testing.T) {
 	if p := canary.Pods["shop/db-0"]; p == nil || p.State != "blocked" || p.PDB != "shop/db" || !strings.Contains(p.Reason, "needs 3 healthy, has 3") {
 		t.Errorf("blocked pod: %+v", p)
 	}
-	if m.Steps[1].RollbackPoint == "" || len(m.Steps[0].Findings) != 2 {
-		t.Errorf("rollback point %q, findings %d", m.Steps[1].RollbackPoint, len(m.Steps[0].Findings))
+	if m.Steps[1].RollbackPoint == nil || len(m.Steps[0].Findings) != 2 {
+		t.Errorf("rollback point %v, findings %d", m.Steps[1].RollbackPoint, len(m.Steps[0].Findings))
 	}
 
 	// Failure, then rollback events.
@@ -139,27 +139,27 @@ func TestKeys(t *testing.T) {
 
 	// p asks for a pause after the current node.
 	m = press(m, "p")
-	if r := <-requests; r.Kind != "pause-next" || !m.PauseRequested {
+	if r := <-requests; r.Kind != RequestPauseNext || !m.PauseRequested {
 		t.Errorf("p: %+v", r)
 	}
 
 	// r on a step lists what would be undone, newest first; y confirms.
 	m = press(m, "up", "r")
-	if m.dialog == nil || m.dialog.kind != "rollback" || !strings.Contains(strings.Join(m.dialog.lines, "\n"), "- canary\n  - backup") {
+	if m.dialog == nil || m.dialog.kind != dialogRollback || !strings.Contains(strings.Join(m.dialog.lines, "\n"), "- canary\n  - backup") {
 		t.Fatalf("rollback dialog: %+v", m.dialog)
 	}
 	m = press(m, "y")
-	if r := <-requests; r.Kind != "rollback" || r.To != "backup" {
+	if r := <-requests; r.Kind != RequestRollback || r.To != "backup" {
 		t.Errorf("rollback request %+v", r)
 	}
 
 	// q while the run is active asks; n keeps running; a then y aborts.
 	m = press(m, "q")
-	if m.dialog == nil || m.dialog.kind != "quit" {
+	if m.dialog == nil || m.dialog.kind != dialogQuit {
 		t.Fatal("q quit an active run without asking")
 	}
 	m = press(m, "n", "a", "y")
-	if r := <-requests; r.Kind != "abort" {
+	if r := <-requests; r.Kind != RequestAbort {
 		t.Errorf("abort request %+v", r)
 	}
 

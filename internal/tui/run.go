@@ -71,13 +71,13 @@ func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink 
 				return
 			case r := <-requests:
 				switch r.Kind {
-				case "abort":
+				case RequestAbort:
 					cancel()
-				case "pause-next":
+				case RequestPauseNext:
 					if opts.RequestPause != nil {
 						opts.RequestPause()
 					}
-				case "rollback":
+				case RequestRollback:
 					mu.Lock()
 					rollbackTo = r.To
 					mu.Unlock()

@@ -21,12 +21,15 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/kube"
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 // Drainer evicts the pods of a node plan and waits until they are gone.
 type Drainer struct {
 	Client  kubernetes.Interface
 	Options Options
+	// Watches are the run's shared informers (Env.Watches); nil: the drain watches budgets itself.
+	Watches *runbook.Watches
 	// Progress is told what happens to each pod; it must not block.
 	Progress func(pod PodRef, u PodUpdate)
 }
@@ -188,7 +191,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 	// The budgets are shared by every drain in this process (nodegroups drains several nodes at
 	// once): one watch, and one queue per budget, so that concurrent drains do not each spend
 	// the same allowed disruptions.
-	bud, releaseBudgets, err := sharedBudgets(ctx, d.Client)
+	bud, releaseBudgets, err := sharedBudgets(ctx, d.Client, d.Watches)
 	if err != nil {
 		return fmt.Errorf("drain node %q: watch budgets: %w", np.Node, err)
 	}
@@ -312,36 +315,62 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 
 var shared struct {
 	sync.Mutex
-	byClient map[kubernetes.Interface]*sharedEntry
+	bySource map[any]*sharedEntry
 }
 
 type sharedEntry struct {
 	bud    *budgets
 	refs   int
-	stop   context.CancelFunc
+	stop   func()
 	synced cache.InformerSynced
 }
 
-// sharedBudgets returns the process's budget tracker for client, starting its watch on first use;
-// release stops the watch when the last drain using it ends.
-func sharedBudgets(ctx context.Context, client kubernetes.Interface) (*budgets, func(), error) {
-	shared.Lock()
-	if shared.byClient == nil {
-		shared.byClient = map[kubernetes.Interface]*sharedEntry{}
+// sharedBudgets returns the budget tracker of the run's watches (one budget watch for the whole
+// run, shared with the health gates), or without them (a Drainer used alone) the process's tracker
+// for client with a watch of its own. The first use starts it; release ends it with the last drain.
+func sharedBudgets(ctx context.Context, client kubernetes.Interface, w *runbook.Watches) (*budgets, func(), error) {
+	var source any = client
+	if w != nil {
+		source = w
 	}
-	e := shared.byClient[client]
+	shared.Lock()
+	if shared.bySource == nil {
+		shared.bySource = map[any]*sharedEntry{}
+	}
+	e := shared.bySource[source]
 	if e == nil {
-		wctx, stop := context.WithCancel(context.Background())
-		f := informers.NewSharedInformerFactory(client, 0)
-		inf := f.Policy().V1().PodDisruptionBudgets().Informer()
+		var (
+			inf         cache.SharedIndexInformer
+			start, stop func()
+		)
+		if w != nil {
+			inf = w.Factory().Policy().V1().PodDisruptionBudgets().Informer()
+			start = w.Start
+		} else {
+			wctx, cancel := context.WithCancel(context.Background())
+			f := informers.NewSharedInformerFactory(client, 0)
+			inf = f.Policy().V1().PodDisruptionBudgets().Informer()
+			start = func() { f.Start(wctx.Done()) }
+			stop = func() { cancel(); f.Shutdown() }
+		}
 		bud := &budgets{waiters: map[string][]chan struct{}{}, inflight: map[string]int{}, spent: map[string]int{}, spentAt: map[string]time.Time{}, seenRV: map[string]string{}, store: inf.GetStore()}
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { bud.check(keyOf(obj)) },
 			UpdateFunc: func(_, obj any) { bud.check(keyOf(obj)) },
 		})
-		f.Start(wctx.Done())
-		e = &sharedEntry{bud: bud, stop: func() { stop(); f.Shutdown() }, synced: inf.HasSynced}
-		shared.byClient[client] = e
+		if err != nil {
+			shared.Unlock()
+			if stop != nil {
+				stop()
+			}
+			return nil, nil, err
+		}
+		start()
+		if w != nil {
+			stop = func() { _ = inf.RemoveEventHandler(reg) }
+		}
+		e = &sharedEntry{bud: bud, stop: stop, synced: inf.HasSynced}
+		shared.bySource[source] = e
 	}
 	e.refs++
 	shared.Unlock()
@@ -350,7 +379,7 @@ func sharedBudgets(ctx context.Context, client kubernetes.Interface) (*budgets, 
 		defer shared.Unlock()
 		e.refs--
 		if e.refs == 0 {
-			delete(shared.byClient, client)
+			delete(shared.bySource, source)
 			go e.stop()
 		}
 	}

@@ -11,6 +11,7 @@ package drain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -253,13 +254,6 @@ func (pl *Planner) planNode(ctx context.Context, node *corev1.Node) (NodePlan, [
 	if list == nil {
 		return np, nil, fmt.Errorf("list pods on node %q: %v", node.Name, errs)
 	}
-	refused := map[string]string{} // ns/name -> kubectl's reason
-	for _, err := range errs {
-		msg, pods := splitPodError(err.Error())
-		for _, p := range pods {
-			refused[p] = msg
-		}
-	}
 	deletable := map[string]bool{}
 	for _, p := range list.Pods() {
 		deletable[p.Namespace+"/"+p.Name] = true
@@ -268,48 +262,66 @@ func (pl *Planner) planNode(ctx context.Context, node *corev1.Node) (NodePlan, [
 	for i := range onNode {
 		p := &onNode[i]
 		r := ref(p)
-		switch key := r.String(); {
-		case deletable[key]:
+		if deletable[r.String()] {
 			r.PDBs = pl.pdbsOf(p)
 			np.Evict = append(np.Evict, r)
 			evicted = append(evicted, *p)
 			np.Blockers = append(np.Blockers, pl.pdbBlockers(node.Name, p, r.PDBs)...)
-		case refused[key] != "":
-			np.Blockers = append(np.Blockers, classify(node.Name, r, refused[key]))
-		default:
-			np.Skip = append(np.Skip, SkippedPod{Pod: r, Reason: skipReason(p, "")})
+			continue
 		}
+		if reason, skip := skipped(p); skip {
+			np.Skip = append(np.Skip, SkippedPod{Pod: r, Reason: reason})
+			continue
+		}
+		np.Blockers = append(np.Blockers, pl.refused(node.Name, p, r, errs))
 	}
 	sortPods(np.Evict, pl.Options.PriorityOrder)
 	return np, evicted, nil
 }
 
-func skipReason(p *corev1.Pod, msg string) string {
-	switch {
+// skipped says why kubectl's filters left a pod where it is without refusing the drain, from the
+// pod's own fields (the filters' results carry no pod): DaemonSet pods, mirror pods, completed pods.
+func skipped(p *corev1.Pod) (string, bool) {
+	switch c := metav1.GetControllerOf(p); {
 	case p.Annotations[corev1.MirrorPodAnnotationKey] != "":
-		return "mirror (static) pod: the kubelet owns it"
+		return "mirror (static) pod: the kubelet owns it", true
 	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
-		return "completed: nothing to move"
-	case strings.Contains(msg, "DaemonSet"):
-		return "DaemonSet pod: it stays on the node by design"
-	case msg != "":
-		return msg
+		return "completed: nothing to move", true
+	case c != nil && c.Kind == "DaemonSet":
+		return "DaemonSet pod: it stays on the node by design (its DaemonSet runs one on every node)", true
 	}
-	return "skipped"
+	return "", false
 }
 
-func classify(node string, r PodRef, msg string) Blocker {
-	b := Blocker{Node: node, Pod: r.String(), Fatal: true, Kind: BlockOther, Message: fmt.Sprintf("%s: %s", r, msg)}
+// refused is the blocker of a pod kubectl's filters (or drydock's local-volume filter) refused,
+// found by the same rules the filters apply, in their order, read from the pod and the options.
+// errs (kubectl's own words) are shown only when none of those rules explains the refusal.
+func (pl *Planner) refused(node string, p *corev1.Pod, r PodRef, errs []error) Blocker {
+	b := Blocker{Node: node, Pod: r.String(), Fatal: true, Kind: BlockOther}
 	switch {
-	case strings.Contains(msg, "local storage"):
+	case hasEmptyDir(p) && !pl.Options.DeleteEmptyDirData:
 		b.Kind, b.Message, b.Fix = BlockEmptyDir, fmt.Sprintf("%s has emptyDir volumes: their data is lost when it moves", r), "--delete-emptydir-data (deleteEmptyDirData: true) if that data may go"
-	case strings.Contains(msg, "local PersistentVolume"):
-		b.Message = fmt.Sprintf("%s %s: it cannot start on another node", r, msg)
-		b.Kind, b.Fix = BlockLocalVolume, "move the data first, or --allow-local-volumes (allowLocalVolumes: true): the pod cannot start elsewhere"
-	case strings.Contains(msg, "no controller"):
+	case metav1.GetControllerOf(p) == nil && !pl.Options.Force:
 		b.Kind, b.Message, b.Fix = BlockNoController, fmt.Sprintf("%s has no controller: nothing recreates it if it is evicted", r), "--force (force: true) to evict it anyway"
+	default:
+		if pv, claim := pl.localVolume(p); pv != nil && !pl.Options.AllowLocalVolumes {
+			b.Message = fmt.Sprintf("%s uses the local PersistentVolume %s (claim %s): it cannot start on another node", r, pv.Name, claim)
+			b.Kind, b.Fix = BlockLocalVolume, "move the data first, or --allow-local-volumes (allowLocalVolumes: true): the pod cannot start elsewhere"
+			break
+		}
+		b.Message = fmt.Sprintf("%s: kubectl's drain filters refused it: %v", r, errors.Join(errs...))
+		b.Fix = "look at the pod and its controller (kubectl describe pod -n " + r.Namespace + " " + r.Name + ")"
 	}
 	return b
+}
+
+func hasEmptyDir(p *corev1.Pod) bool {
+	for _, v := range p.Spec.Volumes {
+		if v.EmptyDir != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func completedFilter(p corev1.Pod) kubedrain.PodDeleteStatus {
@@ -322,26 +334,24 @@ func completedFilter(p corev1.Pod) kubedrain.PodDeleteStatus {
 // localVolumeFilter refuses pods whose claims are bound to local PersistentVolumes: such a pod
 // cannot start anywhere else. (kubectl drain does not look.)
 func (pl *Planner) localVolumeFilter(p corev1.Pod) kubedrain.PodDeleteStatus {
+	if pv, claim := pl.localVolume(&p); pv != nil {
+		return kubedrain.MakePodDeleteStatusWithError(fmt.Sprintf("uses the local PersistentVolume %s (claim %s)", pv.Name, claim))
+	}
+	return kubedrain.MakePodDeleteStatusOkay()
+}
+
+// localVolume is the first local (or hostPath) PersistentVolume a pod's claims are bound to.
+func (pl *Planner) localVolume(p *corev1.Pod) (*corev1.PersistentVolume, string) {
 	for _, v := range p.Spec.Volumes {
 		if v.PersistentVolumeClaim == nil {
 			continue
 		}
 		pv := pl.pvs[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName]
 		if pv != nil && (pv.Spec.Local != nil || pv.Spec.HostPath != nil) {
-			return kubedrain.MakePodDeleteStatusWithError(fmt.Sprintf("uses the local PersistentVolume %s (claim %s)", pv.Name, v.PersistentVolumeClaim.ClaimName))
+			return pv, v.PersistentVolumeClaim.ClaimName
 		}
 	}
-	return kubedrain.MakePodDeleteStatusOkay()
-}
-
-// splitPodError reads kubectl's "cannot delete REASON: ns/a, ns/b" back into the reason and the pods.
-func splitPodError(s string) (string, []string) {
-	s = strings.TrimPrefix(s, "cannot delete ")
-	i := strings.LastIndex(s, ": ")
-	if i < 0 {
-		return s, nil
-	}
-	return s[:i], strings.Split(s[i+2:], ", ")
+	return nil, ""
 }
 
 func (pl *Planner) pdbsOf(p *corev1.Pod) []string {

@@ -223,7 +223,7 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 		return err
 	}
 	total := len(np.Evict)
-	d := &Drainer{Client: env.Kube, Options: opts, Progress: PodReporter(env, np.Node, total)}
+	d := &Drainer{Client: env.Kube, Options: opts, Watches: env.Watches(), Progress: PodReporter(env, np.Node, total)}
 	env.Node(np.Node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
 	if err := d.Drain(ctx, np); err != nil {
 		return err

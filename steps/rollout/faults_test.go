@@ -103,7 +103,9 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 				}
 			}
 			in.Pause(true)
-			time.Sleep(500 * time.Millisecond) // the budget watch sees the last status
+			if err := budgets.CaughtUp(context.Background()); err != nil { // the budget watch sees the last status
+				t.Fatal(err)
+			}
 			for _, v := range invariants.Check(context.Background(), cluster.Client, invariants.Scene{Selector: "suite=" + suite, Target: "v1.37.1", Admin: admin, Drained: spare}, st) {
 				t.Error(v)
 			}

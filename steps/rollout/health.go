@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/kube"
@@ -46,32 +45,38 @@ type Gates struct {
 	badPods    map[string]bool // unhealthy at baseline
 	zeroBudget map[string]bool // no disruptions allowed at baseline
 
-	factory informers.SharedInformerFactory
-	pods    cache.SharedIndexInformer
-	pdbs    cache.SharedIndexInformer
-	nodes   cache.SharedIndexInformer
-	poke    chan struct{}
-	cancel  context.CancelFunc
-	client  *http.Client
+	regs   []handlerReg
+	pods   cache.SharedIndexInformer
+	pdbs   cache.SharedIndexInformer
+	nodes  cache.SharedIndexInformer
+	poke   chan struct{}
+	cancel context.CancelFunc
+	client *http.Client
 }
 
 // NewGates starts the watches and takes the baseline. Call Stop when done.
 func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 	g := &Gates{env: env, health: h, poke: make(chan struct{}, 1), client: &http.Client{Timeout: 5 * time.Second}}
 	ctx, g.cancel = context.WithCancel(ctx)
-	g.factory = informers.NewSharedInformerFactory(env.Kube, 0)
-	g.pods = g.factory.Core().V1().Pods().Informer()
-	g.pdbs = g.factory.Policy().V1().PodDisruptionBudgets().Informer()
-	g.nodes = g.factory.Core().V1().Nodes().Informer()
+	// The run's watches: the drains of the same step watch the same budgets through them.
+	factory := env.Watches().Factory()
+	g.pods = factory.Core().V1().Pods().Informer()
+	g.pdbs = factory.Policy().V1().PodDisruptionBudgets().Informer()
+	g.nodes = factory.Core().V1().Nodes().Informer()
 	poke := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { g.wake() },
 		UpdateFunc: func(any, any) { g.wake() },
 		DeleteFunc: func(any) { g.wake() },
 	}
 	for _, inf := range []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes} {
-		_, _ = inf.AddEventHandler(poke)
+		reg, err := inf.AddEventHandler(poke)
+		if err != nil {
+			g.Stop()
+			return nil, fmt.Errorf("health gates: watch: %w", err)
+		}
+		g.regs = append(g.regs, handlerReg{inf, reg})
 	}
-	g.factory.Start(ctx.Done())
+	env.Watches().Start()
 	for _, inf := range []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes} {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			g.Stop()
@@ -119,10 +124,18 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
-// Stop ends the watches.
+type handlerReg struct {
+	inf cache.SharedIndexInformer
+	reg cache.ResourceEventHandlerRegistration
+}
+
+// Stop stops listening; the run's watches go on for the steps after this one.
 func (g *Gates) Stop() {
 	g.cancel()
-	g.factory.Shutdown()
+	for _, r := range g.regs {
+		_ = r.inf.RemoveEventHandler(r.reg)
+	}
+	g.regs = nil
 }
 
 func (g *Gates) wake() {

@@ -276,7 +276,20 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
 	if _, err := e.Start(context.Background(), rb); err != nil {
 		t.Fatalf("%v\n%s", err, rec.Text())
 	}
-	time.Sleep(300 * time.Millisecond) // let the informer see the last uncordon
+	// The timeline's informer sees the last uncordon (or, if a node stayed cordoned, the checks
+	// below say which, after 10s).
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		state := map[string]bool{}
+		for _, c := range events() {
+			state[c.node] = c.cordoned
+		}
+		for _, on := range state {
+			if on {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 	cordoned := map[string]bool{}
 	var order []string
 	for _, c := range events() {

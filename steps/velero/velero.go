@@ -165,7 +165,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if err != nil {
 		return err
 	}
-	if err := env.SetRollbackPoint(ctx, "velero-backup "+vc.Namespace+"/"+b.Name); err != nil {
+	if err := env.SetRollbackPoint(ctx, runbook.RollbackPoint{Kind: runbook.RollbackPointVeleroBackup, Namespace: vc.Namespace, Name: b.Name}); err != nil {
 		return err
 	}
 	if s.RestoreCheck.Skip || env.Done("verified") {

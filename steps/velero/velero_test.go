@@ -140,7 +140,7 @@ func TestBackupAndRestoreCheck(t *testing.T) {
 			t.Errorf("events lack %q:\n%s", want, text)
 		}
 	}
-	if st.Steps[0].RollbackPoint != "velero-backup velero/drydock-"+st.ID {
+	if p := st.Steps[0].RollbackPoint; p == nil || *p != (runbook.RollbackPoint{Kind: runbook.RollbackPointVeleroBackup, Namespace: "velero", Name: "drydock-" + st.ID}) {
 		t.Errorf("rollback point %q", st.Steps[0].RollbackPoint)
 	}
 	gone(t, veleroStep.SandboxName("shop", st.ID))
@@ -158,7 +158,7 @@ func TestBackupAndRestoreCheck(t *testing.T) {
       type: velero-backup
       with: {includedNamespaces: [shop], reuseMaxAge: 1h, restoreCheck: {skip: true}}
 `)
-	if err != nil || !strings.Contains(rec.Text(), "reusing backup drydock-"+st.ID) || st2.Steps[0].RollbackPoint != "velero-backup velero/drydock-"+st.ID {
+	if err != nil || !strings.Contains(rec.Text(), "reusing backup drydock-"+st.ID) || st2.RollbackPoint(runbook.RollbackPointVeleroBackup) == nil || st2.RollbackPoint(runbook.RollbackPointVeleroBackup).Name != "drydock-"+st.ID {
 		t.Errorf("reuse: %v, rollback point %q\n%s", err, st2.Steps[0].RollbackPoint, rec.Text())
 	}
 	if _, err := vc.Backup(context.Background(), "drydock-"+st2.ID); !apierrors.IsNotFound(err) {

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// testFactory is a Factory whose cluster functions fail the test: flags become options without one.
+func testFactory(t *testing.T) (*Factory, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	f := NewFactory(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, genericclioptions.NewConfigFlags(true))
+	f.RESTConfig = func() (*rest.Config, error) {
+		t.Error("RESTConfig called: Complete and Validate must not load the kubeconfig")
+		return nil, errors.New("no")
+	}
+	f.KubeClient = func() (kubernetes.Interface, error) { t.Error("KubeClient called"); return nil, errors.New("no") }
+	return f, &out, &errOut
+}
+
+// execCmd runs one command with args, its runF in place of Run.
+func execCmd(t *testing.T, cmd *cobra.Command, args ...string) error {
+	t.Helper()
+	cmd.SetArgs(args)
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	return cmd.ExecuteContext(context.Background())
+}
+
+// TestCommandFlagsToOptions: each command's flags and arguments become its options, Complete then
+// Validate, with no cluster and no kubeconfig (the runF seam); a bad flag is a usage error (exit 2)
+// before anything runs.
+func TestCommandFlagsToOptions(t *testing.T) {
+	t.Parallel()
+	type check func(t *testing.T, got any)
+	for _, tc := range []struct {
+		name string
+		make func(f *Factory, ran *any) *cobra.Command
+		args []string
+		want check
+		code exitcode.Code // when the command line is refused
+	}{
+		{
+			name: "run", args: []string{"up.yaml", "--yes", "--no-mirror", "--state-dir", "/s", "--keep-runs", "3", "-o", "json", "--dry-run"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRunCommand(f, func(o *RunOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				o := got.(*RunOptions)
+				if o.Path != "up.yaml" || !o.Yes || !o.NoMirror || o.StateDir != "/s" || o.KeepRuns != 3 || o.Output != "json" || !o.DryRun || !o.outputSet {
+					t.Errorf("%+v", o)
+				}
+				if o.LockDuration != runbook.DefaultLockDuration || o.StateNamespace != runbook.DefaultStateNamespace {
+					t.Errorf("defaults: %v %q", o.LockDuration, o.StateNamespace)
+				}
+			},
+		},
+		{name: "run bad output", args: []string{"up.yaml", "-o", "xml"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRunCommand(f, func(o *RunOptions) error { *ran = o; return nil })
+			}},
+		{name: "run keep-runs 0", args: []string{"up.yaml", "--keep-runs", "0"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRunCommand(f, func(o *RunOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "resume newest", args: nil,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewResumeCommand(f, func(o *ResumeOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*ResumeOptions); o.RunID != "" || o.Output != "text" || o.outputSet {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{
+			name: "rollback", args: []string{"r-1", "--to", "canary", "--yes"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRollbackCommand(f, func(o *RollbackOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*RollbackOptions); o.RunID != "r-1" || o.To != "canary" || !o.Yes || o.RestoreBackup {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "rollback restore with --to", args: []string{"r-1", "--restore-backup", "--to", "x"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRollbackCommand(f, func(o *RollbackOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "plan jsonpath", args: []string{"up.yaml", "-o", "jsonpath={.steps[*].name}"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewPlanCommand(f, func(o *PlanOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*PlanOptions); o.Path != "up.yaml" || o.Print.Text() {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "plan bad output", args: []string{"up.yaml", "-o", "wide"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewPlanCommand(f, func(o *PlanOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "runs", args: []string{"--cluster", "--prune", "--keep-runs", "0", "-o", "yaml", "--state-namespace", "ops"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRunsCommand(f, func(o *RunsOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*RunsOptions); !o.Cluster || !o.Prune || o.KeepRuns != 0 || o.Print.Text() || o.StateNamespace != "ops" {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "runs keep-runs negative", args: []string{"--keep-runs", "-1"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRunsCommand(f, func(o *RunsOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "drain", args: []string{"n1", "n2", "--timeout", "2m", "--force", "--delete-emptydir-data", "--concurrency", "3", "--node-timeout", "1m", "--keep-cordoned"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				o := got.(*DrainOptions)
+				s := o.Settings
+				if !reflect.DeepEqual(s.Nodes, []string{"n1", "n2"}) || o.Timeout != 2*time.Minute || !s.Force || !s.DeleteEmptyDirData || s.Concurrency != 3 ||
+					s.NodeTimeout.Duration != time.Minute || !s.KeepCordoned || s.DisableEviction {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{
+			name: "drain dry-run yaml", args: []string{"-l", "pool=a", "--dry-run", "-o", "yaml"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*DrainOptions); o.Settings.Selector != "pool=a" || !o.DryRun || o.planPrint().Text() {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "drain yaml without dry-run", args: []string{"n1", "-o", "yaml"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			}},
+		{name: "drain nothing named", args: nil, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			}},
+		{name: "drain names and selector", args: []string{"n1", "-l", "a=b"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			}},
+		{name: "drain concurrency 0", args: []string{"n1", "--concurrency", "0"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "uncordon", args: []string{"a", "b"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewUncordonCommand(f, func(o *UncordonOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*UncordonOptions); !reflect.DeepEqual(o.Nodes, []string{"a", "b"}) {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{
+			name: "validate", args: []string{"a.yaml", "b.yaml", "-o", "json"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewValidateCommand(f, func(o *ValidateOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*ValidateOptions); !reflect.DeepEqual(o.Paths, []string{"a.yaml", "b.yaml"}) || o.Output != "json" {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "validate bad output", args: []string{"a.yaml", "-o", "yaml"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewValidateCommand(f, func(o *ValidateOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "version", args: []string{"--client", "-o", "yaml"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewVersionCommand(f, func(o *VersionOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*VersionOptions); !o.ClientOnly || o.Output != "yaml" {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{
+			name: "preflight", args: []string{"--target", "v1.38", "--cluster=false", "--manifests", ".", "--checks", "api-scan", "--fail-on", "warning", "-o", "sarif"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewPreflightCommand(f, func(o *PreflightOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				o := got.(*PreflightOptions)
+				if o.Target != "v1.38" || o.Cluster || !reflect.DeepEqual(o.Manifests, []string{"."}) || !reflect.DeepEqual(o.Checks, []string{"api-scan"}) || o.FailOn != "warning" || o.Output != "sarif" {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "preflight unknown check", args: []string{"--checks", "nope"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewPreflightCommand(f, func(o *PreflightOptions) error { *ran = o; return nil })
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, _, _ := testFactory(t)
+			var ran any
+			err := execCmd(t, tc.make(f, &ran), tc.args...)
+			if tc.code != 0 {
+				if got := exitcode.For(err); got != tc.code || ran != nil {
+					t.Fatalf("exit %d (%v), ran %v; want exit %d before Run", got, err, ran != nil, tc.code)
+				}
+				return
+			}
+			if err != nil || ran == nil {
+				t.Fatalf("err %v, ran %v", err, ran != nil)
+			}
+			tc.want(t, ran)
+		})
+	}
+}
+
+// TestNoKubeconfigIsAUsageError: with no kubeconfig at all, a command that needs the cluster says
+// so (exit 2) instead of trying localhost:8080.
+func TestNoKubeconfigIsAUsageError(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KUBECONFIG", dir+"/none")
+	t.Setenv("HOME", dir)
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	for _, args := range [][]string{
+		{"drydock", "drain", "n1", "--state-dir", dir},
+		{"drydock", "uncordon", "n1"},
+		{"drydock", "runs", "--cluster", "--state-dir", dir},
+		{"drydock", "version"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+		if code != exitcode.Usage || !strings.Contains(errOut.String(), "no kubeconfig: pass --kubeconfig") || strings.Contains(errOut.String(), "localhost:8080 ") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and the fix", args[1:], code, errOut.String())
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// ResumeOptions are the options of `drydock resume [RUN-ID]`.
+type ResumeOptions struct {
+	RunFlags
+	// RunID names the run; empty: the newest resumable run on this machine.
+	RunID string
+
+	f *Factory
+}
+
+// NewResumeCommand returns `drydock resume [RUN-ID]`. runF, when not nil, replaces Run (tests).
+func NewResumeCommand(f *Factory, runF func(*ResumeOptions) error) *cobra.Command {
+	o := &ResumeOptions{}
+	cmd := &cobra.Command{
+		Use:   "resume [RUN-ID]",
+		Short: "Continue a paused, interrupted or failed run where it stopped (default: the newest)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE:  runE(f, o, runF),
+	}
+	o.RunFlags.AddFlags(cmd)
+	return cmd
+}
+
+// Complete takes the run id, if given.
+func (o *ResumeOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
+	o.f = f
+	if len(args) > 0 {
+		o.RunID = args[0]
+	}
+	o.RunFlags.complete(cmd)
+	return nil
+}
+
+// Validate checks the flags; no side effects.
+func (o *ResumeOptions) Validate() error { return o.RunFlags.Validate() }
+
+// Run finds the run and continues it.
+func (o *ResumeOptions) Run(ctx context.Context) error {
+	r, err := newRunner(o.f, &o.RunFlags)
+	if err != nil {
+		return err
+	}
+	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, runbook.RunStatus.Resumable)
+	if err != nil {
+		return err
+	}
+	return r.execute(ctx, "resume", func(ctx context.Context) error {
+		st, err = r.engine.Resume(ctx, st)
+		return err
+	}, func() *runbook.RunState { return st })
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// RunsOptions are the options of `drydock runs`.
+type RunsOptions struct {
+	Print *ObjectPrintFlags
+	StateFlags
+	// Cluster adds the runs mirrored in the cluster.
+	Cluster bool
+	// Prune deletes the journal ConfigMaps of finished runs but the newest KeepRuns.
+	Prune    bool
+	KeepRuns int
+
+	f *Factory
+}
+
+// NewRunsCommand returns `drydock runs`. runF, when not nil, replaces Run (tests).
+func NewRunsCommand(f *Factory, runF func(*RunsOptions) error) *cobra.Command {
+	o := &RunsOptions{Print: newObjectPrintFlags()}
+	cmd := &cobra.Command{
+		Use:   "runs",
+		Short: "List runs and their status (this machine's; --cluster adds those mirrored in the cluster)",
+		Example: `  drydock runs
+  drydock runs --cluster -o json
+  drydock runs -o jsonpath='{.items[?(@.status=="paused")].id}'
+  drydock runs --prune --keep-runs 5     # delete the cluster copies of finished runs but the newest 5`,
+		Args: cobra.NoArgs,
+		RunE: runE(f, o, runF),
+	}
+	o.Print.AddFlags(cmd)
+	cmd.Flags().BoolVar(&o.Cluster, "cluster", false, "also list the runs mirrored in the cluster")
+	cmd.Flags().BoolVar(&o.Prune, "prune", false, "delete the journal ConfigMaps of finished runs (succeeded, rolled back) but the newest --keep-runs")
+	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "with --prune: how many finished runs keep their ConfigMap")
+	o.StateFlags.AddFlags(cmd)
+	return cmd
+}
+
+// Complete keeps the factory.
+func (o *RunsOptions) Complete(f *Factory, _ *cobra.Command, _ []string) error {
+	o.f = f
+	return nil
+}
+
+// Validate checks the flags; no side effects.
+func (o *RunsOptions) Validate() error {
+	if err := o.Print.Validate(); err != nil {
+		return fmt.Errorf("runs: %w", err)
+	}
+	if o.KeepRuns < 0 {
+		return exitcode.UsageError(fmt.Errorf("runs: --keep-runs must be 0 or more"))
+	}
+	return nil
+}
+
+// Run lists the runs, or prunes the cluster copies.
+func (o *RunsOptions) Run(ctx context.Context) error {
+	out := o.f.out()
+	var mirror *runbook.ConfigMapMirror
+	if o.Cluster || o.Prune {
+		client, err := o.f.KubeClient()
+		if err != nil {
+			return err
+		}
+		mirror = &runbook.ConfigMapMirror{Client: client, Namespace: o.StateNamespace}
+	}
+	if o.Prune {
+		pruned, err := mirror.Prune(ctx, o.KeepRuns)
+		for _, id := range pruned {
+			fmt.Fprintf(out, "pruned run %s (ConfigMap %s/%s)\n", id, o.StateNamespace, runbook.ConfigMapName(id))
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%d run(s) pruned; the newest %d finished runs and every unfinished one are kept\n", len(pruned), o.KeepRuns)
+		return nil
+	}
+	runs, err := runbook.ListRuns(o.StateDir)
+	if err != nil {
+		return err
+	}
+	if mirror != nil {
+		remote, err := mirror.List(ctx)
+		if err != nil {
+			return fmt.Errorf("runs: list ConfigMaps in %s: %w", o.StateNamespace, err)
+		}
+		local := map[string]bool{}
+		for _, r := range runs {
+			local[r.ID] = true
+		}
+		for _, r := range remote {
+			if !local[r.ID] {
+				runs = append(runs, r)
+			}
+		}
+	}
+	if !o.Print.Text() {
+		if runs == nil {
+			runs = []*runbook.RunState{}
+		}
+		return o.Print.Print(&RunList{TypeMeta: typeMeta(KindRunList), Items: runs}, out)
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "RUN\tRUNBOOK\tSTATUS\tAT STEP\tUPDATED\tOPERATOR")
+	for _, r := range runs {
+		at := "-"
+		for _, s := range r.Steps {
+			if s.Status != runbook.StatusDone && s.Status != runbook.StatusSkipped {
+				at = s.Name + " (" + string(s.Status) + ")"
+				break
+			}
+		}
+		if r.Pause != nil {
+			at = fmt.Sprintf("%s (paused %s)", r.Pause.Step, r.Pause.When)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Runbook, r.Status, at, r.Updated.Local().Format(time.DateTime), r.Operator)
+	}
+	return w.Flush()
+}

@@ -1,0 +1,212 @@
+package runbook
+
+// The fast tier for the engine's error paths, on a fake clientset with reactors: a failed step with
+// and without onFailure rollback, a timeout, an interruption, a lock another run holds, transient
+// API errors on the lock, and a journal copy the cluster refuses.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// scripted is a step whose Run and Rollback the test case gives; it counts its runs and rollbacks.
+type scripted struct {
+	fakeSettings
+	run       func(ctx context.Context, env *Env) error
+	runs      *atomic.Int32
+	rollbacks *[]string
+}
+
+func (s *scripted) Run(ctx context.Context, env *Env) error {
+	s.runs.Add(1)
+	if err := env.Record(ctx, Change{Kind: "touched", Object: env.Spec.Name}); err != nil {
+		return err
+	}
+	if s.run != nil {
+		return s.run(ctx, env)
+	}
+	return nil
+}
+
+func (s *scripted) Rollback(_ context.Context, env *Env) error {
+	*s.rollbacks = append(*s.rollbacks, env.Spec.Name)
+	return nil
+}
+
+type pathCase struct {
+	name      string
+	onFailure string
+	timeout   string
+	second    func(ctx context.Context, env *Env) error // the second step's Run
+	react     func(c *fake.Clientset)
+	cancel    bool // cancel the run's context once the second step runs
+	check     func(t *testing.T, st *RunState, err error, runs int32, rollbacks []string, c *fake.Clientset, rec []Event)
+}
+
+func TestEngineErrorPaths(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	for _, tc := range []pathCase{
+		{
+			name: "a failed step stops the run, resumable", second: func(context.Context, *Env) error { return boom },
+			check: func(t *testing.T, st *RunState, err error, runs int32, rollbacks []string, _ *fake.Clientset, _ []Event) {
+				if !errors.Is(err, boom) || errors.Is(err, ErrRolledBack) || st.Status != RunFailed || !st.Status.Resumable() || len(rollbacks) != 0 {
+					t.Errorf("err %v, status %s, rollbacks %v", err, st.Status, rollbacks)
+				}
+			},
+		},
+		{
+			name: "onFailure rollback undoes the completed steps, newest first", onFailure: "rollback",
+			second: func(context.Context, *Env) error { return boom },
+			check: func(t *testing.T, st *RunState, err error, runs int32, rollbacks []string, _ *fake.Clientset, _ []Event) {
+				if !errors.Is(err, ErrRolledBack) || st.Status != RunRolledBack || strings.Join(rollbacks, ",") != "second,first" {
+					t.Errorf("err %v, status %s, rollbacks %v", err, st.Status, rollbacks)
+				}
+			},
+		},
+		{
+			name: "a step past its timeout fails with the typed cause", timeout: "1s",
+			second: func(ctx context.Context, _ *Env) error { <-ctx.Done(); return context.Cause(ctx) },
+			check: func(t *testing.T, st *RunState, err error, _ int32, _ []string, _ *fake.Clientset, _ []Event) {
+				var te *StepTimeoutError
+				if !errors.As(err, &te) || te.After != time.Second || st.Status != RunFailed {
+					t.Errorf("err %v, status %s", err, st.Status)
+				}
+			},
+		},
+		{
+			name: "an interrupted run is resumable and lets the lock go", cancel: true,
+			second: func(ctx context.Context, _ *Env) error { <-ctx.Done(); return ctx.Err() },
+			check: func(t *testing.T, st *RunState, err error, _ int32, _ []string, c *fake.Clientset, _ []Event) {
+				if !errors.Is(err, ErrInterrupted) || st.Status != RunInterrupted {
+					t.Errorf("err %v, status %s", err, st.Status)
+				}
+				if l, err := c.CoordinationV1().Leases("kube-system").Get(context.Background(), LockName, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+					t.Errorf("the lock is still held by %s", *l.Spec.HolderIdentity)
+				}
+			},
+		},
+		{
+			name: "a lock another run holds blocks before anything runs",
+			react: func(c *fake.Clientset) {
+				holder, secs, now := "other-run/elsewhere/1", int32(90), metav1.NewMicroTime(time.Now())
+				_, _ = c.CoordinationV1().Leases("kube-system").Create(context.Background(), &coordinationv1.Lease{
+					ObjectMeta: metav1.ObjectMeta{Name: LockName, Namespace: "kube-system", Annotations: map[string]string{"drydock.dev/run-id": "other-run", "drydock.dev/host": "elsewhere"}},
+					Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+				}, metav1.CreateOptions{})
+			},
+			check: func(t *testing.T, st *RunState, err error, runs int32, _ []string, _ *fake.Clientset, _ []Event) {
+				var le *LockedError
+				if !errors.Is(err, ErrBlocked) || !errors.As(err, &le) || runs != 0 {
+					t.Errorf("err %v, runs %d", err, runs)
+				}
+			},
+		},
+		{
+			name: "transient errors on the lock are retried",
+			react: func(c *fake.Clientset) {
+				var n atomic.Int32
+				c.PrependReactor("create", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+					if n.Add(1) <= 2 {
+						return true, nil, apierrors.NewServiceUnavailable("etcd leader changed")
+					}
+					return false, nil, nil
+				})
+			},
+			check: func(t *testing.T, st *RunState, err error, runs int32, _ []string, _ *fake.Clientset, _ []Event) {
+				if err != nil || st.Status != RunSucceeded || runs != 2 {
+					t.Errorf("err %v, status %v, runs %d", err, st, runs)
+				}
+			},
+		},
+		{
+			name: "a journal copy the cluster refuses is a warning, not a failure",
+			react: func(c *fake.Clientset) {
+				c.PrependReactor("create", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "drydock-run", errors.New("denied"))
+				})
+			},
+			check: func(t *testing.T, st *RunState, err error, runs int32, _ []string, _ *fake.Clientset, events []Event) {
+				warned := false
+				for _, ev := range events {
+					if l, ok := ev.(*LogLine); ok && l.Stream == "warning" && strings.Contains(l.Line, "forbidden") {
+						warned = true
+					}
+				}
+				if err != nil || st.Status != RunSucceeded || !warned {
+					t.Errorf("err %v, status %v, warned %v", err, st, warned)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var runs atomic.Int32
+			var rollbacks []string
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			second := tc.second
+			if tc.cancel {
+				inner := second
+				second = func(ctx context.Context, env *Env) error { cancel(); return inner(ctx, env) }
+			}
+			reg := Registry{
+				{Name: "first", Phase: PhaseAny, New: func() Step {
+					return &scripted{fakeSettings: fakeSettings{kind: "first"}, runs: &runs, rollbacks: &rollbacks}
+				}},
+				{Name: "second", Phase: PhaseAny, New: func() Step {
+					return &scripted{fakeSettings: fakeSettings{kind: "second"}, runs: &runs, rollbacks: &rollbacks, run: second}
+				}},
+			}
+			text := header
+			if tc.onFailure != "" {
+				text += "  onFailure: " + tc.onFailure + "\n"
+			}
+			text += "  steps:\n    - {name: first, type: first}\n    - {name: second, type: second"
+			if tc.timeout != "" {
+				text += ", timeout: " + tc.timeout
+			}
+			text += "}\n"
+			rb, err := Parse("t.yaml", []byte(text), reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := fake.NewClientset()
+			authorizer(client, "")
+			if tc.react != nil {
+				tc.react(client)
+			}
+			var events []Event
+			sink := sinkFunc(func(ev Event) { events = append(events, ev) })
+			dir := t.TempDir()
+			e := &Engine{Registry: reg, Decider: AlwaysContinue, Kube: client, StateDir: dir, Sink: sink}
+			st, err := e.Start(ctx, rb)
+			if st == nil {
+				st = &RunState{}
+			}
+			if tc.name == "a lock another run holds blocks before anything runs" {
+				if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+					t.Errorf("a refused run left journals: %v", entries)
+				}
+			}
+			tc.check(t, st, err, runs.Load(), rollbacks, client, events)
+		})
+	}
+}
+
+type sinkFunc func(Event)
+
+func (f sinkFunc) Emit(ev Event) { f(ev) }
