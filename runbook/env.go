@@ -183,11 +183,11 @@ func (e *Env) PauseIfRequested(ctx context.Context, key, message string) error {
 }
 
 // Node reports a node's state in a node step.
-func (e *Env) Node(node, state, detail string) {
+func (e *Env) Node(node string, state NodeState, detail string) {
 	e.Emit(&NodeChanged{Node: node, State: state, Detail: detail})
 }
 
 // NodeInGroup reports a node's state with its group.
-func (e *Env) NodeInGroup(node, group, state string) {
+func (e *Env) NodeInGroup(node, group string, state NodeState) {
 	e.Emit(&NodeChanged{Node: node, Group: group, State: state})
 }

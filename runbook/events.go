@@ -130,19 +130,43 @@ type LogLine struct {
 // uncordoned, skipped.
 type NodeChanged struct {
 	Meta
-	Node   string `json:"node"`
-	Group  string `json:"group,omitempty"`
-	State  string `json:"state"`
-	Detail string `json:"detail,omitempty"`
+	Node   string    `json:"node"`
+	Group  string    `json:"group,omitempty"`
+	State  NodeState `json:"state"`
+	Detail string    `json:"detail,omitempty"`
 }
+
+// NodeState is where a node stands in a node step.
+type NodeState string
+
+// The states of a node, in the order a node step takes it through them.
+const (
+	NodeWaiting    NodeState = "waiting"    // in a later batch, or to be drained again
+	NodeCordoned   NodeState = "cordoned"   // unschedulable (Detail says when an admin had done it)
+	NodeDraining   NodeState = "draining"   // its pods are being evicted
+	NodeUpgrading  NodeState = "upgrading"  // the upgrade action runs
+	NodeUpgraded   NodeState = "upgraded"   // Ready at the target
+	NodeUncordoned NodeState = "uncordoned" // schedulable again
+	NodeSkipped    NodeState = "skipped"    // already at the target: nothing to do (Detail: its version)
+)
+
+// PodState is what happened to a pod leaving a node.
+type PodState string
+
+// The states of a pod in a drain.
+const (
+	PodEvicted PodState = "evicted" // the eviction was accepted
+	PodGone    PodState = "gone"    // deleted from the node
+	PodBlocked PodState = "blocked" // the eviction is refused for now (PDB and Reason say why)
+)
 
 // PodChanged: a pod leaving a node: evicted, gone, or blocked (PDB and Reason say why).
 type PodChanged struct {
 	Meta
 	Node   string `json:"node"`
-	Pod    string `json:"pod"`
-	State  string `json:"state"`
-	PDB    string `json:"pdb,omitempty"`
+	Pod    string   `json:"pod"`
+	State  PodState `json:"state"`
+	PDB    string   `json:"pdb,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Done   int    `json:"done,omitempty"`
 	Total  int    `json:"total,omitempty"`

@@ -88,13 +88,15 @@ type Info struct {
 
 // Node is a node's display state.
 type Node struct {
-	Name, Group, State, Detail string
-	Done, Total                int
+	Name, Group, Detail string
+	State               runbook.NodeState
+	Done, Total         int
 }
 
 // Pod is a pod being moved.
 type Pod struct {
-	Node, Name, State, PDB, Reason string
+	Node, Name, PDB, Reason string
+	State                   runbook.PodState
 }
 
 // Step is a step's display state.
@@ -322,7 +324,7 @@ func (m *Model) Apply(ev runbook.Event) {
 		if e.Group != "" {
 			n.Group = e.Group
 		}
-		if e.State == "waiting" && e.Group != "" {
+		if e.State == runbook.NodeWaiting && e.Group != "" {
 			return // the plan, not news: keep the log for what happens
 		}
 	case *runbook.PodChanged:
@@ -340,7 +342,7 @@ func (m *Model) Apply(ev runbook.Event) {
 		if n := s.Nodes[e.Node]; n != nil && e.Total > 0 {
 			n.Done, n.Total = e.Done, e.Total
 		}
-		if e.State == "blocked" {
+		if e.State == runbook.PodBlocked {
 			level = "warning"
 		}
 	case *runbook.LogLine:
@@ -399,7 +401,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			}
 			var nodes []string
 			for _, n := range s.NodeOrder {
-				nodes = append(nodes, n+" "+s.Nodes[n].State)
+				nodes = append(nodes, n+" "+string(s.Nodes[n].State))
 			}
 			if len(nodes) > 0 {
 				lines = append(lines, "nodes: "+strings.Join(nodes, ", "))
@@ -806,7 +808,7 @@ func (m Model) detail(w, h int) string {
 		b = append(b, fmt.Sprintf("%s %d/%d%s", m.bar(s.Done, s.Total, w-16), s.Done, s.Total, m.eta(s)))
 	}
 	if len(s.NodeOrder) > 0 {
-		counts := map[string]int{}
+		counts := map[runbook.NodeState]int{}
 		for _, n := range s.Nodes {
 			counts[n.State]++
 		}
@@ -831,7 +833,7 @@ func (m Model) detail(w, h int) string {
 	var blocked []string
 	for _, name := range s.PodOrder {
 		p := s.Pods[name]
-		if p.State == "blocked" {
+		if p.State == runbook.PodBlocked {
 			blocked = append(blocked, trunc(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, p.Reason), w))
 		}
 	}

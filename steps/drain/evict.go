@@ -250,7 +250,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		ch, waiting := gone[uid]
 		mu.Unlock()
 		if !waiting {
-			d.report(p, PodUpdate{State: PodGone})
+			d.report(p, PodUpdate{State: runbook.PodGone})
 			continue
 		}
 		wg.Add(1)
@@ -276,7 +276,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 			}
 			select {
 			case <-ch:
-				d.report(p, PodUpdate{State: PodGone})
+				d.report(p, PodUpdate{State: runbook.PodGone})
 			case <-ctx.Done():
 			}
 		}()
@@ -397,17 +397,10 @@ func keyOf(obj any) string {
 
 // PodUpdate is what happened to one pod of a drain.
 type PodUpdate struct {
-	State  string // PodEvicted, PodGone or PodBlocked
-	Reason string // why it is blocked
-	PDB    string // namespace/name of the budget it waits for, when it is that
+	State  runbook.PodState // runbook.PodEvicted, PodGone or PodBlocked
+	Reason string           // why it is blocked
+	PDB    string           // namespace/name of the budget it waits for, when it is that
 }
-
-// The states of a pod in a drain.
-const (
-	PodEvicted = "evicted"
-	PodGone    = "gone"
-	PodBlocked = "blocked"
-)
 
 func (d *Drainer) report(p PodRef, u PodUpdate) {
 	if d.Progress != nil {
@@ -447,7 +440,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 	refused := func(why, pdb string) {
 		setLast(why)
 		if !reported {
-			d.report(s.ref, PodUpdate{State: PodBlocked, Reason: why, PDB: pdb})
+			d.report(s.ref, PodUpdate{State: runbook.PodBlocked, Reason: why, PDB: pdb})
 			reported = true
 		}
 	}
@@ -518,7 +511,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			mu.Lock()
 			s.evicted, s.last = true, "is terminating"
 			mu.Unlock()
-			d.report(s.ref, PodUpdate{State: PodEvicted})
+			d.report(s.ref, PodUpdate{State: runbook.PodEvicted})
 			return nil
 		case apierrors.IsNotFound(err):
 			markGone("is gone")
@@ -551,7 +544,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 				mu.Lock()
 				s.evicted, s.last = true, "is terminating with its namespace"
 				mu.Unlock()
-				d.report(s.ref, PodUpdate{State: PodEvicted})
+				d.report(s.ref, PodUpdate{State: runbook.PodEvicted})
 				return nil
 			}
 			refused("waits: its namespace is terminating and the pod is not deleted yet", "")

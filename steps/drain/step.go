@@ -155,7 +155,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 			if node == nil || node.Spec.Unschedulable {
 				continue
 			}
-			env.Node(n, "waiting", "was drained, but is schedulable again: draining it again")
+			env.Node(n, runbook.NodeWaiting, "was drained, but is schedulable again: draining it again")
 			if err := env.Unmark(ctx, "drained/"+n); err != nil {
 				return err
 			}
@@ -224,7 +224,7 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 	}
 	total := len(np.Evict)
 	d := &Drainer{Client: env.Kube, Options: opts, Watches: env.Watches(), Progress: PodReporter(env, np.Node, total)}
-	env.Node(np.Node, "draining", fmt.Sprintf("evicting %d pod(s)", total))
+	env.Node(np.Node, runbook.NodeDraining, fmt.Sprintf("evicting %d pod(s)", total))
 	if err := d.Drain(ctx, np); err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func PodReporter(env *runbook.Env, node string, total int) func(PodRef, PodUpdat
 	return func(p PodRef, u PodUpdate) {
 		mu.Lock()
 		defer mu.Unlock()
-		if u.State == PodGone {
+		if u.State == runbook.PodGone {
 			done++
 		}
 		env.Emit(&runbook.PodChanged{Node: node, Pod: p.String(), State: u.State, Reason: u.Reason, PDB: u.PDB, Done: done, Total: total})
@@ -261,7 +261,7 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 		if n.Annotations[AnnotationCordonedBy] == env.RunID {
 			return nil // this run cordoned it before a crash; the change is recorded
 		}
-		env.Node(node, "cordoned", "already cordoned by someone else: it will stay cordoned")
+		env.Node(node, runbook.NodeCordoned, "already cordoned by someone else: it will stay cordoned")
 		return nil
 	}
 	if err := env.Record(ctx, runbook.Change{Kind: "cordon", Object: "node/" + node}); err != nil {
@@ -276,7 +276,7 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 		return fmt.Errorf("cordon node %q: %w", node, err)
 	}
 	nodeEvent(ctx, env, node, "Cordoned", fmt.Sprintf("drydock run %s cordoned the node", env.RunID))
-	env.Node(node, "cordoned", "")
+	env.Node(node, runbook.NodeCordoned, "")
 	return nil
 }
 
@@ -294,7 +294,7 @@ func Uncordon(ctx context.Context, env *runbook.Env, node string) error {
 		return fmt.Errorf("uncordon node %q: %w", node, err)
 	}
 	nodeEvent(ctx, env, node, "Uncordoned", fmt.Sprintf("drydock run %s uncordoned the node", env.RunID))
-	env.Node(node, "uncordoned", "")
+	env.Node(node, runbook.NodeUncordoned, "")
 	return nil
 }
 

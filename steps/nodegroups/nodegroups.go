@@ -204,7 +204,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		total += len(g.Nodes)
 		for _, n := range g.Nodes {
 			if !env.Done("upgraded/" + n) {
-				env.NodeInGroup(n, g.Name, "waiting")
+				env.NodeInGroup(n, g.Name, runbook.NodeWaiting)
 			}
 		}
 	}

@@ -108,13 +108,13 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	if Upgraded(n, env.Target) && kube.NodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID) {
-		env.Node(node, "skipped", "already at "+n.Status.NodeInfo.KubeletVersion)
+		env.Node(node, runbook.NodeSkipped, "already at "+n.Status.NodeInfo.KubeletVersion)
 		return env.MarkDone(ctx, "upgraded/"+node)
 	}
 
 	if env.Done("drained/"+node) && !n.Spec.Unschedulable && !env.Done("action/"+node) {
 		// Drained before, but schedulable again (uncordoned by hand): pods may be back.
-		env.Node(node, "waiting", "was drained, but is schedulable again: draining it again")
+		env.Node(node, runbook.NodeWaiting, "was drained, but is schedulable again: draining it again")
 		if err := env.Unmark(ctx, "drained/"+node); err != nil {
 			return err
 		}
@@ -141,12 +141,12 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 			if err != nil {
 				return err
 			}
-			env.Node(node, "upgrading", strings.Join(argv, " "))
+			env.Node(node, runbook.NodeUpgrading, strings.Join(argv, " "))
 			if err := exec.RunCommand(ctx, env, argv, n, "", nil); err != nil {
 				return fmt.Errorf("upgrade node %q: %w", node, err)
 			}
 		} else {
-			env.Node(node, "upgrading", "waiting for the platform to upgrade it to "+env.Target)
+			env.Node(node, runbook.NodeUpgrading, "waiting for the platform to upgrade it to "+env.Target)
 		}
 		if err := env.MarkDone(ctx, "action/"+node); err != nil {
 			return err
@@ -159,7 +159,7 @@ func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, op
 	if err := drain.Uncordon(ctx, env, node); err != nil {
 		return err
 	}
-	env.Node(node, "upgraded", "at "+env.Target)
+	env.Node(node, runbook.NodeUpgraded, "at "+env.Target)
 	return env.MarkDone(ctx, "upgraded/"+node)
 }
 
