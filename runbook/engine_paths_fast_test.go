@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -189,8 +190,12 @@ func TestEngineErrorPaths(t *testing.T) {
 			if tc.react != nil {
 				tc.react(client)
 			}
-			var events []Event
-			sink := sinkFunc(func(ev Event) { events = append(events, ev) })
+			var (
+				mu     sync.Mutex
+				events []Event
+			)
+			// Events come from the run and from the journal copy's goroutine (its warnings).
+			sink := sinkFunc(func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() })
 			dir := t.TempDir()
 			e := &Engine{Registry: reg, Decider: AlwaysContinue, Kube: client, StateDir: dir, Sink: sink}
 			st, err := e.Start(ctx, rb)
@@ -202,6 +207,8 @@ func TestEngineErrorPaths(t *testing.T) {
 					t.Errorf("a refused run left journals: %v", entries)
 				}
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			tc.check(t, st, err, runs.Load(), rollbacks, client, events)
 		})
 	}
