@@ -60,7 +60,7 @@ func interrupts(streams genericiooptions.IOStreams, exit func(exitcode.Code)) (c
 // run executes one command line and returns its exit code; main is the only caller of os.Exit.
 func run(ctx context.Context, args []string, streams genericiooptions.IOStreams) exitcode.Code {
 
-	root := NewRootCommand(streams, args[0])
+	root := NewRootCommand(streams, args[0]) //nolint:contextcheck // cobra gives ctx to each command (ExecuteContextC below)
 	root.SetArgs(args[1:])
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {

@@ -172,23 +172,23 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	err = c.kwokctl(ctx, args...)
 	if err != nil {
-		_ = c.Stop()
+		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 		return nil, err
 	}
 
 	c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
-		_ = c.Stop()
+		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 		return nil, fmt.Errorf("simcluster: read kubeconfig %s: %w", c.Kubeconfig, err)
 	}
 	c.Config.QPS, c.Config.Burst = 200, 400
 	c.Client, err = kubernetes.NewForConfig(c.Config)
 	if err != nil {
-		_ = c.Stop()
+		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 		return nil, fmt.Errorf("simcluster: %w", err)
 	}
 	if err := c.waitReady(ctx); err != nil {
-		_ = c.Stop()
+		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 		return nil, err
 	}
 	return c, nil

@@ -151,7 +151,7 @@ func rolloutCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer c.Stop()
+	defer c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 	return runRolloutBench(ctx, c)
 }
 
