@@ -207,6 +207,18 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	if err := e.checkAccess(ctx, rb); err != nil {
 		return err
 	}
+	// The whole-runbook plan, read-only and before the lock: a certain blocker anywhere, or a node
+	// that does not exist, stops the run before anything moves and leaves no run behind.
+	plans, err := e.PlanNodes(ctx, rb, st)
+	if len(plans) > 0 && e.Sink != nil {
+		e.Sink.Emit(&RunPlanned{Meta: Meta{Time: time.Now(), RunID: st.ID}, Steps: plans})
+	}
+	if err != nil {
+		if resumed {
+			return fmt.Errorf("resume run %s: %w", st.ID, err)
+		}
+		return fmt.Errorf("runbook %q: %w", rb.Metadata.Name, err)
+	}
 	s, release, err := e.open(ctx, st)
 	if err != nil {
 		return err

@@ -24,10 +24,14 @@ type Env struct {
 	Kube    kubernetes.Interface
 	REST    *rest.Config
 	DryRun  bool
+	// PlannedBefore, in the whole-runbook plan, names the nodes earlier node steps will have
+	// upgraded, each with that step's name: a later step leaves them to it.
+	PlannedBefore map[string]string
 
 	emit      func(Event)
 	watches   *Watches
 	ownWatch  sync.Once
+	planState *StepState // planning a resumed run: the step's journaled state (read only)
 	pauseNext *atomic.Bool
 	journal   *Journal
 	index     int
@@ -102,6 +106,12 @@ func (e *Env) Record(ctx context.Context, c Change) error {
 
 // Changes returns the changes this step recorded, oldest first.
 func (e *Env) Changes() []Change {
+	if e.journal == nil {
+		if e.planState != nil {
+			return slices.Clone(e.planState.Changes)
+		}
+		return nil // planning a new run
+	}
 	var c []Change
 	e.journal.Read(func(*RunState) { c = slices.Clone(e.state().Changes) })
 	return c
@@ -110,7 +120,7 @@ func (e *Env) Changes() []Change {
 // Done says whether item was marked done in an earlier attempt of this step.
 func (e *Env) Done(item string) bool {
 	if e.journal == nil {
-		return false // planning
+		return e.planState != nil && slices.Contains(e.planState.Checkpoints, item) // planning
 	}
 	var done bool
 	e.journal.Read(func(*RunState) { done = slices.Contains(e.state().Checkpoints, item) })

@@ -163,19 +163,26 @@ const (
 // PodChanged: a pod leaving a node: evicted, gone, or blocked (PDB and Reason say why).
 type PodChanged struct {
 	Meta
-	Node   string `json:"node"`
+	Node   string   `json:"node"`
 	Pod    string   `json:"pod"`
 	State  PodState `json:"state"`
 	PDB    string   `json:"pdb,omitempty"`
-	Reason string `json:"reason,omitempty"`
-	Done   int    `json:"done,omitempty"`
-	Total  int    `json:"total,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	Done   int      `json:"done,omitempty"`
+	Total  int      `json:"total,omitempty"`
 }
 
 // RollbackPointSet: the step made something a person can roll back to (a Velero backup).
 type RollbackPointSet struct {
 	Meta
 	Point RollbackPoint `json:"point"`
+}
+
+// RunPlanned: the whole-runbook plan, made before the first step runs (and before the lock): every
+// node step's nodes in order, by batch, with what blocks each.
+type RunPlanned struct {
+	Meta
+	Steps []NodePlan `json:"steps"`
 }
 
 // RunFinished: the run ended for now. Status is a RunStatus.
@@ -196,6 +203,7 @@ func (*RollbackStarted) Type() string  { return "rollback.started" }
 func (*RollbackFinished) Type() string { return "rollback.finished" }
 func (*LogLine) Type() string          { return "log" }
 func (*RunFinished) Type() string      { return "run.finished" }
+func (*RunPlanned) Type() string       { return "run.planned" }
 func (*NodeChanged) Type() string      { return "node.state" }
 func (*PodChanged) Type() string       { return "pod.state" }
 func (*RollbackPointSet) Type() string { return "step.rollbackpoint" }

@@ -74,6 +74,11 @@ type StepSpec struct {
 	Pause string `json:"pause,omitempty" jsonschema:"enum=before,enum=after,enum=none"`
 	// Timeout of the step (default: spec.defaults.timeout).
 	Timeout Duration `json:"timeout,omitzero"`
+	// OnBlocked, for a node step (drain, canary, nodegroups): when the plan made before the run
+	// starts finds a certain blocker in this step (a budget that never allows an eviction, a pod
+	// that cannot move), stop (default) refuses the run before the first node moves; proceed starts
+	// anyway, and the step refuses the node when it gets there unless the blocker has cleared.
+	OnBlocked string `json:"onBlocked,omitempty" jsonschema:"enum=stop,enum=proceed"`
 	// With holds the kind's settings.
 	With json.RawMessage `json:"with,omitempty"`
 

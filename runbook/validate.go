@@ -65,6 +65,9 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 			add(base+".type", fmt.Sprintf("a %s step (%s) after a node step (%q, spec.steps[%d])", k.Phase, s.Type, rb.Spec.Steps[firstNodes].Name, firstNodes),
 				"checks and backups run before any node is drained: move this step up, or set spec.allowAnyOrder: true")
 		}
+		if _, ok := s.Step.(NodePlanner); s.OnBlocked != "" && s.Step != nil && !ok {
+			add(base+".onBlocked", fmt.Sprintf("onBlocked applies to node steps; %s does not drain nodes", s.Type), "remove it, or put it on the drain, canary or nodegroups step")
+		}
 		if v, ok := s.Step.(SettingsValidator); ok {
 			for _, fe := range v.ValidateSettings() {
 				field := base + ".with"

@@ -239,12 +239,12 @@ func TestPreflightStepsGateTheRun(t *testing.T) {
       with: {failOn: never}
     - name: access
       type: access-check
-    - name: drain-nothing
-      type: drain
-      with: {selector: "no-such-label=1"}
+    - name: stop-here
+      type: exec
+      with: {command: [sh, -c, "exit 7"]}
 `)
-	// The drain finds no node; what matters is that the checks before it passed.
-	if err == nil || !strings.Contains(err.Error(), `step "drain-nothing"`) {
+	// The last step fails; what matters is that the checks before it passed.
+	if err == nil || !strings.Contains(err.Error(), `step "stop-here"`) {
 		t.Fatalf("failOn never: %v\n%s", err, rec.Text())
 	}
 	if !strings.Contains(rec.Text(), "step access: 0 findings") || !strings.Contains(rec.Text(), "step access: done") {

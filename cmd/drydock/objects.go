@@ -93,6 +93,8 @@ type RunbookPlan struct {
 	Target          string             `json:"targetVersion"`
 	Cluster         string             `json:"cluster"`
 	Steps           []runbook.StepPlan `json:"steps"`
+	// Nodes is the whole-runbook plan: every node step's nodes in order, by batch, with blockers.
+	Nodes []runbook.NodePlan `json:"nodes,omitempty"`
 }
 
 // DeepCopyObject copies the plan (runtime.Object).

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -61,9 +63,22 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
-	plan := &RunbookPlan{TypeMeta: typeMeta(KindRunbookPlan), Runbook: rb.Metadata.Name, Target: rb.Spec.TargetVersion, Cluster: r.engine.Cluster, Steps: steps}
+	// The whole-runbook plan: every node step's nodes, in order, by batch, with their blockers. A
+	// certain blocker is what `drydock run` would stop on before the first node moves: exit 3 here too.
+	nodes, blocked := r.engine.PlanNodes(ctx, rb, nil)
+	var bpe *runbook.BlockedPlanError
+	if blocked != nil && !errors.As(blocked, &bpe) {
+		return fmt.Errorf("plan: %w", blocked)
+	}
+	if blocked != nil {
+		blocked = fmt.Errorf("plan: runbook %q: %w", rb.Metadata.Name, blocked)
+	}
+	plan := &RunbookPlan{TypeMeta: typeMeta(KindRunbookPlan), Runbook: rb.Metadata.Name, Target: rb.Spec.TargetVersion, Cluster: r.engine.Cluster, Steps: steps, Nodes: nodes}
 	if !o.Print.Text() {
-		return o.Print.Print(plan, o.f.out())
+		if err := o.Print.Print(plan, o.f.out()); err != nil {
+			return err
+		}
+		return blocked
 	}
 	out := o.f.out()
 	fmt.Fprintf(out, "Runbook %q: target %s on %s\n", plan.Runbook, plan.Target, plan.Cluster)
@@ -80,5 +95,11 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(out, "     %s\n", a)
 		}
 	}
-	return nil
+	if len(plan.Nodes) > 0 {
+		fmt.Fprintln(out, "Nodes, in the order they will be drained:")
+		for _, l := range printer.DescribeNodePlans(plan.Nodes) {
+			fmt.Fprintln(out, "  "+l.Text)
+		}
+	}
+	return blocked
 }

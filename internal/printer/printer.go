@@ -45,13 +45,87 @@ func NewText(w io.Writer) *Text { return &Text{w: w} }
 
 // Emit writes e.
 func (s *Text) Emit(e runbook.Event) {
-	line := Format(e)
-	if line == "" {
+	lines := Lines(e)
+	if len(lines) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fmt.Fprintf(s.w, "%s %s\n", runbook.EventTime(e).Local().Format("15:04:05"), line)
+	at := runbook.EventTime(e).Local().Format("15:04:05")
+	for _, l := range lines {
+		fmt.Fprintf(s.w, "%s %s\n", at, l)
+	}
+}
+
+// Lines is an event as the text sink writes it: one line, but for the whole-runbook plan, whose
+// summary line is followed by one line per node step, batch, blocker and node left alone.
+func Lines(e runbook.Event) []string {
+	line := Format(e)
+	if line == "" {
+		return nil
+	}
+	out := []string{line}
+	if p, ok := e.(*runbook.RunPlanned); ok {
+		for _, l := range DescribeNodePlans(p.Steps) {
+			out = append(out, "run "+runbook.MetaOf(e).RunID+": plan: "+l.Text)
+		}
+	}
+	return out
+}
+
+// PlanLine is one line of the rendered plan; Certain marks a certain blocker's line.
+type PlanLine struct {
+	Text    string
+	Certain bool
+}
+
+// DescribeNodePlans renders the whole-runbook plan (drydock plan, the run's first lines): each node
+// step, its batches in order with their nodes, what blocks each (BLOCK: certain; WAIT: may clear),
+// and the nodes it leaves alone.
+func DescribeNodePlans(plans []runbook.NodePlan) []PlanLine {
+	var out []PlanLine
+	add := func(certain bool, format string, args ...any) {
+		out = append(out, PlanLine{Text: fmt.Sprintf(format, args...), Certain: certain})
+	}
+	for _, p := range plans {
+		nodes := len(p.Nodes())
+		head := fmt.Sprintf("step %s (%s): %d node(s) in %d batch(es)", p.Step, p.Kind, nodes, len(p.Batches))
+		if c := len(p.Certain()); c > 0 {
+			head += fmt.Sprintf("; %d certain blocker(s)", c)
+			if p.Proceed {
+				head += " (onBlocked: proceed: it starts anyway)"
+			}
+		}
+		add(false, "%s", head)
+		for i, b := range p.Batches {
+			var names []string
+			for _, n := range b.Nodes {
+				names = append(names, fmt.Sprintf("%s (evict %d, skip %d)", n.Node, n.Evict, n.Skip))
+			}
+			group := ""
+			if b.Group != "" {
+				group = " group " + b.Group
+			}
+			add(false, "  batch %d%s: %s", i+1, group, strings.Join(names, ", "))
+			for _, n := range b.Nodes {
+				for _, f := range n.Blockers {
+					level := "WAIT "
+					if f.Severity == runbook.SeverityError {
+						level = "BLOCK"
+					}
+					l := fmt.Sprintf("    %s %s %s: %s", level, n.Node, f.Object, f.Message)
+					if f.Hint != "" {
+						l += " (fix: " + f.Hint + ")"
+					}
+					add(f.Severity == runbook.SeverityError, "%s", l)
+				}
+			}
+		}
+		for _, l := range p.Left {
+			add(false, "  left alone: %s (%s)", l.Node, l.Reason)
+		}
+	}
+	return out
 }
 
 // Format is an event's one-line description, without the time.
@@ -133,6 +207,19 @@ func Format(e runbook.Event) string {
 		return step + "rolled back"
 	case *runbook.LogLine:
 		return fmt.Sprintf("%s%s: %s", step, e.Stream, e.Line)
+	case *runbook.RunPlanned:
+		nodes, certain := 0, 0
+		for _, p := range e.Steps {
+			nodes += len(p.Nodes())
+			if !p.Proceed {
+				certain += len(p.Certain())
+			}
+		}
+		s := fmt.Sprintf("run %s: planned %d node step(s), %d node(s) to drain", m.RunID, len(e.Steps), nodes)
+		if certain > 0 {
+			s += fmt.Sprintf("; %d certain blocker(s): nothing will move", certain)
+		}
+		return s
 	case *runbook.RunFinished:
 		s := fmt.Sprintf("run %s: %s", m.RunID, e.Status)
 		if e.Message != "" {
@@ -159,11 +246,11 @@ func (r *Recorder) Events() []runbook.Event {
 	return append([]runbook.Event(nil), r.events...)
 }
 
-// Lines returns each event as Format writes it.
+// Lines returns the events as the text sink writes them (without the time).
 func (r *Recorder) Lines() []string {
 	var out []string
 	for _, e := range r.Events() {
-		out = append(out, Format(e))
+		out = append(out, Lines(e)...)
 	}
 	return out
 }

@@ -354,6 +354,17 @@ func (m *Model) Apply(ev runbook.Event) {
 		if e.Status != runbook.RunSucceeded {
 			level = "warning"
 		}
+	case *runbook.RunPlanned:
+		// The plan's lines go to the log (the blockers as errors), after its summary.
+		m.log(runbook.EventTime(ev), "info", text)
+		for _, l := range printer.DescribeNodePlans(e.Steps) {
+			lv := "info"
+			if l.Certain {
+				lv = "error"
+			}
+			m.log(runbook.EventTime(ev), lv, strings.TrimSpace(l.Text))
+		}
+		return
 	}
 	m.log(runbook.EventTime(ev), level, text)
 }

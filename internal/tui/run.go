@@ -37,6 +37,7 @@ var ErrRolledBackOnRequest = fmt.Errorf("%w at your request", runbook.ErrRolledB
 // Run shows the screen while work runs; work gets the sink and the decider to give the engine.
 // The screen stays after the work ends, until the person quits; when ctx ends (SIGTERM) it closes
 // by itself. It returns the work's error.
+//
 //nolint:contextcheck // the request loop and the rollback asked for on screen outlive the work context by design
 func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink runbook.Sink, decider runbook.Decider) error) error {
 	requests := make(chan Request, 8)

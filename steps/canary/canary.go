@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"sort"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -140,6 +141,44 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 	}
 	out := append(why, drain.DescribePlan(plan)...)
 	return append(out, "then: upgrade, wait Ready at "+env.Target+", uncordon, soak "+s.soak().String()), nil
+}
+
+// PlanNodes is the canary's part of the whole-runbook plan: the node it picks (or picked, in a
+// resumed run), drained alone.
+func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePlan, error) {
+	node := ""
+	for _, c := range env.Changes() {
+		if c.Kind == "canary" {
+			node = c.Object
+		}
+	}
+	if node == "" {
+		var err error
+		if node, _, err = s.Pick(ctx, env); err != nil {
+			return nil, err
+		}
+	}
+	out := &runbook.NodePlan{}
+	if node == "" {
+		return out, nil // every candidate is at the target already
+	}
+	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, runbook.Invalid(fmt.Errorf("canary node %q not found: `kubectl get nodes` lists them", node))
+		}
+		return nil, fmt.Errorf("canary node %q: %w", node, err)
+	}
+	if why := rollout.Leave(env, n); why != "" {
+		out.Left = []runbook.LeftNode{{Node: node, Reason: why}}
+		return out, nil
+	}
+	plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}).Plan(ctx, []string{node})
+	if err != nil {
+		return nil, err
+	}
+	out.Batches = []runbook.NodeBatch{{Nodes: drain.Planned(plan, s.Drain)}}
+	return out, nil
 }
 
 // Run upgrades the canary; a failure rolls it back and ends the run (exit 4).

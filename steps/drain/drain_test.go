@@ -161,14 +161,14 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 	}
 
 	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", node), "1m")
-	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), "blocked before anything moved") || !strings.Contains(err.Error(), s.ns+"/web") {
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), "blocked before the first node moved") || !strings.Contains(err.Error(), s.ns+"/web") {
 		t.Fatalf("drain: exit %d, %v", exitcode.For(err), err)
 	}
 	if s.node(node).Spec.Unschedulable {
 		t.Fatal("the node was cordoned although the drain was refused before starting")
 	}
-	if !strings.Contains(rec.Text(), "ERROR: pod/") {
-		t.Errorf("the blocker should go out as a finding:\n%s", rec.Text())
+	if !strings.Contains(rec.Text(), "BLOCK "+node+" pod/") {
+		t.Errorf("the blocker should go out in the plan:\n%s", rec.Text())
 	}
 }
 

@@ -328,6 +328,7 @@ type sharedEntry struct {
 // sharedBudgets returns the budget tracker of the run's watches (one budget watch for the whole
 // run, shared with the health gates), or without them (a Drainer used alone) the process's tracker
 // for client with a watch of its own. The first use starts it; release ends it with the last drain.
+//
 //nolint:contextcheck // the budget watch outlives the drain that started it (released with the last one)
 func sharedBudgets(ctx context.Context, client kubernetes.Interface, w *runbook.Watches) (*budgets, func(), error) {
 	var source any = client

@@ -145,6 +145,9 @@ func (p *Plan) Fatal() bool {
 type Planner struct {
 	Client  kubernetes.Interface
 	Options Options
+	// RunID, when planning a run that is under way: the nodes that run cordoned count as
+	// schedulable for capacity (the run lets them go before it drains the next nodes).
+	RunID string
 
 	pdbs  []policyv1.PodDisruptionBudget
 	nodes []corev1.Node
@@ -428,9 +431,10 @@ func sortPods(pods []PodRef, order string) {
 // their requests (first fit, largest first). A pod that fits nowhere would stay Pending: a blocker.
 func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Blocker {
 	type room struct {
-		node *corev1.Node
-		free corev1.ResourceList
-		pods int64
+		node      *corev1.Node
+		free      corev1.ResourceList
+		pods      int64
+		returning bool // cordoned by this run, which lets it go first: its unschedulable taint goes too
 	}
 	leaving := map[types.UID]bool{}
 	for i := range evicted {
@@ -448,7 +452,8 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 	var rooms []*room
 	for i := range pl.nodes {
 		n := &pl.nodes[i]
-		if draining[n.Name] || n.Spec.Unschedulable || !kube.NodeReady(n) {
+		returning := pl.RunID != "" && n.Annotations[AnnotationCordonedBy] == pl.RunID
+		if draining[n.Name] || (n.Spec.Unschedulable && !returning) || !kube.NodeReady(n) {
 			continue
 		}
 		free := n.Status.Allocatable.DeepCopy()
@@ -461,7 +466,7 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 			subtract(free, resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}))
 			podsLeft--
 		}
-		rooms = append(rooms, &room{node: n, free: free, pods: podsLeft})
+		rooms = append(rooms, &room{node: n, free: free, pods: podsLeft, returning: returning})
 	}
 	sort.SliceStable(evicted, func(i, j int) bool {
 		ri := resourcehelper.PodRequests(&evicted[i], resourcehelper.PodResourcesOptions{})
@@ -482,6 +487,9 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 				continue
 			}
 			if _, untolerated := corev1helpers.FindMatchingUntoleratedTaint(logger, r.node.Spec.Taints, p.Spec.Tolerations, func(t *corev1.Taint) bool {
+				if r.returning && t.Key == corev1.TaintNodeUnschedulable {
+					return false
+				}
 				return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 			}, false); untolerated {
 				continue

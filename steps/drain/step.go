@@ -198,21 +198,71 @@ func Refuse(env *runbook.Env, plan *Plan, opts Options) error {
 		nodes = append(nodes, np.Node)
 	}
 	for _, b := range plan.Blockers() {
-		sev := runbook.SeverityWarning
-		if b.Fatal {
-			sev = runbook.SeverityError
+		f := blockerFinding(b, opts)
+		if f.Severity == runbook.SeverityError {
 			fatal = append(fatal, b.String())
 		}
-		obj := "node/" + b.Node
-		if b.Pod != "" {
-			obj = "pod/" + b.Pod
-		}
-		env.Find(runbook.Finding{Severity: sev, Object: obj, Message: b.Message, Hint: b.Fix})
+		env.Find(f)
 	}
-	if len(fatal) > 0 && !opts.DisableEviction {
+	if len(fatal) > 0 {
 		return runbook.Blocked(fmt.Errorf("drain %s: blocked before anything moved: %s", strings.Join(nodes, ", "), strings.Join(fatal, "; ")))
 	}
 	return nil
+}
+
+// blockerFinding is a blocker as a finding: a fatal blocker is an error (certain: the drain cannot
+// finish) unless --disable-eviction deletes past it; the rest are warnings (they may clear).
+func blockerFinding(b Blocker, opts Options) runbook.Finding {
+	sev := runbook.SeverityWarning
+	if b.Fatal && !opts.DisableEviction {
+		sev = runbook.SeverityError
+	}
+	obj := "node/" + b.Node
+	if b.Pod != "" {
+		obj = "pod/" + b.Pod
+	}
+	return runbook.Finding{Severity: sev, Object: obj, Message: b.Message, Hint: b.Fix}
+}
+
+// Planned turns a drain plan into the nodes of the whole-runbook plan, with the same blockers, by
+// the same rule, as Refuse.
+func Planned(plan *Plan, opts Options) []runbook.PlannedNode {
+	var out []runbook.PlannedNode
+	for _, np := range plan.Nodes {
+		pn := runbook.PlannedNode{Node: np.Node, Evict: len(np.Evict), Skip: len(np.Skip), AlreadyCordoned: np.AlreadyCordoned}
+		for _, b := range np.Blockers {
+			pn.Blockers = append(pn.Blockers, blockerFinding(b, opts))
+		}
+		out = append(out, pn)
+	}
+	return out
+}
+
+// PlanNodes is the drain step's part of the whole-runbook plan: its nodes, drained as one batch;
+// in a resumed run, those drained already are left.
+func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePlan, error) {
+	nodes, err := s.ResolveNodes(ctx, env.Kube)
+	if err != nil {
+		return nil, err
+	}
+	out := &runbook.NodePlan{}
+	var pending []string
+	for _, n := range nodes {
+		if env.Done("drained/" + n) {
+			out.Left = append(out.Left, runbook.LeftNode{Node: n, Reason: "drained earlier in this run"})
+		} else {
+			pending = append(pending, n)
+		}
+	}
+	if len(pending) == 0 {
+		return out, nil
+	}
+	plan, err := (&Planner{Client: env.Kube, Options: s.Options, RunID: env.RunID}).Plan(ctx, pending)
+	if err != nil {
+		return nil, err
+	}
+	out.Batches = []runbook.NodeBatch{{Nodes: Planned(plan, s.Options)}}
+	return out, nil
 }
 
 // DrainPlanned is the drain sequence of one planned node, the same for drain, canary and

@@ -185,6 +185,77 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 	return out, nil
 }
 
+// PlanNodes is the node groups' part of the whole-runbook plan: every group in order, in batches of
+// maxUnavailable, each batch planned as drained together against the cluster as it is. Nodes
+// already at the target, or upgraded by an earlier step, are left.
+func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePlan, error) {
+	groups, _, err := s.Groups(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return s.planGroups(ctx, env, groups)
+}
+
+func (s *Step) planGroups(ctx context.Context, env *runbook.Env, groups []Group) (*runbook.NodePlan, error) {
+	list, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	byName := map[string]*corev1.Node{}
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
+	planner := &drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}
+	out := &runbook.NodePlan{}
+	for _, g := range groups {
+		var pending []string
+		for _, name := range g.Nodes {
+			n := byName[name]
+			if n == nil {
+				continue // gone since the groups were read
+			}
+			if why := rollout.Leave(env, n); why != "" {
+				out.Left = append(out.Left, runbook.LeftNode{Node: name, Reason: why})
+				continue
+			}
+			pending = append(pending, name)
+		}
+		batch := s.maxUnavailable(len(g.Nodes))
+		for len(pending) > 0 {
+			nodes := pending[:min(batch, len(pending))]
+			pending = pending[len(nodes):]
+			plan, err := planner.Plan(ctx, nodes)
+			if err != nil {
+				return nil, err
+			}
+			out.Batches = append(out.Batches, runbook.NodeBatch{Group: g.Name, Nodes: drain.Planned(plan, s.Drain)})
+		}
+	}
+	return out, nil
+}
+
+// replan plans a group again just before it starts, since the cluster has changed since the run
+// began: a certain blocker stops the step before the group's first node moves, unless the runbook
+// lets the step proceed (then each node is refused when it gets there, if still blocked).
+func (s *Step) replan(ctx context.Context, env *runbook.Env, g Group) error {
+	plan, err := s.planGroups(ctx, env, []Group{g})
+	if err != nil {
+		return err
+	}
+	certain := plan.Certain()
+	for _, f := range certain {
+		env.Find(f)
+	}
+	if len(certain) == 0 || env.Spec.OnBlocked == runbook.OnBlockedProceed {
+		return nil
+	}
+	var parts []string
+	for _, f := range certain {
+		parts = append(parts, f.Object+": "+f.Message)
+	}
+	return runbook.Blocked(fmt.Errorf("blocked before its first node moved (planned again as it starts): %s", strings.Join(parts, "; ")))
+}
+
 // Run upgrades the groups in order.
 func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if err := rollout.CheckSkew(ctx, env); err != nil {
@@ -213,6 +284,9 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		if env.Done("group/" + g.Name) {
 			done += len(g.Nodes)
 			continue
+		}
+		if err := s.replan(ctx, env, g); err != nil {
+			return fmt.Errorf("group %s: %w", g.Name, err)
 		}
 		batch := s.maxUnavailable(len(g.Nodes))
 		env.Progress(fmt.Sprintf("group %s (%d/%d): %d node(s), %d at a time", g.Name, gi+1, len(groups), len(g.Nodes), batch), done, total)

@@ -287,3 +287,18 @@ func Undo(ctx context.Context, env *runbook.Env, action Action) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Leave says why a node step's plan leaves a node alone, or "" when the step will upgrade it:
+// upgraded earlier in this run, upgraded by an earlier step of the runbook first, or already Ready
+// at the target (as Cycle skips it).
+func Leave(env *runbook.Env, n *corev1.Node) string {
+	switch {
+	case env.Done("upgraded/" + n.Name):
+		return "upgraded earlier in this run"
+	case env.PlannedBefore[n.Name] != "":
+		return "upgraded by step " + env.PlannedBefore[n.Name] + " first"
+	case Upgraded(n, env.Target) && kube.NodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID):
+		return "already at " + n.Status.NodeInfo.KubeletVersion
+	}
+	return ""
+}
