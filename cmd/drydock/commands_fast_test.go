@@ -268,3 +268,27 @@ func TestNoKubeconfigIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// TestLinePromptAsksAgainBeforeDestructiveAnswers: at a pause point without the terminal UI, r and
+// s are asked again (default no); c continues at once.
+func TestLinePromptAsksAgainBeforeDestructiveAnswers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		input string
+		want  runbook.Decision
+	}{
+		{"c\n", runbook.Continue},
+		{"r\n\nc\n", runbook.Continue}, // r, then enter: no
+		{"r\nn\ns\nno\nc\n", runbook.Continue},
+		{"r\ny\n", runbook.RollBack},
+		{"s\nyes\n", runbook.Stop},
+		{"", runbook.Stop}, // end of input: nobody can answer
+	} {
+		var errOut bytes.Buffer
+		p := newTerminalPrompter(genericiooptions.IOStreams{In: strings.NewReader(tc.input), Out: &bytes.Buffer{}, ErrOut: &errOut}, func(string) string { return "" })
+		got, err := p.Decider().Decide(context.Background(), runbook.PauseRequest{RunID: "r1", Step: "canary", When: "after"})
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %v (%v), want %v\n%s", tc.input, got, err, tc.want, errOut.String())
+		}
+	}
+}

@@ -186,9 +186,16 @@ func (p *terminalPrompter) Decider() runbook.Decider {
 			case "c", "continue":
 				return runbook.Continue, nil
 			case "r", "rollback", "roll back":
-				return runbook.RollBack, nil
+				// A destructive answer is asked again; the default is no.
+				if ok, err := p.Confirm(ctx, "Roll back the completed steps, newest first?"); err != nil {
+					return runbook.Stop, err
+				} else if ok {
+					return runbook.RollBack, nil
+				}
 			case "s", "stop":
-				return runbook.Stop, nil
+				if ok, err := p.Confirm(ctx, fmt.Sprintf("Stop the run here (drydock resume %s asks again)?", req.RunID)); err != nil || ok {
+					return runbook.Stop, err // stopping is also what an error does
+				}
 			}
 		}
 	})

@@ -60,6 +60,7 @@ const (
 	dialogAbort
 	dialogQuit
 	dialogRollback
+	dialogConfirmAnswer // a destructive answer to a pause point (roll back, stop), asked again
 )
 
 // Messages the controller sends to the model.
@@ -133,6 +134,9 @@ type dialog struct {
 	reply   chan<- runbook.Decision
 	to      string
 	step    string
+	// dialogConfirmAnswer: the answer to confirm, and the pause dialog to go back to on cancel.
+	answer runbook.Decision
+	back   *dialog
 }
 
 // Model is the screen's state.
@@ -560,9 +564,9 @@ func (m Model) dialogKey(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		if d.kind == dialogPause {
 			return m, nil // a pause point needs an answer
 		}
-		m.dialog = nil
-		return m, nil
+		return m.cancel()
 	case "c":
+		// Continuing is what a pause point is for: the one answer a single key gives.
 		if d.kind == dialogPause {
 			d.choice = 0
 			return m.choose()
@@ -570,22 +574,16 @@ func (m Model) dialogKey(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case "r":
 		if d.kind == dialogPause {
 			d.choice = 1
-			return m.choose()
+			return m.confirmAnswer(d)
 		}
 	case "s":
 		if d.kind == dialogPause {
 			d.choice = 2
-			return m.choose()
-		}
-	case "y":
-		if d.kind != dialogPause {
-			d.choice = len(d.choices) - 1
-			return m.choose()
+			return m.confirmAnswer(d)
 		}
 	case "n":
 		if d.kind != dialogPause {
-			m.dialog = nil
-			return m, nil
+			return m.cancel()
 		}
 	case "enter", "space":
 		return m.choose()
@@ -593,12 +591,57 @@ func (m Model) dialogKey(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
+// cancel closes a dialog without doing anything; a confirmation goes back to its pause point.
+func (m Model) cancel() (tea.Model, tea.Cmd) {
+	if d := m.dialog; d.kind == dialogConfirmAnswer {
+		m.dialog = d.back
+		return m, nil
+	}
+	m.dialog = nil
+	return m, nil
+}
+
+// confirmAnswer asks again before a destructive answer to a pause point (roll back, stop), with
+// the safe choice first: no single key rolls a run back or stops it.
+func (m Model) confirmAnswer(pause *dialog) (tea.Model, tea.Cmd) {
+	answer := []runbook.Decision{runbook.Continue, runbook.RollBack, runbook.Stop}[pause.choice]
+	if answer == runbook.Continue {
+		return m.choose()
+	}
+	c := &dialog{kind: dialogConfirmAnswer, answer: answer, back: pause, reply: pause.reply, step: pause.step}
+	switch answer {
+	case runbook.RollBack:
+		c.title = "Roll back the run?"
+		c.lines = []string{"The completed steps are undone, newest first (what cannot be undone is named as it goes)."}
+		c.choices = []string{"Back to the pause point", "Roll back"}
+	default:
+		c.title = "Stop the run here?"
+		c.lines = []string{"The run stops at this pause point; `drydock resume " + m.RunID + "` asks again."}
+		c.choices = []string{"Back to the pause point", "Stop"}
+	}
+	m.dialog = c
+	return m, nil
+}
+
 func (m Model) choose() (tea.Model, tea.Cmd) {
 	d := m.dialog
+	if d.kind == dialogPause && d.choice != 0 {
+		return m.confirmAnswer(d) // enter on roll back or stop: asked again
+	}
 	m.dialog = nil
 	switch d.kind {
+	case dialogConfirmAnswer:
+		if d.choice != 1 {
+			m.dialog = d.back
+			return m, nil
+		}
+		select {
+		case d.reply <- d.answer:
+		default:
+		}
+		m.log(m.Now, "info", "you answered: "+d.answer.String())
 	case dialogPause:
-		decision := []runbook.Decision{runbook.Continue, runbook.RollBack, runbook.Stop}[d.choice]
+		decision := runbook.Continue
 		select {
 		case d.reply <- decision:
 		default:
@@ -746,7 +789,7 @@ func (m Model) header(w int) string {
 		state = "failed"
 	case m.Finished:
 		state = "finished"
-	case m.dialog != nil && m.dialog.kind == dialogPause:
+	case m.dialog != nil && (m.dialog.kind == dialogPause || m.dialog.kind == dialogConfirmAnswer):
 		state = "waiting for you"
 	}
 	line2 := m.styles.dim.Render(trunc(fmt.Sprintf("run %s  %s  lock %s  elapsed %s  [%s]", m.RunID, m.Runbook, m.Info.Lock, elapsed, state), w))
@@ -921,9 +964,9 @@ func (m Model) dialogView(w int) string {
 		}
 	}
 	b = append(b, strings.Join(cs, "  "))
-	hint := "←/→ choose, enter confirm, esc cancel"
+	hint := "←/→ choose · enter confirms the highlighted choice · esc cancels"
 	if d.kind == dialogPause {
-		hint = "c continue · r roll back · s stop (resume later) · enter confirms"
+		hint = "c continue · r roll back… · s stop… (each asks again) · ←/→ and enter"
 	}
 	b = append(b, m.styles.dim.Render(hint))
 	return m.styles.dialog.Render(strings.Join(b, "\n"))

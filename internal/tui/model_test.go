@@ -132,7 +132,24 @@ func TestKeys(t *testing.T) {
 	if m.dialog == nil {
 		t.Fatal("esc dismissed a pause point")
 	}
-	m = press(m, "c")
+	// r and s (and enter on them) ask again, with the way back highlighted; c continues at once.
+	for _, keys := range [][]string{{"r"}, {"s"}, {"right", "enter"}, {"right", "right", "enter"}} {
+		m = press(m, keys...)
+		if m.dialog == nil || m.dialog.kind != dialogConfirmAnswer || m.dialog.choice != 0 || len(reply) != 0 {
+			t.Fatalf("%v at a pause point: dialog %+v, answered %d", keys, m.dialog, len(reply))
+		}
+		m = press(m, "enter") // back to the pause point
+		if m.dialog == nil || m.dialog.kind != dialogPause || len(reply) != 0 {
+			t.Fatalf("%v then enter: dialog %+v, answered %d", keys, m.dialog, len(reply))
+		}
+		m.dialog.choice = 0
+	}
+	m = press(m, "r", "right", "enter")
+	if d := <-reply; d != runbook.RollBack || m.dialog != nil {
+		t.Fatalf("r, → and enter answered %v", d)
+	}
+	nm, _ = m.Update(PauseMsg{Req: runbook.PauseRequest{Step: "canary", When: "after"}, Reply: reply})
+	m = press(nm.(Model), "c")
 	if d := <-reply; d != runbook.Continue || m.dialog != nil {
 		t.Fatalf("c answered %v", d)
 	}
@@ -143,22 +160,35 @@ func TestKeys(t *testing.T) {
 		t.Errorf("p: %+v", r)
 	}
 
-	// r on a step lists what would be undone, newest first; y confirms.
+	// r on a step lists what would be undone, newest first; the highlighted choice is Cancel, and
+	// no single key confirms: y does nothing, enter cancels, → then enter rolls back.
 	m = press(m, "up", "r")
-	if m.dialog == nil || m.dialog.kind != dialogRollback || !strings.Contains(strings.Join(m.dialog.lines, "\n"), "- canary\n  - backup") {
+	if m.dialog == nil || m.dialog.kind != dialogRollback || !strings.Contains(strings.Join(m.dialog.lines, "\n"), "- canary\n  - backup") || m.dialog.choice != 0 {
 		t.Fatalf("rollback dialog: %+v", m.dialog)
 	}
 	m = press(m, "y")
+	if m.dialog == nil || len(requests) != 0 {
+		t.Fatal("y confirmed a rollback")
+	}
+	m = press(m, "enter")
+	if m.dialog != nil || len(requests) != 0 {
+		t.Fatal("enter on the default choice rolled back")
+	}
+	m = press(m, "r", "right", "enter")
 	if r := <-requests; r.Kind != RequestRollback || r.To != "backup" {
 		t.Errorf("rollback request %+v", r)
 	}
 
-	// q while the run is active asks; n keeps running; a then y aborts.
+	// q while the run is active asks; n keeps running; so do y and enter; a, → and enter abort.
 	m = press(m, "q")
-	if m.dialog == nil || m.dialog.kind != dialogQuit {
+	if m.dialog == nil || m.dialog.kind != dialogQuit || m.dialog.choice != 0 {
 		t.Fatal("q quit an active run without asking")
 	}
-	m = press(m, "n", "a", "y")
+	m = press(m, "y", "n", "a", "y", "enter")
+	if m.dialog != nil || len(requests) != 0 {
+		t.Fatalf("a single key aborted: dialog %+v, %d requests", m.dialog, len(requests))
+	}
+	m = press(m, "a", "right", "enter")
 	if r := <-requests; r.Kind != RequestAbort {
 		t.Errorf("abort request %+v", r)
 	}
