@@ -261,7 +261,7 @@ func (s *scanner) liveResource(ctx context.Context, gvr schema.GroupVersionResou
 		list, err := s.in.Metadata.Resource(gvr).List(ctx, opts)
 		switch {
 		case apierrors.IsForbidden(err):
-			s.add(Finding{Severity: runbook.SeverityWarning, Object: gvr.Resource + "." + gvr.Group, Message: "not allowed to list, so its objects were not scanned",
+			s.add(Finding{Severity: runbook.SeverityWarning, Object: gvr.Resource + "." + gvr.Group, NotAllowed: true, Message: "not allowed to list, so its objects were not scanned",
 				Fix: "grant list on it (see the read-only role in deploy/)"})
 			return nil
 		case apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err):
@@ -485,7 +485,7 @@ func (s *scanner) metrics(ctx context.Context) error {
 	rc, err := s.in.Kube.Discovery().RESTClient().Get().AbsPath("/metrics").Stream(ctx)
 	if err != nil {
 		if apierrors.IsForbidden(err) {
-			s.add(Finding{Severity: runbook.SeverityInfo, Object: "/metrics", Source: SourceMetrics,
+			s.add(Finding{Severity: runbook.SeverityInfo, Object: "/metrics", Source: SourceMetrics, NotAllowed: true,
 				Message: "not allowed to read the apiserver's metrics, so requests to deprecated APIs were not checked",
 				Fix:     "grant get on the non-resource URL /metrics"})
 			return nil

@@ -39,6 +39,9 @@ type Finding struct {
 	// File and Line locate findings in manifest files (for SARIF).
 	File string `json:"file,omitempty"`
 	Line int    `json:"line,omitempty"`
+	// NotAllowed: the check could not examine this because the credentials lack a permission; the
+	// report is incomplete (drydock preflight exits 6).
+	NotAllowed bool `json:"notAllowed,omitempty"`
 }
 
 // APIUse is the API version a finding is about.
@@ -241,7 +244,7 @@ func Run(ctx context.Context, in *Input, names []string) (*Report, error) {
 			if !apierrors.IsForbidden(err) {
 				return nil, fmt.Errorf("preflight %s: %w", c.Name, err)
 			}
-			found = append(found, Finding{Severity: runbook.SeverityError, Object: c.Name,
+			found = append(found, Finding{Severity: runbook.SeverityError, Object: c.Name, NotAllowed: true,
 				Message: "the check could not read what it needs: " + err.Error(),
 				Fix:     "grant the read-only role in deploy/ (or run with --as a user who has it)"})
 		}

@@ -197,7 +197,7 @@ func (e *Engine) checkAccess(ctx context.Context, rb *Runbook) error {
 		return nil
 	}
 	if len(missing) > 0 {
-		return Blocked(&AccessError{Missing: missing})
+		return Forbidden(&AccessError{Missing: missing})
 	}
 	return nil
 }

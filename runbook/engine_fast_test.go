@@ -57,8 +57,8 @@ func TestRunRefusedForAMissingPermissionChangesNothing(t *testing.T) {
 				t.Fatalf("run %s", st.Status)
 			}
 			continue
-		case !errors.As(err, &ae) || !errors.Is(err, ErrBlocked) || !strings.Contains(err.Error(), "create pods/eviction (it evicts)"):
-			t.Fatalf("without the eviction permission: %v, want an AccessError, blocked", err)
+		case !errors.As(err, &ae) || !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "create pods/eviction (it evicts)"):
+			t.Fatalf("without the eviction permission: %v, want an AccessError, forbidden", err)
 		}
 		for _, a := range client.Actions() {
 			if a.GetVerb() != "create" || a.GetResource().Resource != "selfsubjectaccessreviews" {

@@ -10,9 +10,11 @@ var (
 	// a run that cannot be resumed); fix it and run again.
 	ErrInvalid = errors.New("invalid input")
 	// ErrBlocked: something stopped the work before it changed anything it should not have: a check
-	// at or above failOn, a drain blocked by a budget, the lock held by another run, a permission
-	// missing.
+	// at or above failOn, a drain blocked by a budget, the lock held by another run.
 	ErrBlocked = errors.New("blocked")
+	// ErrForbidden: the credentials lack a permission the work needs (the message says which);
+	// nothing was changed that needed it.
+	ErrForbidden = errors.New("not allowed")
 	// ErrPaused: stopped at a pause point; `drydock resume` continues.
 	ErrPaused = errors.New("paused at a pause point")
 	// ErrRolledBack: the run (or a failed canary) was rolled back.
@@ -41,3 +43,6 @@ func Invalid(err error) error { return mark(ErrInvalid, err) }
 
 // Blocked marks err as blocked before anything moved (ErrBlocked).
 func Blocked(err error) error { return mark(ErrBlocked, err) }
+
+// Forbidden marks err as a missing permission (ErrForbidden).
+func Forbidden(err error) error { return mark(ErrForbidden, err) }

@@ -175,6 +175,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/steps/drain.Options.PriorityOrder":          "PriorityOrder: \"lowest-first\" (default) evicts low-priority pods first; \"none\" keeps list order.",
 	"github.com/drydock-dev/drydock/steps/drain.Plan":                           "Plan is the drain of a set of nodes, computed without changing anything.",
 	"github.com/drydock-dev/drydock/steps/drain.Planner":                        "Planner computes drain plans from one consistent read of the cluster.",
+	"github.com/drydock-dev/drydock/steps/drain.Planner.RunID":                  "RunID, when planning a run that is under way: the nodes that run cordoned count as\nschedulable for capacity (the run lets them go before it drains the next nodes).",
 	"github.com/drydock-dev/drydock/steps/drain.PodRef":                         "PodRef names a pod.",
 	"github.com/drydock-dev/drydock/steps/drain.PodRef.Owner":                   "Kind/name of the controller",
 	"github.com/drydock-dev/drydock/steps/drain.PodRef.PDBs":                    "namespace/name of the budgets that cover it",

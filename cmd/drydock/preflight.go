@@ -14,6 +14,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/preflight/apis"
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 // PreflightOptions are the options of `drydock preflight`.
@@ -166,6 +167,16 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 	failOn := preflight.FailOn(o.FailOn)
 	if err := preflight.Write(o.f.out(), o.Output, rep, failOn); err != nil {
 		return err
+	}
+	notAllowed := 0
+	for _, f := range rep.Findings() {
+		if f.NotAllowed {
+			notAllowed++
+		}
+	}
+	if notAllowed > 0 {
+		// Whatever --fail-on says: a report with holes cannot pass a gate, nor fail it for the cluster.
+		return runbook.Forbidden(fmt.Errorf("preflight: %d %s could not be examined: the credentials lack permissions (the report says which): grant the read-only role in deploy/, or run with --as a user who has it", notAllowed, plural(notAllowed, "thing")))
 	}
 	if n := failOn.Failing(rep.Findings()); n > 0 {
 		return exitcode.With(exitcode.Blocked, fmt.Errorf("preflight: %d %s at or above --fail-on %s", n, plural(n, "finding"), failOn))

@@ -5,9 +5,11 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/drain"
 )
 
@@ -46,6 +48,9 @@ func (o *UncordonOptions) Run(ctx context.Context) error {
 	}
 	for _, name := range o.Nodes {
 		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return runbook.Invalid(fmt.Errorf("uncordon node %q: not found: `kubectl get nodes` lists them", name))
+		}
 		if err != nil {
 			return fmt.Errorf("uncordon node %q: %w", name, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -20,6 +22,7 @@ const (
 	Blocked     Code = 3   // a check blocked: a finding reached --fail-on, a drain is blocked
 	Aborted     Code = 4   // aborted or rolled back
 	Paused      Code = 5   // stopped at a pause point; `drydock resume` continues
+	Forbidden   Code = 6   // the credentials lack a permission drydock needs (the message lists them)
 	Interrupted Code = 130 // interrupted by Ctrl-C or SIGTERM; the run stays resumable
 )
 
@@ -34,6 +37,7 @@ var All = []struct {
 	{Blocked, "a check blocked (a finding reached --fail-on, a drain is blocked)"},
 	{Aborted, "aborted or rolled back"},
 	{Paused, "paused at a pause point; resumable with `drydock resume`"},
+	{Forbidden, "not allowed: the credentials lack a permission drydock needs (the message lists them; nothing that needed it was changed)"},
 	{Interrupted, "interrupted (Ctrl-C, SIGTERM); resumable"},
 }
 
@@ -77,7 +81,8 @@ func WantsHelp(err error) bool {
 // For is the one place where an outcome becomes an exit code: nil is OK; an error the command line
 // marked (UsageError, With) has its mark; then the engine's and the steps' typed outcomes, the
 // strongest first (a canary rolled back because its drain was blocked ended rolled back); an
-// interrupted context is Interrupted; anything else is Failure.
+// interrupted context is Interrupted; the apiserver's 403 anywhere is Forbidden; anything else is
+// Failure.
 func For(err error) Code {
 	if err == nil {
 		return OK
@@ -93,6 +98,8 @@ func For(err error) Code {
 		return Paused
 	case errors.Is(err, runbook.ErrRolledBack):
 		return Aborted
+	case errors.Is(err, runbook.ErrForbidden), apierrors.IsForbidden(err):
+		return Forbidden
 	case errors.Is(err, runbook.ErrBlocked):
 		return Blocked
 	case errors.Is(err, runbook.ErrInvalid):

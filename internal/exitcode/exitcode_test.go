@@ -8,6 +8,9 @@ import (
 	"regexp"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -28,6 +31,8 @@ func TestFor(t *testing.T) {
 		{fmt.Errorf("run r: %w", runbook.ErrInterrupted), Interrupted},
 		{fmt.Errorf("wait: %w", context.Canceled), Interrupted},
 		{With(Paused, errors.New("paused")), Paused},
+		{fmt.Errorf("run: %w", runbook.Forbidden(errors.New("missing create pods/eviction"))), Forbidden},
+		{fmt.Errorf("uncordon node %q: %w", "n1", apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("RBAC"))), Forbidden},
 	} {
 		if got := For(tc.err); got != tc.want {
 			t.Errorf("For(%v) = %d, want %d", tc.err, got, tc.want)

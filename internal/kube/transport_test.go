@@ -94,3 +94,46 @@ func TestResilientGivesUpWithTheContext(t *testing.T) {
 		t.Fatalf("err %v after %v", err, time.Since(start))
 	}
 }
+
+// TestNeverReachedFailsFast: an apiserver that never answered (nothing listens) is reported after
+// the first-contact budget, not after the two minutes a blip gets; one that answered before is
+// waited for until the read's deadline. (The budget is shortened here; Resilient uses 10s.)
+func TestNeverReachedFailsFast(t *testing.T) {
+	t.Parallel()
+	const budget = 700 * time.Millisecond
+	resilient := func(host string) kubernetes.Interface {
+		cfg := &rest.Config{Host: host}
+		reached := &atomic.Bool{}
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return &retryReads{next: rt, reached: reached, firstContact: budget}
+		})
+		c, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	gone := httptest.NewServer(http.NotFoundHandler())
+	url := gone.URL
+	gone.Close() // nothing listens there now: connections are refused
+	start := time.Now()
+	_, err := resilient(url).CoreV1().Namespaces().Get(context.Background(), "x", metav1.GetOptions{})
+	if took := time.Since(start); err == nil || !dialFailed(err) || took > budget+3*time.Second {
+		t.Fatalf("never reached: %v after %s", err, took)
+	}
+
+	// Reached once, then gone (an apiserver restarting): the read keeps trying past the budget.
+	srv, _, _ := flaky(t, 0, 0, "")
+	rc := resilient(srv.URL)
+	if _, err := rc.CoreV1().Namespaces().Get(context.Background(), "x", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	start = time.Now()
+	_, err = rc.CoreV1().Namespaces().Get(ctx, "x", metav1.GetOptions{})
+	if took := time.Since(start); err == nil || took < 3*budget {
+		t.Fatalf("reached before, then refused: gave up after %s (%v); want retries past the first-contact budget", took, err)
+	}
+}

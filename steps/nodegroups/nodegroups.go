@@ -222,12 +222,11 @@ func (s *Step) planGroups(ctx context.Context, env *runbook.Env, groups []Group)
 		}
 		batch := s.maxUnavailable(len(g.Nodes))
 		for len(pending) > 0 {
-			nodes := pending[:min(batch, len(pending))]
-			pending = pending[len(nodes):]
-			plan, err := planner.Plan(ctx, nodes)
+			n, plan, err := fit(ctx, planner, pending[:min(batch, len(pending))])
 			if err != nil {
 				return nil, err
 			}
+			pending = pending[n:]
 			out.Batches = append(out.Batches, runbook.NodeBatch{Group: g.Name, Nodes: drain.Planned(plan, s.Drain)})
 		}
 	}
@@ -370,14 +369,25 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 	return nil
 }
 
-// batchThatFits plans the drain of the candidate nodes together and shrinks the batch until the
-// evicted pods fit on the nodes that stay: draining every node a workload may run on at once would
-// leave its replacements Pending and its budget stuck at zero.
+// batchThatFits is how many of nodes (a prefix, at least one) the run drains at once now: the drain
+// of the candidates is planned together and the batch shrinks until the evicted pods fit on the
+// nodes that stay (draining every node a workload may run on at once would leave its replacements
+// Pending and its budget stuck at zero).
 func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []string) (int, error) {
-	for n := len(nodes); n > 1; n-- {
-		plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain}).Plan(ctx, nodes[:n])
+	n, _, err := fit(ctx, &drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}, nodes)
+	if err == nil && n < len(nodes) {
+		env.Progress(fmt.Sprintf("%d nodes at once would leave pods with nowhere to go: draining %d", len(nodes), n), 0, 0)
+	}
+	return n, err
+}
+
+// fit is the longest prefix of nodes, down to one node, whose drain leaves every pod a place to go
+// (no capacity blocker), with its plan: the run drains its batches so, and the plan plans them so.
+func fit(ctx context.Context, planner *drain.Planner, nodes []string) (int, *drain.Plan, error) {
+	for n := len(nodes); ; n-- {
+		plan, err := planner.Plan(ctx, nodes[:n])
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		fits := true
 		for _, b := range plan.Blockers() {
@@ -386,12 +396,10 @@ func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []stri
 				break
 			}
 		}
-		if fits {
-			return n, nil
+		if fits || n == 1 {
+			return n, plan, nil
 		}
-		env.Progress(fmt.Sprintf("%d nodes at once would leave pods with nowhere to go: trying %d", n, n-1), 0, 0)
 	}
-	return 1, nil
 }
 
 // Rollback uncordons what the step cordoned and runs the rollback action per upgraded node.
