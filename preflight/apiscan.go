@@ -165,7 +165,7 @@ func (s *scanner) manifests() error {
 			if !ok {
 				continue
 			}
-			s.add(Finding{Severity: v.severity, Object: fmt.Sprintf("%s:%d", f, o.Line), Message: v.what + ": " + o.String(),
+			s.add(Finding{Severity: v.severity, Object: fmt.Sprintf("%s:%d", f, o.Line), ObjectRef: Ref(o.Kind, o.Namespace, o.Name), Message: v.what + ": " + o.String(),
 				Fix: v.fix, Source: SourceManifest, API: v.api, File: f, Line: o.Line})
 		}
 		if pe := (*ParseError)(nil); errors.As(perr, &pe) {
@@ -200,14 +200,14 @@ func (s *scanner) crdVersions(ctx context.Context) error {
 				if w != "" {
 					msg += ": " + w
 				}
-				s.add(Finding{Severity: runbook.SeverityWarning, Object: "CustomResourceDefinition " + crd.Name, Message: msg,
+				s.add(Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("CustomResourceDefinition", "", crd.Name), Message: msg,
 					Fix:    "move clients and manifests to the CRD's storage version before the operator that owns it drops " + v.Name,
 					Source: SourceCRD, API: &APIUse{APIVersion: crd.Spec.Group + "/" + v.Name, Kind: crd.Spec.Names.Kind}})
 			}
 		}
 		for _, sv := range crd.Status.StoredVersions {
 			if !served.Has(sv) {
-				s.add(Finding{Severity: runbook.SeverityError, Object: "CustomResourceDefinition " + crd.Name,
+				s.add(Finding{Severity: runbook.SeverityError, ObjectRef: Ref("CustomResourceDefinition", "", crd.Name),
 					Message: fmt.Sprintf("status.storedVersions still lists %s, which is no longer served: objects stored as %s cannot be read once the version is dropped", sv, sv),
 					Fix:     fmt.Sprintf("migrate the stored objects (a StorageVersionMigration, or read and write each object back), then remove %s from status.storedVersions", sv),
 					Source:  SourceCRD, API: &APIUse{APIVersion: crd.Spec.Group + "/" + sv, Kind: crd.Spec.Names.Kind}})
@@ -301,7 +301,7 @@ func (s *scanner) object(o *metav1.PartialObjectMetadata, kind string) {
 	name := objectName(kind, o.Namespace, o.Name)
 	for _, av := range versions {
 		if v, ok := s.judge(av, kind); ok {
-			s.add(Finding{Severity: v.severity, Object: name, API: v.api, Source: SourceManagedFields,
+			s.add(Finding{Severity: v.severity, Object: name, ObjectRef: Ref(kind, o.Namespace, o.Name), API: v.api, Source: SourceManagedFields,
 				Message: fmt.Sprintf("%s: last written through it by %s", v.what, quoteList(managers[av])),
 				Fix:     v.fix + "; update that client or pipeline before the upgrade, or its next write fails"})
 		}
@@ -310,7 +310,7 @@ func (s *scanner) object(o *metav1.PartialObjectMetadata, kind string) {
 		var tm metav1.TypeMeta
 		if json.Unmarshal([]byte(la), &tm) == nil && managers[tm.APIVersion] == nil {
 			if v, ok := s.judge(tm.APIVersion, tm.Kind); ok {
-				s.add(Finding{Severity: v.severity, Object: name, API: v.api, Source: SourceLastApplied,
+				s.add(Finding{Severity: v.severity, Object: name, ObjectRef: Ref(kind, o.Namespace, o.Name), API: v.api, Source: SourceLastApplied,
 					Message: v.what + ": the last kubectl apply used it",
 					Fix:     v.fix + "; change the manifest it is applied from"})
 			}
@@ -422,7 +422,7 @@ func (s *scanner) helm(ctx context.Context) error {
 			if o.Template != "" {
 				msg += ", template " + o.Template
 			}
-			s.add(Finding{Severity: v.severity, Object: o.String(), API: v.api, Source: SourceHelm, Message: msg,
+			s.add(Finding{Severity: v.severity, ObjectRef: Ref(o.Kind, o.Namespace, o.Name), API: v.api, Source: SourceHelm, Message: msg,
 				Fix: v.fix + " in the chart, and upgrade the release before the cluster: Helm cannot upgrade or roll back a release whose stored manifest holds a removed API (helm-mapkubeapis rewrites it)"})
 		}
 		if perr != nil {

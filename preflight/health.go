@@ -26,7 +26,7 @@ func checkHealth(ctx context.Context, in *Input) ([]Finding, error) {
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		if !kube.NodeReady(n) {
-			out = append(out, Finding{Severity: runbook.SeverityError, Object: "Node " + n.Name,
+			out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("Node", "", n.Name),
 				Message: "NotReady: its pods are already down, and budgets count them as disrupted, so drains elsewhere may block",
 				Fix:     "repair the node, or cordon it and take it out of the upgrade"})
 		}
@@ -42,13 +42,13 @@ func checkHealth(ctx context.Context, in *Input) ([]Finding, error) {
 			continue
 		}
 		if p.Status.Phase == corev1.PodPending {
-			out = append(out, Finding{Severity: runbook.SeverityError, Object: "Pod kube-system/" + p.Name,
+			out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("Pod", "kube-system", p.Name),
 				Message: "Pending: " + pendingReason(p), Fix: "kubectl -n kube-system describe pod " + p.Name})
 			continue
 		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
-				out = append(out, Finding{Severity: runbook.SeverityError, Object: "Pod kube-system/" + p.Name,
+				out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("Pod", "kube-system", p.Name),
 					Message: fmt.Sprintf("container %s is in CrashLoopBackOff (%d restarts)", cs.Name, cs.RestartCount),
 					Fix:     fmt.Sprintf("kubectl -n kube-system logs %s -c %s --previous", p.Name, cs.Name)})
 			}
@@ -62,7 +62,7 @@ func checkHealth(ctx context.Context, in *Input) ([]Finding, error) {
 	for _, s := range svcs.Items {
 		for _, c := range s.Status.Conditions {
 			if c.Type == apiregv1.Available && c.Status != apiregv1.ConditionTrue {
-				out = append(out, Finding{Severity: runbook.SeverityError, Object: "APIService " + s.Name,
+				out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("APIService", "", s.Name),
 					Message: fmt.Sprintf("not Available (%s: %s): discovery is incomplete, and namespace deletion and garbage collection stall", c.Reason, c.Message),
 					Fix:     "fix the service behind it, or delete the APIService if nothing uses it"})
 			}

@@ -160,10 +160,9 @@ func checkPDBs(ctx context.Context, in *Input) ([]Finding, error) {
 	podByKey := map[string]*corev1.Pod{}
 	for i := range w.pdbs {
 		pdb := &w.pdbs[i]
-		obj := "PodDisruptionBudget " + pdb.Namespace + "/" + pdb.Name
 		pods, err := w.selected(pdb)
 		if err != nil {
-			out = append(out, Finding{Severity: runbook.SeverityError, Object: obj, Message: "its selector is invalid: " + err.Error(), Fix: "fix spec.selector"})
+			out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("PodDisruptionBudget", pdb.Namespace, pdb.Name), Message: "its selector is invalid: " + err.Error(), Fix: "fix spec.selector"})
 			continue
 		}
 		owners, unhealthy := map[string]bool{}, 0
@@ -177,7 +176,7 @@ func checkPDBs(ctx context.Context, in *Input) ([]Finding, error) {
 			}
 		}
 		if len(pods) == 0 {
-			out = append(out, Finding{Severity: runbook.SeverityWarning, Object: obj,
+			out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("PodDisruptionBudget", pdb.Namespace, pdb.Name),
 				Message: "selects no pods: it protects nothing",
 				Fix:     "fix spec.selector to match the workload's pod labels, or delete the budget"})
 			continue
@@ -187,16 +186,16 @@ func checkPDBs(ctx context.Context, in *Input) ([]Finding, error) {
 			expected = int32(len(pods))
 		}
 		if never, why := NeverDrains(pdb, expected); never {
-			out = append(out, Finding{Severity: runbook.SeverityError, Object: obj,
+			out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("PodDisruptionBudget", pdb.Namespace, pdb.Name),
 				Message: fmt.Sprintf("%s: no pod of %s can ever be evicted, so every drain of their nodes blocks forever", why, names(owners)),
 				Fix:     "allow one disruption: set maxUnavailable: 1 (or minAvailable below the replica count), or scale the workload up"})
 		} else if pdb.Status.ObservedGeneration > 0 && pdb.Status.DisruptionsAllowed == 0 {
-			out = append(out, Finding{Severity: runbook.SeverityWarning, Object: obj,
+			out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("PodDisruptionBudget", pdb.Namespace, pdb.Name),
 				Message: fmt.Sprintf("allows no disruption now (%d healthy, %d needed): drains of %s wait until more pods are Ready", pdb.Status.CurrentHealthy, pdb.Status.DesiredHealthy, names(owners)),
 				Fix:     "find out why the pods are not Ready (kubectl describe) before the upgrade starts"})
 		}
 		if unhealthy > 0 && pdb.Spec.UnhealthyPodEvictionPolicy == nil {
-			out = append(out, Finding{Severity: runbook.SeverityWarning, Object: obj,
+			out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("PodDisruptionBudget", pdb.Namespace, pdb.Name),
 				Message: fmt.Sprintf("%d of its pods are not Ready and unhealthyPodEvictionPolicy is unset: a pod that never becomes Ready blocks the drain of its node", unhealthy),
 				Fix:     "set spec.unhealthyPodEvictionPolicy: AlwaysAllow"})
 		}
@@ -238,7 +237,7 @@ func checkPDBs(ctx context.Context, in *Input) ([]Finding, error) {
 			}
 		}
 		if !covered {
-			out = append(out, Finding{Severity: runbook.SeverityWarning, Object: d.String(),
+			out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref(d.kind, d.namespace, d.name),
 				Message: fmt.Sprintf("%d replicas and no PodDisruptionBudget: a drain may evict all of them at once", d.replicas),
 				Fix:     "add a PodDisruptionBudget with maxUnavailable: 1 selecting its pods"})
 		}

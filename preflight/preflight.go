@@ -28,11 +28,14 @@ type Severity = runbook.Severity
 // Finding is one thing a check found.
 type Finding struct {
 	Check    string   `json:"check"`
-	Severity Severity `json:"severity"`
+	Severity Severity `json:"severity" jsonschema:"enum=error,enum=warning,enum=info"`
 	// Object is "Kind namespace/name", "file:line" or a node, budget, ... as the check sees it.
-	Object  string `json:"object"`
-	Message string `json:"message"`
-	Fix     string `json:"fix,omitempty"`
+	Object string `json:"object"`
+	// ObjectRef is the Kubernetes object the finding is about, when there is one: kind, namespace
+	// and name as fields, so that a consumer never parses Object.
+	ObjectRef `json:",inline"`
+	Message   string `json:"message"`
+	Fix       string `json:"fix,omitempty"`
 	// Source says where an API use was seen: managedFields, last-applied, helm, manifest, metrics, crd.
 	Source string  `json:"source,omitempty"`
 	API    *APIUse `json:"api,omitempty"`
@@ -42,6 +45,29 @@ type Finding struct {
 	// NotAllowed: the check could not examine this because the credentials lack a permission; the
 	// report is incomplete (drydock preflight exits 6).
 	NotAllowed bool `json:"notAllowed,omitempty"`
+}
+
+// ObjectRef names a Kubernetes object.
+type ObjectRef struct {
+	Kind      string `json:"kind,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+}
+
+// Ref is the ObjectRef of kind namespace/name (namespace "" for a cluster-scoped object).
+func Ref(kind, namespace, name string) ObjectRef {
+	return ObjectRef{Kind: kind, Namespace: namespace, Name: name}
+}
+
+// String is the object as the table shows it: "Kind namespace/name" or "Kind name".
+func (r ObjectRef) String() string {
+	switch {
+	case r.Name == "":
+		return r.Kind
+	case r.Namespace == "":
+		return r.Kind + " " + r.Name
+	}
+	return r.Kind + " " + r.Namespace + "/" + r.Name
 }
 
 // APIUse is the API version a finding is about.
@@ -203,10 +229,12 @@ type Result struct {
 
 // Report is the outcome of a pre-flight run.
 type Report struct {
-	Cluster string   `json:"cluster,omitempty"`
-	Server  string   `json:"serverVersion,omitempty"`
-	Target  string   `json:"target"`
-	Results []Result `json:"checks"`
+	// SchemaVersion is the shape of this report (SchemaVersion); docs/preflight-report.schema.json.
+	SchemaVersion int      `json:"schemaVersion"`
+	Cluster       string   `json:"cluster,omitempty"`
+	Server        string   `json:"serverVersion,omitempty"`
+	Target        string   `json:"target"`
+	Results       []Result `json:"checks"`
 }
 
 // Findings returns every finding of the report.
@@ -224,7 +252,7 @@ func Run(ctx context.Context, in *Input, names []string) (*Report, error) {
 	if len(names) == 0 {
 		names = Names()
 	}
-	rep := &Report{Target: in.Target.String(), Server: in.ServerVersion}
+	rep := &Report{SchemaVersion: SchemaVersion, Target: in.Target.String(), Server: in.ServerVersion, Results: []Result{}}
 	for _, name := range names {
 		c, ok := Lookup(name)
 		if !ok {
@@ -250,9 +278,14 @@ func Run(ctx context.Context, in *Input, names []string) (*Report, error) {
 		}
 		for i := range found {
 			found[i].Check = c.Name
+			if found[i].Object == "" {
+				found[i].Object = found[i].ObjectRef.String()
+			}
 		}
 		Sort(found)
-		res.Findings = found
+		if found != nil {
+			res.Findings = found // else the empty list it started with: JSON has [], never null
+		}
 		rep.Results = append(rep.Results, res)
 	}
 	return rep, nil

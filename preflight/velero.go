@@ -57,25 +57,24 @@ func checkVelero(ctx context.Context, in *Input) ([]Finding, error) {
 			Fix: "create one (velero backup-location create)"})
 	}
 	for _, l := range locs {
-		obj := "BackupStorageLocation " + l.Namespace + "/" + l.Name
 		switch {
 		case l.Status.Phase != velerov1.BackupStorageLocationPhaseAvailable:
 			msg := l.Status.Message
 			if msg == "" {
 				msg = "no message"
 			}
-			out = append(out, Finding{Severity: runbook.SeverityError, Object: obj,
+			out = append(out, Finding{Severity: runbook.SeverityError, ObjectRef: Ref("BackupStorageLocation", l.Namespace, l.Name),
 				Message: fmt.Sprintf("%s: %s; new backups end FailedValidation", velero.Phase(l.Status.Phase), msg),
 				Fix:     "fix the bucket, endpoint or credentials (kubectl -n " + l.Namespace + " describe backupstoragelocation " + l.Name + ")"})
 		case l.Status.LastValidationTime == nil:
-			out = append(out, Finding{Severity: runbook.SeverityWarning, Object: obj, Message: "never validated by the Velero server", Fix: "check that the Velero server runs"})
+			out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("BackupStorageLocation", l.Namespace, l.Name), Message: "never validated by the Velero server", Fix: "check that the Velero server runs"})
 		default:
 			every := time.Minute
 			if l.Spec.ValidationFrequency != nil && l.Spec.ValidationFrequency.Duration > 0 {
 				every = l.Spec.ValidationFrequency.Duration
 			}
 			if age := time.Since(l.Status.LastValidationTime.Time); age > 3*every+time.Minute {
-				out = append(out, Finding{Severity: runbook.SeverityWarning, Object: obj,
+				out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("BackupStorageLocation", l.Namespace, l.Name),
 					Message: fmt.Sprintf("last validated %s ago although it is validated every %s: is the Velero server running?", age.Round(time.Second), every),
 					Fix:     "kubectl -n " + l.Namespace + " logs deploy/velero"})
 			}
@@ -103,7 +102,7 @@ func checkVelero(ctx context.Context, in *Input) ([]Finding, error) {
 			}
 		case velerov1.BackupPhasePartiallyFailed, velerov1.BackupPhaseFailed, velerov1.BackupPhaseFailedValidation:
 			if age <= vi.MaxAge {
-				out = append(out, Finding{Severity: runbook.SeverityWarning, Object: "Backup " + b.Namespace + "/" + b.Name,
+				out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("Backup", b.Namespace, b.Name),
 					Message: fmt.Sprintf("%s %s ago (%d errors, %d warnings) %s", b.Status.Phase, age.Round(time.Second), b.Status.Errors, b.Status.Warnings, b.Status.FailureReason),
 					Fix:     "velero backup describe " + b.Name + " --details"})
 			}
@@ -118,7 +117,7 @@ func checkVelero(ctx context.Context, in *Input) ([]Finding, error) {
 		out = append(out, Finding{Severity: runbook.SeverityWarning, Object: "namespace " + vc.Namespace, Message: what,
 			Fix: "the runbook's velero-backup step makes one; for the scheduled case, create a Velero Schedule"})
 	case time.Since(newest.Status.CompletionTimestamp.Time) > vi.MaxAge:
-		out = append(out, Finding{Severity: runbook.SeverityWarning, Object: "Backup " + newest.Namespace + "/" + newest.Name,
+		out = append(out, Finding{Severity: runbook.SeverityWarning, ObjectRef: Ref("Backup", newest.Namespace, newest.Name),
 			Message: fmt.Sprintf("the newest Completed backup is %s old (more than %s)", time.Since(newest.Status.CompletionTimestamp.Time).Round(time.Minute), vi.MaxAge),
 			Fix:     "check the Velero Schedules, or back up before the upgrade (velero-backup step)"})
 	}

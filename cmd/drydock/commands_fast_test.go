@@ -120,12 +120,12 @@ func TestCommandFlagsToOptions(t *testing.T) {
 				return NewPlanCommand(f, func(o *PlanOptions) error { *ran = o; return nil })
 			}},
 		{
-			name: "runs", args: []string{"--cluster", "--prune", "--keep-runs", "0", "-o", "yaml", "--state-namespace", "ops"},
+			name: "runs", args: []string{"--from-cluster", "--prune", "--keep-runs", "0", "-o", "yaml", "--state-namespace", "ops"},
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewRunsCommand(f, func(o *RunsOptions) error { *ran = o; return nil })
 			},
 			want: func(t *testing.T, got any) {
-				if o := got.(*RunsOptions); !o.Cluster || !o.Prune || o.KeepRuns != 0 || o.Print.Text() || o.StateNamespace != "ops" {
+				if o := got.(*RunsOptions); !o.FromCluster || !o.Prune || o.KeepRuns != 0 || o.Print.Text() || o.StateNamespace != "ops" {
 					t.Errorf("%+v", o)
 				}
 			},
@@ -213,17 +213,29 @@ func TestCommandFlagsToOptions(t *testing.T) {
 			},
 		},
 		{
-			name: "preflight", args: []string{"--target", "v1.38", "--cluster=false", "--manifests", ".", "--checks", "api-scan", "--fail-on", "warning", "-o", "sarif"},
+			name: "preflight", args: []string{"--target", "v1.38", "--files-only", "--manifests", ".", "--checks", "api-scan", "--fail-on", "warning", "-o", "sarif"},
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewPreflightCommand(f, func(o *PreflightOptions) error { *ran = o; return nil })
 			},
 			want: func(t *testing.T, got any) {
 				o := got.(*PreflightOptions)
-				if o.Target != "v1.38" || o.Cluster || !reflect.DeepEqual(o.Manifests, []string{"."}) || !reflect.DeepEqual(o.Checks, []string{"api-scan"}) || o.FailOn != "warning" || o.Output != "sarif" {
+				if o.Target != "v1.38" || !o.FilesOnly || !reflect.DeepEqual(o.Manifests, []string{"."}) || !reflect.DeepEqual(o.Checks, []string{"api-scan"}) || o.FailOn != "warning" || o.Output != "sarif" {
 					t.Errorf("%+v", o)
 				}
 			},
 		},
+		{name: "preflight old --cluster=false", args: []string{"--cluster=false", "--manifests", "."}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				cmd := NewPreflightCommand(f, func(o *PreflightOptions) error { *ran = o; return nil })
+				f.KubeFlags.AddFlags(cmd.Flags())
+				return cmd
+			}},
+		{name: "runs old --cluster=true", args: []string{"--cluster=true"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				cmd := NewRunsCommand(f, func(o *RunsOptions) error { *ran = o; return nil })
+				f.KubeFlags.AddFlags(cmd.Flags())
+				return cmd
+			}},
 		{name: "preflight unknown check", args: []string{"--checks", "nope"}, code: exitcode.Usage,
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewPreflightCommand(f, func(o *PreflightOptions) error { *ran = o; return nil })
@@ -258,7 +270,7 @@ func TestNoKubeconfigIsAUsageError(t *testing.T) {
 	for _, args := range [][]string{
 		{"drydock", "drain", "n1", "--state-dir", dir},
 		{"drydock", "uncordon", "n1"},
-		{"drydock", "runs", "--cluster", "--state-dir", dir},
+		{"drydock", "runs", "--from-cluster", "--state-dir", dir},
 		{"drydock", "version"},
 	} {
 		var out, errOut bytes.Buffer

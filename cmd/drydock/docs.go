@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 
+	"github.com/drydock-dev/drydock/preflight"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
 )
@@ -20,7 +21,8 @@ type DocsOptions struct {
 }
 
 // NewDocsCommand returns the hidden `drydock docs DIR` (make docs): the command reference in
-// Markdown, man pages, and the runbook reference generated from the JSON Schema. runF, when not
+// Markdown, man pages, the runbook reference generated from the JSON Schema, and the pre-flight
+// report's JSON Schema. runF, when not
 // nil, replaces Run (tests).
 func NewDocsCommand(f *Factory, root func() *cobra.Command, runF func(*DocsOptions) error) *cobra.Command {
 	o := &DocsOptions{root: root}
@@ -61,5 +63,12 @@ func (o *DocsOptions) Run(context.Context) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(o.Dir, "runbook-reference.md"), []byte(ref), 0o644)
+	if err := os.WriteFile(filepath.Join(o.Dir, "runbook-reference.md"), []byte(ref), 0o644); err != nil {
+		return err
+	}
+	schema, err := preflight.ReportSchema()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(o.Dir, "preflight-report.schema.json"), append(schema, '\n'), 0o644)
 }

@@ -102,7 +102,7 @@ func TestExitCodeTable(t *testing.T) {
 		{"run without a kubeconfig", none, []string{"run", echoRB}, exitcode.Usage, "no kubeconfig"},
 		{"plan without a kubeconfig", none, []string{"plan", echoRB}, exitcode.Usage, "no kubeconfig"},
 		{"uncordon without a kubeconfig", none, []string{"uncordon", "codes-1"}, exitcode.Usage, "no kubeconfig"},
-		{"runs --cluster without a kubeconfig", none, []string{"runs", "--cluster"}, exitcode.Usage, "no kubeconfig"},
+		{"runs --cluster without a kubeconfig", none, []string{"runs", "--from-cluster"}, exitcode.Usage, "no kubeconfig"},
 		{"version without a kubeconfig", none, []string{"version"}, exitcode.Usage, "no kubeconfig"},
 		{"preflight without a kubeconfig", none, []string{"preflight"}, exitcode.Usage, "no kubeconfig"},
 		// 1: the apiserver cannot be reached (reported in seconds: it never answered).
@@ -117,7 +117,7 @@ func TestExitCodeTable(t *testing.T) {
 		{"run, forbidden", nobody, []string{"run", blockedRB}, exitcode.Forbidden, "permission(s) missing, so nothing was changed"},
 		{"plan, forbidden", nobody, []string{"plan", blockedRB}, exitcode.Forbidden, "forbidden"},
 		{"uncordon, forbidden", nobody, []string{"uncordon", "codes-1"}, exitcode.Forbidden, "forbidden"},
-		{"runs --cluster, forbidden", nobody, []string{"runs", "--cluster"}, exitcode.Forbidden, "forbidden"},
+		{"runs --cluster, forbidden", nobody, []string{"runs", "--from-cluster"}, exitcode.Forbidden, "forbidden"},
 		{"preflight, forbidden", nobody, []string{"preflight", "--fail-on", "never"}, exitcode.Forbidden, "could not be examined"},
 		// 3: blocked before anything moved.
 		{"drain, blocked", good, []string{"drain", "codes-1"}, exitcode.Blocked, "minAvailable: 100%"},

@@ -100,6 +100,18 @@ func hasKubeconfig(flags *genericclioptions.ConfigFlags, getenv func(string) str
 	return err != nil || len(raw.Contexts) > 0 // a broken kubeconfig is reported when it is loaded
 }
 
+// oldClusterFlag refuses --cluster=true|false, drydock's boolean before it gave --cluster back its
+// kubectl meaning (the kubeconfig cluster to use), pointing at the flag that does it now.
+func (f *Factory) oldClusterFlag(command, instead string) error {
+	if f.KubeFlags == nil || f.KubeFlags.ClusterName == nil {
+		return nil
+	}
+	if v := *f.KubeFlags.ClusterName; v == "true" || v == "false" {
+		return exitcode.UsageError(fmt.Errorf("%s: --cluster=%s: --cluster has kubectl's meaning (the kubeconfig cluster to use); %s", command, v, instead))
+	}
+	return nil
+}
+
 // Prompter asks the person at the terminal, when there is one.
 type Prompter interface {
 	// Interactive: stdin and stderr are terminals, so a person can answer.

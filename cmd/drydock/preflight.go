@@ -22,7 +22,7 @@ type PreflightOptions struct {
 	Target    string
 	Manifests []string
 	Helm      bool
-	Cluster   bool
+	FilesOnly bool
 	Output    string
 	FailOn    string
 	Checks    []string
@@ -50,14 +50,14 @@ func NewPreflightCommand(f *Factory, runF func(*PreflightOptions) error) *cobra.
                 without endpoints
   access-check  the permissions these checks need (SelfSubjectAccessReview)
 
-Nothing is written to the cluster. Without a kubeconfig (or with --cluster=false) only the files
+Nothing is written to the cluster. Without a kubeconfig (or with --files-only) only the files
 given with --manifests are scanned, which suits CI on pull requests. The target defaults to the
 cluster's next minor release.
 
 Exit status: 0 clean, 3 when a finding reaches --fail-on, 1 on a runtime error, 2 on bad usage.`,
 		Example: `  drydock preflight                                   # the cluster, for its next minor
   drydock preflight --target v1.38 -o junit > preflight.xml
-  drydock preflight --cluster=false --target v1.38 --manifests deploy/ -o sarif > drydock.sarif
+  drydock preflight --files-only --target v1.38 --manifests deploy/ -o sarif > drydock.sarif
   drydock preflight --checks pdb-check,health-check --fail-on warning`,
 		Args: cobra.NoArgs,
 		RunE: runE(f, o, runF),
@@ -66,7 +66,7 @@ Exit status: 0 clean, 3 when a finding reaches --fail-on, 1 on a runtime error, 
 	fl.StringVar(&o.Target, "target", "", "the Kubernetes release to check for (default: the cluster's next minor)")
 	fl.StringSliceVar(&o.Manifests, "manifests", nil, "manifest files or directories to scan (recursively; YAML, JSON, kind: List)")
 	fl.BoolVar(&o.Helm, "helm", true, "scan the Helm v3 releases stored in the cluster")
-	fl.BoolVar(&o.Cluster, "cluster", true, "look at the cluster; --cluster=false scans only --manifests")
+	fl.BoolVar(&o.FilesOnly, "files-only", false, "scan only the --manifests files; never contact a cluster (CI on pull requests)")
 	fl.StringVarP(&o.Output, "output", "o", "table", "output format: "+strings.Join(preflight.Formats, "|"))
 	fl.StringVar(&o.FailOn, "fail-on", string(preflight.FailOnRemoved), "exit 3 when a finding reaches this level: "+strings.Join(preflight.FailOnValues, "|")+
 		" (removed: errors such as removed APIs and budgets that block every drain; deprecated: and deprecated APIs; warning: and every warning)")
@@ -76,6 +76,9 @@ Exit status: 0 clean, 3 when a finding reaches --fail-on, 1 on a runtime error, 
 
 // Validate checks the flags; it has no side effects.
 func (o *PreflightOptions) Validate() error {
+	if err := o.f.oldClusterFlag("preflight", "--files-only scans only the --manifests files"); err != nil {
+		return err
+	}
 	if !slices.Contains(preflight.Formats, o.Output) {
 		return exitcode.UsageError(fmt.Errorf("preflight: unknown output format %q: use one of %s", o.Output, strings.Join(preflight.Formats, ", ")))
 	}
@@ -97,8 +100,8 @@ func (o *PreflightOptions) Validate() error {
 			return exitcode.UsageError(fmt.Errorf("preflight: --manifests %s: %w", m, errors.Unwrap(err)))
 		}
 	}
-	if !o.Cluster && len(o.Manifests) == 0 {
-		return exitcode.UsageError(errors.New("preflight: --cluster=false leaves nothing to check: give --manifests"))
+	if o.FilesOnly && len(o.Manifests) == 0 {
+		return exitcode.UsageError(errors.New("preflight: --files-only leaves nothing to check: give --manifests"))
 	}
 	return nil
 }
@@ -112,7 +115,7 @@ func (o *PreflightOptions) Complete(f *Factory, _ *cobra.Command, _ []string) er
 // clusterConfig loads the kubeconfig; nil without one when --manifests gives files to scan (CI on
 // pull requests has no cluster, and then the files are what there is to scan).
 func (o *PreflightOptions) clusterConfig() (*rest.Config, error) {
-	if !o.Cluster {
+	if o.FilesOnly {
 		return nil, nil
 	}
 	if !o.f.HasKubeconfig() {
@@ -124,7 +127,7 @@ func (o *PreflightOptions) clusterConfig() (*rest.Config, error) {
 	}
 	cfg, err := o.f.RESTConfig()
 	if err != nil {
-		return nil, fmt.Errorf("preflight: %w (or --cluster=false with --manifests to scan files only)", err)
+		return nil, fmt.Errorf("preflight: %w (or --files-only with --manifests to scan files only)", err)
 	}
 	return cfg, nil
 }

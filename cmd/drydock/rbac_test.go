@@ -194,7 +194,7 @@ func TestDrainAsUserWithExactlyTheDeclaredRules(t *testing.T) {
 	if n, _ := cluster.Client.CoreV1().Nodes().Get(ctx, "rbac-1", metav1.GetOptions{}); n.Spec.Unschedulable {
 		t.Fatal("rollback as the user did not uncordon the node")
 	}
-	if out, code := p.run("runs", "--cluster", "--as", user); code != 0 || !strings.Contains(out, id) {
+	if out, code := p.run("runs", "--from-cluster", "--as", user); code != 0 || !strings.Contains(out, id) {
 		t.Fatalf("runs --cluster as the user: exit %d\n%s", code, out)
 	}
 	rbFile := writeRunbook(t, "rbac", "    - {name: look, type: pause, with: {message: look first}}\n    - {name: drain, type: drain, with: {nodes: [rbac-1]}}\n")

@@ -16,8 +16,8 @@ import (
 type RunsOptions struct {
 	Print *ObjectPrintFlags
 	StateFlags
-	// Cluster adds the runs mirrored in the cluster.
-	Cluster bool
+	// FromCluster adds the runs mirrored in the cluster.
+	FromCluster bool
 	// Prune deletes the journal ConfigMaps of finished runs but the newest KeepRuns.
 	Prune    bool
 	KeepRuns int
@@ -30,16 +30,16 @@ func NewRunsCommand(f *Factory, runF func(*RunsOptions) error) *cobra.Command {
 	o := &RunsOptions{Print: newObjectPrintFlags()}
 	cmd := &cobra.Command{
 		Use:   "runs",
-		Short: "List runs and their status (this machine's; --cluster adds those mirrored in the cluster)",
+		Short: "List runs and their status (this machine's; --from-cluster adds those mirrored in the cluster)",
 		Example: `  drydock runs
-  drydock runs --cluster -o json
+  drydock runs --from-cluster -o json
   drydock runs -o jsonpath='{.items[?(@.status=="paused")].id}'
   drydock runs --prune --keep-runs 5     # delete the cluster copies of finished runs but the newest 5`,
 		Args: cobra.NoArgs,
 		RunE: runE(f, o, runF),
 	}
 	o.Print.AddFlags(cmd)
-	cmd.Flags().BoolVar(&o.Cluster, "cluster", false, "also list the runs mirrored in the cluster")
+	cmd.Flags().BoolVar(&o.FromCluster, "from-cluster", false, "also list the runs mirrored in the cluster (their journal ConfigMaps)")
 	cmd.Flags().BoolVar(&o.Prune, "prune", false, "delete the journal ConfigMaps of finished runs (succeeded, rolled back) but the newest --keep-runs")
 	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "with --prune: how many finished runs keep their ConfigMap")
 	o.StateFlags.AddFlags(cmd)
@@ -54,6 +54,9 @@ func (o *RunsOptions) Complete(f *Factory, _ *cobra.Command, _ []string) error {
 
 // Validate checks the flags; no side effects.
 func (o *RunsOptions) Validate() error {
+	if err := o.f.oldClusterFlag("runs", "--from-cluster lists the runs mirrored in the cluster"); err != nil {
+		return err
+	}
 	if err := o.Print.Validate(); err != nil {
 		return fmt.Errorf("runs: %w", err)
 	}
@@ -67,7 +70,7 @@ func (o *RunsOptions) Validate() error {
 func (o *RunsOptions) Run(ctx context.Context) error {
 	out := o.f.out()
 	var mirror *runbook.ConfigMapMirror
-	if o.Cluster || o.Prune {
+	if o.FromCluster || o.Prune {
 		client, err := o.f.KubeClient()
 		if err != nil {
 			return err
