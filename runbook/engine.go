@@ -259,6 +259,9 @@ func (s *session) finish(ctx, runCtx context.Context, err error) error {
 		msg = fmt.Sprintf("paused %s step %q: `drydock resume %s` continues (add --yes to answer the pause point)", st.Pause.When, st.Pause.Step, st.ID)
 	case errors.Is(err, ErrRolledBack):
 		status, msg = RunRolledBack, "the completed steps were undone"
+		if kept := s.kept(); kept != "" {
+			status, msg = RunPartlyRolledBack, "undone, except what cannot be: "+kept
+		}
 	case errors.Is(err, errRollbackFailed):
 		status, msg = RunRollbackFailed, fmt.Sprintf("%v: fix the cause, then `drydock rollback %s` continues the rollback", err, st.ID)
 	case runCtx.Err() != nil:
@@ -577,7 +580,7 @@ func (s *session) rollback(ctx context.Context, from int) error {
 			if err := s.update(ctx, func(*RunState) { st.Status, st.Checkpoints = StatusRolledBack, nil }); err != nil {
 				return err
 			}
-			s.emit(&RollbackFinished{Meta: meta, Nothing: true})
+			s.emit(&RollbackFinished{Meta: meta, Nothing: true, Kept: slices.Clone(st.Kept)})
 			continue
 		}
 		if err != nil {
@@ -590,9 +593,29 @@ func (s *session) rollback(ctx context.Context, from int) error {
 		}); err != nil {
 			return err
 		}
-		s.emit(&RollbackFinished{Meta: meta})
+		s.emit(&RollbackFinished{Meta: meta, Kept: slices.Clone(st.Kept)})
 	}
 	return nil
+}
+
+// kept is what the rollback could not undo, in step order, grouped by reason: "node/a, node/b:
+// left at v1.37.1: the upgrade action has no rollback command; ...".
+func (s *session) kept() string {
+	var reasons []string
+	objects := map[string][]string{}
+	for _, st := range s.journal.State().Steps {
+		for _, k := range st.Kept {
+			if objects[k.Reason] == nil {
+				reasons = append(reasons, k.Reason)
+			}
+			objects[k.Reason] = append(objects[k.Reason], k.Object)
+		}
+	}
+	var parts []string
+	for _, r := range reasons {
+		parts = append(parts, strings.Join(objects[r], ", ")+": "+r)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Plan describes what each step of rb would do, without changing anything.

@@ -29,6 +29,7 @@ type scripted struct {
 	run       func(ctx context.Context, env *Env) error
 	runs      *atomic.Int32
 	rollbacks *[]string
+	keep      string // Rollback of "first" keeps node/n1 for this reason
 }
 
 func (s *scripted) Run(ctx context.Context, env *Env) error {
@@ -42,8 +43,11 @@ func (s *scripted) Run(ctx context.Context, env *Env) error {
 	return nil
 }
 
-func (s *scripted) Rollback(_ context.Context, env *Env) error {
+func (s *scripted) Rollback(ctx context.Context, env *Env) error {
 	*s.rollbacks = append(*s.rollbacks, env.Spec.Name)
+	if env.Spec.Name == "first" && s.keep != "" {
+		return env.Keep(ctx, Kept{Object: "node/n1", Reason: s.keep})
+	}
 	return nil
 }
 
@@ -53,7 +57,8 @@ type pathCase struct {
 	timeout   string
 	second    func(ctx context.Context, env *Env) error // the second step's Run
 	react     func(c *fake.Clientset)
-	cancel    bool // cancel the run's context once the second step runs
+	cancel    bool   // cancel the run's context once the second step runs
+	keep      string // the first step's rollback cannot undo node/n1, for this reason
 	check     func(t *testing.T, st *RunState, err error, runs int32, rollbacks []string, c *fake.Clientset, rec []Event)
 }
 
@@ -75,6 +80,22 @@ func TestEngineErrorPaths(t *testing.T) {
 			check: func(t *testing.T, st *RunState, err error, runs int32, rollbacks []string, _ *fake.Clientset, _ []Event) {
 				if !errors.Is(err, ErrRolledBack) || st.Status != RunRolledBack || strings.Join(rollbacks, ",") != "second,first" {
 					t.Errorf("err %v, status %s, rollbacks %v", err, st.Status, rollbacks)
+				}
+			},
+		},
+		{
+			name: "a rollback that cannot undo everything says so", onFailure: "rollback", keep: "left at v1.37.2: the upgrade action has no rollback command",
+			second: func(context.Context, *Env) error { return boom },
+			check: func(t *testing.T, st *RunState, err error, _ int32, _ []string, _ *fake.Clientset, events []Event) {
+				var fin *RunFinished
+				for _, ev := range events {
+					if f, ok := ev.(*RunFinished); ok {
+						fin = f
+					}
+				}
+				if !errors.Is(err, ErrRolledBack) || st.Status != RunPartlyRolledBack || fin == nil ||
+					!strings.Contains(fin.Message, "node/n1: left at v1.37.2: the upgrade action has no rollback command") {
+					t.Errorf("err %v, status %s, finished %+v", err, st.Status, fin)
 				}
 			},
 		},
@@ -166,7 +187,7 @@ func TestEngineErrorPaths(t *testing.T) {
 			}
 			reg := Registry{
 				{Name: "first", Phase: PhaseAny, New: func() Step {
-					return &scripted{fakeSettings: fakeSettings{kind: "first"}, runs: &runs, rollbacks: &rollbacks}
+					return &scripted{fakeSettings: fakeSettings{kind: "first"}, runs: &runs, rollbacks: &rollbacks, keep: tc.keep}
 				}},
 				{Name: "second", Phase: PhaseAny, New: func() Step {
 					return &scripted{fakeSettings: fakeSettings{kind: "second"}, runs: &runs, rollbacks: &rollbacks, run: second}

@@ -174,6 +174,18 @@ func (e *Env) Unmark(ctx context.Context, item string) error {
 	})
 }
 
+// Keep records, while the step is rolled back, something it cannot undo and why; the run then
+// ends partly rolled back and says what is left. Recording the same thing twice (a rollback run
+// again after a crash) keeps one.
+func (e *Env) Keep(ctx context.Context, k Kept) error {
+	return e.journal.Update(ctx, func(*RunState) {
+		st := e.state()
+		if !slices.Contains(st.Kept, k) {
+			st.Kept = append(st.Kept, k)
+		}
+	})
+}
+
 // SetRollbackPoint records something a person can roll back to from here (e.g. a Velero backup).
 func (e *Env) SetRollbackPoint(ctx context.Context, p RollbackPoint) error {
 	if err := e.journal.Update(ctx, func(*RunState) { e.state().RollbackPoint = &p }); err != nil {

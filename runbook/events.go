@@ -117,6 +117,8 @@ type RollbackFinished struct {
 	Meta
 	Error   string `json:"error,omitempty"`
 	Nothing bool   `json:"nothingToUndo,omitempty"`
+	// Kept is what the step could not undo, and why.
+	Kept []Kept `json:"kept,omitempty"`
 }
 
 // LogLine: a line of output, e.g. from an exec step's command.

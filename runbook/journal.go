@@ -36,6 +36,10 @@ const (
 	RunFailed         RunStatus = "failed"      // a step failed; resume retries it, rollback undoes
 	RunSucceeded      RunStatus = "succeeded"
 	RunRolledBack     RunStatus = "rolled-back"
+	// RunPartlyRolledBack: the rollback ended, but some of what the run did could not be undone
+	// (the steps' Kept say what and why: a node left at the new version by an action without a
+	// rollback command).
+	RunPartlyRolledBack RunStatus = "partly-rolled-back"
 	RunRollbackFailed RunStatus = "rollback-failed" // undoing a step failed; rollback again continues
 )
 
@@ -83,8 +87,16 @@ type StepState struct {
 	Checkpoints    []string   `json:"checkpoints,omitempty"` // items done, for idempotent re-entry
 	// RollbackPoint is something a person can roll back to from this step, e.g. a Velero backup.
 	RollbackPoint *RollbackPoint `json:"rollbackPoint,omitempty"`
+	// Kept is what rolling this step back could not undo, and why.
+	Kept []Kept `json:"kept,omitempty"`
 	// Data is what a step keeps across attempts, by key (e.g. the health baseline it took first).
 	Data map[string]json.RawMessage `json:"data,omitempty"`
+}
+
+// Kept is something a rollback could not undo.
+type Kept struct {
+	Object string `json:"object"` // node/general-1, ...
+	Reason string `json:"reason"` // left at v1.37.1: the upgrade action has no rollback command
 }
 
 // RollbackPoint is something a person can restore the cluster to, made by a step.
@@ -639,7 +651,7 @@ func (m *ConfigMapMirror) Prune(ctx context.Context, keep int) ([]string, error)
 	var errs []error
 	finished := 0
 	for _, r := range runs {
-		if r.Status != RunSucceeded && r.Status != RunRolledBack {
+		if r.Status != RunSucceeded && r.Status != RunRolledBack && r.Status != RunPartlyRolledBack {
 			continue
 		}
 		finished++

@@ -201,6 +201,12 @@ func Format(e runbook.Event) string {
 		switch {
 		case e.Error != "":
 			return step + "ROLLBACK FAILED: " + e.Error
+		case len(e.Kept) > 0:
+			var kept []string
+			for _, k := range e.Kept {
+				kept = append(kept, k.Object+": "+k.Reason)
+			}
+			return step + "rolled back, except what cannot be undone: " + strings.Join(kept, "; ")
 		case e.Nothing:
 			return step + "nothing to undo"
 		}

@@ -309,6 +309,9 @@ func (m *Model) Apply(ev runbook.Event) {
 			level = "error"
 		} else {
 			s.Status = RolledBack
+			if len(e.Kept) > 0 {
+				level = "warning" // what could not be undone is news, not routine
+			}
 		}
 	case *runbook.RollbackPointSet:
 		p := e.Point

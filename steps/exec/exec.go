@@ -208,8 +208,23 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 // Rollback runs the rollback command for every target the step ran on, newest first.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	changes := env.Changes()
-	if len(s.Undo) == 0 || len(changes) == 0 {
+	if len(changes) == 0 {
 		return runbook.ErrNothingToUndo
+	}
+	if len(s.Undo) == 0 {
+		// The command ran and changed what it changed; without a rollback command that stays.
+		for _, c := range changes {
+			if c.Kind == "exec" {
+				obj := c.Object
+				if obj == "once" {
+					obj = "step " + env.Spec.Name
+				}
+				if err := env.Keep(ctx, runbook.Kept{Object: obj, Reason: shellQuote(s.Command) + " ran and the step has no rollback command: its effect stays"}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	var nodes map[string]*corev1.Node
 	if s.Nodes != nil {

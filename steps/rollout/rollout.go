@@ -260,7 +260,14 @@ func Undo(ctx context.Context, env *runbook.Env, action Action) error {
 		node := strings.TrimPrefix(c.Object, "node/")
 		switch c.Kind {
 		case "upgrade":
-			if len(action.Rollback) == 0 || env.Done("undone/"+node) {
+			if env.Done("undone/" + node) {
+				continue
+			}
+			if len(action.Rollback) == 0 {
+				// Said, not passed over: the node stays upgraded, and the run ends partly rolled back.
+				if err := env.Keep(ctx, runbook.Kept{Object: "node/" + node, Reason: "left at " + env.Target + ": the upgrade action has no rollback command"}); err != nil {
+					return err
+				}
 				continue
 			}
 			n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
