@@ -30,17 +30,17 @@ import (
 type RunStatus string
 
 const (
-	RunRunning        RunStatus = "running"
-	RunPaused         RunStatus = "paused"      // stopped at a pause point; resume continues
-	RunInterrupted    RunStatus = "interrupted" // Ctrl-C / SIGTERM / lost lock; resume re-enters the step
-	RunFailed         RunStatus = "failed"      // a step failed; resume retries it, rollback undoes
-	RunSucceeded      RunStatus = "succeeded"
-	RunRolledBack     RunStatus = "rolled-back"
+	RunRunning     RunStatus = "running"
+	RunPaused      RunStatus = "paused"      // stopped at a pause point; resume continues
+	RunInterrupted RunStatus = "interrupted" // Ctrl-C / SIGTERM / lost lock; resume re-enters the step
+	RunFailed      RunStatus = "failed"      // a step failed; resume retries it, rollback undoes
+	RunSucceeded   RunStatus = "succeeded"
+	RunRolledBack  RunStatus = "rolled-back"
 	// RunPartlyRolledBack: the rollback ended, but some of what the run did could not be undone
 	// (the steps' Kept say what and why: a node left at the new version by an action without a
 	// rollback command).
 	RunPartlyRolledBack RunStatus = "partly-rolled-back"
-	RunRollbackFailed RunStatus = "rollback-failed" // undoing a step failed; rollback again continues
+	RunRollbackFailed   RunStatus = "rollback-failed" // undoing a step failed; rollback again continues
 )
 
 // Resumable says whether `drydock resume` can continue a run in this status.
