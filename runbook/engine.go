@@ -37,6 +37,8 @@ type Engine struct {
 	KeepRuns int
 	// Cluster and Context describe the target for the journal (the API server URL, kubeconfig context).
 	Cluster, Context string
+	// Kind is what starts the run, kept in its journal: "run" (default) or "drain".
+	Kind string
 
 	pauseNext atomic.Bool
 }
@@ -53,6 +55,7 @@ func (e *Engine) Start(ctx context.Context, rb *Runbook) (*RunState, error) {
 	now := time.Now().UTC()
 	st := &RunState{
 		ID:          NewRunID(now),
+		Kind:        e.Kind,
 		Runbook:     rb.Metadata.Name,
 		Target:      rb.Spec.TargetVersion,
 		Cluster:     e.Cluster,

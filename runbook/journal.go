@@ -153,7 +153,10 @@ type PausePoint struct {
 
 // RunState is the journal of one run: enough to show it, resume it on another machine, or roll it back.
 type RunState struct {
-	ID            string      `json:"id"`
+	ID string `json:"id"`
+	// Kind is what started the run: "run" (a runbook) or "drain" (drydock drain); "" in journals
+	// written before it was kept means "run".
+	Kind          string      `json:"kind,omitempty"`
 	Runbook       string      `json:"runbook"`
 	RunbookPath   string      `json:"runbookPath"`
 	RunbookText   string      `json:"runbookText"` // the runbook as it was when the run started
@@ -170,6 +173,22 @@ type RunState struct {
 	Operator      string      `json:"operator"` // user@host
 	Steps         []StepState `json:"steps"`
 	RollbackSteps []string    `json:"rollbackSteps,omitempty"` // the steps a rollback in progress will undo
+}
+
+// KindOf is the run's kind, "run" when the journal does not say.
+func (r *RunState) KindOf() string {
+	if r.Kind == "" {
+		return "run"
+	}
+	return r.Kind
+}
+
+// Duration is how long the run has taken so far: from its start to its last journal write.
+func (r *RunState) Duration() time.Duration {
+	if r.Updated.Before(r.Created) {
+		return 0
+	}
+	return r.Updated.Sub(r.Created)
 }
 
 // Step returns the state of the named step.

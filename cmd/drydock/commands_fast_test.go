@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -302,5 +306,79 @@ func TestLinePromptAsksAgainBeforeDestructiveAnswers(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%q: %v (%v), want %v\n%s", tc.input, got, err, tc.want, errOut.String())
 		}
+	}
+}
+
+// writeJournal puts a run's journal where drydock keeps it (no cluster needed to read it back).
+func writeJournal(t *testing.T, stateDir string, st *runbook.RunState) {
+	t.Helper()
+	dir := filepath.Join(stateDir, "runs", st.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(st)
+	if err := os.WriteFile(filepath.Join(dir, "journal.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunsAndStatusFromJournals: `drydock runs` shows kind, cluster, status, start and duration and
+// filters by status and kind; `drydock status` summarises one run with what to do next. Both read
+// the local journals only: no kubeconfig is needed.
+func TestRunsAndStatusFromJournals(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	started, finished := t0.Add(time.Minute), t0.Add(3*time.Minute)
+	writeJournal(t, state, &runbook.RunState{ID: "20261201-0300-aaaa", Kind: "drain", Runbook: "drain", Context: "prod", Status: runbook.RunSucceeded,
+		Created: t0, Updated: t0.Add(90 * time.Second), Operator: "ann@h", Steps: []runbook.StepState{{Name: "drain", Kind: "drain", Status: runbook.StatusDone}}})
+	writeJournal(t, state, &runbook.RunState{ID: "20261201-0400-bbbb", Runbook: "upgrade", Cluster: "https://10.0.0.1:6443", Status: runbook.RunPaused,
+		Pause: &runbook.PausePoint{Step: "canary", When: "after"}, Created: t0.Add(time.Hour), Updated: t0.Add(time.Hour + 5*time.Minute), Operator: "bob@h",
+		Steps: []runbook.StepState{
+			{Name: "backup", Kind: "velero-backup", Status: runbook.StatusDone, Started: &started, Finished: &finished,
+				RollbackPoint: &runbook.RollbackPoint{Kind: runbook.RollbackPointVeleroBackup, Namespace: "velero", Name: "b1"}},
+			{Name: "canary", Kind: "canary", Status: runbook.StatusDone, Attempts: 2},
+			{Name: "fleet", Kind: "nodegroups", Status: runbook.StatusPending},
+		}})
+	do := func(args ...string) (string, exitcode.Code) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"drydock"}, append(args, "--state-dir", state)...),
+			genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+		return out.String() + errOut.String(), code
+	}
+	out, code := do("runs")
+	if code != 0 || !strings.Contains(out, "KIND") || !regexp.MustCompile(`20261201-0300-aaaa\s+drain\s+drain\s+prod\s+succeeded`).MatchString(out) ||
+		!regexp.MustCompile(`20261201-0400-bbbb\s+run\s+upgrade\s+https://10.0.0.1:6443\s+paused\s+canary \(paused after\)`).MatchString(out) || !strings.Contains(out, "1m30s") {
+		t.Errorf("runs: exit %d\n%s", code, out)
+	}
+	out, _ = do("runs", "--status", "paused,failed")
+	if strings.Contains(out, "aaaa") || !strings.Contains(out, "bbbb") {
+		t.Errorf("runs --status paused,failed:\n%s", out)
+	}
+	out, _ = do("runs", "--kind", "drain", "-o", "jsonpath={.items[*].id}")
+	if strings.TrimSpace(out) != "20261201-0300-aaaa" {
+		t.Errorf("runs --kind drain -o jsonpath: %q", out)
+	}
+	if _, code := do("runs", "--status", "bogus"); code != exitcode.Usage {
+		t.Errorf("runs --status bogus: exit %d", code)
+	}
+	out, code = do("status", "20261201-0400-bbbb")
+	for _, want := range []string{"Run:", "20261201-0400-bbbb (run of \"upgrade\", target", "Status:", "paused", "backup", "2m0s", "rollback point: velero-backup velero/b1",
+		"canary", "2 attempts; paused after", "fleet", "drydock resume 20261201-0400-bbbb"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("status: exit %d, no %q in\n%s", code, want, out)
+			break
+		}
+	}
+	out, code = do("status")
+	if code != 0 || !strings.Contains(out, "20261201-0400-bbbb") {
+		t.Errorf("status (the newest): exit %d\n%s", code, out)
+	}
+	out, code = do("status", "20261201-0300-aaaa", "-o", "yaml")
+	if code != 0 || !strings.Contains(out, "kind: Run\n") || !strings.Contains(out, "kind: drain") {
+		t.Errorf("status -o yaml: exit %d\n%s", code, out)
+	}
+	if _, code := do("status", "20200101-0000-none"); code != exitcode.Usage {
+		t.Errorf("status of an unknown run: exit %d", code)
 	}
 }

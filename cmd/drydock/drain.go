@@ -116,6 +116,7 @@ func (o *DrainOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.engine.Kind = "drain"
 	var st *runbook.RunState
 	return r.execute(ctx, "drain", func(ctx context.Context) error {
 		st, err = r.engine.Start(ctx, rb)

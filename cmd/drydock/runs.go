@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +23,9 @@ type RunsOptions struct {
 	// Prune deletes the journal ConfigMaps of finished runs but the newest KeepRuns.
 	Prune    bool
 	KeepRuns int
+	// Status and Kind keep only the runs in one of these statuses, of one of these kinds.
+	Status []string
+	Kind   []string
 
 	f *Factory
 }
@@ -33,6 +38,8 @@ func NewRunsCommand(f *Factory, runF func(*RunsOptions) error) *cobra.Command {
 		Short: "List runs and their status (this machine's; --from-cluster adds those mirrored in the cluster)",
 		Example: `  drydock runs
   drydock runs --from-cluster -o json
+  drydock runs --status paused,failed,interrupted      # what is waiting for a person
+  drydock runs --kind drain
   drydock runs -o jsonpath='{.items[?(@.status=="paused")].id}'
   drydock runs --prune --keep-runs 5     # delete the cluster copies of finished runs but the newest 5`,
 		Args: cobra.NoArgs,
@@ -42,6 +49,8 @@ func NewRunsCommand(f *Factory, runF func(*RunsOptions) error) *cobra.Command {
 	cmd.Flags().BoolVar(&o.FromCluster, "from-cluster", false, "also list the runs mirrored in the cluster (their journal ConfigMaps)")
 	cmd.Flags().BoolVar(&o.Prune, "prune", false, "delete the journal ConfigMaps of finished runs (succeeded, rolled back) but the newest --keep-runs")
 	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "with --prune: how many finished runs keep their ConfigMap")
+	cmd.Flags().StringSliceVar(&o.Status, "status", nil, "only runs in these statuses: "+strings.Join(runStatuses, ","))
+	cmd.Flags().StringSliceVar(&o.Kind, "kind", nil, "only runs of these kinds: run (a runbook), drain (drydock drain)")
 	o.StateFlags.AddFlags(cmd)
 	return cmd
 }
@@ -63,7 +72,29 @@ func (o *RunsOptions) Validate() error {
 	if o.KeepRuns < 0 {
 		return exitcode.UsageError(fmt.Errorf("runs: --keep-runs must be 0 or more"))
 	}
+	for _, s := range o.Status {
+		if !slices.Contains(runStatuses, s) {
+			return exitcode.UsageError(fmt.Errorf("runs: --status %q: use one of %s", s, strings.Join(runStatuses, ", ")))
+		}
+	}
+	for _, k := range o.Kind {
+		if k != "run" && k != "drain" {
+			return exitcode.UsageError(fmt.Errorf("runs: --kind %q: use run or drain", k))
+		}
+	}
 	return nil
+}
+
+// runStatuses are the statuses a run can have, for --status.
+var runStatuses = []string{
+	string(runbook.RunRunning), string(runbook.RunPaused), string(runbook.RunInterrupted), string(runbook.RunFailed),
+	string(runbook.RunSucceeded), string(runbook.RunRolledBack), string(runbook.RunPartlyRolledBack), string(runbook.RunRollbackFailed),
+}
+
+// keep says whether a run passes the --status and --kind filters.
+func (o *RunsOptions) keep(r *runbook.RunState) bool {
+	return (len(o.Status) == 0 || slices.Contains(o.Status, string(r.Status))) &&
+		(len(o.Kind) == 0 || slices.Contains(o.Kind, r.KindOf()))
 }
 
 // Run lists the runs, or prunes the cluster copies.
@@ -107,14 +138,18 @@ func (o *RunsOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if !o.Print.Text() {
-		if runs == nil {
-			runs = []*runbook.RunState{}
+	kept := []*runbook.RunState{}
+	for _, r := range runs {
+		if o.keep(r) {
+			kept = append(kept, r)
 		}
+	}
+	runs = kept
+	if !o.Print.Text() {
 		return o.Print.Print(&RunList{TypeMeta: typeMeta(KindRunList), Items: runs}, out)
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RUN\tRUNBOOK\tSTATUS\tAT STEP\tUPDATED\tOPERATOR")
+	fmt.Fprintln(w, "RUN\tKIND\tRUNBOOK\tCLUSTER\tSTATUS\tAT STEP\tSTARTED\tDURATION\tOPERATOR")
 	for _, r := range runs {
 		at := "-"
 		for _, s := range r.Steps {
@@ -126,7 +161,19 @@ func (o *RunsOptions) Run(ctx context.Context) error {
 		if r.Pause != nil {
 			at = fmt.Sprintf("%s (paused %s)", r.Pause.Step, r.Pause.When)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Runbook, r.Status, at, r.Updated.Local().Format(time.DateTime), r.Operator)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.KindOf(), r.Runbook, clusterOf(r), r.Status, at,
+			r.Created.Local().Format(time.DateTime), r.Duration().Round(time.Second), r.Operator)
 	}
 	return w.Flush()
+}
+
+// clusterOf is the kubeconfig context a run was started with, else its API server.
+func clusterOf(r *runbook.RunState) string {
+	switch {
+	case r.Context != "":
+		return r.Context
+	case r.Cluster != "":
+		return r.Cluster
+	}
+	return "-"
 }
