@@ -107,6 +107,8 @@ type session struct {
 	journal *Journal
 	lock    *Lock
 	watches *Watches
+	sum     *summarizer
+	log     *eventLog
 }
 
 func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), error) {
@@ -135,10 +137,15 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 	}
 	s.journal = j
 	j.AfterWrite = e.AfterJournalWrite
+	s.sum = newSummarizer(time.Now())
+	if s.log, err = openEventLog(e.StateDir, st.ID); err != nil {
+		s.emit(&LogLine{Meta: Meta{RunID: st.ID}, Stream: "warning", Line: err.Error()})
+	}
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		s.watches.Shutdown()
+		defer s.log.close()
 		// The cluster copy first (while the lock is held), then old runs' copies, then the lock.
 		s.journal.Close(rctx)
 		if mirror != nil && e.KeepRuns >= 0 {
@@ -177,6 +184,10 @@ func (s *session) emit(ev Event) {
 	if m.RunID == "" {
 		m.RunID = s.journal.State().ID
 	}
+	if s.sum != nil {
+		s.sum.see(ev)
+	}
+	s.log.write(ev)
 	if s.e.Sink != nil {
 		s.e.Sink.Emit(ev)
 	}
@@ -283,6 +294,7 @@ func (s *session) finish(ctx, runCtx context.Context, err error) error {
 	if uerr := s.update(ctx, func(r *RunState) { r.Status, r.Message = status, msg }); uerr != nil && err == nil {
 		err = uerr
 	}
+	s.emit(s.sum.summary(s.journal.State(), status, time.Now()))
 	s.emit(&RunFinished{Status: status, Message: msg})
 	return err
 }

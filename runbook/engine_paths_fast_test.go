@@ -6,8 +6,11 @@ package runbook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,3 +241,72 @@ func TestEngineErrorPaths(t *testing.T) {
 type sinkFunc func(Event)
 
 func (f sinkFunc) Emit(ev Event) { f(ev) }
+
+// nodeStep reports a node cordoned then upgraded, and a pod moved, as the node steps do.
+type nodeStep struct{ fakeSettings }
+
+func (*nodeStep) Run(_ context.Context, env *Env) error {
+	env.Node("n1", NodeCordoned, "")
+	env.Emit(&PodChanged{Node: "n1", Pod: "a/web-1", State: PodGone, Done: 1, Total: 1})
+	env.NodeInGroup("n1", "general", NodeUpgraded)
+	env.Node("n2", NodeSkipped, "already at v1.37.2")
+	return nil
+}
+
+// TestRunSummaryAndEventLog: a run ends with a run.summary (nodes upgraded per group, skipped,
+// pods moved, what is left) before run.finished, and writes every event to events.jsonl next to
+// its journal.
+func TestRunSummaryAndEventLog(t *testing.T) {
+	t.Parallel()
+	reg := Registry{{Name: "nodes", Phase: PhaseAny, New: func() Step { return &nodeStep{fakeSettings{kind: "nodes"}} }}, fakeKind("fake", PhaseAny)}
+	rb, err := Parse("t.yaml", []byte(header+"  steps:\n    - {name: fleet, type: nodes}\n    - {name: later, type: fake, pause: before}\n"), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset()
+	authorizer(client, "")
+	var (
+		mu     sync.Mutex
+		events []Event
+	)
+	dir := t.TempDir()
+	e := &Engine{Registry: reg, Decider: StopAtPause, Kube: client, StateDir: dir, NoMirror: true,
+		Sink: sinkFunc(func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() })}
+	st, err := e.Start(context.Background(), rb)
+	if !errors.Is(err, ErrPaused) {
+		t.Fatalf("want a pause before step later: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var sum *RunSummary
+	for i, ev := range events {
+		if s, ok := ev.(*RunSummary); ok {
+			sum = s
+			if i+1 >= len(events) || events[i+1].Type() != "run.finished" {
+				t.Error("run.summary must come just before run.finished")
+			}
+		}
+	}
+	if sum == nil || sum.Status != RunPaused || len(sum.Groups) != 1 || sum.Groups[0].Group != "general" || sum.Groups[0].Nodes[0].Node != "n1" ||
+		strings.Join(sum.Skipped, ",") != "n2" || sum.Pods != 1 || len(sum.Left) != 1 || sum.Left[0] != "step later (pending)" {
+		t.Fatalf("summary %+v", sum)
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "runs", st.ID, EventLogName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	var types []string
+	for _, l := range lines {
+		var v struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
+		}
+		types = append(types, v.Type)
+	}
+	if types[0] != "run.started" || types[len(types)-1] != "run.finished" || !slices.Contains(types, "run.summary") || !slices.Contains(types, "node.state") {
+		t.Errorf("event log types %v", types)
+	}
+}

@@ -70,6 +70,41 @@ func Lines(e runbook.Event) []string {
 			out = append(out, "run "+runbook.MetaOf(e).RunID+": plan: "+l.Text)
 		}
 	}
+	if s, ok := e.(*runbook.RunSummary); ok {
+		for _, l := range DescribeSummary(s) {
+			out = append(out, "run "+runbook.MetaOf(e).RunID+": summary: "+l)
+		}
+	}
+	return out
+}
+
+// DescribeSummary renders the end of a run: nodes upgraded per group with how long each took,
+// the nodes skipped, blockers met, the backup, what is left to do.
+func DescribeSummary(s *runbook.RunSummary) []string {
+	var out []string
+	for _, g := range s.Groups {
+		var nodes []string
+		for _, n := range g.Nodes {
+			nodes = append(nodes, fmt.Sprintf("%s %s", n.Node, n.Took))
+		}
+		where := "step " + g.Step
+		if g.Group != "" {
+			where += ", group " + g.Group
+		}
+		out = append(out, fmt.Sprintf("  upgraded (%s): %s", where, strings.Join(nodes, ", ")))
+	}
+	if len(s.Skipped) > 0 {
+		out = append(out, "  already at the target: "+strings.Join(s.Skipped, ", "))
+	}
+	for _, b := range s.Blockers {
+		out = append(out, "  blocker met: "+b)
+	}
+	if s.Backup != "" {
+		out = append(out, "  rollback point: "+s.Backup)
+	}
+	for _, l := range s.Left {
+		out = append(out, "  left to do: "+l)
+	}
 	return out
 }
 
@@ -226,6 +261,12 @@ func Format(e runbook.Event) string {
 			s += fmt.Sprintf("; %d certain blocker(s): nothing will move", certain)
 		}
 		return s
+	case *runbook.RunSummary:
+		nodes := 0
+		for _, g := range e.Groups {
+			nodes += len(g.Nodes)
+		}
+		return fmt.Sprintf("run %s: %s after %s: %d node(s) upgraded, %d skipped, %d pod(s) moved", m.RunID, e.Status, e.Took, nodes, len(e.Skipped), e.Pods)
 	case *runbook.RunFinished:
 		s := fmt.Sprintf("run %s: %s", m.RunID, e.Status)
 		if e.Message != "" {

@@ -30,6 +30,8 @@ func TestJSONEncodesTheEventStructs(t *testing.T) {
 		&runbook.RollbackStarted{Meta: meta},
 		&runbook.RollbackFinished{Meta: meta},
 		&runbook.LogLine{Meta: meta, Stream: "stdout", Line: "<ok> & done"},
+		&runbook.RunPlanned{Meta: meta, Steps: []runbook.NodePlan{{Step: "s", Kind: "drain", Batches: []runbook.NodeBatch{{Nodes: []runbook.PlannedNode{{Node: "n1", Evict: 2}}}}}}},
+		&runbook.RunSummary{Meta: meta, Status: runbook.RunSucceeded, Pods: 2, Groups: []runbook.GroupSummary{{Step: "s", Nodes: []runbook.NodeSummary{{Node: "n1"}}}}},
 		&runbook.RunFinished{Meta: meta, Status: runbook.RunSucceeded},
 	}
 	var buf bytes.Buffer

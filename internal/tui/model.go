@@ -252,6 +252,21 @@ func (m *Model) send(r Request) {
 	}
 }
 
+// bell rings the terminal's bell: a pause point waits, or something failed.
+var bell = tea.Raw("\a")
+
+// needsAPerson: a step failed, or the run ended other than succeeded or paused (the pause point
+// rings by itself).
+func needsAPerson(ev runbook.Event) bool {
+	switch e := ev.(type) {
+	case *runbook.StepFailed:
+		return !e.Interrupted
+	case *runbook.RunFinished:
+		return e.Status != runbook.RunSucceeded && e.Status != runbook.RunPaused && e.Status != runbook.RunInterrupted
+	}
+	return false
+}
+
 // Apply folds one event into the state: the reducer the tests drive.
 func (m *Model) Apply(ev runbook.Event) {
 	text := printer.Format(ev)
@@ -361,6 +376,12 @@ func (m *Model) Apply(ev runbook.Event) {
 		if e.Status != runbook.RunSucceeded {
 			level = "warning"
 		}
+	case *runbook.RunSummary:
+		m.log(runbook.EventTime(ev), "info", text)
+		for _, l := range printer.DescribeSummary(e) {
+			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l))
+		}
+		return
 	case *runbook.RunPlanned:
 		// The plan's lines go to the log (the blockers as errors), after its summary.
 		m.log(runbook.EventTime(ev), "info", text)
@@ -406,6 +427,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.Now.IsZero() || runbook.EventTime(msg.Event).After(m.Now) {
 			m.Now = runbook.EventTime(msg.Event)
 		}
+		if needsAPerson(msg.Event) {
+			return m, bell
+		}
 		return m, nil
 	case PauseMsg:
 		var lines []string
@@ -434,7 +458,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.dialog = &dialog{kind: dialogPause, title: fmt.Sprintf("Pause point %s step %s", msg.Req.When, msg.Req.Step), lines: lines,
 			choices: []string{"Continue", "Roll back", "Stop and resume later"}, reply: msg.Reply, step: msg.Req.Step}
 		m.Selected = m.index(msg.Req.Step)
-		return m, nil
+		return m, bell // a pause point waits for a person: call them
 	case DoneMsg:
 		m.Finished, m.Err = true, msg.Err
 		if m.quitWhenDone {

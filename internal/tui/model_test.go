@@ -294,3 +294,31 @@ func TestPauseAfterStepKeepsItDone(t *testing.T) {
 		t.Errorf("after continue: %s", m.Steps[1].Status)
 	}
 }
+
+// TestBell: the terminal bell rings at a pause point and when something fails, not otherwise.
+func TestBell(t *testing.T) {
+	t.Parallel()
+	rings := func(cmd tea.Cmd) bool {
+		if cmd == nil {
+			return false
+		}
+		raw, ok := cmd().(tea.RawMsg)
+		return ok && raw.Msg == "\a"
+	}
+	m := feed(newModel(make(chan Request, 8)), started()...)
+	for _, tc := range []struct {
+		msg  tea.Msg
+		want bool
+	}{
+		{PauseMsg{Req: runbook.PauseRequest{Step: "canary", When: "after"}, Reply: make(chan runbook.Decision, 1)}, true},
+		{EventMsg{Event: &runbook.StepFailed{Meta: meta("canary", 30), Error: "boom"}}, true},
+		{EventMsg{Event: &runbook.StepFailed{Meta: meta("canary", 30), Error: "ctrl-c", Interrupted: true}}, false},
+		{EventMsg{Event: &runbook.RunFinished{Meta: meta("", 31), Status: runbook.RunFailed}}, true},
+		{EventMsg{Event: &runbook.RunFinished{Meta: meta("", 31), Status: runbook.RunSucceeded}}, false},
+		{EventMsg{Event: &runbook.StepProgress{Meta: meta("canary", 29), Message: "x"}}, false},
+	} {
+		if _, cmd := m.Update(tc.msg); rings(cmd) != tc.want {
+			t.Errorf("%T %+v: bell %v, want %v", tc.msg, tc.msg, !tc.want, tc.want)
+		}
+	}
+}
