@@ -48,8 +48,23 @@ type Spec struct {
 	OnFailure string `json:"onFailure,omitempty" jsonschema:"enum=stop,enum=rollback"`
 	// AllowAnyOrder turns off the order rule: node steps after the pre-flight and backup steps.
 	AllowAnyOrder bool `json:"allowAnyOrder,omitempty"`
+	// Notify lists webhooks told how the run ends: paused, blocked, failed, rolled back, succeeded
+	// (`--notify URL` adds one from the command line). A webhook that fails never fails the run.
+	Notify []NotifySpec `json:"notify,omitempty"`
 	// Steps run in order.
 	Steps []StepSpec `json:"steps" jsonschema:"minItems=1"`
+}
+
+// NotifySpec is one webhook.
+type NotifySpec struct {
+	// URL of the webhook (http or https). Slack's incoming-webhook URLs are credentials: keep the
+	// runbook where secrets may be, or give the URL with --notify.
+	URL string `json:"url" jsonschema:"pattern=^https?://"`
+	// Format of the body: cloudevents (default: a CloudEvents 1.0 JSON event, data holding the
+	// outcome, run, runbook, cluster, status and message) or slack ({"text": "..."}).
+	Format string `json:"format,omitempty" jsonschema:"enum=cloudevents,enum=slack"`
+	// On lists the outcomes to send (default: every one).
+	On []string `json:"on,omitempty" jsonschema:"enum=paused,enum=blocked,enum=failed,enum=rolled-back,enum=succeeded"`
 }
 
 // Defaults for every step.

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
 )
 
 // ResumeOptions are the options of `drydock resume [RUN-ID]`.
@@ -52,6 +53,9 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, runbook.RunStatus.Resumable)
 	if err != nil {
 		return err
+	}
+	if rb, err := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry); err == nil {
+		r.notifyFrom(rb) // the journaled runbook's webhooks (the engine reports a runbook that no longer loads)
 	}
 	return r.execute(ctx, "resume", func(ctx context.Context) error {
 		st, err = r.engine.Resume(ctx, st)

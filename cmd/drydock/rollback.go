@@ -12,6 +12,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/velero"
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
 )
 
 // RollbackOptions are the options of `drydock rollback [RUN-ID]`.
@@ -69,6 +70,9 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, func(s runbook.RunStatus) bool { return s != runbook.RunRolledBack || o.RestoreBackup })
 	if err != nil {
 		return err
+	}
+	if rb, err := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry); err == nil {
+		r.notifyFrom(rb)
 	}
 	point := st.RollbackPoint(runbook.RollbackPointVeleroBackup)
 	if o.RestoreBackup {

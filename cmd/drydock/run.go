@@ -71,6 +71,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	r.engine.Kind = "run"
+	r.notifyFrom(rb)
 	var st *runbook.RunState
 	return r.execute(ctx, "run", func(ctx context.Context) error {
 		st, err = r.engine.Start(ctx, rb)

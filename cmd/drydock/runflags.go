@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/notify"
 	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/tui"
 	"github.com/drydock-dev/drydock/runbook"
@@ -40,6 +41,8 @@ type RunFlags struct {
 	NoTUI        bool
 	LockDuration time.Duration
 	KeepRuns     int
+	// Notify are webhooks (URL, slack=URL, cloudevents=URL) told how the run ends.
+	Notify []string
 	StateFlags
 
 	// outputSet: -o was given, so plain lines were asked for even at a terminal.
@@ -56,6 +59,7 @@ func (r *RunFlags) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&r.LockDuration, "lock-duration", runbook.DefaultLockDuration, "duration of the cluster Lease; renewed every third of it")
 	_ = cmd.Flags().MarkHidden("lock-duration")
 	cmd.Flags().IntVar(&r.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "finished runs whose journal ConfigMap is kept in the cluster; older ones are pruned when a run ends")
+	cmd.Flags().StringArrayVar(&r.Notify, "notify", nil, "tell this webhook how the run ends (paused, blocked, failed, rolled back, succeeded): URL for a CloudEvents JSON body, slack=URL for Slack text; repeatable; a failing webhook never fails the run")
 	r.StateFlags.AddFlags(cmd)
 }
 
@@ -71,6 +75,11 @@ func (r *RunFlags) Validate() error {
 	}
 	if r.KeepRuns < 1 {
 		return exitcode.UsageError(fmt.Errorf("--keep-runs must be at least 1 (the run's own journal); `drydock runs --prune --keep-runs 0` removes every finished run's copy"))
+	}
+	for _, v := range r.Notify {
+		if _, err := notify.Parse(v); err != nil {
+			return exitcode.UsageError(err)
+		}
 	}
 	if r.LockDuration < 3*time.Second {
 		return exitcode.UsageError(fmt.Errorf("--lock-duration must be at least 3s (the lease is renewed every third of it)"))
@@ -89,6 +98,8 @@ type runner struct {
 	flags  *RunFlags
 	client kubernetes.Interface
 	engine *runbook.Engine
+	// notifier tells the webhooks (--notify and the runbook's notify:) how the run ended.
+	notifier *notify.Notifier
 }
 
 func newRunner(f *Factory, flags *RunFlags) (*runner, error) {
@@ -100,7 +111,13 @@ func newRunner(f *Factory, flags *RunFlags) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{f: f, flags: flags, client: client}
+	r := &runner{f: f, flags: flags, client: client, notifier: &notify.Notifier{
+		Warn: func(err error) { fmt.Fprintf(f.errOut(), "drydock: warning: %v\n", err) },
+	}}
+	for _, v := range flags.Notify {
+		t, _ := notify.Parse(v) // Validate checked it
+		r.notifier.Targets = append(r.notifier.Targets, t)
+	}
 	r.engine = &runbook.Engine{
 		Registry:     steps.Registry,
 		Kube:         client,
@@ -159,9 +176,47 @@ func (r *runner) checkTarget(rb *runbook.Runbook) error {
 	return nil
 }
 
+// notifyFrom adds the runbook's notify: webhooks.
+func (r *runner) notifyFrom(rb *runbook.Runbook) {
+	for _, n := range rb.Spec.Notify {
+		r.notifier.Targets = append(r.notifier.Targets, notify.Target{URL: n.URL, Format: n.Format, On: n.On})
+	}
+}
+
 // execute runs work under the terminal UI when there is a person at a terminal, else with the
-// plain or JSON-lines sink. last returns the run's state for a rollback asked for on the screen.
+// plain or JSON-lines sink, then tells the webhooks how it ended. last returns the run's state
+// (for a rollback asked for on the screen, and the notification).
 func (r *runner) execute(ctx context.Context, command string, work func(ctx context.Context) error, last func() *runbook.RunState) error {
+	err := r.screen(ctx, command, work, last)
+	r.notifyEnd(last(), err)
+	return err
+}
+
+// notifyEnd sends how the run ended: blocked before anything moved (the run may not even exist),
+// else the run's final status; then waits for the webhooks a little (they never fail the run).
+func (r *runner) notifyEnd(st *runbook.RunState, err error) {
+	if len(r.notifier.Targets) == 0 {
+		return
+	}
+	n := notify.Notification{Cluster: r.engine.Context, Time: r.f.Clock().Now()}
+	if n.Cluster == "" {
+		n.Cluster = r.engine.Cluster
+	}
+	if st != nil {
+		n.RunID, n.Runbook, n.Status, n.Message = st.ID, st.Runbook, string(st.Status), st.Message
+		n.Outcome = notify.Outcome(st.Status)
+	}
+	if errors.Is(err, runbook.ErrBlocked) && (st == nil || st.Status == runbook.RunRunning || st.Status == "") {
+		n.Outcome, n.Status, n.Message = notify.Blocked, "blocked", err.Error()
+	}
+	if n.Outcome == "" {
+		return // interrupted, or nothing ran
+	}
+	r.notifier.Send(n)
+	r.notifier.Wait(30 * time.Second)
+}
+
+func (r *runner) screen(ctx context.Context, command string, work func(ctx context.Context) error, last func() *runbook.RunState) error {
 	if !r.useTUI() {
 		return work(ctx)
 	}
