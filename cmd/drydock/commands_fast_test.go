@@ -382,3 +382,56 @@ func TestRunsAndStatusFromJournals(t *testing.T) {
 		t.Errorf("status of an unknown run: exit %d", code)
 	}
 }
+
+// TestEveryCommandHasExamples: each command's help shows how it is used.
+func TestEveryCommandHasExamples(t *testing.T) {
+	t.Parallel()
+	f, _, _ := testFactory(t)
+	for _, c := range NewRootCommandWith(f, "drydock").Commands() {
+		if !c.Hidden && c.Name() != "help" && c.Name() != "completion" && strings.TrimSpace(c.Example) == "" {
+			t.Errorf("drydock %s has no examples", c.Name())
+		}
+	}
+}
+
+// TestCompletions: run ids and step names from the journals, check names, output formats and
+// filters, each with what it is (no cluster needed for these).
+func TestCompletions(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	writeJournal(t, state, &runbook.RunState{ID: "20261201-0300-aaaa", Runbook: "up", Status: runbook.RunSucceeded, Created: t0, Updated: t0,
+		Steps: []runbook.StepState{{Name: "backup", Kind: "velero-backup", Status: runbook.StatusDone}, {Name: "canary", Kind: "canary", Status: runbook.StatusDone}}})
+	writeJournal(t, state, &runbook.RunState{ID: "20261201-0400-bbbb", Runbook: "up", Status: runbook.RunPaused, Created: t0, Updated: t0})
+	complete := func(args ...string) string {
+		var out bytes.Buffer
+		run(context.Background(), append([]string{"drydock", "__complete"}, args...), genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &bytes.Buffer{}})
+		return out.String()
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{[]string{"resume", "--state-dir", state, ""}, []string{"20261201-0400-bbbb\tpaused"}, []string{"aaaa"}},
+		{[]string{"rollback", "--state-dir", state, ""}, []string{"20261201-0300-aaaa\tsucceeded", "20261201-0400-bbbb"}, nil},
+		{[]string{"rollback", "20261201-0300-aaaa", "--state-dir", state, "--to", ""}, []string{"backup\tvelero-backup, done", "canary"}, nil},
+		{[]string{"status", "--state-dir", state, "2026"}, []string{"20261201-0300-aaaa", "20261201-0400-bbbb"}, nil},
+		{[]string{"preflight", "--checks", "api-scan,pdb"}, []string{"api-scan,pdb-check"}, []string{"health-check"}},
+		{[]string{"preflight", "-o", ""}, []string{"sarif", "junit"}, nil},
+		{[]string{"runs", "--status", "pa"}, []string{"paused"}, []string{"failed"}},
+		{[]string{"plan", "x.yaml", "-o", "j"}, []string{"json", "jsonpath="}, []string{"yaml"}},
+	} {
+		out := complete(tc.args...)
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("complete %v: no %q in\n%s", tc.args, w, out)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(out, n) {
+				t.Errorf("complete %v: %q should not be offered:\n%s", tc.args, n, out)
+			}
+		}
+	}
+}

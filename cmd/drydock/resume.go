@@ -24,10 +24,14 @@ func NewResumeCommand(f *Factory, runF func(*ResumeOptions) error) *cobra.Comman
 	cmd := &cobra.Command{
 		Use:   "resume [RUN-ID]",
 		Short: "Continue a paused, interrupted or failed run where it stopped (default: the newest)",
-		Args:  cobra.MaximumNArgs(1),
-		RunE:  runE(f, o, runF),
+		Example: `  drydock resume                            # the newest resumable run on this machine
+  drydock resume 20261201-1545-22a2 --yes   # answer its pause points with continue
+  drydock runs --status paused,failed,interrupted   # which runs are waiting`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: runE(f, o, runF),
 	}
 	o.RunFlags.AddFlags(cmd)
+	cmd.ValidArgsFunction = completeRuns(&o.StateFlags, runbook.RunStatus.Resumable)
 	return cmd
 }
 

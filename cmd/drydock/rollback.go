@@ -34,12 +34,17 @@ func NewRollbackCommand(f *Factory, runF func(*RollbackOptions) error) *cobra.Co
 	cmd := &cobra.Command{
 		Use:   "rollback [RUN-ID]",
 		Short: "Undo a run's completed steps, newest first (back to and including --to STEP)",
-		Args:  cobra.MaximumNArgs(1),
-		RunE:  runE(f, o, runF),
+		Example: `  drydock rollback 20261201-1545-22a2                 # asks first; lists what it undoes
+  drydock rollback 20261201-1545-22a2 --to canary --yes
+  drydock rollback 20261201-1545-22a2 --restore-backup   # restore the run's Velero backup instead`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: runE(f, o, runF),
 	}
 	o.RunFlags.AddFlags(cmd)
 	cmd.Flags().StringVar(&o.To, "to", "", "undo back to and including this step (default: every step)")
 	cmd.Flags().BoolVar(&o.RestoreBackup, "restore-backup", false, "instead of undoing steps, restore the run's Velero backup (its rollback point), after confirmation")
+	cmd.ValidArgsFunction = completeRuns(&o.StateFlags, nil)
+	_ = cmd.RegisterFlagCompletionFunc("to", completeSteps(&o.StateFlags))
 	return cmd
 }
 

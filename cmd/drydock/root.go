@@ -66,6 +66,7 @@ where a person should look and rolling back when something goes wrong.`,
 		NewPreflightCommand(f, nil),
 		NewDocsCommand(f, func() *cobra.Command { return NewRootCommand(streams, "drydock") }, nil),
 	)
+	registerCompletions(root, f)
 	return root
 }
 

@@ -26,7 +26,14 @@ func NewRunCommand(f *Factory, runF func(*RunOptions) error) *cobra.Command {
 		Short: "Run an upgrade runbook: journaled, locked, with pause points and rollback",
 		Long: `Run an upgrade runbook. Every step transition is journaled (locally and in a ConfigMap), the
 cluster is locked with a Lease for the whole run, pause points ask a person (or stop the run when
-nobody can answer: exit 5, continue with 'drydock resume'), and Ctrl-C leaves the run resumable.`,
+nobody can answer: exit 5, continue with 'drydock resume'), and Ctrl-C leaves the run resumable.
+
+Before anything moves, every node step is planned against the cluster; a certain blocker anywhere
+stops the run (exit 3) unless that step says onBlocked: proceed.`,
+		Example: `  drydock run upgrade.yaml                  # the terminal UI at a terminal, plain lines elsewhere
+  drydock run upgrade.yaml --dry-run        # what each step would do
+  drydock run upgrade.yaml --yes -o json    # CI: answer pause points, one JSON event per line
+  drydock run upgrade.yaml --notify slack=https://hooks.slack.com/services/…`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(f, o, runF),
 	}

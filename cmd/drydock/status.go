@@ -55,6 +55,7 @@ func NewStatusCommand(f *Factory, runF func(*StatusOptions) error) *cobra.Comman
 	o.Print.AddFlags(cmd)
 	cmd.Flags().BoolVar(&o.FromCluster, "from-cluster", false, "read the run's copy in the cluster when this machine has no journal of it")
 	o.StateFlags.AddFlags(cmd)
+	cmd.ValidArgsFunction = completeRuns(&o.StateFlags, nil)
 	return cmd
 }
 

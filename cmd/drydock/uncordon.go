@@ -26,8 +26,10 @@ func NewUncordonCommand(f *Factory, runF func(*UncordonOptions) error) *cobra.Co
 	return &cobra.Command{
 		Use:   "uncordon NODE...",
 		Short: "Mark nodes schedulable again and clear drydock's marks on them",
-		Args:  cobra.MinimumNArgs(1),
-		RunE:  runE(f, o, runF),
+		Example: `  drydock uncordon node-7
+  drydock uncordon node-7 node-8`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: runE(f, o, runF),
 	}
 }
 

@@ -27,8 +27,10 @@ func NewValidateCommand(f *Factory, runF func(*ValidateOptions) error) *cobra.Co
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check runbook files: syntax, schema, step settings and order (exit 2 when invalid)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE:  runE(f, o, runF),
+		Example: `  drydock validate upgrade.yaml
+  drydock validate runbooks/*.yaml -o json   # CI: every problem with its file, line and column`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: runE(f, o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text or json")
 	return cmd

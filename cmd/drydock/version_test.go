@@ -145,6 +145,14 @@ func TestCompletion(t *testing.T) {
 			t.Fatalf("completion %s: exit %d, %d bytes, stderr %s", shell, code, len(stdout), stderr)
 		}
 	}
+	// Node names come from the cluster, with their state and kubelet.
+	if _, err := cluster.CreateNode(context.Background(), "complete-me", simcluster.NodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, _ := execute(t, "__complete", "drain", "--kubeconfig", cluster.Kubeconfig, "complete-")
+	if !strings.Contains(stdout, "complete-me\tschedulable, kubelet") {
+		t.Errorf("drain NODE completion:\n%s", stdout)
+	}
 }
 
 // TestKubectlPlugin builds the real binary, installs it as kubectl-drydock on PATH and runs it
