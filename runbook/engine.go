@@ -566,6 +566,10 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 	}
 	err = s.finish(ctx, runCtx, err)
 	if errors.Is(err, ErrRolledBack) {
+		if kept := s.kept(); kept != "" {
+			// Not a success a pipeline may take for a clean undo: exit 4, naming what is left.
+			return st, fmt.Errorf("run %s: %w only in part: not undone: %s", st.ID, ErrRolledBack, kept)
+		}
 		return st, nil // the rollback the operator asked for succeeded
 	}
 	return st, err

@@ -23,6 +23,13 @@ type Rollbacker interface {
 	Rollback(ctx context.Context, env *Env) error
 }
 
+// UndoPreviewer is a Rollbacker that can say, from its settings alone, what its rollback will not
+// undo ("the nodes it upgraded stay at the target: the action has no rollback command"), so that
+// `drydock rollback` says so before it asks. "" means everything it records is undone.
+type UndoPreviewer interface {
+	WontUndo() string
+}
+
 // Skipper is a Step that can tell, before running, that there is nothing to do.
 type Skipper interface {
 	Skip(ctx context.Context, env *Env) (skip bool, reason string, err error)

@@ -76,7 +76,8 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if rb, err := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry); err == nil {
+	rb, _ := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry) // the engine reports one that no longer loads
+	if rb != nil {
 		r.notifyFrom(rb)
 	}
 	point := st.RollbackPoint(runbook.RollbackPointVeleroBackup)
@@ -95,6 +96,21 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		if seen && s.Status != runbook.StatusPending && s.Status != runbook.StatusSkipped && s.Status != runbook.StatusRolledBack {
 			undo = append([]string{s.Name}, undo...)
 		}
+	}
+	// Said before asking: what each step's rollback will not undo.
+	var wont []string
+	if rb != nil {
+		for _, name := range undo {
+			for _, s := range rb.Spec.Steps {
+				if p, ok := s.Step.(runbook.UndoPreviewer); ok && s.Name == name && p.WontUndo() != "" {
+					wont = append(wont, fmt.Sprintf("step %s: %s", name, p.WontUndo()))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(o.f.errOut(), "drydock: rollback of run %s undoes, newest first: %s\n", st.ID, strings.Join(undo, ", "))
+	for _, w := range wont {
+		fmt.Fprintf(o.f.errOut(), "drydock: not undone: %s\n", w)
 	}
 	if err := confirm(ctx, o.f, o.Yes, fmt.Sprintf("rollback run %s would undo %s", st.ID, strings.Join(undo, ", ")),
 		fmt.Sprintf("Undo run %s, steps %s (newest first)?", st.ID, strings.Join(undo, ", "))); err != nil {

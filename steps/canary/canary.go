@@ -242,6 +242,9 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	return fmt.Errorf("canary %s failed and was %w: %w", node, runbook.ErrRolledBack, err)
 }
 
+// WontUndo: see rollout.Action.WontUndo.
+func (s *Step) WontUndo() string { return s.Action.WontUndo() }
+
 // Rollback uncordons the canary and runs the rollback action.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	return rollout.Undo(ctx, env, s.Action)

@@ -205,6 +205,14 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	return nil
 }
 
+// WontUndo says that without a rollback command the command's effect stays.
+func (s *Step) WontUndo() string {
+	if len(s.Undo) == 0 {
+		return shellQuote(s.Command) + " ran and the step has no rollback command: its effect stays"
+	}
+	return ""
+}
+
 // Rollback runs the rollback command for every target the step ran on, newest first.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	changes := env.Changes()

@@ -402,6 +402,9 @@ func fit(ctx context.Context, planner *drain.Planner, nodes []string) (int, *dra
 	}
 }
 
+// WontUndo: see rollout.Action.WontUndo.
+func (s *Step) WontUndo() string { return s.Action.WontUndo() }
+
 // Rollback uncordons what the step cordoned and runs the rollback action per upgraded node.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	return rollout.Undo(ctx, env, s.Action)

@@ -295,6 +295,14 @@ func Undo(ctx context.Context, env *runbook.Env, action Action) error {
 	return errors.Join(errs...)
 }
 
+// WontUndo says what Undo leaves: the upgraded nodes, when the action has no rollback command.
+func (a Action) WontUndo() string {
+	if len(a.Rollback) == 0 {
+		return "the nodes it upgraded stay upgraded: the action has no rollback command (it uncordons what it cordoned)"
+	}
+	return ""
+}
+
 // Leave says why a node step's plan leaves a node alone, or "" when the step will upgrade it:
 // upgraded earlier in this run, upgraded by an earlier step of the runbook first, or already Ready
 // at the target (as Cycle skips it).
