@@ -163,6 +163,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.StepState.RollbackPoint":            "RollbackPoint is something a person can roll back to from this step, e.g. a Velero backup.",
 	"github.com/drydock-dev/drydock/runbook.StepStatus":                         "StepStatus is where a step stands.",
 	"github.com/drydock-dev/drydock/runbook.StepTimeoutError":                   "StepTimeoutError is the cause of a step that ran out of its timeout.",
+	"github.com/drydock-dev/drydock/runbook.UndoPreviewer":                      "UndoPreviewer is a Rollbacker that can say, from its settings alone, what its rollback will not undo (\"the nodes it upgraded stay at the target: the action has no rollback command\"), so that `drydock rollback` says so before it asks.",
 	"github.com/drydock-dev/drydock/runbook.Watches":                            "Watches is a run's shared informer factory: in one session every step, health gate and drain watches pods, budgets and nodes through it, so that the run holds one watch per resource however many of them look.",
 	"github.com/drydock-dev/drydock/steps/canary.Step":                          "Step is the canary step's settings.",
 	"github.com/drydock-dev/drydock/steps/canary.Step.Action":                   "Action upgrades the node.",
