@@ -246,7 +246,7 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Pause = nil; r.Message = "" }); err != nil {
 		return err
 	}
-	s.emit(&RunStarted{Runbook: st.Runbook, Target: st.Target, Cluster: st.Cluster, Steps: stepNames(rb), Resumed: resumed})
+	s.emit(&RunStarted{Runbook: st.Runbook, Target: st.Target, Cluster: st.Cluster, Steps: stepNames(rb), StepStates: briefs(s.journal.State()), Resumed: resumed})
 
 	err = s.steps(runCtx)
 	return s.finish(ctx, runCtx, err)
@@ -352,14 +352,15 @@ func (s *session) env(i int) *Env {
 // askInside answers a pause point inside step i.
 func (s *session) askInside(ctx context.Context, i int, key, message string) error {
 	spec := s.rb.Spec.Steps[i]
-	s.emit(&StepPaused{Meta: Meta{Step: spec.Name}, When: "at " + key, Message: message})
+	// The key is the step's checkpoint; a person reads the message ("group a is done; next: b").
+	s.emit(&StepPaused{Meta: Meta{Step: spec.Name}, When: PauseInside, Message: message})
 	var done []string
 	for _, x := range s.journal.State().Steps {
 		if x.Status == StatusDone {
 			done = append(done, x.Name)
 		}
 	}
-	d, err := s.e.Decider.Decide(ctx, PauseRequest{RunID: s.journal.State().ID, Step: spec.Name, When: "at " + key, Message: message, Done: done})
+	d, err := s.e.Decider.Decide(ctx, PauseRequest{RunID: s.journal.State().ID, Step: spec.Name, When: PauseInside, Message: message, Done: done})
 	if err != nil {
 		return err
 	}
@@ -425,7 +426,7 @@ func (s *session) runStep(ctx context.Context, i int) error {
 	if errors.Is(err, ErrStepPaused) {
 		if uerr := s.update(ctx, func(r *RunState) {
 			st.Status = StatusPaused
-			r.Pause = &PausePoint{Step: spec.Name, When: "inside"}
+			r.Pause = &PausePoint{Step: spec.Name, When: PauseInside}
 		}); uerr != nil {
 			return uerr
 		}
@@ -560,6 +561,7 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning }); err != nil {
 		return st, err
 	}
+	s.emit(&RunStarted{Runbook: st.Runbook, Target: st.Target, Cluster: st.Cluster, Steps: stepNames(rb), StepStates: briefs(s.journal.State()), Resumed: true, Rollback: true})
 	err = s.rollback(runCtx, from)
 	if err == nil {
 		err = ErrRolledBack

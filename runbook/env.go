@@ -85,6 +85,11 @@ func (e *Env) Progress(msg string, done, total int) {
 	e.Emit(&StepProgress{Message: msg, Done: done, Total: total})
 }
 
+// Countdown reports progress that ends at until (a soak) or gives up then (a wait).
+func (e *Env) Countdown(msg string, until time.Time) {
+	e.Emit(&StepProgress{Message: msg, Until: until})
+}
+
 // Logf reports a line of output on a stream (stdout, stderr, info, warning).
 func (e *Env) Logf(stream, format string, args ...any) {
 	e.Emit(&LogLine{Stream: stream, Line: fmt.Sprintf(format, args...)})

@@ -42,8 +42,34 @@ type RunStarted struct {
 	Target  string   `json:"target"`
 	Cluster string   `json:"cluster,omitempty"`
 	Steps   []string `json:"steps"`
-	Resumed bool     `json:"resumed,omitempty"`
-	DryRun  bool     `json:"dryRun,omitempty"`
+	// StepStates are the steps as the journal has them when the session begins: a resumed run's
+	// finished steps show as finished, with their kind and how long they took.
+	StepStates []StepBrief `json:"stepStates,omitempty"`
+	Resumed    bool        `json:"resumed,omitempty"`
+	// Rollback: the session undoes the run (drydock rollback, or a rollback asked for on screen).
+	Rollback bool `json:"rollback,omitempty"`
+	DryRun   bool `json:"dryRun,omitempty"`
+}
+
+// StepBrief is a step as the journal has it.
+type StepBrief struct {
+	Name   string     `json:"name"`
+	Kind   string     `json:"kind"`
+	Status StepStatus `json:"status"`
+	Took   Duration   `json:"took,omitzero"`
+}
+
+// briefs are the steps of st as the journal has them.
+func briefs(st *RunState) []StepBrief {
+	var out []StepBrief
+	for _, s := range st.Steps {
+		b := StepBrief{Name: s.Name, Kind: s.Kind, Status: s.Status}
+		if s.Started != nil && s.Finished != nil {
+			b.Took = Duration{s.Finished.Sub(*s.Started)}
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 // StepStarted: a step began (Attempt > 1 when it is re-entered after an interruption).
@@ -59,6 +85,8 @@ type StepProgress struct {
 	Message string `json:"message"`
 	Done    int    `json:"done,omitempty"`
 	Total   int    `json:"total,omitempty"`
+	// Until is when what the message describes ends (a soak) or gives up (a wait): a countdown.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Severity of a finding.

@@ -106,6 +106,8 @@ const (
 	PauseBefore = "before"
 	PauseAfter  = "after"
 	PauseNone   = "none"
+	// PauseInside is a pause point a step makes itself (between node groups, or asked for with p).
+	PauseInside = "inside"
 )
 
 // Duration is a Go duration written as a string: 90s, 5m, 1h30m.

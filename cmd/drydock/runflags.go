@@ -188,7 +188,7 @@ func (r *runner) notifyFrom(rb *runbook.Runbook) {
 // (for a rollback asked for on the screen, and the notification).
 func (r *runner) execute(ctx context.Context, command string, work func(ctx context.Context) error, last func() *runbook.RunState) error {
 	err := r.screen(ctx, command, work, last)
-	r.notifyEnd(last(), err)
+	r.notifyEnd(last(), err) //nolint:contextcheck // the webhooks are told even when the run's context has ended (bounded by their own timeout)
 	return err
 }
 
@@ -227,6 +227,7 @@ func (r *runner) screen(ctx context.Context, command string, work func(ctx conte
 	return tui.Run(ctx, tui.Options{
 		Info: info, In: r.f.IOStreams.In, Out: r.f.errOut(), Color: r.f.Getenv("NO_COLOR") == "",
 		RequestPause: r.engine.RequestPause,
+		QuitWhenDone: command == "drain",
 		Rollback: func(ctx context.Context, sink runbook.Sink, to string) error {
 			st := last()
 			if st == nil {

@@ -184,6 +184,9 @@ func Format(e runbook.Event) string {
 		}
 		return fmt.Sprintf("%sstarted (%s)", step, e.Kind)
 	case *runbook.StepProgress:
+		if !e.Until.IsZero() {
+			return fmt.Sprintf("%s%s (until %s)", step, e.Message, e.Until.Local().Format("15:04:05"))
+		}
 		if e.Total > 0 {
 			return fmt.Sprintf("%s%s [%d/%d]", step, e.Message, e.Done, e.Total)
 		}

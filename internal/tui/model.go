@@ -92,6 +92,9 @@ type Node struct {
 	Name, Group, Detail string
 	State               runbook.NodeState
 	Done, Total         int
+	// Began is when the node was cordoned; Took how long it took from there to upgraded.
+	Began time.Time
+	Took  time.Duration
 }
 
 // Pod is a pod being moved.
@@ -107,6 +110,7 @@ type Step struct {
 	Started       time.Time
 	Duration      time.Duration
 	Progress      string
+	Until         time.Time // the progress counts down to it (a soak, a wait)
 	Done, Total   int
 	Error         string
 	RollbackPoint *runbook.RollbackPoint
@@ -152,6 +156,8 @@ type Model struct {
 	Started  time.Time
 	Now      time.Time
 	Finished bool
+	Ended    time.Time // when the run finished: the elapsed clock stops there
+	Summary  *runbook.RunSummary
 	Status   string // the run's final status
 	Message  string // the run's final message
 	Err      error
@@ -267,6 +273,12 @@ func needsAPerson(ev runbook.Event) bool {
 	return false
 }
 
+// journaled is how a step the journal already has looks on the screen.
+var journaled = map[runbook.StepStatus]string{
+	runbook.StatusDone: Done, runbook.StatusSkipped: Skipped, runbook.StatusFailed: Failed, runbook.StatusInterrupted: Failed,
+	runbook.StatusRolledBack: RolledBack, runbook.StatusRollbackFailed: Failed, runbook.StatusPaused: Paused,
+}
+
 // Apply folds one event into the state: the reducer the tests drive.
 func (m *Model) Apply(ev runbook.Event) {
 	text := printer.Format(ev)
@@ -283,14 +295,24 @@ func (m *Model) Apply(ev runbook.Event) {
 		for _, name := range e.Steps {
 			m.step(name)
 		}
-		m.Finished = false
+		for _, b := range e.StepStates {
+			s := m.step(b.Name)
+			s.Kind = b.Kind
+			if b.Took.Duration > 0 {
+				s.Duration = b.Took.Duration
+			}
+			if st, ok := journaled[b.Status]; ok && s.Status == Pending {
+				s.Status = st
+			}
+		}
+		m.Finished, m.Ended = false, time.Time{}
 	case *runbook.StepStarted:
 		s := m.step(e.Step)
 		s.Kind, s.Status, s.Started, s.Error = e.Kind, Running, e.Time, ""
 		m.Selected = m.index(e.Step)
 	case *runbook.StepProgress:
 		s := m.step(e.Step)
-		s.Progress = e.Message
+		s.Progress, s.Until = e.Message, e.Until
 		if e.Total > 0 {
 			s.Done, s.Total = e.Done, e.Total
 		}
@@ -346,6 +368,12 @@ func (m *Model) Apply(ev runbook.Event) {
 		if e.Group != "" {
 			n.Group = e.Group
 		}
+		switch {
+		case e.State == runbook.NodeCordoned && n.Began.IsZero():
+			n.Began = e.Time
+		case e.State == runbook.NodeUpgraded && !n.Began.IsZero():
+			n.Took = e.Time.Sub(n.Began)
+		}
 		if e.State == runbook.NodeWaiting && e.Group != "" {
 			return // the plan, not news: keep the log for what happens
 		}
@@ -372,11 +400,12 @@ func (m *Model) Apply(ev runbook.Event) {
 			level = "warning"
 		}
 	case *runbook.RunFinished:
-		m.Finished, m.Status, m.Message = true, string(e.Status), e.Message
+		m.Finished, m.Status, m.Message, m.Ended = true, string(e.Status), e.Message, e.Time
 		if e.Status != runbook.RunSucceeded {
 			level = "warning"
 		}
 	case *runbook.RunSummary:
+		m.Summary = e
 		m.log(runbook.EventTime(ev), "info", text)
 		for _, l := range printer.DescribeSummary(e) {
 			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l))
@@ -728,6 +757,11 @@ func newStyles(color bool) styles {
 	return s
 }
 
+// legend explains the screen's marks (in the ? help).
+const legend = `· pending  ▶ running  ‖ paused  ✓ done  ✗ failed  – skipped  ↺ rolling back  ↩ rolled back
+⚑ the step made a rollback point (a Velero backup)   ETA ~: the measured pace of upgraded nodes
+a node: waiting, cordoned, draining, upgrading, upgraded, uncordoned, skipped (already at the target)`
+
 var icons = map[string]string{Pending: "·", Running: "▶", Paused: "‖", Done: "✓", Failed: "✗", Skipped: "–", RollingBack: "↺", RolledBack: "↩"}
 
 func (m Model) statusStyle(st string) lipgloss.Style {
@@ -790,7 +824,7 @@ func (m Model) Render() string {
 	logBox := m.logView(w, logH)
 	screen := lipgloss.JoinVertical(lipgloss.Left, header, body, logBox, helpBar)
 	if m.showHelp {
-		screen = m.overlay(screen, w, h, m.styles.dialog.Render(m.help.FullHelpView(m.keys.FullHelp())))
+		screen = m.overlay(screen, w, h, m.styles.dialog.Render(m.help.FullHelpView(m.keys.FullHelp())+"\n\n"+legend))
 	}
 	if m.dialog != nil {
 		screen = m.overlay(screen, w, h, m.dialogView(w))
@@ -800,7 +834,10 @@ func (m Model) Render() string {
 
 func (m Model) header(w int) string {
 	elapsed := ""
-	if !m.Started.IsZero() && !m.Now.IsZero() {
+	switch {
+	case !m.Started.IsZero() && !m.Ended.IsZero():
+		elapsed = short(m.Ended.Sub(m.Started)) // the clock stops with the run
+	case !m.Started.IsZero() && !m.Now.IsZero():
 		elapsed = short(m.Now.Sub(m.Started))
 	}
 	from := m.Info.Server
@@ -819,7 +856,8 @@ func (m Model) header(w int) string {
 	case m.dialog != nil && (m.dialog.kind == dialogPause || m.dialog.kind == dialogConfirmAnswer):
 		state = "waiting for you"
 	}
-	line2 := m.styles.dim.Render(trunc(fmt.Sprintf("run %s  %s  lock %s  elapsed %s  [%s]", m.RunID, m.Runbook, m.Info.Lock, elapsed, state), w))
+	// Where the run stands comes first: on a narrow terminal the rest is cut, never the state.
+	line2 := m.styles.dim.Render(trunc(fmt.Sprintf("[%s]  run %s  %s  elapsed %s  lock %s", state, m.RunID, m.Runbook, elapsed, m.Info.Lock), w))
 	return line1 + "\n" + line2
 }
 
@@ -860,12 +898,39 @@ func (m Model) bar(done, total, w int) string {
 	return p.ViewAs(float64(done) / float64(total))
 }
 
-func (m Model) eta(s *Step) string {
-	if s.Status != Running || s.Total == 0 || s.Done == 0 || s.Done >= s.Total || s.Started.IsZero() || m.Now.IsZero() {
+// countdown is the time left of a soak or a wait, while the step runs.
+func (m Model) countdown(s *Step) string {
+	if s.Until.IsZero() || s.Status != Running || m.Now.IsZero() {
 		return ""
 	}
-	per := m.Now.Sub(s.Started) / time.Duration(s.Done)
-	return "  ETA " + short(per*time.Duration(s.Total-s.Done))
+	left := s.Until.Sub(m.Now)
+	if left < 0 {
+		left = 0
+	}
+	return " (" + short(left.Round(time.Second)) + " left)"
+}
+
+// eta is the time the step's remaining nodes will take at the pace its upgraded nodes took, cordon
+// to upgraded (skipped nodes take no time and do not count); none before a node was measured.
+func (m Model) eta(s *Step) string {
+	if s.Status != Running {
+		return ""
+	}
+	var took time.Duration
+	measured, left := 0, 0
+	for _, n := range s.Nodes {
+		switch {
+		case n.Took > 0:
+			took += n.Took
+			measured++
+		case n.State != runbook.NodeUpgraded && n.State != runbook.NodeSkipped:
+			left++
+		}
+	}
+	if measured == 0 || left == 0 {
+		return ""
+	}
+	return "  ETA ~" + short(took/time.Duration(measured)*time.Duration(left))
 }
 
 func (m Model) detail(w, h int) string {
@@ -883,7 +948,7 @@ func (m Model) detail(w, h int) string {
 		b = append(b, strings.Split(m.styles.err.Width(w).Render("error: "+s.Error), "\n")...)
 	}
 	if s.Progress != "" {
-		b = append(b, trunc(s.Progress, w))
+		b = append(b, trunc(s.Progress+m.countdown(s), w))
 	}
 	if s.Total > 0 {
 		b = append(b, fmt.Sprintf("%s %d/%d%s", m.bar(s.Done, s.Total, w-16), s.Done, s.Total, m.eta(s)))

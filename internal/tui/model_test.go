@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -210,7 +211,17 @@ func TestKeys(t *testing.T) {
 // compares the screen with testdata/NAME.golden (go test -update rewrites it).
 func screen(t *testing.T, name string, m Model, msgs ...tea.Msg) {
 	t.Helper()
-	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(80, 24))
+	screenAt(t, name, 80, 24, m, msgs...)
+	if strings.HasPrefix(name, "running") || name == "pause-modal" || name == "failure" || name == "resumed" {
+		screenAt(t, name+"-120x40", 120, 40, m, msgs...)
+	}
+}
+
+// screenAt renders the model at w×h after msgs, compares it with its golden file, and checks that
+// no line is wider than the terminal and the run's state is whole on the second line.
+func screenAt(t *testing.T, name string, w, h int, m Model, msgs ...tea.Msg) {
+	t.Helper()
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(w, h))
 	for _, msg := range msgs {
 		tm.Send(msg)
 	}
@@ -219,10 +230,14 @@ func screen(t *testing.T, name string, m Model, msgs ...tea.Msg) {
 	}
 	final := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(Model)
 	got := ansi.Strip(final.Render()) + "\n"
-	for _, line := range strings.Split(got, "\n") {
-		if w := ansi.StringWidth(line); w > 80 {
-			t.Errorf("%s: a line is %d wide, more than the 80 columns: %q", name, w, line)
+	lines := strings.Split(got, "\n")
+	for _, line := range lines {
+		if lw := ansi.StringWidth(line); lw > w {
+			t.Errorf("%s: a line is %d wide, more than the %d columns: %q", name, lw, w, line)
 		}
+	}
+	if len(lines) < 2 || !regexp.MustCompile(`^\[[a-z -]+\] `).MatchString(lines[1]) {
+		t.Errorf("%s: the run's state is not whole at the start of the second line: %q", name, lines[1])
 	}
 	path := filepath.Join("testdata", name+".golden")
 	if update() {
@@ -278,6 +293,26 @@ func TestScreens(t *testing.T) {
 	screen(t, "failure", newModel(nil), append(events(failed), DoneMsg{Err: errors.New("step canary failed")})...)
 
 	screen(t, "preflight-findings", newModel(nil), append(events(started()), keyMsg("up"), keyMsg("up"), keyMsg("f"))...)
+
+	// A resumed run shows what the journal has done, with kinds and times, not pending steps.
+	resumed := []runbook.Event{&runbook.RunStarted{Meta: meta("", 0), Runbook: "upgrade", Target: "v1.37.1", Steps: []string{"preflight", "backup", "canary", "fleet"}, Resumed: true,
+		StepStates: []runbook.StepBrief{{Name: "preflight", Kind: "preflight", Status: runbook.StatusDone, Took: runbook.Duration{Duration: 2 * time.Second}},
+			{Name: "backup", Kind: "velero-backup", Status: runbook.StatusDone, Took: runbook.Duration{Duration: 7 * time.Second}},
+			{Name: "canary", Kind: "canary", Status: runbook.StatusPaused}, {Name: "fleet", Kind: "nodegroups", Status: runbook.StatusPending}}}}
+	screen(t, "resumed", newModel(nil), events(resumed)...)
+	m := feed(newModel(nil), resumed...)
+	if m.Steps[0].Status != Done || m.Steps[1].Kind != "velero-backup" || m.Steps[1].Duration != 7*time.Second || m.Steps[3].Status != Pending {
+		t.Errorf("resumed steps: %+v %+v %+v", *m.Steps[0], *m.Steps[1], *m.Steps[3])
+	}
+}
+
+// TestClockStopsAtTheEnd: the elapsed time is the run's, not the screen's, once it finished.
+func TestClockStopsAtTheEnd(t *testing.T) {
+	m := feed(newModel(nil), append(started(), &runbook.RunFinished{Meta: meta("", 40), Status: runbook.RunSucceeded})...)
+	m.Now = m.Started.Add(time.Hour)
+	if h := m.header(120); !strings.Contains(h, "elapsed 40s") || !strings.Contains(h, "[succeeded]") {
+		t.Errorf("header after the end:\n%s", h)
+	}
 }
 
 // TestPauseAfterStepKeepsItDone: a pause point after a step shows the step paused while it waits
@@ -320,5 +355,51 @@ func TestBell(t *testing.T) {
 		if _, cmd := m.Update(tc.msg); rings(cmd) != tc.want {
 			t.Errorf("%T %+v: bell %v, want %v", tc.msg, tc.msg, !tc.want, tc.want)
 		}
+	}
+}
+
+// TestETAFromMeasuredNodes: the ETA is the measured pace of upgraded nodes times the nodes left;
+// skipped nodes neither count as measured nor as left; before a node is measured there is none.
+func TestETAFromMeasuredNodes(t *testing.T) {
+	t.Parallel()
+	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
+	evs := append(started(), &runbook.StepStarted{Meta: at(10), Kind: "nodegroups", Attempt: 1},
+		&runbook.NodeChanged{Meta: at(10), Node: "a", State: runbook.NodeSkipped},
+		&runbook.NodeChanged{Meta: at(10), Node: "b", State: runbook.NodeWaiting},
+		&runbook.NodeChanged{Meta: at(10), Node: "c", State: runbook.NodeWaiting},
+		&runbook.NodeChanged{Meta: at(10), Node: "d", State: runbook.NodeWaiting},
+		&runbook.NodeChanged{Meta: at(11), Node: "b", State: runbook.NodeCordoned})
+	m := feed(newModel(nil), evs...)
+	s := m.step("fleet")
+	if got := m.eta(s); got != "" {
+		t.Errorf("before any node was measured: %q", got)
+	}
+	m = feed(m, &runbook.NodeChanged{Meta: at(71), Node: "b", State: runbook.NodeUpgraded})
+	if got := m.eta(m.step("fleet")); got != "  ETA ~2m00s" {
+		t.Errorf("one node took 1m, two are left: %q", got)
+	}
+}
+
+// TestHelpHasALegend: ? explains every step mark.
+func TestHelpHasALegend(t *testing.T) {
+	t.Parallel()
+	m := press(feed(newModel(nil), started()...), "?")
+	m.width, m.height = 120, 40
+	out := m.Render()
+	for _, icon := range icons {
+		if !strings.Contains(out, icon+" ") {
+			t.Errorf("the help does not explain %q:\n%s", icon, out)
+		}
+	}
+}
+
+// TestCountdown: a soak's progress counts down while the step runs.
+func TestCountdown(t *testing.T) {
+	t.Parallel()
+	m := feed(newModel(nil), append(started(), &runbook.StepStarted{Meta: meta("canary", 10), Kind: "canary", Attempt: 1},
+		&runbook.StepProgress{Meta: meta("canary", 10), Message: "soak: watching health for 5m0s", Until: meta("", 310).Time})...)
+	m.Now = meta("", 70).Time
+	if got := m.countdown(m.step("canary")); got != " (4m00s left)" {
+		t.Errorf("countdown %q", got)
 	}
 }

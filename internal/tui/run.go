@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/runbook"
 )
 
@@ -23,6 +25,9 @@ type Options struct {
 	RequestPause func()
 	// Rollback undoes the run back to and including step `to`, after the work stopped.
 	Rollback func(ctx context.Context, sink runbook.Sink, to string) error
+	// QuitWhenDone closes the screen by itself when the work ends (drydock drain: nobody needs to
+	// press q at 3 a.m.); the summary is printed after it.
+	QuitWhenDone bool
 	// ProgramOptions are passed to Bubble Tea (tests set the size and input).
 	ProgramOptions []tea.ProgramOption
 }
@@ -107,8 +112,8 @@ func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink 
 		workErr = err
 		mu.Unlock()
 		p.Send(DoneMsg{Err: err})
-		if ctx.Err() != nil {
-			p.Quit() // SIGTERM or Ctrl-C from outside: no one to press q
+		if ctx.Err() != nil || opts.QuitWhenDone {
+			p.Quit() // SIGTERM or Ctrl-C from outside, or a drain: no one to press q
 		}
 	}()
 
@@ -118,6 +123,13 @@ func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink 
 	mu.Lock()
 	defer mu.Unlock()
 	if m, ok := final.(Model); ok && m.Status != "" && opts.Out != nil {
+		// What the screen showed last stays on the terminal: the summary, then where the run stands.
+		if m.Summary != nil {
+			fmt.Fprintf(opts.Out, "drydock: %s\n", printer.Format(m.Summary))
+			for _, l := range printer.DescribeSummary(m.Summary) {
+				fmt.Fprintf(opts.Out, "drydock: %s\n", strings.TrimSpace(l))
+			}
+		}
 		fmt.Fprintf(opts.Out, "drydock: run %s %s: %s\n", m.RunID, m.Status, m.Message)
 	}
 	if workErr == nil && perr != nil && !errors.Is(perr, tea.ErrProgramKilled) {

@@ -115,8 +115,23 @@ func DescribePlan(plan *Plan) []string {
 		if n.AlreadyCordoned {
 			cordon = "already cordoned (stays cordoned)"
 		}
-		out = append(out, fmt.Sprintf("node %s: %s, evict %d pod(s), skip %d", n.Node, cordon, len(n.Evict), len(n.Skip)))
+		blocked := map[string]bool{} // a pod with a certain blocker is listed once, under BLOCK
+		for _, b := range n.Blockers {
+			if b.Fatal && b.Pod != "" {
+				blocked[b.Pod] = true
+			}
+		}
+		evict := 0
 		for _, p := range n.Evict {
+			if !blocked[p.String()] {
+				evict++
+			}
+		}
+		out = append(out, fmt.Sprintf("node %s: %s, evict %d pod(s), skip %d", n.Node, cordon, evict, len(n.Skip)))
+		for _, p := range n.Evict {
+			if blocked[p.String()] {
+				continue
+			}
 			pdb := ""
 			if len(p.PDBs) > 0 {
 				pdb = " [PDB " + strings.Join(p.PDBs, ", ") + "]"

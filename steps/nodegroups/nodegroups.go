@@ -333,7 +333,8 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := rollout.Cycle(bctx, env, node, s.Action, s.Drain); err != nil {
+				skipped, err := rollout.CycleNode(bctx, env, node, s.Action, s.Drain)
+				if err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err
@@ -346,7 +347,11 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 				*done++
 				d := *done
 				mu.Unlock()
-				env.Progress(fmt.Sprintf("group %s: node %s upgraded", g.Name, node), d, total)
+				what := "upgraded"
+				if skipped {
+					what = "already at " + env.Target + ": skipped"
+				}
+				env.Progress(fmt.Sprintf("group %s: node %s %s", g.Name, node, what), d, total)
 			}()
 		}
 		wg.Wait()

@@ -275,7 +275,7 @@ func (g *Gates) Soak(ctx context.Context, d time.Duration, nodes ...string) erro
 	defer end.Stop()
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
-	g.env.Progress(fmt.Sprintf("soak: watching health for %s", d), 0, 0)
+	g.env.Countdown(fmt.Sprintf("soak: watching health for %s", d), time.Now().Add(d))
 	for {
 		if problems := g.Problems(ctx, nodes...); len(problems) > 0 {
 			return fmt.Errorf("soak failed: %s", strings.Join(problems, "; "))

@@ -100,67 +100,74 @@ func CheckSkew(ctx context.Context, env *runbook.Env) error {
 // Cycle upgrades one node: cordon, drain, action, wait Ready at the target version, uncordon.
 // A node already at the target version is left alone, so a resumed rollout skips it.
 func Cycle(ctx context.Context, env *runbook.Env, node string, action Action, opts drain.Options) error {
+	_, err := CycleNode(ctx, env, node, action, opts)
+	return err
+}
+
+// CycleNode is Cycle, and says whether the node was skipped, already at the target (so that
+// progress says "already at", not "upgraded").
+func CycleNode(ctx context.Context, env *runbook.Env, node string, action Action, opts drain.Options) (skipped bool, err error) {
 	if env.Done("upgraded/" + node) {
-		return nil
+		return false, nil
 	}
 	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("node %q: %w", node, err)
+		return false, fmt.Errorf("node %q: %w", node, err)
 	}
 	if Upgraded(n, env.Target) && kube.NodeReady(n) && !(n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == env.RunID) {
 		env.Node(node, runbook.NodeSkipped, "already at "+n.Status.NodeInfo.KubeletVersion)
-		return env.MarkDone(ctx, "upgraded/"+node)
+		return true, env.MarkDone(ctx, "upgraded/"+node)
 	}
 
 	if env.Done("drained/"+node) && !n.Spec.Unschedulable && !env.Done("action/"+node) {
 		// Drained before, but schedulable again (uncordoned by hand): pods may be back.
 		env.Node(node, runbook.NodeWaiting, "was drained, but is schedulable again: draining it again")
 		if err := env.Unmark(ctx, "drained/"+node); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if !env.Done("drained/" + node) {
 		plan, err := (&drain.Planner{Client: env.Kube, Options: opts}).Plan(ctx, []string{node})
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := drain.Refuse(env, plan, opts); err != nil {
-			return err
+			return false, err
 		}
 		if err := drain.DrainPlanned(ctx, env, plan.Nodes[0], opts); err != nil {
-			return err
+			return false, err
 		}
 	}
 
 	if !env.Done("action/" + node) {
 		if err := env.Record(ctx, runbook.Change{Kind: "upgrade", Object: "node/" + node}); err != nil {
-			return err
+			return false, err
 		}
 		if len(action.Exec) > 0 {
 			argv, err := exec.Render(env, action.Exec, n)
 			if err != nil {
-				return err
+				return false, err
 			}
 			env.Node(node, runbook.NodeUpgrading, strings.Join(argv, " "))
 			if err := exec.RunCommand(ctx, env, argv, n, "", nil); err != nil {
-				return fmt.Errorf("upgrade node %q: %w", node, err)
+				return false, fmt.Errorf("upgrade node %q: %w", node, err)
 			}
 		} else {
 			env.Node(node, runbook.NodeUpgrading, "waiting for the platform to upgrade it to "+env.Target)
 		}
 		if err := env.MarkDone(ctx, "action/"+node); err != nil {
-			return err
+			return false, err
 		}
 	}
 
 	if err := WaitNodeAt(ctx, env, node, action.readyTimeout()); err != nil {
-		return err
+		return false, err
 	}
 	if err := drain.Uncordon(ctx, env, node); err != nil {
-		return err
+		return false, err
 	}
 	env.Node(node, runbook.NodeUpgraded, "at "+env.Target)
-	return env.MarkDone(ctx, "upgraded/"+node)
+	return false, env.MarkDone(ctx, "upgraded/"+node)
 }
 
 // ErrNodeGone: the node was deleted while drydock waited: the platform replaced it.

@@ -115,7 +115,11 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if env.Kube == nil {
 		return errors.New("needs a cluster")
 	}
-	env.Progress("waiting until "+s.describe(env), 0, 0)
+	if deadline, ok := ctx.Deadline(); ok {
+		env.Countdown("waiting until "+s.describe(env), deadline) // gives up then (the step's timeout)
+	} else {
+		env.Progress("waiting until "+s.describe(env), 0, 0)
+	}
 	if s.For == PodsReady {
 		if len(s.Namespaces) == 0 {
 			return s.until(ctx, env, "", podsReady)
