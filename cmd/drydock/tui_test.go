@@ -10,6 +10,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
@@ -111,5 +116,129 @@ func TestTUIEndToEnd(t *testing.T) {
 	}
 	if scr := s.screen(); !strings.Contains(scr, "drydock: run ") || !strings.Contains(scr, "succeeded: every step done") {
 		t.Errorf("no summary line after the screen closed:\n%s", scr)
+	}
+}
+
+// TestTUIOperatorStory is issue 13's operator story on the real binary in tmux at 80x24: a
+// minAvailable: 100% budget in the last group stops the run before anything moves (exit 3); with
+// it gone, the run pauses after the canary, r asks again (enter goes back), r → enter rolls back,
+// and the screen says which node stays upgraded because the action has no rollback command (exit 4).
+func TestTUIOperatorStory(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "story"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, group := range map[string]string{"story-a-1": "a", "story-b-1": "b", "story-b-2": "b"} {
+		if _, err := cluster.CreateNode(ctx, name, simcluster.NodeOptions{KubeletVersion: "v1.36.3", Labels: map[string]string{"suite": ns, "drydock.dev/group": group}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := simcluster.Deployment(ns, "db", 1)
+	db.Spec.Template.Spec.NodeSelector = map[string]string{"drydock.dev/group": "b"}
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, db, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := intstr.FromString("100%")
+	budgets := cluster.Client.PolicyV1().PodDisruptionBudgets(ns)
+	if _, err := budgets.Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitDeploymentReady(ctx, ns, "db", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := fmt.Sprintf(`[%q, --kubeconfig, %q, patch, node, "{{.Node.Name}}", --subresource=status, -p, '{"status":{"nodeInfo":{"kubeletVersion":"{{.TargetVersion}}"}}}']`,
+		filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+	rb := writeRunbook(t, "story", fmt.Sprintf(`    - name: canary
+      type: canary
+      with: {node: story-a-1, soak: 1s, action: {exec: %s, readyTimeout: 1m}}
+    - name: fleet
+      type: nodegroups
+      with: {selector: suite=%s, groupBy: drydock.dev/group, order: [a, b], action: {exec: %s, readyTimeout: 1m}}
+`, action, ns, action))
+	dir := t.TempDir()
+	s := &tmuxSession{t: t, socket: fmt.Sprintf("drydock-story-%d", os.Getpid())}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", s.socket, "kill-server").Run() })
+	start := func(window string) string {
+		exitFile := filepath.Join(dir, window+".exit")
+		cmdline := fmt.Sprintf("%q run %q --kubeconfig %q --state-dir %q --no-mirror; echo $? > %q; sleep 600",
+			drydockBinary(t), rb, cluster.Kubeconfig, filepath.Join(dir, "state"), exitFile)
+		_ = exec.Command("tmux", "-L", s.socket, "kill-server").Run()
+		s.tmux("new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-e", "TERM=xterm-256color", cmdline)
+		return exitFile
+	}
+	exitCode := func(exitFile string) string {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if b, err := os.ReadFile(exitFile); err == nil && len(b) > 0 {
+				return strings.TrimSpace(string(b))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("drydock did not exit after q:\n%s", s.screen())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	nodeAt := func(name string) string {
+		n, err := cluster.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Spec.Unschedulable {
+			t.Errorf("node %s left cordoned", name)
+		}
+		return n.Status.NodeInfo.KubeletVersion
+	}
+
+	// 1. The budget in the last group: nothing moves; the screen names the blocker.
+	exitFile := start("blocked")
+	scr := s.waitFor("[failed]", 60*time.Second)
+	if !strings.Contains(scr, "BLOCK story-b-") && !strings.Contains(scr, "blocked before the first node moved") {
+		t.Errorf("the blocked screen does not name the blocker:\n%s", scr)
+	}
+	s.tmux("send-keys", "-t", "e2e", "q")
+	if code := exitCode(exitFile); code != "3" {
+		t.Errorf("blocked run: exit %s, want 3\n%s", code, s.screen())
+	}
+	if v := nodeAt("story-a-1"); v != "v1.36.3" {
+		t.Errorf("story-a-1 moved to %s although the run was blocked", v)
+	}
+
+	// 2. Without the budget: the canary, its pause point, r twice (the first time back), rollback.
+	if err := budgets.Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	exitFile = start("rollback")
+	s.waitFor("Pause point after step canary", 90*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "r")
+	scr = s.waitFor("Roll back the run?", 10*time.Second)
+	if !strings.Contains(scr, "[Back to the pause point]") {
+		t.Errorf("the confirmation does not start on the safe choice:\n%s", scr)
+	}
+	s.tmux("send-keys", "-t", "e2e", "Enter")
+	s.waitFor("Pause point after step canary", 10*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "r")
+	s.waitFor("Roll back the run?", 10*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "Right")
+	s.tmux("send-keys", "-t", "e2e", "Enter")
+	scr = s.waitFor("[partly-rolled-back]", 60*time.Second)
+	if !strings.Contains(scr, "left at v1.37.1") {
+		t.Errorf("the rollback does not say what it left:\n%s", scr)
+	}
+	s.tmux("send-keys", "-t", "e2e", "q")
+	if code := exitCode(exitFile); code != "4" {
+		t.Errorf("rolled back run: exit %s, want 4\n%s", code, s.screen())
+	}
+	if v := nodeAt("story-a-1"); v != "v1.37.1" {
+		t.Errorf("story-a-1 at %s: the action has no rollback command, so it stays upgraded", v)
+	}
+	if scr := s.screen(); !strings.Contains(scr, "node/story-a-1: left at v1.37.1") {
+		t.Errorf("the closing lines do not name the node left upgraded:\n%s", scr)
 	}
 }
