@@ -227,6 +227,10 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	if len(plans) > 0 && e.Sink != nil {
 		e.Sink.Emit(&RunPlanned{Meta: Meta{Time: time.Now(), RunID: st.ID}, Steps: plans})
 	}
+	var bpe *BlockedPlanError
+	if errors.As(err, &bpe) {
+		bpe.Listed, bpe.Drain = e.Sink != nil, e.Kind == "drain"
+	}
 	if err != nil {
 		if resumed {
 			return fmt.Errorf("resume run %s: %w", st.ID, err)

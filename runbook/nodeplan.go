@@ -80,9 +80,30 @@ func (p *NodePlan) Nodes() []string {
 // blocker and the runbook does not let that step proceed.
 type BlockedPlanError struct {
 	Plans []NodePlan
+	// Listed: the plan, with every blocker and its fix, was already shown (the run.planned event);
+	// the error then counts them instead of saying them again.
+	Listed bool
+	// Drain: the run is a drydock drain, which has no runbook to mark onBlocked: proceed.
+	Drain bool
 }
 
 func (e *BlockedPlanError) Error() string {
+	hint := "; fix these, or set onBlocked: proceed on the step to start anyway"
+	if e.Drain {
+		hint = ""
+	}
+	if e.Listed {
+		n := 0
+		for _, p := range e.Plans {
+			if !p.Proceed {
+				n += len(p.Certain())
+			}
+		}
+		if e.Drain {
+			return fmt.Sprintf("blocked before anything moved: %d certain blocker(s), each with its fix in the plan above; nothing was cordoned", n)
+		}
+		return fmt.Sprintf("blocked before the first node moved: %d certain blocker(s), each with its fix in the plan above%s", n, strings.TrimPrefix(hint, "; fix these"))
+	}
 	var parts []string
 	for _, p := range e.Plans {
 		if p.Proceed {
@@ -96,7 +117,7 @@ func (e *BlockedPlanError) Error() string {
 			parts = append(parts, s)
 		}
 	}
-	return fmt.Sprintf("blocked before the first node moved: %s; fix these, or set onBlocked: proceed on the step to start anyway", strings.Join(parts, "; "))
+	return fmt.Sprintf("blocked before the first node moved: %s%s", strings.Join(parts, "; "), hint)
 }
 
 // Is makes a BlockedPlanError a blocked outcome (exit 3).

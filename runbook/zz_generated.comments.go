@@ -10,6 +10,8 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.AccessError":                        "AccessError is a run refused before its first change: the user lacks permissions it needs.",
 	"github.com/drydock-dev/drydock/runbook.AccessNeeder":                       "AccessNeeder is a Step that says which permissions it needs.",
 	"github.com/drydock-dev/drydock/runbook.BlockedPlanError":                   "BlockedPlanError is a run refused before its first node moved: a node step's plan has a certain blocker and the runbook does not let that step proceed.",
+	"github.com/drydock-dev/drydock/runbook.BlockedPlanError.Drain":             "Drain: the run is a drydock drain, which has no runbook to mark onBlocked: proceed.",
+	"github.com/drydock-dev/drydock/runbook.BlockedPlanError.Listed":            "Listed: the plan, with every blocker and its fix, was already shown (the run.planned event);\nthe error then counts them instead of saying them again.",
 	"github.com/drydock-dev/drydock/runbook.Change":                             "Change is something a step changed in the cluster, recorded before or as it is made, so that the step's Rollback can undo exactly that (and never, say, an admin's earlier cordon).",
 	"github.com/drydock-dev/drydock/runbook.Change.Kind":                        "e.g. \"cordon\", \"exec\"",
 	"github.com/drydock-dev/drydock/runbook.Change.Object":                      "e.g. \"node/n1\"",

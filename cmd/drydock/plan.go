@@ -71,6 +71,7 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("plan: %w", blocked)
 	}
 	if blocked != nil {
+		bpe.Listed = true // printed below, each with its fix
 		blocked = fmt.Errorf("plan: runbook %q: %w", rb.Metadata.Name, blocked)
 	}
 	plan := &RunbookPlan{TypeMeta: typeMeta(KindRunbookPlan), Runbook: rb.Metadata.Name, Target: rb.Spec.TargetVersion, Cluster: r.engine.Cluster, Steps: steps, Nodes: nodes}

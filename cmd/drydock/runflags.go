@@ -208,6 +208,12 @@ func (r *runner) notifyEnd(st *runbook.RunState, err error) {
 	}
 	if errors.Is(err, runbook.ErrBlocked) && (st == nil || st.Status == runbook.RunRunning || st.Status == "") {
 		n.Outcome, n.Status, n.Message = notify.Blocked, "blocked", err.Error()
+		var bpe *runbook.BlockedPlanError
+		if errors.As(err, &bpe) {
+			full := *bpe
+			full.Listed = false // nobody reading the webhook saw the plan: say each blocker
+			n.Message = full.Error()
+		}
 	}
 	if n.Outcome == "" {
 		return // interrupted, or nothing ran

@@ -161,7 +161,7 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 	}
 
 	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", node), "1m")
-	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), "blocked before the first node moved") || !strings.Contains(err.Error(), s.ns+"/web") {
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), "blocked before the first node moved") || !strings.Contains(rec.Text(), s.ns+"/web") {
 		t.Fatalf("drain: exit %d, %v", exitcode.For(err), err)
 	}
 	if s.node(node).Spec.Unschedulable {
