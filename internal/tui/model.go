@@ -976,11 +976,18 @@ func (m Model) detail(w, h int) string {
 			b = append(b, trunc(line, w))
 		}
 	}
+	// A long reason is cut to the pane's width; in the detail view (enter) it is wrapped whole.
+	fit := func(line string) []string {
+		if !m.Detail {
+			return []string{trunc(line, w)}
+		}
+		return strings.Split(lipgloss.NewStyle().Width(w).Render(line), "\n")
+	}
 	var blocked []string
 	for _, name := range s.PodOrder {
 		p := s.Pods[name]
 		if p.State == runbook.PodBlocked {
-			blocked = append(blocked, trunc(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, p.Reason), w))
+			blocked = append(blocked, fit(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, p.Reason))...)
 		}
 	}
 	if len(blocked) > 0 {
@@ -1001,7 +1008,13 @@ func (m Model) detail(w, h int) string {
 			if f.Severity == runbook.SeverityError {
 				st = m.styles.err
 			}
-			b = append(b, st.Render(trunc(fmt.Sprintf("  %-7s %s: %s", f.Severity, f.Object, f.Message), w)))
+			line := fmt.Sprintf("  %-7s %s: %s", f.Severity, f.Object, f.Message)
+			if m.Detail && f.Hint != "" {
+				line += " (fix: " + f.Hint + ")"
+			}
+			for _, l := range fit(line) {
+				b = append(b, st.Render(l))
+			}
 		}
 	}
 	if len(b) > h {

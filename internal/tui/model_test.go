@@ -403,3 +403,16 @@ func TestCountdown(t *testing.T) {
 		t.Errorf("countdown %q", got)
 	}
 }
+
+// TestDetailViewWrapsLongReasons: enter shows a blocked pod's whole reason and a finding's fix.
+func TestDetailViewWrapsLongReasons(t *testing.T) {
+	t.Parallel()
+	long := "waits for PDB shop/db: needs 3 healthy, has 3; its replacement shop/db-3 is Pending: 0/6 nodes are available: 3 Insufficient cpu, 3 node(s) had untolerated taint"
+	m := feed(newModel(nil), append(draining(), &runbook.PodChanged{Meta: meta("canary", 14), Node: "general-1", Pod: "shop/db-1", State: runbook.PodBlocked, Reason: long})...)
+	m = press(m, "enter")
+	m.width, m.height = 100, 60
+	out := strings.Join(strings.Fields(ansi.Strip(m.Render())), " ")
+	if !strings.Contains(out, "3 node(s) had untolerated taint") {
+		t.Errorf("the detail view cut the reason:\n%s", m.Render())
+	}
+}
