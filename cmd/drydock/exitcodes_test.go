@@ -70,8 +70,15 @@ func TestExitCodeTable(t *testing.T) {
 	unknownNodeRB := runbookWith("unknown", "    - {name: drain, type: drain, with: {nodes: [no-such-node]}}\n")
 	badRB := write("bad.yaml", "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: bad}\nspec: {targetVersion: v1.37.1, steps: [{name: x, type: nope}]}\n")
 	echoRB := runbookWith("echo", "    - {name: hi, type: exec, with: {command: [echo, hi]}}\n")
-	pausedRB := runbookWith("paused", "    - {name: hi, type: exec, pause: after, with: {command: [echo, hi]}}\n")
-	rolledBackRB := runbookWith("rolledback", "    - {name: first, type: exec, with: {command: [echo, one], rollback: [echo, undo]}}\n    - {name: fails, type: exec, with: {command: [sh, -c, 'exit 7']}}\n", "  onFailure: rollback\n")
+	// These two take the cluster lock: each in a namespace of its own, so that they (run in parallel)
+	// and the other tests never wait for one another.
+	for _, n := range []string{"codes-paused", "codes-rolledback"} {
+		if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pausedRB := runbookWith("paused", "    - {name: hi, type: exec, pause: after, with: {command: [echo, hi]}}\n", "  state: {namespace: codes-paused}\n")
+	rolledBackRB := runbookWith("rolledback", "    - {name: first, type: exec, with: {command: [echo, one], rollback: [echo, undo]}}\n    - {name: fails, type: exec, with: {command: [sh, -c, 'exit 7']}}\n", "  onFailure: rollback\n  state: {namespace: codes-rolledback}\n")
 	unreachable := write("unreachable", "apiVersion: v1\nkind: Config\nclusters: [{name: gone, cluster: {server: \"https://127.0.0.1:1\"}}]\ncontexts: [{name: gone, context: {cluster: gone, user: u}}]\nusers: [{name: u, user: {token: x}}]\ncurrent-context: gone\n")
 
 	const (

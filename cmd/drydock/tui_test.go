@@ -130,13 +130,14 @@ func TestTUIOperatorStory(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for name, group := range map[string]string{"story-a-1": "a", "story-b-1": "b", "story-b-2": "b"} {
+	// Group names of their own: other tests' nodes in this cluster have groups a and b.
+	for name, group := range map[string]string{"story-a-1": "story-a", "story-b-1": "story-b", "story-b-2": "story-b"} {
 		if _, err := cluster.CreateNode(ctx, name, simcluster.NodeOptions{KubeletVersion: "v1.36.3", Labels: map[string]string{"suite": ns, "drydock.dev/group": group}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	db := simcluster.Deployment(ns, "db", 1)
-	db.Spec.Template.Spec.NodeSelector = map[string]string{"drydock.dev/group": "b"}
+	db.Spec.Template.Spec.NodeSelector = map[string]string{"drydock.dev/group": "story-b"}
 	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, db, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +161,11 @@ func TestTUIOperatorStory(t *testing.T) {
       with: {node: story-a-1, soak: 1s, action: {exec: %s, readyTimeout: 1m}}
     - name: fleet
       type: nodegroups
-      with: {selector: suite=%s, groupBy: drydock.dev/group, order: [a, b], action: {exec: %s, readyTimeout: 1m}}
+      with: {selector: suite=%s, groupBy: drydock.dev/group, order: [story-a, story-b], action: {exec: %s, readyTimeout: 1m}}
 `, action, ns, action))
+	// The run's lock in the test's own namespace: a run left paused by a failure here never holds
+	// kube-system's lock, which the other tests of this cluster take.
+	patchRunbook(t, rb, "  state: {namespace: "+ns+"}\n")
 	dir := t.TempDir()
 	s := &tmuxSession{t: t, socket: fmt.Sprintf("drydock-story-%d", os.Getpid())}
 	t.Cleanup(func() { _ = exec.Command("tmux", "-L", s.socket, "kill-server").Run() })
