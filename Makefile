@@ -8,6 +8,8 @@ LDFLAGS := -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/bu
            -X $(PKG)/internal/buildinfo.Date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 # The simulated cluster's binaries, built once per machine (10-20 min the first time, then cached).
 CLUSTER_BIN = $(shell hack/cluster-bin.sh)
+# The previous minor's control plane, which a cluster can start at and be upgraded from (8-15 min more, once).
+CLUSTER_BIN_PREV = $(shell hack/cluster-bin.sh prev)
 VELERO_BIN  = $(shell hack/velero-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
@@ -21,9 +23,11 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/drydock ./cmd/drydock
 	ln -sf drydock bin/kubectl-drydock
 
-## cluster-bin: build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kubectl, kwok
+## cluster-bin: build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kubectl, kwok, and
+## the previous minor's control plane
 cluster-bin:
 	@hack/cluster-bin.sh
+	@hack/cluster-bin.sh prev
 
 ## cluster-up: start a simulated cluster for people; prints its kubeconfig path
 cluster-up:
@@ -64,7 +68,7 @@ lint:
 
 ## test: every test, against real simulated clusters
 test: vet test-deps
-	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_CLUSTER_BIN_PREV=$(CLUSTER_BIN_PREV) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-fast: the fast tier only (no cluster: pure logic and fake clientsets), for the inner loop
 test-fast:

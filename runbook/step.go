@@ -55,10 +55,13 @@ const (
 	PhaseCheck               // read-only checks (api-scan, preflight, ...)
 	PhaseBackup              // backups (velero-backup)
 	PhaseNodes               // steps that drain or upgrade nodes (canary, nodegroups)
+	// PhaseControlPlane upgrades the control plane: after the checks and the backup, before any node
+	// step (a kubelet must never be newer than the apiserver).
+	PhaseControlPlane
 )
 
 func (p Phase) String() string {
-	return [...]string{"any", "check", "backup", "nodes"}[p]
+	return [...]string{"any", "check", "backup", "nodes", "control plane"}[p]
 }
 
 // Kind registers a step kind.

@@ -36,7 +36,7 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 	var problems Problems
 	add := func(field, msg, hint string) { problems = append(problems, rb.problem(field, msg, hint)) }
 	firstName := map[string]int{}
-	firstNodes := -1
+	firstNodes, firstCP := -1, -1
 	for i, s := range rb.Spec.Steps {
 		base := fmt.Sprintf("spec.steps[%d]", i)
 		if s.Name == "" {
@@ -64,6 +64,15 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 		case (k.Phase == PhaseCheck || k.Phase == PhaseBackup) && firstNodes >= 0 && !rb.Spec.AllowAnyOrder:
 			add(base+".type", fmt.Sprintf("a %s step (%s) after a node step (%q, spec.steps[%d])", k.Phase, s.Type, rb.Spec.Steps[firstNodes].Name, firstNodes),
 				"checks and backups run before any node is drained: move this step up, or set spec.allowAnyOrder: true")
+		case k.Phase == PhaseControlPlane && firstNodes >= 0 && !rb.Spec.AllowAnyOrder:
+			add(base+".type", fmt.Sprintf("the control plane is upgraded after a node step (%q, spec.steps[%d])", rb.Spec.Steps[firstNodes].Name, firstNodes),
+				"the control plane goes first: a kubelet must never be newer than the apiserver; move this step above the node steps, or set spec.allowAnyOrder: true")
+		case (k.Phase == PhaseCheck || k.Phase == PhaseBackup) && firstCP >= 0 && !rb.Spec.AllowAnyOrder:
+			add(base+".type", fmt.Sprintf("a %s step (%s) after the control-plane step (%q, spec.steps[%d])", k.Phase, s.Type, rb.Spec.Steps[firstCP].Name, firstCP),
+				"checks and backups run before the control plane is upgraded: move this step up, or set spec.allowAnyOrder: true")
+		}
+		if k.Phase == PhaseControlPlane && firstCP < 0 {
+			firstCP = i
 		}
 		if _, ok := s.Step.(NodePlanner); s.OnBlocked != "" && s.Step != nil && !ok {
 			add(base+".onBlocked", fmt.Sprintf("onBlocked applies to node steps; %s does not drain nodes", s.Type), "remove it, or put it on the drain, canary or nodegroups step")

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,10 @@ import (
 
 //go:embed stages.yaml
 var stagesTemplate string
+
+// PreviousVersion is the version of the previous minor's control plane (hack/cluster-bin.sh prev),
+// which a cluster started with Options.Previous runs until it is upgraded.
+const PreviousVersion = "v1.36.3"
 
 // KubernetesVersion is the version the simulated control plane is built at (hack/cluster-bin.sh).
 const KubernetesVersion = "v1.37.1"
@@ -58,6 +64,10 @@ type Options struct {
 	// RuntimeConfig enables or disables built-in APIs, as kube-apiserver's --runtime-config
 	// (e.g. "resource.k8s.io/v1beta1=true").
 	RuntimeConfig string
+	// Previous starts the control plane (apiserver, controller-manager, scheduler) at the previous
+	// minor (PrevBinDir), so that it can be upgraded component by component with UpgradeComponent.
+	// etcd and kwok are the current ones.
+	Previous bool
 }
 
 // Cluster is a running simulated cluster.
@@ -86,6 +96,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
+	}
+	cp := bin // the control plane's binaries
+	if opts.Previous {
+		if cp, err = PrevBinDir(); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Name == "" {
 		counter.Lock()
@@ -155,9 +171,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		"--runtime", "binary",
 		"--config", configPath,
 		"--kubeconfig", c.Kubeconfig,
-		"--kube-apiserver-binary", filepath.Join(bin, "kube-apiserver"),
-		"--kube-controller-manager-binary", filepath.Join(bin, "kube-controller-manager"),
-		"--kube-scheduler-binary", filepath.Join(bin, "kube-scheduler"),
+		"--kube-apiserver-binary", filepath.Join(cp, "kube-apiserver"),
+		"--kube-controller-manager-binary", filepath.Join(cp, "kube-controller-manager"),
+		"--kube-scheduler-binary", filepath.Join(cp, "kube-scheduler"),
 		"--etcd-binary", filepath.Join(bin, "etcd"),
 		"--kwok-controller-binary", filepath.Join(bin, "kwok"),
 		"--kube-apiserver-port", strconv.Itoa(ports[0]),
@@ -191,7 +207,45 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 		return nil, err
 	}
+	if err := c.recordComponents(); err != nil {
+		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
+		return nil, err
+	}
 	return c, nil
+}
+
+// componentsFile keeps how each control-plane component was started (argv, environment, directory),
+// so that one that exited (a controller-manager loses its lease while the apiserver restarts and
+// exits, as it does for real; kwok does not supervise it) can be started again, or upgraded.
+const componentsFile = "components.json"
+
+func (c *Cluster) recordComponents() error {
+	all := map[string]*process{}
+	for _, name := range ControlPlane {
+		p, err := c.component(name)
+		if err != nil {
+			return err
+		}
+		all[name] = p
+	}
+	return c.saveComponents(all)
+}
+
+func (c *Cluster) saveComponents(all map[string]*process) error {
+	b, err := json.Marshal(all)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.WorkDir, componentsFile), b, 0o644)
+}
+
+func (c *Cluster) loadComponents() (map[string]*process, error) {
+	b, err := os.ReadFile(filepath.Join(c.WorkDir, componentsFile))
+	if err != nil {
+		return nil, fmt.Errorf("simcluster: how the components were started: %w", err)
+	}
+	all := map[string]*process{}
+	return all, json.Unmarshal(b, &all)
 }
 
 // Attach returns a handle on a persistent cluster that Start created earlier in workDir.
@@ -386,14 +440,21 @@ func BinDir() (string, error) { return clusterBins.dir() }
 // $DRYDOCK_VELERO_BIN when set, otherwise hack/velero-bin.sh builds them the first time.
 func VeleroBinDir() (string, error) { return veleroBins.dir() }
 
+// PrevBinDir returns the directory with the previous minor's kube-apiserver, kube-controller-manager,
+// kube-scheduler and kubectl: $DRYDOCK_CLUSTER_BIN_PREV when set, otherwise `hack/cluster-bin.sh
+// prev` builds them the first time.
+func PrevBinDir() (string, error) { return prevBins.dir() }
+
 var (
 	clusterBins = &builtBins{env: "DRYDOCK_CLUSTER_BIN", script: "cluster-bin.sh", marker: "kwokctl", make: "make cluster-bin"}
+	prevBins    = &builtBins{env: "DRYDOCK_CLUSTER_BIN_PREV", script: "cluster-bin.sh", args: []string{"prev"}, marker: "kube-apiserver", make: "hack/cluster-bin.sh prev"}
 	veleroBins  = &builtBins{env: "DRYDOCK_VELERO_BIN", script: "velero-bin.sh", marker: "minio", make: "hack/velero-bin.sh"}
 )
 
 // builtBins is a directory of binaries a hack/ script builds once per machine and prints.
 type builtBins struct {
 	env, script, marker, make string
+	args                      []string
 
 	once sync.Once
 	path string
@@ -413,7 +474,7 @@ func (b *builtBins) dir() (string, error) {
 			b.err = err
 			return
 		}
-		cmd := exec.Command(filepath.Join(root, "hack", b.script))
+		cmd := exec.Command(filepath.Join(root, "hack", b.script), b.args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
 		out, err := cmd.Output()
@@ -498,28 +559,92 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) erro
 	return nil
 }
 
+// ControlPlane are the components UpgradeComponent upgrades, in the order an upgrade takes them.
+var ControlPlane = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// UpgradeComponent restarts one control-plane component from the binary of the same name in
+// binDir, with the same flags, on the same etcd data: the simulated counterpart of upgrading a
+// control-plane member. It returns once the apiserver answers /readyz again (and, for the
+// controller-manager and the scheduler, once the new process runs).
+func (c *Cluster) UpgradeComponent(ctx context.Context, name, binDir string) error {
+	if !slices.Contains(ControlPlane, name) {
+		return fmt.Errorf("simcluster: %q is not a control-plane component (%s)", name, strings.Join(ControlPlane, ", "))
+	}
+	bin := filepath.Join(binDir, name)
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("simcluster: upgrade %s: %w", name, err)
+	}
+	p, err := c.component(name)
+	if err != nil {
+		return err
+	}
+	if err := p.stop(ctx); err != nil {
+		return err
+	}
+	p.Argv[0] = bin
+	if err := p.start(); err != nil {
+		return err
+	}
+	if all, err := c.loadComponents(); err == nil {
+		all[name] = p // a later restart starts the upgraded binary
+		if err := c.saveComponents(all); err != nil {
+			return err
+		}
+	}
+	if err := c.waitReadyz(ctx); err != nil {
+		return err
+	}
+	// As a kubelet restarts a static pod, start again a component that exited while the apiserver
+	// was away (the controller-manager and the scheduler exit when they cannot renew their lease).
+	for _, other := range ControlPlane {
+		if other == name {
+			continue
+		}
+		o, err := c.component(other)
+		if err != nil {
+			return err
+		}
+		if syscall.Kill(o.pid, 0) != nil {
+			if err := o.start(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // process is a component of the cluster as kwokctl started it: enough to start it again.
 type process struct {
-	name, pidFile, logFile, cwd string
-	pid                         int
-	argv, env                   []string
+	Name    string   `json:"name"`
+	PidFile string   `json:"pidFile"`
+	LogFile string   `json:"logFile"`
+	Cwd     string   `json:"cwd"`
+	Argv    []string `json:"argv"`
+	Env     []string `json:"env"`
+	pid     int
 }
 
 func (c *Cluster) component(name string) (*process, error) {
 	dir := filepath.Join(c.WorkDir, "kwok", "clusters", c.Name)
-	p := &process{name: name, pidFile: filepath.Join(dir, "pids", name+".pid"), logFile: filepath.Join(dir, "logs", name+".log")}
-	b, err := os.ReadFile(p.pidFile)
+	p := &process{Name: name, PidFile: filepath.Join(dir, "pids", name+".pid"), LogFile: filepath.Join(dir, "logs", name+".log")}
+	b, err := os.ReadFile(p.PidFile)
 	if err != nil {
 		return nil, fmt.Errorf("simcluster: %s: %w", name, err)
 	}
 	if p.pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-		return nil, fmt.Errorf("simcluster: %s: pid file %s: %w", name, p.pidFile, err)
+		return nil, fmt.Errorf("simcluster: %s: pid file %s: %w", name, p.PidFile, err)
 	}
-	if p.argv, err = procStrings(p.pid, "cmdline"); err != nil {
+	if p.Argv, err = procStrings(p.pid, "cmdline"); err != nil {
+		// It exited: start it as it was started (recorded when the cluster came up).
+		all, lerr := c.loadComponents()
+		if rec := all[name]; lerr == nil && rec != nil {
+			rec.pid = p.pid
+			return rec, nil
+		}
 		return nil, fmt.Errorf("simcluster: %s is not running: %w", name, err)
 	}
-	p.env, _ = procStrings(p.pid, "environ")
-	if p.cwd, err = os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.pid)); err != nil {
+	p.Env, _ = procStrings(p.pid, "environ")
+	if p.Cwd, err = os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.pid)); err != nil {
 		return nil, fmt.Errorf("simcluster: %s: %w", name, err)
 	}
 	return p, nil
@@ -540,20 +665,20 @@ func (p *process) stop(ctx context.Context) error {
 // start runs the process again with its argv, environment and directory, detached like kwokctl's
 // own (Stop and the watchdog find it through the pid file), its output appended to its log.
 func (p *process) start() error {
-	cmd := exec.Command(p.argv[0], p.argv[1:]...)
-	cmd.Dir, cmd.Env = p.cwd, p.env
-	if logf, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+	cmd := exec.Command(p.Argv[0], p.Argv[1:]...)
+	cmd.Dir, cmd.Env = p.Cwd, p.Env
+	if logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
 		cmd.Stdout, cmd.Stderr = logf, logf
 		defer logf.Close()
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("simcluster: start %s: %w", p.name, err)
+		return fmt.Errorf("simcluster: start %s: %w", p.Name, err)
 	}
 	go func() { _ = cmd.Wait() }() // reap it when it ends
 	p.pid = cmd.Process.Pid
-	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(p.pid)), 0o644); err != nil {
-		return fmt.Errorf("simcluster: %s: %w", p.name, err)
+	if err := os.WriteFile(p.PidFile, []byte(strconv.Itoa(p.pid)), 0o644); err != nil {
+		return fmt.Errorf("simcluster: %s: %w", p.Name, err)
 	}
 	return nil
 }

@@ -65,7 +65,9 @@ type Nodes struct {
 
 // Data is what the templates see.
 type Data struct {
-	Node          *corev1.Node // nil when the step does not run per node
+	Node *corev1.Node // nil when the step does not run per node
+	// Member is the control-plane member being upgraded (the controlplane step).
+	Member        string
 	TargetVersion string
 	RunID         string
 	Step          string
@@ -81,7 +83,7 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 		for i, a := range args {
 			if _, err := parse(a); err != nil {
 				errs = append(errs, runbook.FieldError{Field: fmt.Sprintf("%s[%d]", field, i), Message: "bad template: " + err.Error(),
-					Hint: "templates see .Node (with .Node.Name, .Node.Labels), .TargetVersion, .RunID and .Step"})
+					Hint: "templates see .Node (with .Node.Name, .Node.Labels), .Member (controlplane), .TargetVersion, .RunID and .Step"})
 			}
 		}
 	}
@@ -280,6 +282,11 @@ func (s *Step) run(ctx context.Context, env *runbook.Env, argv []string, node *c
 // Render fills in the templates of args for node (nil: not per node).
 func Render(env *runbook.Env, args []string, node *corev1.Node) ([]string, error) {
 	return render(args, Data{Node: node, TargetVersion: env.Target, RunID: env.RunID, Step: env.Spec.Name})
+}
+
+// RenderMember fills in the templates of args for a control-plane member (.Member).
+func RenderMember(env *runbook.Env, args []string, member string) ([]string, error) {
+	return render(args, Data{Member: member, TargetVersion: env.Target, RunID: env.RunID, Step: env.Spec.Name})
 }
 
 // CheckTemplates reports template errors in args, for a kind's ValidateSettings.

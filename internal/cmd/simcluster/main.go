@@ -2,7 +2,8 @@
 // make cluster-down, make demo). Tests use package simcluster directly.
 //
 //	simcluster restart-apiserver [--name N] [--down 2s]
-//	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V]
+//	simcluster upgrade-controlplane [--name N] [--component kube-apiserver]   (every component without it)
+//	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V] [--previous]
 //	simcluster down [--name N]
 package main
 
@@ -31,7 +32,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver [flags]")
+		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane [flags]")
 	}
 	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "drydock-dev", "cluster name")
@@ -41,10 +42,16 @@ func run(args []string) error {
 	readyDelay := fs.Duration("pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
 	readyFile := fs.String("ready-file", "", "velero: create this file once Velero is up")
 	down := fs.Duration("down", 2*time.Second, "restart-apiserver: how long the apiserver stays stopped")
+	previous := fs.Bool("previous", false, "up: start the control plane at the previous minor (hack/cluster-bin.sh prev), to be upgraded")
+	workDirFlag := fs.String("work-dir", "", "the cluster's work directory (default: drydock's state directory, clusters/NAME)")
+	component := fs.String("component", "", "upgrade-controlplane: only this component ("+strings.Join(simcluster.ControlPlane, ", ")+"); default: each in turn")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	workDir := filepath.Join(stateDir(), "clusters", *name)
+	if *workDirFlag != "" {
+		workDir = *workDirFlag
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -54,7 +61,7 @@ func run(args []string) error {
 		if _, err := os.Stat(filepath.Join(workDir, "kubeconfig")); err == nil {
 			return fmt.Errorf("cluster %q already exists (kubeconfig %s): run `make cluster-down` first", *name, filepath.Join(workDir, "kubeconfig"))
 		}
-		c, err := simcluster.Start(ctx, simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true, PodReadyDelay: *readyDelay})
+		c, err := simcluster.Start(ctx, simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true, PodReadyDelay: *readyDelay, Previous: *previous})
 		if err != nil {
 			_ = os.RemoveAll(workDir)
 			return err
@@ -111,6 +118,35 @@ func run(args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "simcluster: apiserver of %q restarted; it answered again after %v\n", *name, time.Since(start).Round(time.Millisecond))
+		return nil
+	case "upgrade-controlplane":
+		// Restarts control-plane components from the current minor's binaries on the same etcd data:
+		// the simulated counterpart of upgrading control-plane members (hack/sim-upgrade-controlplane.sh).
+		c, err := simcluster.Attach(*name, workDir)
+		if err != nil {
+			return err
+		}
+		if c.Client == nil {
+			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
+		}
+		bin, err := simcluster.BinDir()
+		if err != nil {
+			return err
+		}
+		comps := simcluster.ControlPlane
+		if *component != "" {
+			comps = []string{*component}
+		}
+		for _, comp := range comps {
+			if err := c.UpgradeComponent(ctx, comp, bin); err != nil {
+				return err
+			}
+			v, err := c.Client.Discovery().ServerVersion()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "simcluster: %s of %q now runs %s (the apiserver answers %s)\n", comp, *name, simcluster.KubernetesVersion, v.GitVersion)
+		}
 		return nil
 	case "velero":
 		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in

@@ -1,0 +1,105 @@
+package controlplane_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drydock-dev/drydock/internal/printer"
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
+	"github.com/drydock-dev/drydock/steps/controlplane"
+)
+
+// TestControlPlaneStep upgrades a simulated control plane that starts at the previous minor, member
+// by member (the apiserver, the controller-manager, the scheduler, each restarted from the current
+// minor's binary on the same etcd), after an "etcd snapshot"; each member is proven whole before the
+// next. A member whose upgrade changes nothing fails the step, naming what is wrong. Rolling back does
+// not downgrade: the run ends partly rolled back, saying how to restore the snapshot.
+func TestControlPlaneStep(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	c, err := simcluster.Start(ctx, simcluster.Options{Previous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Stop() }()
+	if _, err := c.CreateNode(ctx, "cp-node-1", simcluster.NodeOptions{KubeletVersion: simcluster.PreviousVersion}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sim := filepath.Join(dir, "simcluster")
+	if out, err := exec.Command("go", "build", "-o", sim, "github.com/drydock-dev/drydock/internal/cmd/simcluster").CombinedOutput(); err != nil {
+		t.Fatalf("build simcluster: %v\n%s", err, out)
+	}
+	member := func(name, component string) string {
+		return `          - {name: ` + name + `, exec: ["` + sim + `", upgrade-controlplane, --name, "` + c.Name + `", --work-dir, "` + c.WorkDir + `", --component, ` + component + `]}` + "\n"
+	}
+	snap := filepath.Join(dir, "etcd.snap")
+	engine := func(rec *printer.Recorder) *runbook.Engine {
+		return &runbook.Engine{Registry: steps.Registry, Kube: c.Client, REST: c.Config, StateDir: t.TempDir(), NoMirror: true, Decider: runbook.AlwaysContinue, Sink: rec}
+	}
+	parse := func(members string, extra string) *runbook.Runbook {
+		rb, err := runbook.Parse("cp.yaml", []byte(`apiVersion: drydock.dev/v1alpha1
+kind: Runbook
+metadata: {name: cp}
+spec:
+  targetVersion: `+simcluster.KubernetesVersion+`
+  steps:
+    - name: control-plane
+      type: controlplane
+      with:
+`+extra+`        members:
+`+members), steps.Registry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rb
+	}
+
+	// A member whose "upgrade" changes nothing: the step fails, saying what it waited for.
+	rec := &printer.Recorder{}
+	_, err = engine(rec).Start(ctx, parse(`          - {name: noop, exec: ["true"]}`+"\n", "        readyTimeout: 3s\n"))
+	if err == nil || !strings.Contains(err.Error(), "/version answers "+simcluster.PreviousVersion+", not "+simcluster.KubernetesVersion) {
+		t.Fatalf("a member that did not upgrade: %v\n%s", err, rec.Text())
+	}
+
+	// The real upgrade, member by member, after the snapshot.
+	rec = &printer.Recorder{}
+	e := engine(rec)
+	st, err := e.Start(ctx, parse(member("apiserver", "kube-apiserver")+member("controller-manager", "kube-controller-manager")+member("scheduler", "kube-scheduler"),
+		"        snapshot: {exec: [sh, -c, 'echo snapshot > "+snap+"'], path: "+snap+"}\n"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rec.Text())
+	}
+	v, err := c.Client.Discovery().ServerVersion()
+	if err != nil || v.GitVersion != simcluster.KubernetesVersion {
+		t.Fatalf("after the step the apiserver answers %v (%v), want %s", v, err, simcluster.KubernetesVersion)
+	}
+	if _, err := os.Stat(snap); err != nil {
+		t.Errorf("the snapshot action did not run: %v", err)
+	}
+	if p := st.RollbackPoint(controlplane.RollbackPointEtcdSnapshot); p == nil || p.Name != snap {
+		t.Errorf("rollback point %+v", p)
+	}
+	text := rec.Text()
+	for _, want := range []string{"member apiserver: at " + simcluster.KubernetesVersion + ", ready, leases renewed", "member scheduler: at"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
+		}
+	}
+
+	// Rolling back does not downgrade: partly rolled back, with how to restore the snapshot.
+	_, err = e.Rollback(ctx, st, "")
+	if !errors.Is(err, runbook.ErrRolledBack) || !strings.Contains(err.Error(), "upstream does not support a control-plane downgrade") || !strings.Contains(err.Error(), snap) {
+		t.Fatalf("rollback: %v", err)
+	}
+	if v, _ := c.Client.Discovery().ServerVersion(); v == nil || v.GitVersion != simcluster.KubernetesVersion {
+		t.Errorf("the rollback changed the control plane: %v", v)
+	}
+}
