@@ -10,19 +10,21 @@ import (
 	"github.com/drydock-dev/drydock/steps/nodegroups"
 	"github.com/drydock-dev/drydock/steps/pause"
 	"github.com/drydock-dev/drydock/steps/preflight"
+	"github.com/drydock-dev/drydock/steps/storagemigration"
 	"github.com/drydock-dev/drydock/steps/velero"
 	"github.com/drydock-dev/drydock/steps/wait"
 )
 
 // Registry holds the step kinds, one line each.
 var Registry = runbook.Registry{
-	exec.Kind,         // exec: run a command once or per node, with templates; rollback command optional
-	wait.Kind,         // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
-	pause.Kind,        // pause: a manual gate that stops the run until a person answers
-	drain.Kind,        // drain: cordon and evict without breaking a budget; blockers named before anything moves
-	controlplane.Kind, // controlplane: members one at a time, each proven whole (version, readyz, leases, skew); etcd snapshot first
-	canary.Kind,       // canary: upgrade the least disruptive node, check health, soak, pause
-	nodegroups.Kind,   // nodegroups: upgrade groups one at a time, maxUnavailable nodes at once
+	exec.Kind,             // exec: run a command once or per node, with templates; rollback command optional
+	wait.Kind,             // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
+	pause.Kind,            // pause: a manual gate that stops the run until a person answers
+	drain.Kind,            // drain: cordon and evict without breaking a budget; blockers named before anything moves
+	controlplane.Kind,     // controlplane: members one at a time, each proven whole (version, readyz, leases, skew); etcd snapshot first
+	storagemigration.Kind, // storage-migration: rewrite objects stored at an older version, trim CRD storedVersions
+	canary.Kind,           // canary: upgrade the least disruptive node, check health, soak, pause
+	nodegroups.Kind,       // nodegroups: upgrade groups one at a time, maxUnavailable nodes at once
 
 	preflight.APIScanKind,   // api-scan: deprecated/removed APIs in objects, Helm releases, files, requests, CRDs
 	preflight.PDBKind,       // pdb-check: budgets that block every drain, allow nothing now, overlap or are missing

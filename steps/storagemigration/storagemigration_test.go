@@ -1,0 +1,111 @@
+package storagemigration_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/drydock-dev/drydock/internal/printer"
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
+)
+
+var cluster *simcluster.Cluster
+
+func TestMain(m *testing.M) { os.Exit(simcluster.Main(m, &cluster, simcluster.Options{})) }
+
+// TestStorageMigration: a CRD whose storage version moved from v1 to v2 lists both in
+// status.storedVersions; the step rewrites every object (two pages) at v2 and trims
+// storedVersions to [v2], reporting the count; run again, it has nothing to do.
+func TestStorageMigration(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ext, err := apiextclient.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemaProps := &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr(true)}}
+	crd := &apiextv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "widgets.example.com"},
+		Spec: apiextv1.CustomResourceDefinitionSpec{Group: "example.com", Scope: apiextv1.NamespaceScoped,
+			Names: apiextv1.CustomResourceDefinitionNames{Plural: "widgets", Singular: "widget", Kind: "Widget", ListKind: "WidgetList"},
+			Versions: []apiextv1.CustomResourceDefinitionVersion{
+				{Name: "v1", Served: true, Storage: true, Schema: schemaProps},
+				{Name: "v2", Served: true, Storage: false, Schema: schemaProps},
+			}},
+	}
+	crds := ext.ApiextensionsV1().CustomResourceDefinitions()
+	if _, err := crds.Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gvr := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	dyn := dynamic.NewForConfigOrDie(cluster.Config)
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := dyn.Resource(gvr).Namespace("default").List(ctx, metav1.ListOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatal("the CRD is not served:", err)
+	}
+	for i := range 3 {
+		w := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget",
+			"metadata": map[string]any{"name": fmt.Sprintf("w%d", i), "namespace": "default"}, "spec": map[string]any{"size": i}}}
+		if _, err := dyn.Resource(gvr).Namespace("default").Create(ctx, w, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The storage version moves to v2: etcd still holds the three objects at v1.
+	cur, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Versions[0].Storage, cur.Spec.Versions[1].Storage = false, true
+	if _, err := crds.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		c, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
+		return err == nil && strings.Join(c.Status.StoredVersions, ",") == "v1,v2", nil
+	}); err != nil {
+		t.Fatal("storedVersions never listed v1 and v2:", err)
+	}
+
+	run := func() string {
+		t.Helper()
+		rb, err := runbook.Parse("m.yaml", []byte("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: m}\nspec:\n  targetVersion: "+simcluster.KubernetesVersion+
+			"\n  steps:\n    - {name: migrate, type: storage-migration, with: {pageSize: 2}}\n"), steps.Registry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &printer.Recorder{}
+		e := &runbook.Engine{Registry: steps.Registry, Kube: cluster.Client, REST: cluster.Config, StateDir: t.TempDir(), NoMirror: true, Decider: runbook.AlwaysContinue, Sink: rec}
+		if _, err := e.Start(ctx, rb); err != nil {
+			t.Fatalf("%v\n%s", err, rec.Text())
+		}
+		return rec.Text()
+	}
+	out := run()
+	if !strings.Contains(out, "widgets.example.com: 3 object(s) rewritten at v2; storedVersions now [v2]") || !strings.Contains(out, "widgets.example.com: 2 object(s) rewritten") {
+		t.Errorf("the step's report:\n%s", out)
+	}
+	c, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
+	if err != nil || strings.Join(c.Status.StoredVersions, ",") != "v2" {
+		t.Fatalf("storedVersions %v (%v), want [v2]", c.Status.StoredVersions, err)
+	}
+	if out := run(); !strings.Contains(out, "nothing is stored at an older version") {
+		t.Errorf("run again:\n%s", out)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
