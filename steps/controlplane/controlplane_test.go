@@ -103,3 +103,72 @@ spec:
 		t.Errorf("the rollback changed the control plane: %v", v)
 	}
 }
+
+// TestControlPlaneKill9AndResume: drydock is killed (-9) in the middle of the control-plane step,
+// inside the second member's upgrade; one `drydock resume` finishes the step: the member done before
+// is not upgraded again, the one in flight is, and the control plane ends at the target.
+func TestControlPlaneKill9AndResume(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	c, err := simcluster.Start(ctx, simcluster.Options{Previous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Stop() }()
+	dir := t.TempDir()
+	sim, drydock := filepath.Join(dir, "simcluster"), filepath.Join(dir, "drydock")
+	for bin, pkg := range map[string]string{sim: "github.com/drydock-dev/drydock/internal/cmd/simcluster", drydock: "github.com/drydock-dev/drydock/cmd/drydock"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	count, killed := filepath.Join(dir, "count"), filepath.Join(dir, "killed")
+	upgrade := func(component string) string {
+		return `"` + sim + `" upgrade-controlplane --name "` + c.Name + `" --work-dir "` + c.WorkDir + `" --component ` + component
+	}
+	rb := filepath.Join(dir, "cp.yaml")
+	text := `apiVersion: drydock.dev/v1alpha1
+kind: Runbook
+metadata: {name: cp-kill}
+spec:
+  targetVersion: ` + simcluster.KubernetesVersion + `
+  state: {namespace: default}
+  steps:
+    - name: control-plane
+      type: controlplane
+      with:
+        members:
+          - {name: apiserver, exec: [sh, -c, 'echo apiserver >> ` + count + ` && ` + upgrade("kube-apiserver") + `']}
+          - {name: controller-manager, exec: [sh, -c, 'test -e ` + killed + ` || { touch ` + killed + `; kill -9 $PPID; sleep 30; }; echo controller-manager >> ` + count + ` && ` + upgrade("kube-controller-manager") + `']}
+          - {name: scheduler, exec: [sh, -c, 'echo scheduler >> ` + count + ` && ` + upgrade("kube-scheduler") + `']}
+`
+	if err := os.WriteFile(rb, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	drydockRun := func(args ...string) (string, error) {
+		cmd := exec.Command(drydock, append(args, "--kubeconfig", c.Kubeconfig, "--state-dir", state, "--no-mirror")...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := drydockRun("run", rb)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+		t.Fatalf("want drydock killed by a signal during the second member, got %v:\n%s", err, out)
+	}
+	runs, err := runbook.ListRuns(state)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("journals after the kill: %d (%v)", len(runs), err)
+	}
+	if out, err := drydockRun("resume", runs[0].ID); err != nil {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	v, err := c.Client.Discovery().ServerVersion()
+	if err != nil || v.GitVersion != simcluster.KubernetesVersion {
+		t.Fatalf("after the resume the apiserver answers %v (%v)", v, err)
+	}
+	b, _ := os.ReadFile(count)
+	if got := strings.Fields(string(b)); strings.Join(got, ",") != "apiserver,controller-manager,scheduler" {
+		t.Errorf("members upgraded: %v; want each once, in order (the one done before the kill not again)", got)
+	}
+}
