@@ -150,14 +150,15 @@ func (s *scanner) judge(apiVersion, kind string) (verdict, bool) {
 
 // manifests scans files.
 func (s *scanner) manifests() error {
-	files, err := manifestFiles(s.in.Manifests)
+	files, bad, err := manifestFiles(s.in.Manifests)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("manifests: %w", err)
+			bad = append(bad, unreadable{f, err})
+			continue
 		}
 		objs, perr := parseManifest(f, data)
 		for _, o := range objs {
@@ -173,6 +174,11 @@ func (s *scanner) manifests() error {
 				Message: "not valid YAML, so it was not scanned: " + pe.Err, Fix: "fix the file, or leave it out of --manifests",
 				Source: SourceManifest, File: pe.File, Line: pe.Line})
 		}
+	}
+	for _, u := range bad {
+		s.add(Finding{Severity: runbook.SeverityError, Object: u.path, File: u.path, Source: SourceManifest,
+			Message: "could not be read, so it was not scanned: " + u.err.Error(),
+			Fix:     "fix the path (a dangling symlink? a directory named like a file?), or leave it out of --manifests"})
 	}
 	return nil
 }

@@ -132,12 +132,19 @@ func collect(out []manifestObject, n *yaml.Node, template string) []manifestObje
 
 // manifestFiles expands files and directories (recursively: *.yaml, *.yml, *.json; hidden
 // directories skipped). A file named on the command line is read whatever its name.
-func manifestFiles(paths []string) ([]string, error) {
+// unreadable is a path under --manifests that could not be read: reported, and the scan goes on.
+type unreadable struct {
+	path string
+	err  error
+}
+
+func manifestFiles(paths []string) ([]string, []unreadable, error) {
 	var out []string
+	var bad []unreadable
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("manifests: %w", err)
+			return nil, nil, fmt.Errorf("manifests: %w", err)
 		}
 		if !st.IsDir() {
 			out = append(out, p)
@@ -145,7 +152,12 @@ func manifestFiles(paths []string) ([]string, error) {
 		}
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
-				return err
+				// One unreadable directory or file is a finding, not the end of the scan.
+				bad = append(bad, unreadable{path, err})
+				if d != nil && d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
 			}
 			if d.IsDir() {
 				if path != p && strings.HasPrefix(d.Name(), ".") {
@@ -160,8 +172,8 @@ func manifestFiles(paths []string) ([]string, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("manifests: %w", err)
+			return nil, nil, fmt.Errorf("manifests: %w", err)
 		}
 	}
-	return out, nil
+	return out, bad, nil
 }

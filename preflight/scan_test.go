@@ -90,3 +90,37 @@ error   Deployment shop/web: apps/v1beta1 Deployment is removed in 1.16 (depreca
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestUnreadablePathsAreFindings: a dangling symlink and a symlink to a directory named like a YAML
+// file under --manifests are each an error finding; the rest of the files are still scanned.
+func TestUnreadablePathsAreFindings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pdb.yaml"), []byte("apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: web, namespace: shop}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "nowhere.yaml"), filepath.Join(dir, "gone.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "real"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "linked.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := apis.ParseRelease("1.25")
+	rep, err := Run(context.Background(), &Input{Target: r, Manifests: []string{dir}}, []string{"api-scan"})
+	if err != nil {
+		t.Fatalf("one unreadable path ended the scan: %v", err)
+	}
+	var got []string
+	for _, f := range rep.Findings() {
+		got = append(got, filepath.Base(f.Object)+": "+f.Message)
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{"gone.yaml: could not be read", "linked.yaml: could not be read", "pdb.yaml:1: policy/v1beta1 PodDisruptionBudget"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
+		}
+	}
+}
