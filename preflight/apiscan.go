@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -169,9 +168,13 @@ func (s *scanner) manifests() error {
 			s.add(Finding{Severity: v.severity, Object: fmt.Sprintf("%s:%d", f, o.Line), ObjectRef: Ref(o.Kind, o.Namespace, o.Name), Message: v.what + ": " + o.String(),
 				Fix: v.fix, Source: SourceManifest, API: v.api, File: f, Line: o.Line})
 		}
-		if pe := (*ParseError)(nil); errors.As(perr, &pe) {
+		for _, pe := range parseErrors(perr) {
+			msg := pe.Err // an unrendered template, or JSON that does not parse: said as it is
+			if pe.What == "" || pe.What == ParseYAML {
+				msg = "not valid YAML, so it was not scanned: " + pe.Err
+			}
 			s.add(Finding{Severity: runbook.SeverityError, Object: fmt.Sprintf("%s:%d", pe.File, pe.Line),
-				Message: "not valid YAML, so it was not scanned: " + pe.Err, Fix: "fix the file, or leave it out of --manifests",
+				Message: msg, Fix: "fix the file, or leave it out of --manifests",
 				Source: SourceManifest, File: pe.File, Line: pe.Line})
 		}
 	}

@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,7 +41,16 @@ type ParseError struct {
 	File string
 	Line int
 	Err  string
+	// What did not parse: ParseYAML (the default), ParseJSON, or ParseTemplate (an unrendered template).
+	What string
 }
+
+// What a ParseError is about.
+const (
+	ParseYAML     = "yaml"
+	ParseJSON     = "json"
+	ParseTemplate = "template"
+)
 
 func (e *ParseError) Error() string {
 	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Err)
@@ -48,31 +58,45 @@ func (e *ParseError) Error() string {
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?`)
 
-// parseManifest reads every object of a multi-document YAML or JSON text, descending into
-// `kind: List` items. name is used in errors.
+// parseManifest reads every object of a multi-document YAML text or a stream of JSON values (a
+// .json file may hold several, as kubectl accepts), descending into `kind: List` items and resolving
+// YAML aliases and merge keys. A document that does not parse, or is an unrendered template, is a
+// ParseError; the documents after it are still read. name is used in errors.
 func parseManifest(name string, data []byte) ([]manifestObject, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if strings.HasSuffix(strings.ToLower(name), ".json") {
+		return parseJSONStream(name, data)
+	}
 	var out []manifestObject
-	for {
+	var errs []error
+	for _, d := range splitDocuments(data) {
 		var doc yaml.Node
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
+		err := yaml.Unmarshal(d.text, &doc)
 		if err != nil {
-			pe := &ParseError{File: name, Line: 1, Err: err.Error()}
+			first := d.line // the document's first line, after its "---"
+			if docSeparator.Match(bytes.TrimRight(firstLine(d.text), "\r")) {
+				first++
+			}
+			pe := &ParseError{File: name, Line: first, Err: err.Error()}
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				if m[1] != "" {
-					pe.Line, _ = strconv.Atoi(m[1])
+					n, _ := strconv.Atoi(m[1])
+					pe.Line = d.line + n - 1
 				}
 				pe.Err = strings.TrimPrefix(err.Error(), m[0])
 			}
-			if bytes.Contains(data, []byte("{{")) {
+			if bytes.Contains(d.text, []byte("{{")) {
 				pe.Err += " (an unrendered template? render it first, e.g. helm template, and scan the output)"
 			}
-			return out, pe
+			errs = append(errs, pe)
+			continue
 		}
 		if len(doc.Content) == 0 {
+			continue
+		}
+		shift(&doc, d.line-1)
+		if line, ok := templated(doc.Content[0]); ok {
+			errs = append(errs, &ParseError{File: name, Line: line, What: ParseTemplate,
+				Err: "an unrendered template ({{ … }} in a value), so it was not scanned: render it first, e.g. helm template, and scan the output"})
 			continue
 		}
 		template := sourceComment(doc.HeadComment)
@@ -83,6 +107,129 @@ func parseManifest(name string, data []byte) ([]manifestObject, error) {
 			template = sourceComment(doc.Content[0].Content[0].HeadComment)
 		}
 		out = collect(out, doc.Content[0], template)
+	}
+	return out, errors.Join(errs...)
+}
+
+// parseErrors lists the ParseErrors in err (parseManifest joins one per broken document).
+func parseErrors(err error) []*ParseError {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		var out []*ParseError
+		for _, e := range joined.Unwrap() {
+			out = append(out, parseErrors(e)...)
+		}
+		return out
+	}
+	if pe := (*ParseError)(nil); errors.As(err, &pe) {
+		return []*ParseError{pe}
+	}
+	return nil
+}
+
+// document is one YAML document of a file and the line it starts on.
+type document struct {
+	text []byte
+	line int
+}
+
+var docSeparator = regexp.MustCompile(`^---(\s.*)?$`)
+
+// splitDocuments cuts a YAML stream at its "---" lines, so that one broken document leaves the
+// others readable.
+func splitDocuments(data []byte) []document {
+	var docs []document
+	start, startLine := 0, 1
+	line := 1
+	for i := 0; i <= len(data); {
+		end := bytes.IndexByte(data[i:], '\n')
+		var l []byte
+		next := len(data) + 1
+		if end < 0 {
+			l = data[i:]
+		} else {
+			l = data[i : i+end]
+			next = i + end + 1
+		}
+		if docSeparator.Match(bytes.TrimRight(l, "\r")) {
+			if i > start {
+				docs = append(docs, document{data[start:i], startLine})
+			}
+			start, startLine = i, line
+		}
+		i = next
+		line++
+	}
+	if start < len(data) {
+		docs = append(docs, document{data[start:], startLine})
+	}
+	return docs
+}
+
+func firstLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// shift moves every node's line by n (the document's place in its file).
+func shift(n *yaml.Node, by int) {
+	n.Line += by
+	for _, c := range n.Content {
+		shift(c, by)
+	}
+}
+
+// templated finds a scalar holding "{{ … }}": a Helm or Go template not rendered yet.
+func templated(n *yaml.Node) (int, bool) {
+	if n == nil {
+		return 0, false
+	}
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "{{") && strings.Contains(n.Value, "}}") {
+		return n.Line, true
+	}
+	for _, c := range n.Content {
+		if line, ok := templated(c); ok {
+			return line, true
+		}
+	}
+	return 0, false
+}
+
+// parseJSONStream reads one JSON value after another (objects, or Lists of them).
+func parseJSONStream(name string, data []byte) ([]manifestObject, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var out []manifestObject
+	for {
+		offset := int(dec.InputOffset())
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		start := offset + len(data[offset:]) - len(bytes.TrimLeft(data[offset:], " \t\r\n")) // the value's first byte
+		line := 1 + bytes.Count(data[:start], []byte("\n"))
+		if err != nil {
+			return out, &ParseError{File: name, Line: line, What: ParseJSON, Err: "not valid JSON, so it was not scanned (nor what follows it): " + err.Error()}
+		}
+		// Each value as YAML (JSON is YAML): one path for both.
+		b, _ := json.Marshal(v)
+		var doc yaml.Node
+		if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+			continue
+		}
+		lineAt(&doc, line)
+		out = collect(out, doc.Content[0], "")
+	}
+}
+
+// lineAt puts every node of a JSON value at the line the value starts on (its fields' own lines are
+// lost when it is re-read; the value's line is what a finding needs).
+func lineAt(n *yaml.Node, line int) {
+	n.Line = line
+	for _, c := range n.Content {
+		lineAt(c, line)
 	}
 }
 
@@ -95,16 +242,40 @@ func sourceComment(c string) string {
 	return ""
 }
 
+// field is the value of key in the mapping n, following aliases (*base) and merge keys (<<: *base,
+// <<: [*a, *b]) as YAML does: a key of the mapping itself wins over a merged one.
 func field(n *yaml.Node, key string) *yaml.Node {
+	n = deref(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
+	var merged []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
+		switch n.Content[i].Value {
+		case key:
+			return deref(n.Content[i+1])
+		case "<<":
+			v := deref(n.Content[i+1])
+			if v != nil && v.Kind == yaml.SequenceNode {
+				merged = append(merged, v.Content...)
+			} else {
+				merged = append(merged, v)
+			}
+		}
+	}
+	for _, m := range merged {
+		if v := field(m, key); v != nil {
+			return v
 		}
 	}
 	return nil
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
 }
 
 func scalar(n *yaml.Node, key string) string {

@@ -124,3 +124,45 @@ func TestUnreadablePathsAreFindings(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestEdgeCases: what used to be lost — documents after a broken one, JSON files holding
+// several objects, apiVersion or kind from a YAML alias or merge key — is scanned, and an unrendered
+// template that happens to parse as YAML is reported, not skipped.
+func TestManifestEdgeCases(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, file, text string
+		want             []string // "line: message part"
+	}{
+		{"after a broken document", "m.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [unclosed\n---\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: b}\n",
+			[]string{": not valid YAML", "7: policy/v1beta1 PodDisruptionBudget"}},
+		{"several JSON objects", "m.json", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"a\"}}\n{\"apiVersion\": \"policy/v1beta1\",\n \"kind\": \"PodDisruptionBudget\", \"metadata\": {\"name\": \"b\"}}\n",
+			[]string{"2: policy/v1beta1 PodDisruptionBudget"}},
+		{"alias and merge key", "m.yaml", "apiVersion: v1\nkind: List\nitems:\n  - &pdb {apiVersion: policy/v1beta1, kind: PodDisruptionBudget, metadata: {name: a}}\n  - <<: *pdb\n    metadata: {name: merged}\n---\nmetadata: {name: c, labels: {api: &v policy/v1beta1}}\napiVersion: *v\nkind: PodDisruptionBudget\n",
+			[]string{"4: policy/v1beta1 PodDisruptionBudget", "PodDisruptionBudget merged", "PodDisruptionBudget c"}},
+		{"a template that parses", "m.yaml", "apiVersion: \"{{ .Values.apiVersion }}\"\nkind: PodDisruptionBudget\nmetadata: {name: t}\n",
+			[]string{"1: an unrendered template"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, tc.file), []byte(tc.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, _ := apis.ParseRelease("1.25")
+			rep, err := Run(context.Background(), &Input{Target: r, Manifests: []string{dir}}, []string{"api-scan"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range rep.Findings() {
+				got = append(got, fmt.Sprintf("%d: %s", f.Line, f.Message))
+			}
+			text := strings.Join(got, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("no %q in\n%s", w, text)
+				}
+			}
+		})
+	}
+}
