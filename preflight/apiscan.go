@@ -359,17 +359,23 @@ type storedRelease struct {
 	data    []byte
 }
 
-// helm reads the latest revision of each Helm v3 release, from Secrets and ConfigMaps.
+// helm reads the latest revision of each Helm v3 release, from Secrets and ConfigMaps, and the
+// deployed revision beneath it when the latest is not the one running (a failed upgrade).
 func (s *scanner) helm(ctx context.Context) error {
 	latest := map[string]*storedRelease{}
+	deployed := map[string]*storedRelease{} // the revision Helm labels status=deployed: what runs
 	keep := func(ns string, labels map[string]string, store, name string, data []byte) {
 		v, err := strconv.Atoi(labels["version"])
 		if err != nil || labels["name"] == "" {
 			return
 		}
 		key := ns + "/" + labels["name"]
+		r := &storedRelease{version: v, store: store, object: ns + "/" + name, data: data}
 		if cur := latest[key]; cur == nil || v > cur.version {
-			latest[key] = &storedRelease{version: v, store: store, object: ns + "/" + name, data: data}
+			latest[key] = r
+		}
+		if cur := deployed[key]; labels["status"] == "deployed" && (cur == nil || v > cur.version) {
+			deployed[key] = r
 		}
 	}
 	opts := metav1.ListOptions{LabelSelector: "owner=helm", Limit: 100}
@@ -405,8 +411,19 @@ func (s *scanner) helm(ctx context.Context) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	type scan struct {
+		key string
+		st  *storedRelease
+	}
+	var scans []scan
 	for _, k := range keys {
-		st := latest[k]
+		scans = append(scans, scan{k, latest[k]})
+		if d := deployed[k]; d != nil && d.version != latest[k].version {
+			scans = append(scans, scan{k, d}) // the latest failed (or is pending): what runs is this one
+		}
+	}
+	for _, sc := range scans {
+		k, st := sc.key, sc.st
 		rel, err := decodeRelease(st.data)
 		if err != nil {
 			s.add(Finding{Severity: runbook.SeverityWarning, Object: "helm release " + k, Source: SourceHelm,
