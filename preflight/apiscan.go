@@ -66,6 +66,14 @@ func (s *scanner) add(f Finding) {
 
 func scanAPIs(ctx context.Context, in *Input) ([]Finding, error) {
 	s := &scanner{in: in, crds: map[schema.GroupVersionKind]crdVersion{}}
+	if in.Cluster() {
+		// The cluster's CRDs first: a manifest using a deprecated or unserved CRD version is judged
+		// by them.
+		in.progress("api-scan: %s", "CRD versions")
+		if err := s.crdVersions(ctx); err != nil {
+			return s.findings, err
+		}
+	}
 	if err := s.manifests(); err != nil {
 		return nil, err
 	}
@@ -76,7 +84,6 @@ func scanAPIs(ctx context.Context, in *Input) ([]Finding, error) {
 		what string
 		run  func(context.Context) error
 	}{
-		{"CRD versions", s.crdVersions},
 		{"stored objects", s.live},
 		{"Helm releases", s.helm},
 		{"deprecated API requests", s.metrics},

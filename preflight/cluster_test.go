@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -457,4 +458,31 @@ func TestAccessCheckAsAnotherUser(t *testing.T) {
 		{"error", "pdb-check", "", "the check could not read what it needs"},
 	})
 	refuse(t, got, "list pods:", "list nodes:")
+}
+
+// TestManifestsJudgedByTheClustersCRDs: with a cluster and --manifests together, the files are
+// judged after the cluster's CRDs are read, so a manifest using a deprecated CRD version is found.
+func TestManifestsJudgedByTheClustersCRDs(t *testing.T) {
+	simcluster.Need(t)
+	setup(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "widget.yaml"), []byte("apiVersion: example.com/v1beta1\nkind: Widget\nmetadata: {name: w9, namespace: shop}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, assertReadOnly := readOnlyInput(t, cluster.Config, "v1.38")
+	in.Manifests = []string{dir}
+	rep, err := preflight.Run(context.Background(), in, []string{"api-scan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertReadOnly()
+	found := false
+	for _, f := range rep.Findings() {
+		if f.Source == preflight.SourceManifest && strings.Contains(f.Message, "example.com/v1beta1 Widget is deprecated") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the manifest's deprecated CRD version was missed: %+v", rep.Findings())
+	}
 }
