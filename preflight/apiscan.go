@@ -51,8 +51,9 @@ type crdVersion struct {
 }
 
 type scanner struct {
-	in   *Input
-	crds map[schema.GroupVersionKind]crdVersion
+	in    *Input
+	crds  map[schema.GroupVersionKind]crdVersion
+	scope map[schema.GroupKind]bool // namespaced, by kind, as the cluster serves it (read once)
 
 	mu       sync.Mutex
 	findings []Finding
@@ -448,7 +449,7 @@ func (s *scanner) helm(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			if o.Namespace == "" && o.Name != "" && apisNamespaced(o.Kind) {
+			if o.Namespace == "" && o.Name != "" && s.namespaced(o.APIVersion, o.Kind) {
 				o.Namespace = rel.Namespace
 			}
 			msg := v.what + ": in " + where
@@ -468,9 +469,34 @@ func (s *scanner) helm(ctx context.Context) error {
 
 // apisNamespaced guesses whether a manifest object without a namespace lands in the release's:
 // cluster-scoped kinds the scan knows about stay without one.
+// namespaced says whether objects of apiVersion/kind live in a namespace, as the cluster serves them
+// (discovery, read once; a CRD's scope included), else by the table of built-in cluster-scoped kinds.
+func (s *scanner) namespaced(apiVersion, kind string) bool {
+	if s.scope == nil {
+		s.scope = map[schema.GroupKind]bool{}
+		if s.in.Kube != nil {
+			lists, _ := s.in.Kube.Discovery().ServerPreferredResources() // partial answers are fine here
+			for _, l := range lists {
+				gv, err := schema.ParseGroupVersion(l.GroupVersion)
+				if err != nil {
+					continue
+				}
+				for _, r := range l.APIResources {
+					s.scope[gv.WithKind(r.Kind).GroupKind()] = r.Namespaced
+				}
+			}
+		}
+	}
+	gv, _ := schema.ParseGroupVersion(apiVersion)
+	if ns, ok := s.scope[gv.WithKind(kind).GroupKind()]; ok {
+		return ns
+	}
+	return apisNamespaced(kind)
+}
+
 func apisNamespaced(kind string) bool {
 	switch kind {
-	case "CustomResourceDefinition", "APIService", "ClusterRole", "ClusterRoleBinding", "PodSecurityPolicy",
+	case "CustomResourceDefinition", "APIService", "ClusterRole", "ClusterRoleBinding", "PodSecurityPolicy", "CertificateSigningRequest", "PersistentVolume",
 		"PriorityClass", "StorageClass", "CSIDriver", "CSINode", "VolumeAttachment", "IngressClass", "RuntimeClass",
 		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy",
 		"ValidatingAdmissionPolicyBinding", "FlowSchema", "PriorityLevelConfiguration", "DeviceClass", "Namespace", "Node":

@@ -183,6 +183,8 @@ func createFixtures(t *testing.T) {
 	// (a ConfigMap) failed its last upgrade with a removed CronJob.
 	helmRelease(t, "Secret", "shop", "web", 1, "superseded", "---\n# Source: web/templates/pdb.yaml\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: old\n")
 	helmRelease(t, "Secret", "shop", "web", 2, "deployed", "---\n# Source: web/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\n# Source: web/templates/ingress.yaml\napiVersion: networking.k8s.io/v1beta1\nkind: Ingress\nmetadata:\n  name: web\n")
+	// A cluster-scoped kind in a namespaced release: its finding has no namespace.
+	helmRelease(t, "Secret", "shop", "certs", 1, "deployed", "---\n# Source: certs/templates/csr.yaml\napiVersion: certificates.k8s.io/v1beta1\nkind: CertificateSigningRequest\nmetadata:\n  name: csr-1\n")
 	// The latest revision failed (fixed, but never deployed); revision 1 is what runs.
 	helmRelease(t, "Secret", "shop", "api", 1, "deployed", "---\n# Source: api/templates/pdb.yaml\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: api\n")
 	helmRelease(t, "Secret", "shop", "api", 2, "failed", "---\n# Source: api/templates/pdb.yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: api\n")
@@ -367,6 +369,7 @@ func TestAPIScanOnCluster(t *testing.T) {
 		{"error", "requests to resource.k8s.io/v1beta1 deviceclasses", "metrics", "removed in 1.38"},
 		{"error", "Ingress shop/web", "helm", "networking.k8s.io/v1beta1 Ingress is removed in 1.22 (deprecated in 1.19): in Helm release shop/web revision 2 (chart web-1.0.0, deployed), template web/templates/ingress.yaml"},
 		{"error", "CronJob shop/nightly", "helm", "in Helm release shop/jobs revision 3 (chart jobs-1.0.0, failed)"},
+		{"error", "CertificateSigningRequest csr-1", "helm", "certificates.k8s.io/v1beta1 CertificateSigningRequest is removed in 1.22"},
 		{"error", "PodDisruptionBudget shop/api", "helm", "policy/v1beta1 PodDisruptionBudget is removed in 1.25 (deprecated in 1.21): in Helm release shop/api revision 1 (chart api-1.0.0, deployed)"},
 		{"error", "CustomResourceDefinition widgets.example.com", "crd", "status.storedVersions still lists v1alpha1, which is no longer served"},
 		{"warning", "CustomResourceDefinition widgets.example.com", "crd", "version v1beta1 is deprecated: example.com/v1beta1 Widget is deprecated; use example.com/v1"},
