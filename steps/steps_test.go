@@ -217,6 +217,14 @@ func TestPreflightStepsGateTheRun(t *testing.T) {
 		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The check judges the budget by the pods it covers: wait until the pod exists and the budget's
+	// status counts it (under load the check could otherwise run first and see nothing to judge).
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := c.PolicyV1().PodDisruptionBudgets("pfgate").Get(ctx, "db", metav1.GetOptions{})
+		return err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods == 1, nil
+	}); err != nil {
+		t.Fatal("the budget's status never counted its pod:", err)
+	}
 	marker := filepath.Join(t.TempDir(), "after")
 	_, rec, _, err := start(t, `    - name: budgets
       type: pdb-check
