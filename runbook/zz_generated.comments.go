@@ -186,7 +186,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/steps/controlplane.Snapshot.Exec":            "Exec takes it, e.g. [ssh, cp-1, sudo, etcdctl, snapshot, save, /var/lib/etcd-snap/{{.RunID}}.db].",
 	"github.com/drydock-dev/drydock/steps/controlplane.Snapshot.Path":            "Path is where it is, as a person restoring it needs it.",
 	"github.com/drydock-dev/drydock/steps/controlplane.Step":                     "Step is the controlplane step's settings.",
-	"github.com/drydock-dev/drydock/steps/controlplane.Step.MaxKubeletSkew":      "MaxKubeletSkew is how many minors a kubelet may be behind the oldest apiserver (default 3, the\nupstream policy since v1.28).",
+	"github.com/drydock-dev/drydock/steps/controlplane.Step.MaxKubeletSkew":      "MaxKubeletSkew is how many minors a kubelet may be behind the apiserver (default 3, the\nupstream policy since v1.28; a stricter fleet says 1 or 2).",
 	"github.com/drydock-dev/drydock/steps/controlplane.Step.Members":             "Members are the control-plane members in the order they are upgraded.",
 	"github.com/drydock-dev/drydock/steps/controlplane.Step.PauseBetweenMembers": "PauseBetweenMembers asks a person after each member but the last.",
 	"github.com/drydock-dev/drydock/steps/controlplane.Step.ReadyTimeout":        "ReadyTimeout bounds the wait for a member to answer at the target, ready (default 10m).",

@@ -42,9 +42,9 @@ type Step struct {
 	PauseBetweenMembers bool `json:"pauseBetweenMembers,omitempty"`
 	// ReadyTimeout bounds the wait for a member to answer at the target, ready (default 10m).
 	ReadyTimeout runbook.Duration `json:"readyTimeout,omitzero"`
-	// MaxKubeletSkew is how many minors a kubelet may be behind the oldest apiserver (default 3, the
-	// upstream policy since v1.28).
-	MaxKubeletSkew int `json:"maxKubeletSkew,omitempty" jsonschema:"minimum=0,maximum=3"`
+	// MaxKubeletSkew is how many minors a kubelet may be behind the apiserver (default 3, the
+	// upstream policy since v1.28; a stricter fleet says 1 or 2).
+	MaxKubeletSkew int `json:"maxKubeletSkew,omitempty" jsonschema:"minimum=1,maximum=3"`
 }
 
 // Member is one control-plane member.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
@@ -69,12 +71,18 @@ spec:
 		t.Fatalf("a member that did not upgrade: %v\n%s", err, rec.Text())
 	}
 
-	// The real upgrade, member by member, after the snapshot.
+	// The real upgrade, member by member, after the snapshot, with a pause point between members:
+	// nobody answers, so the run stops after the first member; resumed, it goes on from the second.
 	rec = &printer.Recorder{}
 	e := engine(rec)
+	e.Decider = runbook.StopAtPause
 	st, err := e.Start(ctx, parse(member("apiserver", "kube-apiserver")+member("controller-manager", "kube-controller-manager")+member("scheduler", "kube-scheduler"),
-		"        snapshot: {exec: [sh, -c, 'echo snapshot > "+snap+"'], path: "+snap+"}\n"))
-	if err != nil {
+		"        pauseBetweenMembers: true\n        snapshot: {exec: [sh, -c, 'echo snapshot > "+snap+"'], path: "+snap+"}\n"))
+	if !errors.Is(err, runbook.ErrPaused) || !strings.Contains(rec.Text(), "control-plane member apiserver is at "+simcluster.KubernetesVersion+"; next: controller-manager") {
+		t.Fatalf("want a pause after the first member: %v\n%s", err, rec.Text())
+	}
+	e.Decider = runbook.AlwaysContinue
+	if st, err = e.Resume(ctx, st); err != nil {
 		t.Fatalf("%v\n%s", err, rec.Text())
 	}
 	v, err := c.Client.Discovery().ServerVersion()
@@ -92,6 +100,21 @@ spec:
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in\n%s", want, text)
 		}
+	}
+
+	// The skew policy, stricter than upstream's: a kubelet two minors behind the apiserver blocks the
+	// step after the member, naming the node.
+	if _, err := c.CreateNode(ctx, "old-kubelet", simcluster.NodeOptions{KubeletVersion: "v1.35.4"}); err != nil {
+		t.Fatal(err)
+	}
+	rec = &printer.Recorder{}
+	// (The member names its apiserver's endpoint, as each member of a real control plane does.)
+	_, err = engine(rec).Start(ctx, parse(`          - {name: again, endpoint: "`+c.Config.Host+`", exec: ["true"]}`+"\n", "        maxKubeletSkew: 1\n        readyTimeout: 1m\n"))
+	if !errors.Is(err, runbook.ErrBlocked) || !strings.Contains(err.Error(), "kubelets more than 1 minors behind the apiserver") || !strings.Contains(err.Error(), "old-kubelet (v1.35.4)") {
+		t.Fatalf("maxKubeletSkew 1 with a v1.35 kubelet: %v\n%s", err, rec.Text())
+	}
+	if err := c.Client.CoreV1().Nodes().Delete(ctx, "old-kubelet", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 
 	// Rolling back does not downgrade: partly rolled back, with how to restore the snapshot.
