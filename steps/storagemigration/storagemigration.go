@@ -52,7 +52,12 @@ type target struct {
 	crd string
 }
 
-func (t target) key() string { return t.gvr.Resource + "." + t.gvr.Group }
+func (t target) key() string {
+	if t.gvr.Group == "" {
+		return t.gvr.Resource
+	}
+	return t.gvr.Resource + "." + t.gvr.Group
+}
 
 // targets are the named resources and the CRDs that need it, in that order.
 func (s *Step) targets(ctx context.Context, env *runbook.Env, ext apiextclient.Interface) ([]target, error) {

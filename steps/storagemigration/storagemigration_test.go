@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,10 +83,14 @@ func TestStorageMigration(t *testing.T) {
 		t.Fatal("storedVersions never listed v1 and v2:", err)
 	}
 
-	run := func() string {
+	run := func(with ...string) string {
 		t.Helper()
+		settings := "{pageSize: 2}"
+		if len(with) > 0 {
+			settings = with[0]
+		}
 		rb, err := runbook.Parse("m.yaml", []byte("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: m}\nspec:\n  targetVersion: "+simcluster.KubernetesVersion+
-			"\n  steps:\n    - {name: migrate, type: storage-migration, with: {pageSize: 2}}\n"), steps.Registry)
+			"\n  steps:\n    - {name: migrate, type: storage-migration, with: "+settings+"}\n"), steps.Registry)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,6 +111,16 @@ func TestStorageMigration(t *testing.T) {
 	}
 	if out := run(); !strings.Contains(out, "nothing is stored at an older version") {
 		t.Errorf("run again:\n%s", out)
+	}
+	// A built-in resource named, the CRDs left alone.
+	if _, err := cluster.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "m1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("{resources: [configmaps], skipCRDs: true}"); !regexp.MustCompile(`configmaps: \d+ object\(s\) rewritten at v1`).MatchString(out) || strings.Contains(out, "widgets") {
+		t.Errorf("resources: [configmaps], skipCRDs:\n%s", out)
+	}
+	if _, err := runbook.Parse("m.yaml", []byte("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: m}\nspec:\n  targetVersion: v1.37.1\n  steps:\n    - {name: migrate, type: storage-migration, with: {pageSize: 0}}\n"), steps.Registry); err == nil {
+		t.Error("pageSize 0 must be refused (minimum 1)")
 	}
 }
 
