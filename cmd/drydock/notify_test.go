@@ -74,6 +74,10 @@ func TestNotifications(t *testing.T) {
 	if sl := received("/slack"); len(sl) != 1 {
 		t.Errorf("the slack target wants paused and blocked only: %q", sl)
 	}
+	// Another machine (no local journal) reads the run from its copy in the cluster.
+	if out, _ := runPlain(t, "status", id, "--from-cluster", "--state-dir", t.TempDir()); !strings.Contains(out, id) || !strings.Contains(out, "succeeded") {
+		t.Errorf("status --from-cluster:\n%s", out)
+	}
 
 	// A drain blocked before anything moved (no run is even created) is told too.
 	ns := "notify"
