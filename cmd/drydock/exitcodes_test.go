@@ -14,9 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/simcluster"
@@ -40,21 +38,7 @@ func TestExitCodeTable(t *testing.T) {
 	if _, err := cluster.CreateNode(ctx, "codes-1", simcluster.NodeOptions{KubeletVersion: "v1.36.3", Labels: map[string]string{"suite": "codes"}}); err != nil {
 		t.Fatal(err)
 	}
-	d := simcluster.Deployment(ns, "db", 1)
-	d.Spec.Template.Spec.NodeSelector = map[string]string{"suite": "codes"}
-	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	all := intstr.FromString("100%")
-	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
-		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.WaitDeploymentReady(ctx, ns, "db", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	fullBudget(t, ns, map[string]string{"suite": "codes"})
 
 	write := func(name, text string) string {
 		path := filepath.Join(dir, name)

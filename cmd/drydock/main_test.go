@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
@@ -100,4 +103,32 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// fullBudget creates in namespace ns a one-replica Deployment "db" whose pod nodeSelector pins, under
+// a minAvailable: 100% budget "db", and waits until it runs: a certain blocker for a drain of its node.
+// It returns a function that creates the budget again (after a test deleted it).
+func fullBudget(t *testing.T, ns string, nodeSelector map[string]string) (recreate func()) {
+	t.Helper()
+	ctx := context.Background()
+	d := simcluster.Deployment(ns, "db", 1)
+	d.Spec.Template.Spec.NodeSelector = nodeSelector
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := intstr.FromString("100%")
+	create := func() {
+		t.Helper()
+		if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
+			Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create()
+	if err := cluster.WaitDeploymentReady(ctx, ns, "db", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return create
 }

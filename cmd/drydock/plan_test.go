@@ -8,12 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
@@ -44,21 +41,7 @@ func TestWholeRunbookPlanStopsBeforeAnythingMoves(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db := simcluster.Deployment(suite, "db", 1)
-	db.Spec.Template.Spec.NodeSelector = map[string]string{"wplan-db": "here"}
-	if _, err := cluster.Client.AppsV1().Deployments(suite).Create(ctx, db, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	all := intstr.FromString("100%")
-	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(suite).Create(ctx, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Namespace: suite, Name: "db"},
-		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.WaitDeploymentReady(ctx, suite, "db", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	recreateBudget := fullBudget(t, suite, map[string]string{"wplan-db": "here"})
 	bin, err := simcluster.BinDir()
 	if err != nil {
 		t.Fatal(err)
@@ -122,12 +105,7 @@ func TestWholeRunbookPlanStopsBeforeAnythingMoves(t *testing.T) {
 	}
 	id := runIDRE.FindStringSubmatch(out)[1]
 	// The budget is back while the run waits: resume plans again and refuses before anything moves.
-	if _, err := budgets.Create(ctx, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Namespace: suite, Name: "db"},
-		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	recreateBudget()
 	out, code = p.run("resume", id, "--yes")
 	if code != int(exitcode.Blocked) || !strings.Contains(out, "resume run "+id+": blocked before the first node moved") {
 		t.Fatalf("resume with the budget back: exit %d, want 3:\n%s", code, out)

@@ -11,9 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
@@ -136,20 +134,8 @@ func TestTUIOperatorStory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db := simcluster.Deployment(ns, "db", 1)
-	db.Spec.Template.Spec.NodeSelector = map[string]string{"drydock.dev/group": "story-b"}
-	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, db, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	all := intstr.FromString("100%")
+	fullBudget(t, ns, map[string]string{"drydock.dev/group": "story-b"})
 	budgets := cluster.Client.PolicyV1().PodDisruptionBudgets(ns)
-	if _, err := budgets.Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
-		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.WaitDeploymentReady(ctx, ns, "db", time.Minute); err != nil {
-		t.Fatal(err)
-	}
 	bin, err := simcluster.BinDir()
 	if err != nil {
 		t.Fatal(err)
