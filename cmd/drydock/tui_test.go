@@ -153,13 +153,16 @@ func TestTUIOperatorStory(t *testing.T) {
 	// kube-system's lock, which the other tests of this cluster take.
 	patchRunbook(t, rb, "  state: {namespace: "+ns+"}\n")
 	dir := t.TempDir()
-	s := &tmuxSession{t: t, socket: fmt.Sprintf("drydock-story-%d", os.Getpid())}
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", s.socket, "kill-server").Run() })
+	s := &tmuxSession{t: t}
 	start := func(window string) string {
 		exitFile := filepath.Join(dir, window+".exit")
 		cmdline := fmt.Sprintf("%q run %q --kubeconfig %q --state-dir %q --no-mirror; echo $? > %q; sleep 600",
 			drydockBinary(t), rb, cluster.Kubeconfig, filepath.Join(dir, "state"), exitFile)
-		_ = exec.Command("tmux", "-L", s.socket, "kill-server").Run()
+		// A tmux server of its own per run: reusing one just killed races its exit ("server exited
+		// unexpectedly").
+		s.socket = fmt.Sprintf("drydock-story-%d-%s", os.Getpid(), window)
+		socket := s.socket
+		t.Cleanup(func() { _ = exec.Command("tmux", "-L", socket, "kill-server").Run() })
 		s.tmux("new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-e", "TERM=xterm-256color", cmdline)
 		return exitFile
 	}
