@@ -163,7 +163,7 @@ func TestExitCodeTable(t *testing.T) {
 	})
 }
 
-// runEnv runs the binary with exactly env; stdout and stderr together.
+// runEnv runs the binary with exactly env (nil: this process's); stdout and stderr together.
 func runEnv(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(drydockBinary(t), args...)

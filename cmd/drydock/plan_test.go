@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,13 +139,5 @@ func TestWholeRunbookPlanStopsBeforeAnythingMoves(t *testing.T) {
 // --state-dir); stdout and stderr together.
 func runPlain(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(drydockBinary(t), append(args, "--kubeconfig", cluster.Kubeconfig)...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	return runEnv(t, nil, append(args, "--kubeconfig", cluster.Kubeconfig)...) // nil: this process's environment
 }
