@@ -5,11 +5,11 @@ import (
 	"testing"
 )
 
-// TestStepOrder: checks and backups, then the control plane, then the nodes — each out-of-order step
+// TestStepOrder: checks and backups, then the control plane, then the nodes, then the add-ons — each out-of-order step
 // is a problem at its line, unless spec.allowAnyOrder.
 func TestStepOrder(t *testing.T) {
 	t.Parallel()
-	reg := Registry{fakeKind("check", PhaseCheck), fakeKind("backup", PhaseBackup), fakeKind("cp", PhaseControlPlane), fakeKind("nodes", PhaseNodes), fakeKind("fake", PhaseAny)}
+	reg := Registry{fakeKind("check", PhaseCheck), fakeKind("backup", PhaseBackup), fakeKind("cp", PhaseControlPlane), fakeKind("nodes", PhaseNodes), fakeKind("addons", PhaseAddons), fakeKind("fake", PhaseAny)}
 	for _, tc := range []struct {
 		steps, want string
 	}{
@@ -18,6 +18,10 @@ func TestStepOrder(t *testing.T) {
 		{"cp, check", "after the control-plane step"},
 		{"cp, backup", "after the control-plane step"},
 		{"nodes, check", "after a node step"},
+		{"check, cp, nodes, addons, fake, addons", ""},
+		{"addons, nodes", "a nodes step (nodes) after the add-ons step"},
+		{"addons, cp", "a control plane step (cp) after the add-ons step"},
+		{"nodes, addons, check", "a check step (check) after the add-ons step"},
 	} {
 		for _, extra := range []bool{false, true} {
 			text := header

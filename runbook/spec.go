@@ -46,7 +46,8 @@ type Spec struct {
 	// OnFailure: stop (default) leaves the cluster as the failed step left it, for a person to decide
 	// (`drydock rollback` undoes); rollback undoes the completed steps at once, newest first.
 	OnFailure string `json:"onFailure,omitempty" jsonschema:"enum=stop,enum=rollback"`
-	// AllowAnyOrder turns off the order rule: node steps after the pre-flight and backup steps.
+	// AllowAnyOrder turns off the order rules: checks and backups first, then the control plane, the
+	// node steps, and the add-ons last (CNI first, service mesh last).
 	AllowAnyOrder bool `json:"allowAnyOrder,omitempty"`
 	// Notify lists webhooks told how the run ends: paused, blocked, failed, rolled back, succeeded
 	// (`--notify URL` adds one from the command line). A webhook that fails never fails the run.

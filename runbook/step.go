@@ -58,10 +58,29 @@ const (
 	// PhaseControlPlane upgrades the control plane: after the checks and the backup, before any node
 	// step (a kubelet must never be newer than the apiserver).
 	PhaseControlPlane
+	// PhaseAddons upgrades add-ons: after the node groups (an add-on's new version may need the new
+	// kubelets), and nothing but PhaseAny steps after it.
+	PhaseAddons
 )
 
 func (p Phase) String() string {
-	return [...]string{"any", "check", "backup", "nodes", "control plane"}[p]
+	return [...]string{"any", "check", "backup", "nodes", "control plane", "add-ons"}[p]
+}
+
+// AddonPlace is one add-on of a step, with its class and the class's place in the upgrade order
+// (CNI 0, kube-proxy 1, DNS 2, ingress and others 3, service mesh 4).
+type AddonPlace struct {
+	Name  string
+	Class string
+	Rank  int
+	// Field is the path under the step's `with:` that a problem points at.
+	Field string
+}
+
+// AddonOrderer is a step that upgrades add-ons: validation checks, across all such steps, that the
+// classes come in the upgrade order (a mesh never before the CNI it runs on).
+type AddonOrderer interface {
+	AddonOrder() []AddonPlace
 }
 
 // Kind registers a step kind.

@@ -36,7 +36,9 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 	var problems Problems
 	add := func(field, msg, hint string) { problems = append(problems, rb.problem(field, msg, hint)) }
 	firstName := map[string]int{}
-	firstNodes, firstCP := -1, -1
+	firstNodes, firstCP, firstAddons := -1, -1, -1
+	var lastAddon *AddonPlace // the add-on with the highest rank so far
+	lastAddonStep := -1
 	for i, s := range rb.Spec.Steps {
 		base := fmt.Sprintf("spec.steps[%d]", i)
 		if s.Name == "" {
@@ -71,8 +73,31 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 			add(base+".type", fmt.Sprintf("a %s step (%s) after the control-plane step (%q, spec.steps[%d])", k.Phase, s.Type, rb.Spec.Steps[firstCP].Name, firstCP),
 				"checks and backups run before the control plane is upgraded: move this step up, or set spec.allowAnyOrder: true")
 		}
+		if firstAddons >= 0 && !rb.Spec.AllowAnyOrder && k.Phase != PhaseAny && k.Phase != PhaseAddons {
+			add(base+".type", fmt.Sprintf("a %s step (%s) after the add-ons step (%q, spec.steps[%d])", k.Phase, s.Type, rb.Spec.Steps[firstAddons].Name, firstAddons),
+				"add-ons are upgraded last, after the control plane and the node groups (an add-on's new version may need the new kubelets): move this step above the add-ons, or set spec.allowAnyOrder: true")
+		}
 		if k.Phase == PhaseControlPlane && firstCP < 0 {
 			firstCP = i
+		}
+		if k.Phase == PhaseAddons && firstAddons < 0 {
+			firstAddons = i
+		}
+		if o, ok := s.Step.(AddonOrderer); ok && s.Step != nil && !rb.Spec.AllowAnyOrder {
+			for _, p := range o.AddonOrder() {
+				if lastAddon != nil && p.Rank < lastAddon.Rank {
+					where := ""
+					if lastAddonStep != i {
+						where = fmt.Sprintf(" in step %q", rb.Spec.Steps[lastAddonStep].Name)
+					}
+					add(base+".with."+p.Field, fmt.Sprintf("the %s add-on %q comes after the %s add-on %q%s", p.Class, p.Name, lastAddon.Class, lastAddon.Name, where),
+						"add-ons go in this order: CNI first, then kube-proxy, DNS, ingress and the others, service mesh last (a mesh runs on the CNI); reorder them, set the right class, or set spec.allowAnyOrder: true")
+					continue
+				}
+				if lastAddon == nil || p.Rank > lastAddon.Rank {
+					lastAddon, lastAddonStep = &p, i
+				}
+			}
 		}
 		if _, ok := s.Step.(NodePlanner); s.OnBlocked != "" && s.Step != nil && !ok {
 			add(base+".onBlocked", fmt.Sprintf("onBlocked applies to node steps; %s does not drain nodes", s.Type), "remove it, or put it on the drain, canary or nodegroups step")

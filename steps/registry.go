@@ -3,6 +3,7 @@ package steps
 
 import (
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/addons"
 	"github.com/drydock-dev/drydock/steps/canary"
 	"github.com/drydock-dev/drydock/steps/controlplane"
 	"github.com/drydock-dev/drydock/steps/drain"
@@ -25,6 +26,7 @@ var Registry = runbook.Registry{
 	storagemigration.Kind, // storage-migration: rewrite objects stored at an older version, trim CRD storedVersions
 	canary.Kind,           // canary: upgrade the least disruptive node, check health, soak, pause
 	nodegroups.Kind,       // nodegroups: upgrade groups one at a time, maxUnavailable nodes at once
+	addons.Kind,           // addons: Helm releases and manifests one at a time, CNI first and mesh last, each rolled out or rolled back
 
 	preflight.APIScanKind,   // api-scan: deprecated/removed APIs in objects, Helm releases, files, requests, CRDs
 	preflight.PDBKind,       // pdb-check: budgets that block every drain, allow nothing now, overlap or are missing

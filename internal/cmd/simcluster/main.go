@@ -5,6 +5,7 @@
 //	simcluster upgrade-controlplane [--name N] [--component kube-apiserver]   (every component without it)
 //	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V] [--previous]
 //	simcluster down [--name N]
+//	simcluster helm-install [--name N] --chart DIR --release R --namespace NS [--chart-version V]
 package main
 
 import (
@@ -32,7 +33,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane [flags]")
+		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane|helm-install [flags]")
 	}
 	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "drydock-dev", "cluster name")
@@ -44,6 +45,10 @@ func run(args []string) error {
 	down := fs.Duration("down", 2*time.Second, "restart-apiserver: how long the apiserver stays stopped")
 	previous := fs.Bool("previous", false, "up: start the control plane at the previous minor (hack/cluster-bin.sh prev), to be upgraded")
 	workDirFlag := fs.String("work-dir", "", "the cluster's work directory (default: drydock's state directory, clusters/NAME)")
+	chart := fs.String("chart", "", "helm-install: the chart directory")
+	release := fs.String("release", "", "helm-install: the release name")
+	namespace := fs.String("namespace", "", "helm-install: the release namespace (created when missing)")
+	chartVersion := fs.String("chart-version", "", "helm-install: install the chart as this (older) version of itself")
 	component := fs.String("component", "", "upgrade-controlplane: only this component ("+strings.Join(simcluster.ControlPlane, ", ")+"); default: each in turn")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -148,6 +153,23 @@ func run(args []string) error {
 			fmt.Fprintf(os.Stderr, "simcluster: %s of %q now runs %s (the apiserver answers %s)\n", comp, *name, simcluster.KubernetesVersion, v.GitVersion)
 		}
 		return nil
+	case "helm-install":
+		// Installs a local chart as an older version of itself: the add-on the demo's runbook upgrades.
+		c, err := simcluster.Attach(*name, workDir)
+		if err != nil {
+			return err
+		}
+		if c.Client == nil {
+			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
+		}
+		if *chart == "" || *release == "" || *namespace == "" {
+			return errors.New("helm-install needs --chart, --release and --namespace")
+		}
+		if err := simcluster.InstallChart(ctx, c.Config, *chart, *release, *namespace, *chartVersion, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "simcluster: Helm release %s/%s installed from %s\n", *namespace, *release, *chart)
+		return nil
 	case "velero":
 		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in
 		// the background): their processes end with this one.
@@ -172,7 +194,7 @@ func run(args []string) error {
 		<-ctx.Done()
 		return nil
 	}
-	return fmt.Errorf("unknown command %q: use up, down, kubeconfig or velero", args[0])
+	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane or helm-install", args[0])
 }
 
 type plannedNode struct {
