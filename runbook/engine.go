@@ -420,6 +420,18 @@ func (s *session) runStep(ctx context.Context, i int) error {
 	}
 	s.emit(&StepStarted{Meta: meta, Kind: spec.Type, Attempt: st.Attempts})
 
+	// The skew policy again at each boundary of a step that moves versions: what the step before
+	// left (or someone did meanwhile) must not put a kubelet past the apiserver.
+	if k, ok := s.e.Registry.Lookup(spec.Type); ok && changesVersions(k.Phase) && s.e.Kube != nil {
+		checked, err := CheckSkew(ctx, s.e.Kube)
+		if err != nil {
+			return s.failStep(ctx, i, start, err)
+		}
+		if !checked {
+			env.Logf("skew", "not checked: the apiserver reports no version")
+		}
+	}
+
 	timeout := s.rb.TimeoutOf(spec)
 	stepCtx, cancel := context.WithTimeoutCause(ctx, timeout, &StepTimeoutError{After: timeout})
 	err := spec.Step.Run(stepCtx, env)
