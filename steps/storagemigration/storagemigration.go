@@ -2,7 +2,9 @@
 // objects etcd still holds at an older version are rewritten at the storage version (a no-op update
 // of every object, page by page, as kube-storage-version-migrator does), and each CRD's
 // status.storedVersions is trimmed to its storage version, so that a later release may drop the
-// old version. Progress is checkpointed per resource and per page: a resumed step goes on.
+// old version. Where the cluster serves the StorageVersionMigration API (storagemigration.k8s.io/v1,
+// from v1.37) the cluster's own migrator does the rewriting, one StorageVersionMigration per resource;
+// otherwise drydock does. Progress is checkpointed per resource and per page: a resumed step goes on.
 package storagemigration
 
 import (
@@ -39,8 +41,28 @@ type Step struct {
 	// SkipCRDs leaves the CRDs alone (by default every CRD whose status.storedVersions lists a
 	// version other than its storage version is migrated and trimmed).
 	SkipCRDs bool `json:"skipCRDs,omitempty"`
-	// PageSize of the lists (default 500).
+	// PageSize of drydock's own lists (default 500).
 	PageSize int64 `json:"pageSize,omitempty" jsonschema:"minimum=1,maximum=10000"`
+	// Via says who rewrites the objects: auto (the default) the cluster's StorageVersionMigration API
+	// where it is served (storagemigration.k8s.io/v1, Kubernetes v1.37 on, with the migrator in
+	// kube-controller-manager), drydock itself otherwise; api insists on the API (fails without it);
+	// drydock never uses it.
+	Via string `json:"via,omitempty" jsonschema:"enum=auto,enum=api,enum=drydock"`
+}
+
+// useAPI decides, once per run of the step, whether the StorageVersionMigration API rewrites.
+func (s *Step) useAPI(env *runbook.Env) (bool, error) {
+	if s.Via == ViaDrydock {
+		return false, nil
+	}
+	ok, err := servesSVM(env.Kube)
+	if err != nil {
+		return false, err
+	}
+	if !ok && s.Via == ViaAPI {
+		return false, runbook.Blocked(fmt.Errorf("storage-migration: via: api, but %w: remove via, or set via: drydock", errNoAPI))
+	}
+	return ok, nil
 }
 
 // Name is the kind.
@@ -128,8 +150,17 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 		return []string{"nothing is stored at an older version"}, nil
 	}
 	var out []string
+	api, err := s.useAPI(env)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range ts {
 		line := "rewrite every " + t.key() + " at " + t.gvr.Version
+		if api {
+			line += " through a StorageVersionMigration (the cluster's migrator)"
+		} else {
+			line += " with drydock's own no-op updates, page by page"
+		}
 		if t.crd != "" {
 			line += ", then trim the CRD's storedVersions to " + t.gvr.Version
 		}
@@ -159,13 +190,27 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		env.Progress("nothing is stored at an older version", 0, 0)
 		return nil
 	}
+	api, err := s.useAPI(env)
+	if err != nil {
+		return err
+	}
 	for i, t := range ts {
 		if env.Done("migrated/" + t.key()) {
 			continue
 		}
-		n, err := s.migrate(ctx, env, dyn, t)
-		if err != nil {
-			return fmt.Errorf("migrate %s: %w", t.key(), err)
+		var done string
+		if api {
+			name, err := s.migrateViaAPI(ctx, env, t)
+			if err != nil {
+				return fmt.Errorf("migrate %s: %w", t.key(), err)
+			}
+			done = fmt.Sprintf("%s: rewritten at %s by StorageVersionMigration %s", t.key(), t.gvr.Version, name)
+		} else {
+			n, err := s.migrate(ctx, env, dyn, t)
+			if err != nil {
+				return fmt.Errorf("migrate %s: %w", t.key(), err)
+			}
+			done = fmt.Sprintf("%s: %d object(s) rewritten at %s", t.key(), n, t.gvr.Version)
 		}
 		if t.crd != "" {
 			if err := trim(ctx, ext, t.crd, t.gvr.Version); err != nil {
@@ -175,7 +220,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		if err := env.MarkDone(ctx, "migrated/"+t.key()); err != nil {
 			return err
 		}
-		msg := fmt.Sprintf("%s: %d object(s) rewritten at %s", t.key(), n, t.gvr.Version)
+		msg := done
 		if t.crd != "" {
 			msg += "; storedVersions now [" + t.gvr.Version + "]"
 		}
@@ -263,6 +308,11 @@ func (s *Step) Access() []runbook.Access {
 		out = append(out,
 			runbook.Access{Verb: "list", Group: gr.Group, Resource: gr.Resource, Why: "storage-migration reads every " + r},
 			runbook.Access{Verb: "update", Group: gr.Group, Resource: gr.Resource, Why: "storage-migration rewrites every " + r})
+	}
+	if s.Via != ViaDrydock {
+		out = append(out,
+			runbook.Access{Verb: "create", Group: "storagemigration.k8s.io", Resource: "storageversionmigrations", Why: "storage-migration asks the cluster's migrator to rewrite each resource"},
+			runbook.Access{Verb: "watch", Group: "storagemigration.k8s.io", Resource: "storageversionmigrations", Why: "storage-migration waits until each migration has succeeded"})
 	}
 	if !s.SkipCRDs {
 		out = append(out,
