@@ -39,7 +39,7 @@ cluster-down:
 
 ## demo: the main job on a local simulated cluster
 demo: build
-	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_VELERO_BIN=$(VELERO_BIN) hack/demo.sh
+	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_CLUSTER_BIN_PREV=$(CLUSTER_BIN_PREV) DRYDOCK_VELERO_BIN=$(VELERO_BIN) hack/demo.sh
 
 ## release: cross-compile linux/darwin amd64/arm64 with version ldflags into dist/ (archives, checksums, krew manifest)
 release:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# make demo: the main job on a simulated cluster. It starts a control plane at v1.37.1 with 16 nodes whose
-# kubelets are one minor behind (system x3, general x8, batch x4, and one edge node the runbook leaves
-# alone), workloads under PodDisruptionBudgets (one of them a minAvailable: 100% trap, on the edge node), a
-# StatefulSet, DaemonSets, a Helm release whose stored manifest still uses a removed API, and a real Velero
-# server with MinIO; then it runs drydock preflight and the upgrade runbook examples/demo.yaml. Everything is
-# removed again at the end, whatever happens (make demo-down cleans up after a demo that was killed).
+# make demo: the main job on a simulated cluster, for real from one minor to the next. It starts a
+# control plane at v1.36.3 (the previous minor's binaries) with 16 nodes whose kubelets are v1.36 too
+# (system x3, general x8, batch x4, edge x1), workloads under PodDisruptionBudgets (one of them a
+# minAvailable: 100% trap), a StatefulSet, DaemonSets, an object applied through an API v1.37 no longer
+# serves, a Helm release whose stored manifest still uses a removed API, two add-ons installed with Helm
+# a version ago (a CNI-like DaemonSet and a mesh-like Deployment), and a real Velero server with MinIO;
+# then it runs drydock preflight and the upgrade runbook examples/demo.yaml, and prints the versions
+# before and after. Everything is removed again at the end, whatever happens (make demo-down cleans up
+# after a demo that was killed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DRYDOCK_CLUSTER_BIN:?run through make demo}"
 : "${DRYDOCK_VELERO_BIN:?run through make demo}"
+: "${DRYDOCK_CLUSTER_BIN_PREV:?run through make demo}"
 
 name=drydock-demo
 export DRYDOCK_STATE_DIR=${DRYDOCK_STATE_DIR:-$(mktemp -d -t drydock-demo-state-XXXXXX)}
@@ -22,7 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export KUBECONFIG=$(bin/simcluster up --name "$name" --groups system=3,general=8,batch=4,edge=1 --kubelet-version v1.36.3)
+export KUBECONFIG=$(bin/simcluster up --name "$name" --previous --runtime-config storage.k8s.io/v1beta1=true \
+  --groups system=3,general=8,batch=4,edge=1 --kubelet-version v1.36.3)
 ready=$(mktemp -u -t drydock-demo-velero-XXXXXX)
 bin/simcluster velero --name "$name" --ready-file "$ready" &
 velero_pid=$!
@@ -79,8 +84,8 @@ spec:
     metadata: {labels: {app: log-shipper}}
     spec: {containers: [{name: shipper, image: registry.example/log-shipper:2}]}
 ---
-# The trap: a budget that allows no eviction, ever. Pre-flight flags it; its pods sit on the edge node,
-# which this runbook does not touch.
+# The trap: a budget that allows no eviction, ever: any node with a ledger pod could never be drained.
+# Pre-flight flags it; the runbook's fix step relaxes it to one pod at a time (hack/demo/fixes.yaml).
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: ledger, namespace: ledger}
@@ -90,7 +95,6 @@ spec:
   template:
     metadata: {labels: {app: ledger}}
     spec:
-      nodeSelector: {drydock.dev/group: edge}
       containers: [{name: ledger, image: registry.example/ledger:3}]
 ---
 apiVersion: policy/v1
@@ -106,6 +110,15 @@ release=$(printf '{"name":"storefront","namespace":"shop","version":3,"info":{"s
 k -n shop create secret generic sh.helm.release.v1.storefront.v3 --type=helm.sh/release.v1 --from-literal=release="$release" >/dev/null
 k -n shop label secret sh.helm.release.v1.storefront.v3 owner=helm name=storefront version=3 status=deployed >/dev/null
 
+# An object applied through storage.k8s.io/v1beta1, which v1.37 no longer serves.
+k apply -f hack/demo/gold-storage-class-v1beta1.yaml >/dev/null 2>&1
+# The add-ons as Helm installed them a version ago (1.0.0); the runbook upgrades them to the charts in
+# testdata/charts (1.1.0).
+bin/simcluster helm-install --name "$name" --chart testdata/charts/fake-cni --release fake-cni --namespace kube-system --chart-version 1.0.0 2>/dev/null
+bin/simcluster helm-install --name "$name" --chart testdata/charts/fake-mesh --release fake-mesh --namespace mesh-system --chart-version 1.0.0 2>/dev/null
+
+k -n kube-system rollout status daemonset/fake-cni-agent --timeout=2m >/dev/null
+k -n mesh-system rollout status deployment/fake-mesh-control --timeout=2m >/dev/null
 for d in shop/web shop/api batch/worker ledger/ledger; do
   k -n "${d%/*}" rollout status "deployment/${d#*/}" --timeout=2m >/dev/null
 done
@@ -119,14 +132,30 @@ done
 rm -f "$ready"
 
 show() { echo; echo "\$ $*"; "$@"; }
+versions() {
+  echo
+  echo "== versions $1 =="
+  k version 2>/dev/null | grep Server
+  echo "kubelets: $(k get nodes -o jsonpath='{range .items[*]}{.status.nodeInfo.kubeletVersion}{"\n"}{end}' | sort | uniq -c | xargs)"
+  k get daemonset,deployment -A -l 'app.kubernetes.io/name in (fake-cni,fake-mesh)' -L app.kubernetes.io/version
+}
 show bin/drydock version
+versions before
 show kubectl get nodes -L drydock.dev/group
 echo
-echo "\$ drydock preflight --checks api-scan,pdb-check,skew-check,velero      # what CI would gate on"
-bin/drydock preflight --checks api-scan,pdb-check,skew-check,velero && code=0 || code=$?
-echo "(exit $code: 3 means a finding reached --fail-on; the demo runbook records the findings and goes on)"
-show bin/drydock plan examples/demo.yaml
+echo "\$ drydock preflight --target v1.37.1 --checks api-scan,pdb-check,skew-check,velero      # what CI would gate on"
+bin/drydock preflight --target v1.37.1 --checks api-scan,pdb-check,skew-check,velero && code=0 || code=$?
+echo "(exit $code: 3 means a finding reached --fail-on: a CI gate would stop here)"
 yes=()
 [ -t 0 ] && [ -t 1 ] || yes=(--yes)   # nobody can answer the canary's pause point: say continue
+echo
+echo "\$ drydock run examples/demo.yaml      # refused: the ledger budget would block a drain"
+bin/drydock run examples/demo.yaml "${yes[@]}" && code=0 || code=$?
+echo "(exit $code: drydock plans every node before it takes the lock; a certain blocker stops it before anything moves)"
+echo
+echo "# The operator applies the fixes pre-flight named: the storage class through storage.k8s.io/v1, the"
+echo "# ledger's budget one pod at a time."
+show kubectl apply -f hack/demo/fixes.yaml
+show bin/drydock plan examples/demo.yaml
 show bin/drydock run examples/demo.yaml "${yes[@]}"
-show kubectl get nodes -L drydock.dev/group
+versions after

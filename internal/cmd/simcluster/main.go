@@ -3,7 +3,7 @@
 //
 //	simcluster restart-apiserver [--name N] [--down 2s]
 //	simcluster upgrade-controlplane [--name N] [--component kube-apiserver]   (every component without it)
-//	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V] [--previous]
+//	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V] [--previous] [--runtime-config G/V=true]
 //	simcluster down [--name N]
 //	simcluster helm-install [--name N] --chart DIR --release R --namespace NS [--chart-version V]
 package main
@@ -43,6 +43,7 @@ func run(args []string) error {
 	readyDelay := fs.Duration("pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
 	readyFile := fs.String("ready-file", "", "velero: create this file once Velero is up")
 	down := fs.Duration("down", 2*time.Second, "restart-apiserver: how long the apiserver stays stopped")
+	runtimeConfig := fs.String("runtime-config", "", "up: kube-apiserver's --runtime-config (e.g. storage.k8s.io/v1beta1=true, an API the next minor no longer serves)")
 	previous := fs.Bool("previous", false, "up: start the control plane at the previous minor (hack/cluster-bin.sh prev), to be upgraded")
 	workDirFlag := fs.String("work-dir", "", "the cluster's work directory (default: drydock's state directory, clusters/NAME)")
 	chart := fs.String("chart", "", "helm-install: the chart directory")
@@ -66,7 +67,7 @@ func run(args []string) error {
 		if _, err := os.Stat(filepath.Join(workDir, "kubeconfig")); err == nil {
 			return fmt.Errorf("cluster %q already exists (kubeconfig %s): run `make cluster-down` first", *name, filepath.Join(workDir, "kubeconfig"))
 		}
-		c, err := simcluster.Start(ctx, simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true, PodReadyDelay: *readyDelay, Previous: *previous})
+		c, err := simcluster.Start(ctx, simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true, PodReadyDelay: *readyDelay, Previous: *previous, RuntimeConfig: *runtimeConfig})
 		if err != nil {
 			_ = os.RemoveAll(workDir)
 			return err
@@ -84,7 +85,11 @@ func run(args []string) error {
 				return err
 			}
 		}
-		fmt.Fprintf(os.Stderr, "simcluster: cluster %q is up with %d nodes (Kubernetes %s)\n", *name, len(plan), simcluster.KubernetesVersion)
+		cp := simcluster.KubernetesVersion
+		if *previous {
+			cp = simcluster.PreviousVersion
+		}
+		fmt.Fprintf(os.Stderr, "simcluster: cluster %q is up with %d nodes (control plane Kubernetes %s)\n", *name, len(plan), cp)
 		fmt.Println(c.Kubeconfig)
 		return nil
 	case "down":
