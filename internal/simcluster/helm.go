@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	helmkube "helm.sh/helm/v4/pkg/kube"
+	helmrelease "helm.sh/helm/v4/pkg/release/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,4 +56,33 @@ func InstallChart(ctx context.Context, config *rest.Config, dir, release, namesp
 		return fmt.Errorf("install %s %s into %s: %w", release, version, namespace, err)
 	}
 	return nil
+}
+
+// HelmHistory is a release's revisions as Helm keeps them, oldest first, one word each:
+// "1:superseded:fake-cni-1.0.0 2:deployed:fake-cni-1.1.0".
+func HelmHistory(config *rest.Config, namespace, release string) (string, error) {
+	g, err := kube.NewRESTGetter(config, namespace)
+	if err != nil {
+		return "", err
+	}
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
+	if err := cfg.Init(g, namespace, "secret"); err != nil {
+		return "", err
+	}
+	all, err := cfg.Releases.History(release)
+	if err != nil {
+		return "", fmt.Errorf("history of Helm release %s/%s: %w", namespace, release, err)
+	}
+	var rs []*helmrelease.Release
+	for _, r := range all {
+		if r, ok := r.(*helmrelease.Release); ok {
+			rs = append(rs, r)
+		}
+	}
+	slices.SortFunc(rs, func(a, b *helmrelease.Release) int { return a.Version - b.Version })
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%d:%s:%s-%s", r.Version, r.Info.Status, r.Chart.Metadata.Name, r.Chart.Metadata.Version))
+	}
+	return strings.Join(out, " "), nil
 }

@@ -67,18 +67,11 @@ func helmConfig(t *testing.T, ns string) *action.Configuration {
 // history reads a release's revisions as Helm keeps them: "1:superseded:fake-cni-1.0.0 2:deployed:...".
 func history(t *testing.T, ns, name string) string {
 	t.Helper()
-	all, err := helmConfig(t, ns).Releases.History(name)
+	h, err := simcluster.HelmHistory(cluster.Config, ns, name)
 	if err != nil {
-		t.Fatalf("history of %s/%s: %v", ns, name, err)
+		t.Fatal(err)
 	}
-	out := make([]string, len(all)+1)
-	for _, r := range all {
-		r := r.(*release.Release)
-		if r.Version < len(out) {
-			out[r.Version] = fmt.Sprintf("%d:%s:%s-%s", r.Version, r.Info.Status, r.Chart.Metadata.Name, r.Chart.Metadata.Version)
-		}
-	}
-	return strings.TrimSpace(strings.Join(out[1:], " "))
+	return h
 }
 
 func images(t *testing.T, ns, selector string) string {
