@@ -1,8 +1,10 @@
 package preflight
 
 import (
+	"bufio"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -24,9 +26,7 @@ func Write(w io.Writer, format string, rep *Report, failOn FailOn) error {
 	case "table", "":
 		return writeTable(w, rep, failOn)
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return writeJSON(w, rep)
 	case "yaml":
 		b, err := yaml.Marshal(rep)
 		if err != nil {
@@ -44,11 +44,67 @@ func Write(w io.Writer, format string, rep *Report, failOn FailOn) error {
 	return fmt.Errorf("unknown output format %q (one of %s)", format, strings.Join(Formats, ", "))
 }
 
+// findingsSlot is where a check's findings go in the report's JSON skeleton: JSON escapes the quotes
+// of every string value, so the sequence can only be the field itself.
+const findingsSlot = `"findings": []`
+
+// writeJSON streams the report: the same bytes as an indented json.Encoder, but one finding at a
+// time, so that a report of tens of thousands of findings is never held twice in memory (the
+// skeleton is marshaled with empty findings, each finding on its own where the skeleton has its slot).
+func writeJSON(w io.Writer, rep *Report) error {
+	skeleton := *rep
+	skeleton.Results = make([]Result, len(rep.Results))
+	for i, r := range rep.Results {
+		r.Findings = []Finding{}
+		skeleton.Results[i] = r
+	}
+	b, err := json.MarshalIndent(&skeleton, "", "  ")
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	rest := string(b)
+	for _, r := range rep.Results {
+		i := strings.Index(rest, findingsSlot)
+		if i < 0 {
+			return errors.New("preflight: the report's JSON has no findings field")
+		}
+		head := rest[:i]
+		indent := head[strings.LastIndexByte(head, '\n')+1:]
+		bw.WriteString(head)
+		rest = rest[i+len(findingsSlot):]
+		if len(r.Findings) == 0 {
+			bw.WriteString(findingsSlot)
+			continue
+		}
+		bw.WriteString(`"findings": [`)
+		for j := range r.Findings {
+			fb, err := json.MarshalIndent(&r.Findings[j], indent+"  ", "  ")
+			if err != nil {
+				return err
+			}
+			if j > 0 {
+				bw.WriteByte(',')
+			}
+			bw.WriteString("\n" + indent + "  ")
+			bw.Write(fb)
+		}
+		bw.WriteString("\n" + indent + "]")
+	}
+	bw.WriteString(rest)
+	bw.WriteByte('\n')
+	return bw.Flush()
+}
+
 type counts struct{ errors, warnings, infos int }
 
+// count counts the upgrade findings (not what could not be checked, which is listed apart).
 func count(fs []Finding) counts {
 	var c counts
 	for _, f := range fs {
+		if f.CouldNotCheck != "" {
+			continue
+		}
 		switch f.Severity {
 		case runbook.SeverityError:
 			c.errors++
@@ -84,6 +140,11 @@ func header(rep *Report) string {
 
 func writeTable(w io.Writer, rep *Report, failOn FailOn) error {
 	fmt.Fprintln(w, header(rep))
+	writeTableBody(w, rep, failOn)
+	return nil
+}
+
+func writeTableBody(w io.Writer, rep *Report, failOn FailOn) {
 	for _, r := range rep.Results {
 		if r.Skipped != "" {
 			fmt.Fprintf(w, "\n%s: skipped (%s)\n", r.Check, r.Skipped)
@@ -91,6 +152,9 @@ func writeTable(w io.Writer, rep *Report, failOn FailOn) error {
 		}
 		fmt.Fprintf(w, "\n%s: %s\n", r.Check, count(r.Findings))
 		for _, f := range r.Findings {
+			if f.CouldNotCheck != "" {
+				continue // listed under "could not check"
+			}
 			mark := " "
 			if failOn.Fails(f) {
 				mark = "✗"
@@ -102,8 +166,21 @@ func writeTable(w io.Writer, rep *Report, failOn FailOn) error {
 		}
 	}
 	all := rep.Findings()
-	fmt.Fprintf(w, "\n%s; %d at or above --fail-on %s\n", count(all), failOn.Failing(all), failOn)
-	return nil
+	cnc := CouldNot(all)
+	if len(cnc) > 0 {
+		fmt.Fprintf(w, "\ncould not check (%d): not upgrade findings, but holes in this report\n", len(cnc))
+		for _, f := range cnc {
+			fmt.Fprintf(w, "  ? %-11s %s: %s\n            %s\n", f.CouldNotCheck, f.Check, f.Object, f.Message)
+			if f.Fix != "" {
+				fmt.Fprintf(w, "            fix: %s\n", f.Fix)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n%s; %d at or above --fail-on %s", count(all), failOn.Failing(all), failOn)
+	if len(cnc) > 0 {
+		fmt.Fprintf(w, "; %d could not be checked", len(cnc))
+	}
+	fmt.Fprintln(w)
 }
 
 func describe(f Finding) string {
@@ -152,7 +229,13 @@ type junitFailure struct {
 // writeJUnit: a testcase per check, a failure per finding that reaches --fail-on; the other
 // findings go to the testcase's output.
 func writeJUnit(w io.Writer, rep *Report, failOn FailOn) error {
-	suite := junitSuite{Name: "drydock preflight " + rep.Target}
+	suite := junitSuiteOf("drydock preflight "+rep.Target, rep, failOn)
+	return encodeJUnit(w, junitSuites{Name: "drydock preflight", Tests: suite.Tests, Failures: suite.Failures, Suites: []junitSuite{suite}})
+}
+
+// junitSuiteOf is a report as one testsuite: a testcase per check.
+func junitSuiteOf(name string, rep *Report, failOn FailOn) junitSuite {
+	suite := junitSuite{Name: name}
 	for _, r := range rep.Results {
 		c := junitCase{Name: r.Check, Classname: "drydock.preflight", Time: fmt.Sprintf("%.3f", r.Duration.Seconds())}
 		if r.Skipped != "" {
@@ -174,7 +257,10 @@ func writeJUnit(w io.Writer, rep *Report, failOn FailOn) error {
 		suite.Tests++
 		suite.Cases = append(suite.Cases, c)
 	}
-	doc := junitSuites{Name: "drydock preflight", Tests: suite.Tests, Failures: suite.Failures, Suites: []junitSuite{suite}}
+	return suite
+}
+
+func encodeJUnit(w io.Writer, doc junitSuites) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}
@@ -193,6 +279,12 @@ var sarifLevel = map[Severity]string{runbook.SeverityError: sarif.LevelError, ru
 // findings a logical location naming the object.
 func writeSARIF(w io.Writer, rep *Report) error {
 	doc := sarif.NewReport()
+	doc.AddRun(sarifRun(rep))
+	return doc.PrettyWrite(w)
+}
+
+// sarifRun is a report as one SARIF run.
+func sarifRun(rep *Report) *sarif.Run {
 	run := sarif.NewRunWithInformationURI("drydock", "https://github.com/drydock-dev/drydock")
 	run.Tool.Driver.WithVersion(buildinfo.Version)
 	for _, r := range rep.Results {
@@ -216,8 +308,7 @@ func writeSARIF(w io.Writer, rep *Report) error {
 			}
 		}
 	}
-	doc.AddRun(run)
-	return doc.PrettyWrite(w)
+	return run
 }
 
 func mdEscape(s string) string {
@@ -228,8 +319,15 @@ var mdIcon = map[Severity]string{runbook.SeverityError: "🔴 error", runbook.Se
 
 // writeMarkdown writes a CI job summary.
 func writeMarkdown(w io.Writer, rep *Report, failOn FailOn) error {
-	all := rep.Findings()
 	fmt.Fprintf(w, "## drydock %s\n\n", header(rep))
+	writeMarkdownBody(w, rep, failOn, "###")
+	return nil
+}
+
+// writeMarkdownBody is the report under its heading: the counts, a table per check, the findings
+// under sub-headings of level h.
+func writeMarkdownBody(w io.Writer, rep *Report, failOn FailOn, h string) {
+	all := rep.Findings()
 	fmt.Fprintf(w, "%s; **%d** at or above `--fail-on %s`.\n\n", count(all), failOn.Failing(all), failOn)
 	fmt.Fprintln(w, "| Check | Errors | Warnings | Info |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|")
@@ -242,13 +340,20 @@ func writeMarkdown(w io.Writer, rep *Report, failOn FailOn) error {
 		fmt.Fprintf(w, "| %s | %d | %d | %d |\n", r.Check, c.errors, c.warnings, c.infos)
 	}
 	for _, r := range rep.Results {
-		if len(r.Findings) == 0 {
+		if count(r.Findings) == (counts{}) {
 			continue
 		}
-		fmt.Fprintf(w, "\n### %s\n\n| Severity | Object | Finding | Fix |\n|---|---|---|---|\n", r.Check)
+		fmt.Fprintf(w, "\n%s %s\n\n| Severity | Object | Finding | Fix |\n|---|---|---|---|\n", h, r.Check)
 		for _, f := range r.Findings {
-			fmt.Fprintf(w, "| %s | `%s` | %s | %s |\n", mdIcon[f.Severity], mdEscape(f.Object), mdEscape(f.Message), mdEscape(f.Fix))
+			if f.CouldNotCheck == "" {
+				fmt.Fprintf(w, "| %s | `%s` | %s | %s |\n", mdIcon[f.Severity], mdEscape(f.Object), mdEscape(f.Message), mdEscape(f.Fix))
+			}
 		}
 	}
-	return nil
+	if cnc := CouldNot(all); len(cnc) > 0 {
+		fmt.Fprintf(w, "\n%s Could not check\n\n| Why | Check | Object | Message | Fix |\n|---|---|---|---|---|\n", h)
+		for _, f := range cnc {
+			fmt.Fprintf(w, "| ❔ %s | %s | `%s` | %s | %s |\n", f.CouldNotCheck, f.Check, mdEscape(f.Object), mdEscape(f.Message), mdEscape(f.Fix))
+		}
+	}
 }

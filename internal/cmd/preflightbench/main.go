@@ -40,10 +40,25 @@ func main() {
 	releases := flag.Int("releases", 300, "Helm releases (3 revisions each)")
 	reps := flag.Int("reps", 3, "repetitions per tool")
 	drydock := flag.String("drydock", "bin/drydock", "the drydock binary")
+	files := flag.Int("files", 45000, "manifest files for the files-only scan (0: skip)")
+	fleet := flag.Int("fleet", 5, "clusters for the fleet scan (0: skip)")
 	flag.Parse()
-	if err := run(*namespaces, *perNS, *releases, *reps, *drydock); err != nil {
+	abs, _ := filepath.Abs(*drydock)
+	if err := run(*namespaces, *perNS, *releases, *reps, abs); err != nil {
 		fmt.Fprintf(os.Stderr, "preflightbench: %v\n", err)
 		os.Exit(1)
+	}
+	if *files > 0 {
+		if err := benchFiles(abs, *files, *reps); err != nil {
+			fmt.Fprintf(os.Stderr, "preflightbench: files: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	if *fleet > 0 {
+		if err := benchFleet(context.Background(), abs, *fleet, *reps); err != nil {
+			fmt.Fprintf(os.Stderr, "preflightbench: fleet: %v\n", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -142,12 +157,6 @@ func run(namespaces, perNS, releases, reps int, drydock string) error {
 	fmt.Printf("\nratio drydock/kubectl: wall %.2f, peak RSS %.2f (drydock also reads managedFields, decodes every Helm release and checks /metrics and CRDs; kubectl only lists)\n",
 		d.wall.Seconds()/k.wall.Seconds(), float64(d.rss)/float64(k.rss))
 	fmt.Printf("drydock reported %d findings\n", findings)
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "MISSED"
-	}
 	fmt.Printf("targets on this machine: wall ≤ 10 s %s, peak RSS ≤ 200 MiB %s\n", verdict(d.wall <= 10*time.Second), verdict(d.rss <= 200*1024))
 	return nil
 }
