@@ -69,7 +69,7 @@ func checkAccess(ctx context.Context, in *Input) ([]Finding, error) {
 		return nil, err
 	}
 	if !known {
-		return []Finding{{Severity: runbook.SeverityError, Object: "create selfsubjectaccessreviews.authorization.k8s.io",
+		return []Finding{{Severity: runbook.SeverityError, Object: "create selfsubjectaccessreviews.authorization.k8s.io", NotAllowed: true, CouldNotCheck: CouldNotForbidden,
 			Message: "could not check access: the user may not ask the apiserver what it may do",
 			Fix:     "allow create selfsubjectaccessreviews (every authenticated user has it by default, through system:basic-user)"}}, nil
 	}

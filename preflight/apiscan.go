@@ -278,10 +278,14 @@ func (s *scanner) liveResource(ctx context.Context, gvr schema.GroupVersionResou
 		list, err := s.in.Metadata.Resource(gvr).List(ctx, opts)
 		switch {
 		case apierrors.IsForbidden(err):
-			s.add(Finding{Severity: runbook.SeverityWarning, Object: gvr.Resource + "." + gvr.Group, NotAllowed: true, Message: "not allowed to list, so its objects were not scanned",
-				Fix: "grant list on it (see the read-only role in deploy/)"})
+			s.add(Finding{Severity: runbook.SeverityWarning, Object: gvr.Resource + "." + gvr.Group, NotAllowed: true, CouldNotCheck: CouldNotForbidden,
+				Message: "not allowed to list, so its objects were not scanned", Fix: "grant list on it (see the read-only role in deploy/)"})
 			return nil
 		case apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err):
+			return nil
+		case err != nil && ctx.Err() == nil:
+			// One resource that cannot be listed (an aggregated API that is down) leaves the rest scanned.
+			s.add(couldNotCheck(gvr.Resource+"."+gvr.Group, "could not list, so its objects were not scanned", err))
 			return nil
 		case err != nil:
 			return fmt.Errorf("list %s: %w", gvr.GroupResource(), err)
@@ -544,12 +548,19 @@ func (s *scanner) metrics(ctx context.Context) error {
 	rc, err := s.in.Kube.Discovery().RESTClient().Get().AbsPath("/metrics").Stream(ctx)
 	if err != nil {
 		if apierrors.IsForbidden(err) {
-			s.add(Finding{Severity: runbook.SeverityInfo, Object: "/metrics", Source: SourceMetrics, NotAllowed: true,
+			s.add(Finding{Severity: runbook.SeverityInfo, Object: "/metrics", Source: SourceMetrics, NotAllowed: true, CouldNotCheck: CouldNotForbidden,
 				Message: "not allowed to read the apiserver's metrics, so requests to deprecated APIs were not checked",
 				Fix:     "grant get on the non-resource URL /metrics"})
 			return nil
 		}
-		return fmt.Errorf("read apiserver /metrics: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("read apiserver /metrics: %w", err)
+		}
+		// No metrics endpoint (a managed control plane may not serve one): the rest is still scanned.
+		f := couldNotCheck("/metrics", "could not read the apiserver's metrics, so requests to deprecated APIs were not checked", err)
+		f.Source = SourceMetrics
+		s.add(f)
+		return nil
 	}
 	defer rc.Close()
 	// The whole exposition is megabytes: keep only the one family before parsing it.

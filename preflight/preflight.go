@@ -13,6 +13,7 @@ import (
 
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -43,8 +44,53 @@ type Finding struct {
 	File string `json:"file,omitempty"`
 	Line int    `json:"line,omitempty"`
 	// NotAllowed: the check could not examine this because the credentials lack a permission; the
-	// report is incomplete (drydock preflight exits 6).
+	// report is incomplete (drydock preflight exits 6). CouldNotCheck is then "forbidden".
 	NotAllowed bool `json:"notAllowed,omitempty"`
+	// CouldNotCheck says why the check could not examine Object: forbidden, not-found, timeout,
+	// unavailable or error. Such a finding is never an upgrade finding (--fail-on never counts it,
+	// and the table lists it apart); forbidden ones make the report incomplete (exit 6), the others
+	// do with --strict.
+	CouldNotCheck string `json:"couldNotCheck,omitempty" jsonschema:"enum=forbidden,enum=not-found,enum=timeout,enum=unavailable,enum=error"`
+}
+
+// Why a check could not examine something.
+const (
+	CouldNotForbidden   = "forbidden"
+	CouldNotNotFound    = "not-found"
+	CouldNotTimeout     = "timeout"
+	CouldNotUnavailable = "unavailable"
+	CouldNotError       = "error"
+)
+
+// couldNotCheck is the finding for something a check could not examine because of err: the reason
+// from the error's kind, and a fix that fits it.
+func couldNotCheck(object, what string, err error) Finding {
+	f := Finding{Severity: runbook.SeverityWarning, Object: object, Message: what + ": " + err.Error()}
+	switch {
+	case apierrors.IsForbidden(err):
+		f.CouldNotCheck, f.NotAllowed = CouldNotForbidden, true
+		f.Fix = "grant the read-only role in deploy/ (or run with --as a user who has it)"
+	case apierrors.IsNotFound(err):
+		f.CouldNotCheck, f.Fix = CouldNotNotFound, "the cluster does not serve it; nothing to do if that is expected"
+	case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), errors.Is(err, context.DeadlineExceeded):
+		f.CouldNotCheck, f.Fix = CouldNotTimeout, "run again when the apiserver is less busy, or give the check more time (--cluster-timeout for a fleet)"
+	case apierrors.IsServiceUnavailable(err), apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err):
+		f.CouldNotCheck, f.Fix = CouldNotUnavailable, "the apiserver (or the aggregated API behind it) did not answer: check its health and run again"
+	default:
+		f.CouldNotCheck, f.Fix = CouldNotError, "run again; if it persists, the message says what failed"
+	}
+	return f
+}
+
+// CouldNot lists the findings that say what could not be examined.
+func CouldNot(fs []Finding) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.CouldNotCheck != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ObjectRef names a Kubernetes object.
@@ -269,12 +315,11 @@ func Run(ctx context.Context, in *Input, names []string) (*Report, error) {
 		found, err := c.Run(ctx, in)
 		res.Duration = time.Since(start)
 		if err != nil {
-			if !apierrors.IsForbidden(err) {
-				return nil, fmt.Errorf("preflight %s: %w", c.Name, err)
+			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("preflight %s: %w", c.Name, err) // interrupted
 			}
-			found = append(found, Finding{Severity: runbook.SeverityError, Object: c.Name, NotAllowed: true,
-				Message: "the check could not read what it needs: " + err.Error(),
-				Fix:     "grant the read-only role in deploy/ (or run with --as a user who has it)"})
+			// What the check found before it failed stays; what it could not examine is said.
+			found = append(found, couldNotCheck(c.Name, "the check could not finish", err))
 		}
 		for i := range found {
 			found[i].Check = c.Name
@@ -326,8 +371,11 @@ const (
 // FailOnValues lists the levels.
 var FailOnValues = []string{string(FailOnRemoved), string(FailOnDeprecated), string(FailOnWarning), string(FailOnNever)}
 
-// Fails says whether f reaches the level.
+// Fails says whether f reaches the level. What could not be checked is never an upgrade finding.
 func (l FailOn) Fails(f Finding) bool {
+	if f.CouldNotCheck != "" {
+		return false
+	}
 	switch l {
 	case FailOnNever:
 		return false
