@@ -35,6 +35,20 @@ var access = map[string][]runbook.Access{
 		{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Why: "health-check finds webhooks without endpoints"},
 		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "health-check finds webhooks without endpoints"},
 	},
+	"config-check": {
+		{Verb: "list", Resource: "pods", Why: "config-check reads the control plane's static pods and pods' inline volumes"},
+		{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Why: "config-check reads kubeadm's ClusterConfiguration and KubeletConfiguration"},
+		{Verb: "list", Resource: "nodes", Why: "config-check reads each kubelet's configuration"},
+		{Verb: "get", Resource: "nodes/proxy", Why: "config-check reads each kubelet's /configz through the apiserver"},
+		{Verb: "list", Resource: "persistentvolumes", Why: "config-check finds volumes whose in-tree plugin the target drops"},
+		{Verb: "list", Group: "storage.k8s.io", Resource: "csidrivers", Why: "config-check checks the CSI drivers in-tree volumes migrate to"},
+	},
+	"addon-check": {
+		{Verb: "list", Group: "apps", Resource: "daemonsets", Why: "addon-check recognizes add-ons by their images and labels"},
+		{Verb: "list", Group: "apps", Resource: "deployments", Why: "addon-check recognizes add-ons by their images and labels"},
+		{Verb: "list", Group: "apps", Resource: "statefulsets", Why: "addon-check recognizes add-ons by their images and labels"},
+		{Verb: "list", Resource: "secrets", Why: "addon-check reads the charts of Helm releases (helm: false skips them)"},
+	},
 	"velero": {
 		{Verb: "list", Group: "velero.io", Resource: "backupstoragelocations", Namespace: "velero", Why: "velero reads the storage locations"},
 		{Verb: "list", Group: "velero.io", Resource: "backups", Namespace: "velero", Why: "velero finds the newest backup"},

@@ -357,8 +357,9 @@ type helmRelease struct {
 	} `json:"info"`
 	Chart struct {
 		Metadata struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
+			Name       string `json:"name"`
+			Version    string `json:"version"`
+			AppVersion string `json:"appVersion"`
 		} `json:"metadata"`
 	} `json:"chart"`
 	Manifest string `json:"manifest"`

@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -30,6 +33,7 @@ import (
 	resourceac "k8s.io/client-go/applyconfigurations/resource/v1beta1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	"k8s.io/utils/ptr"
@@ -488,4 +492,152 @@ func TestManifestsJudgedByTheClustersCRDs(t *testing.T) {
 	if !found {
 		t.Errorf("the manifest's deprecated CRD version was missed: %+v", rep.Findings())
 	}
+}
+
+// TestAddonCheckOnCluster: add-ons found on a real cluster from a Helm release installed with
+// Helm's SDK (a chart named as cert-manager's, appVersion v1.13.2) and from the images and labels of
+// workloads, each judged for the target with the table's range; a workload that is no add-on is not
+// reported; only reads.
+func TestAddonCheckOnCluster(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	chart := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(chart, "templates"), 0o755))
+	must(t, os.WriteFile(filepath.Join(chart, "Chart.yaml"), []byte("apiVersion: v2\nname: cert-manager\nversion: v1.13.2\nappVersion: v1.13.2\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(chart, "templates", "cm.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cert-manager-settings\ndata:\n  a: b\n"), 0o644))
+	must(t, simcluster.InstallChart(ctx, cluster.Config, chart, "cert-manager", "addon-cm", "", nil))
+
+	ns(t, "addon-cni")
+	ns(t, "addon-metrics")
+	labels := map[string]string{"app": "x"}
+	podSpec := func(image string) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image}}}}
+	}
+	_, err := cluster.Client.AppsV1().DaemonSets("addon-cni").Create(ctx, &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "cilium"},
+		Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: podSpec("quay.io/cilium/cilium:v1.20.2")},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = cluster.Client.AppsV1().Deployments("addon-metrics").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "metrics", Labels: map[string]string{"app.kubernetes.io/name": "metrics-server", "app.kubernetes.io/version": "0.9.0"}},
+		Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: podSpec("mirror.example.com/ms:stable")},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = cluster.Client.AppsV1().Deployments("addon-metrics").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: podSpec("nginx:1.27")},
+	}, metav1.CreateOptions{})
+	must(t, err)
+
+	in, assertReadOnly := readOnlyInput(t, cluster.Config, "v1.38")
+	rep, err := preflight.Run(ctx, in, []string{"addon-check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertReadOnly()
+	got := rep.Findings()
+	expect(t, got, []want{
+		{"warning", "HelmRelease addon-cm/cert-manager", "addon", "cert-manager v1.13.2 is not tested by its vendor on 1.38: it supports Kubernetes 1.21–1.27 (Helm release addon-cm/cert-manager revision 1, chart cert-manager-v1.13.2"},
+		{"warning", "DaemonSet addon-cni/cilium", "addon", "Cilium v1.20.2 is not tested by its vendor on 1.38: it supports Kubernetes 1.33–1.36 (image quay.io/cilium/cilium:v1.20.2)"},
+		{"info", "Deployment addon-metrics/metrics", "addon", "metrics-server 0.9.0 supports Kubernetes 1.34+, the target 1.38 among them (label app.kubernetes.io/version=0.9.0)"},
+	})
+	refuse(t, got, "addon-metrics/web", "cert-manager-settings")
+	for _, f := range got {
+		if f.Addon == nil || f.Addon.DetectedFrom == "" || f.Addon.Verdict == "" {
+			t.Errorf("finding without its add-on: %+v", f)
+		}
+	}
+}
+
+// TestConfigCheckOnCluster: configuration the target breaks, read from a real cluster: a control-plane
+// static pod's flags (a mirror pod as kubeadm's kubelet makes it), kubeadm's ClusterConfiguration
+// (v1beta4, extraArgs as a list), and a kubelet's running configuration through the apiserver's node
+// proxy, served by a fake kubelet endpoint on this machine; only reads.
+func TestConfigCheckOnCluster(t *testing.T) {
+	simcluster.Need(t)
+	setup(t)
+	ctx := context.Background()
+	ip := os.Getenv("DRYDOCK_TEST_NODE_IP")
+	if ip == "" {
+		ip = hostIP(t)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	must(t, err)
+	kubelet := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/configz" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"kubeletconfig":{"featureGates":{"SidecarContainers":true,"CPUManagerPolicyOptions":true}}}`))
+	}))
+	kubelet.Listener = ln
+	kubelet.StartTLS()
+	t.Cleanup(kubelet.Close)
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	_, err = cluster.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cfg-node"}}, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() { _ = cluster.Client.CoreV1().Nodes().Delete(context.Background(), "cfg-node", metav1.DeleteOptions{}) })
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error { // the node controller writes it too
+		node, err := cluster.Client.CoreV1().Nodes().Get(ctx, "cfg-node", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+		node.Status.DaemonEndpoints = corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(port)}}
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		_, err = cluster.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		return err
+	}))
+
+	_, err = cluster.Client.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-scheduler-cfg-node", Labels: map[string]string{"component": "kube-scheduler", "tier": "control-plane"}},
+		Spec: corev1.PodSpec{NodeName: "cfg-node", Containers: []corev1.Container{{Name: "kube-scheduler", Image: "registry.k8s.io/kube-scheduler:v1.37.1",
+			Command: []string{"kube-scheduler", "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf", "--feature-gates=StorageNamespaceIndex=false,NoSuchGate=true", "--leader-elect=true"}}}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Pods("kube-system").Delete(context.Background(), "kube-scheduler-cfg-node", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	})
+	_, err = cluster.Client.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-config"}, Data: map[string]string{
+		"ClusterConfiguration": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  extraArgs:\n  - name: feature-gates\n    value: SidecarContainers=false\n",
+	}}, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().ConfigMaps("kube-system").Delete(context.Background(), "kubeadm-config", metav1.DeleteOptions{})
+	})
+
+	// The apiserver finds the node's address in its cache: wait until it proxies to the fake kubelet.
+	must(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cluster.Client.CoreV1().RESTClient().Get().Resource("nodes").Name("cfg-node").SubResource("proxy").Suffix("configz").DoRaw(ctx)
+		return err == nil, nil
+	}))
+	in, assertReadOnly := readOnlyInput(t, cluster.Config, "v1.37")
+	rep, err := preflight.Run(ctx, in, []string{"config-check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertReadOnly()
+	got := rep.Findings()
+	expect(t, got, []want{
+		{"error", "Node cfg-node", preflight.SourceConfigz, "kubelet on node cfg-node: feature gate SidecarContainers=true is not a gate of Kubernetes 1.37 (it is removed in 1.37)"},
+		{"warning", "Node cfg-node", preflight.SourceConfigz, "kubelet on node cfg-node: feature gate CPUManagerPolicyOptions=true is locked to its default"},
+		{"warning", "Pod kube-system/kube-scheduler-cfg-node", preflight.SourceStaticPod, "kube-scheduler: feature gate StorageNamespaceIndex=false is deprecated in 1.37"},
+		{"error", "Pod kube-system/kube-scheduler-cfg-node", preflight.SourceStaticPod, "kube-scheduler: feature gate NoSuchGate=true is not a gate of Kubernetes 1.37"},
+		{"error", "ConfigMap kube-system/kubeadm-config", preflight.SourceKubeadmConfig, "kube-apiserver: feature gate SidecarContainers=false is not a gate of Kubernetes 1.37"},
+	})
+}
+
+// hostIP is an address of this machine the apiserver may proxy to (not loopback or link-local).
+func hostIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	must(t, err)
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Fatal("no address of this machine the apiserver may proxy to: set DRYDOCK_TEST_NODE_IP")
+	return ""
 }

@@ -40,6 +40,11 @@ type Finding struct {
 	// Source says where an API use was seen: managedFields, last-applied, helm, manifest, metrics, crd.
 	Source string  `json:"source,omitempty"`
 	API    *APIUse `json:"api,omitempty"`
+	// Reference is where the rule behind the finding comes from (a release note, a pull request, the
+	// generated feature-gate table).
+	Reference string `json:"reference,omitempty"`
+	// Addon is the add-on an addon-check finding is about.
+	Addon *AddonUse `json:"addon,omitempty"`
 	// File and Line locate findings in manifest files (for SARIF).
 	File string `json:"file,omitempty"`
 	Line int    `json:"line,omitempty"`
@@ -241,6 +246,8 @@ var Checks = []Check{
 	{Name: "pdb-check", Description: "PodDisruptionBudgets that block drains or do not protect what they should", Run: checkPDBs},
 	{Name: "skew-check", Description: "the target against the version-skew policy for the apiservers and kubelets", Run: checkSkew},
 	{Name: "health-check", Description: "nodes, kube-system pods, APIServices and admission webhooks that break an upgrade", Run: checkHealth},
+	{Name: "config-check", Description: "flags and feature gates the target removes or locks (static pods, kubeadm, kubelets), kubeadm configuration and in-tree volume plugins it drops", Run: checkConfig},
+	{Name: "addon-check", Description: "installed add-ons (CNI, CoreDNS, kube-proxy, ingress, mesh, autoscalers, ...) against the Kubernetes versions each supports", Run: checkAddons},
 	{Name: "velero", Description: "Velero installed, its storage locations Available, a recent Completed backup", Run: checkVelero},
 	{Name: "access-check", Description: "the permissions the work needs, asked with SelfSubjectAccessReview", Run: checkAccess},
 }

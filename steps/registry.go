@@ -32,6 +32,8 @@ var Registry = runbook.Registry{
 	preflight.PDBKind,       // pdb-check: budgets that block every drain, allow nothing now, overlap or are missing
 	preflight.SkewKind,      // skew-check: the target against the version-skew policy (apiservers, kubelets)
 	preflight.HealthKind,    // health-check: NotReady nodes, failing kube-system pods, APIServices, webhooks
+	preflight.ConfigKind,    // config-check: flags and feature gates the target removes or locks, kubeadm config, in-tree volumes
+	preflight.AddonKind,     // addon-check: installed add-ons against the Kubernetes versions each supports (vendor tables)
 	preflight.VeleroKind,    // velero-check: Velero installed, storage locations Available, a recent Completed backup
 	preflight.AccessKind,    // access-check: SelfSubjectAccessReview for everything the runbook will do
 	preflight.PreflightKind, // preflight: every check above in one step

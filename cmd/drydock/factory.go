@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -43,9 +45,14 @@ type Factory struct {
 	ContextName func() string
 	// HasKubeconfig says whether any cluster is configured (a kubeconfig context, --server, or in a pod).
 	HasKubeconfig func() bool
-	Clock         func() clock.Clock
-	Prompter      func() Prompter
-	Getenv        func(string) string
+	// KubeContexts lists the kubeconfig's contexts, sorted (drydock preflight --all-contexts).
+	KubeContexts func() ([]string, error)
+	// RESTConfigForContext is RESTConfig for another context of the same kubeconfig (the fleet's
+	// clusters), with the same --as, --as-group and --request-timeout.
+	RESTConfigForContext func(name string) (*rest.Config, error)
+	Clock                func() clock.Clock
+	Prompter             func() Prompter
+	Getenv               func(string) string
 }
 
 // NewFactory is the Factory of the real process.
@@ -78,6 +85,38 @@ func NewFactory(streams genericiooptions.IOStreams, flags *genericclioptions.Con
 			return ""
 		}
 		return raw.CurrentContext
+	}
+	f.KubeContexts = func() ([]string, error) {
+		raw, err := flags.ToRawKubeConfigLoader().RawConfig()
+		if err != nil {
+			return nil, fmt.Errorf("load kubeconfig: %w", err)
+		}
+		return slices.Sorted(maps.Keys(raw.Contexts)), nil
+	}
+	f.RESTConfigForContext = func(name string) (*rest.Config, error) {
+		loader := flags.ToRawKubeConfigLoader()
+		raw, err := loader.RawConfig()
+		if err != nil {
+			return nil, fmt.Errorf("load kubeconfig: %w", err)
+		}
+		if _, ok := raw.Contexts[name]; !ok {
+			return nil, fmt.Errorf("no context %q in the kubeconfig (kubectl config get-contexts lists them)", name)
+		}
+		over := &clientcmd.ConfigOverrides{CurrentContext: name}
+		if flags.Impersonate != nil {
+			over.AuthInfo.Impersonate = *flags.Impersonate
+		}
+		if flags.ImpersonateGroup != nil {
+			over.AuthInfo.ImpersonateGroups = *flags.ImpersonateGroup
+		}
+		if flags.Timeout != nil {
+			over.Timeout = *flags.Timeout
+		}
+		cfg, err := clientcmd.NewNonInteractiveClientConfig(raw, name, over, loader.ConfigAccess()).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("context %q: %w", name, err)
+		}
+		return kube.Resilient(cfg), nil
 	}
 	f.Clock = func() clock.Clock { return clock.RealClock{} }
 	f.Prompter = sync.OnceValue(func() Prompter { return newTerminalPrompter(streams, f.Getenv) })

@@ -7,8 +7,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
@@ -26,6 +29,14 @@ type PreflightOptions struct {
 	Output    string
 	FailOn    string
 	Checks    []string
+	// Strict fails (exit 6) on anything a check could not examine, not only on what it was not
+	// allowed to.
+	Strict bool
+	// The fleet: several kubeconfig contexts in one report.
+	Contexts       []string
+	AllContexts    bool
+	Parallel       int
+	ClusterTimeout time.Duration
 
 	f    *Factory
 	rest *rest.Config
@@ -48,17 +59,40 @@ func NewPreflightCommand(f *Factory, runF func(*PreflightOptions) error) *cobra.
   skew-check    the target against the version-skew policy for apiservers and kubelets
   health-check  NotReady nodes, failing kube-system pods, unavailable APIServices, webhooks
                 without endpoints
+  config-check  flags and feature gates the target removes or locks, in the control plane's
+                static pods, kubeadm's ClusterConfiguration and KubeletConfiguration, and each
+                kubelet's running configuration (configz); kubeadm configuration APIs it no
+                longer reads; volumes whose in-tree plugin it drops
+  addon-check   the add-ons installed (CNI, CoreDNS, kube-proxy, ingress-nginx, cert-manager,
+                metrics-server, Istio, Linkerd, Karpenter, Cluster Autoscaler, Argo CD, Velero;
+                found by image, label or Helm chart) against the Kubernetes versions each
+                supports, with the vendor's table as the source and when to upgrade it
+  velero        Velero installed, its storage Available, a recent Completed backup
   access-check  the permissions these checks need (SelfSubjectAccessReview)
 
 Nothing is written to the cluster. Without a kubeconfig (or with --files-only) only the files
 given with --manifests are scanned, which suits CI on pull requests. The target defaults to the
 cluster's next minor release.
 
-Exit status: 0 clean, 3 when a finding reaches --fail-on, 1 on a runtime error, 2 on bad usage.`,
+A fleet: --contexts a,b,c (or --all-contexts) checks each kubeconfig context, --parallel at a
+time, each within --cluster-timeout, and writes one report: a summary line per cluster, then each
+cluster's findings (JSON and YAML keyed by context, JUnit a testsuite per cluster, SARIF a run per
+cluster). Progress goes to stderr. A cluster that cannot be reached is in the report, not a reason
+to stop the others.
+
+What a check could not examine (not allowed, not found, timed out, unavailable) is listed apart,
+under "could not check": never an upgrade finding, never a clean result. Not being allowed makes
+the report incomplete (exit 6); --strict makes every reason do so.
+
+Exit status: 0 clean, 3 when a finding reaches --fail-on, 6 when something could not be examined
+(permissions; with --strict, any reason), 1 on a runtime error (for a fleet: a cluster that could not be checked), 2 on bad
+usage. A fleet exits with its worst cluster's status, in the order 1, 6, 3, 0.`,
 		Example: `  drydock preflight                                   # the cluster, for its next minor
   drydock preflight --target v1.38 -o junit > preflight.xml
   drydock preflight --files-only --target v1.38 --manifests deploy/ -o sarif > drydock.sarif
-  drydock preflight --checks pdb-check,health-check --fail-on warning`,
+  drydock preflight --checks pdb-check,health-check --fail-on warning
+  drydock preflight --contexts prod-eu,prod-us,staging -o markdown >> "$GITHUB_STEP_SUMMARY"
+  drydock preflight --all-contexts --target v1.38 -o junit > fleet.xml`,
 		Args: cobra.NoArgs,
 		RunE: runE(f, o, runF),
 	}
@@ -71,6 +105,11 @@ Exit status: 0 clean, 3 when a finding reaches --fail-on, 1 on a runtime error, 
 	fl.StringVar(&o.FailOn, "fail-on", string(preflight.FailOnRemoved), "exit 3 when a finding reaches this level: "+strings.Join(preflight.FailOnValues, "|")+
 		" (removed: errors such as removed APIs and budgets that block every drain; deprecated: and deprecated APIs; warning: and every warning)")
 	fl.StringSliceVar(&o.Checks, "checks", nil, "run only these checks: "+strings.Join(preflight.Names(), ","))
+	fl.BoolVar(&o.Strict, "strict", false, "exit 6 when a check could not examine something for any reason (not found, timed out, unavailable), not only when it was not allowed to")
+	fl.StringSliceVar(&o.Contexts, "contexts", nil, "check these kubeconfig contexts (a fleet) and write one report")
+	fl.BoolVar(&o.AllContexts, "all-contexts", false, "check every context of the kubeconfig (a fleet) and write one report")
+	fl.IntVar(&o.Parallel, "parallel", 4, "a fleet: how many clusters are checked at once")
+	fl.DurationVar(&o.ClusterTimeout, "cluster-timeout", 5*time.Minute, "a fleet: how long one cluster's checks may take before it is reported as not checked")
 	return cmd
 }
 
@@ -98,6 +137,20 @@ func (o *PreflightOptions) Validate() error {
 	for _, m := range o.Manifests {
 		if _, err := os.Stat(m); err != nil {
 			return exitcode.UsageError(fmt.Errorf("preflight: --manifests %s: %w", m, errors.Unwrap(err)))
+		}
+	}
+	if o.fleet() {
+		switch {
+		case len(o.Contexts) > 0 && o.AllContexts:
+			return exitcode.UsageError(errors.New("preflight: --contexts and --all-contexts: give one"))
+		case o.FilesOnly:
+			return exitcode.UsageError(errors.New("preflight: --files-only never contacts a cluster: drop it, or drop --contexts/--all-contexts"))
+		case o.f.KubeFlags != nil && o.f.KubeFlags.Context != nil && *o.f.KubeFlags.Context != "":
+			return exitcode.UsageError(errors.New("preflight: --context names one cluster; --contexts names the fleet's: give one of them"))
+		case o.Parallel < 1:
+			return exitcode.UsageError(fmt.Errorf("preflight: --parallel %d: at least 1", o.Parallel))
+		case o.ClusterTimeout <= 0:
+			return exitcode.UsageError(fmt.Errorf("preflight: --cluster-timeout %s: must be positive", o.ClusterTimeout))
 		}
 	}
 	if o.FilesOnly && len(o.Manifests) == 0 {
@@ -132,45 +185,35 @@ func (o *PreflightOptions) clusterConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
+func (o *PreflightOptions) fleet() bool { return len(o.Contexts) > 0 || o.AllContexts }
+
 // Run runs the checks and writes the report.
 func (o *PreflightOptions) Run(ctx context.Context) error {
+	if o.fleet() {
+		return o.runFleet(ctx)
+	}
 	var err error
 	if o.rest, err = o.clusterConfig(); err != nil {
 		return err
 	}
-	in, err := preflight.NewInput(o.rest)
-	if err != nil {
-		return err
-	}
-	in.Manifests, in.Helm = o.Manifests, o.Helm
-	in.Access = preflight.AccessFor(o.Checks...) // access-check asks about what the chosen checks read
-	if in.Cluster() {
-		v, err := in.Kube.Discovery().ServerVersion()
-		if err != nil {
-			return fmt.Errorf("preflight: read the server version: %w", err)
-		}
-		in.ServerVersion = v.GitVersion
-		if in.Server, err = apis.ParseRelease(v.GitVersion); err != nil {
-			return fmt.Errorf("preflight: server version: %w", err)
-		}
-	}
-	if in.Target, err = preflight.ResolveTarget(o.Target, in.Server); err != nil {
-		return exitcode.UsageError(fmt.Errorf("preflight: %w", err))
-	}
+	var progress func(string)
 	if isTerminal(o.f.errOut()) {
-		in.Progress = func(s string) { fmt.Fprintln(o.f.errOut(), "drydock: "+s) }
+		progress = func(s string) { fmt.Fprintln(o.f.errOut(), "drydock: "+s) }
 	}
-	rep, err := preflight.Run(ctx, in, o.Checks)
+	rep, err := o.report(ctx, o.rest, progress)
 	if err != nil {
 		return err
-	}
-	if in.Cluster() {
-		rep.Cluster = o.rest.Host
 	}
 	failOn := preflight.FailOn(o.FailOn)
 	if err := preflight.Write(o.f.out(), o.Output, rep, failOn); err != nil {
 		return err
 	}
+	return o.verdict(rep, failOn)
+}
+
+// verdict is the exit status of one cluster's report: 6 when something could not be examined,
+// 3 when a finding reaches --fail-on.
+func (o *PreflightOptions) verdict(rep *preflight.Report, failOn preflight.FailOn) error {
 	notAllowed := 0
 	for _, f := range rep.Findings() {
 		if f.NotAllowed {
@@ -181,10 +224,130 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 		// Whatever --fail-on says: a report with holes cannot pass a gate, nor fail it for the cluster.
 		return runbook.Forbidden(fmt.Errorf("preflight: %d %s could not be examined: the credentials lack permissions (the report says which): grant the read-only role in deploy/, or run with --as a user who has it", notAllowed, plural(notAllowed, "thing")))
 	}
+	if n := len(preflight.CouldNot(rep.Findings())); n > 0 && o.Strict {
+		return exitcode.With(exitcode.Forbidden, fmt.Errorf("preflight: %d %s could not be checked (the report's \"could not check\" list says why) and --strict is set", n, plural(n, "thing")))
+	}
 	if n := failOn.Failing(rep.Findings()); n > 0 {
 		return exitcode.With(exitcode.Blocked, fmt.Errorf("preflight: %d %s at or above --fail-on %s", n, plural(n, "finding"), failOn))
 	}
 	return nil
+}
+
+// report runs the checks against one cluster (cfg; nil: the files only).
+func (o *PreflightOptions) report(ctx context.Context, cfg *rest.Config, progress func(string)) (*preflight.Report, error) {
+	in, err := preflight.NewInput(cfg)
+	if err != nil {
+		return nil, err
+	}
+	in.Manifests, in.Helm = o.Manifests, o.Helm
+	in.Access = preflight.AccessFor(o.Checks...) // access-check asks about what the chosen checks read
+	if in.Cluster() {
+		v, err := in.Kube.Discovery().ServerVersion()
+		if err != nil {
+			return nil, fmt.Errorf("preflight: read the server version: %w", err)
+		}
+		in.ServerVersion = v.GitVersion
+		if in.Server, err = apis.ParseRelease(v.GitVersion); err != nil {
+			return nil, fmt.Errorf("preflight: server version: %w", err)
+		}
+	}
+	if in.Target, err = preflight.ResolveTarget(o.Target, in.Server); err != nil {
+		return nil, exitcode.UsageError(fmt.Errorf("preflight: %w", err))
+	}
+	in.Progress = progress
+	rep, err := preflight.Run(ctx, in, o.Checks)
+	if err != nil {
+		return nil, err
+	}
+	if in.Cluster() {
+		rep.Cluster = cfg.Host
+	}
+	return rep, nil
+}
+
+// runFleet checks each context, --parallel at a time, each within --cluster-timeout, and writes
+// one report. A cluster that cannot be checked is a line of the report; the exit status is the
+// worst cluster's (1: not checked, 6: incomplete, 3: findings at --fail-on).
+func (o *PreflightOptions) runFleet(ctx context.Context) error {
+	names := o.Contexts
+	if o.AllContexts {
+		var err error
+		if names, err = o.f.KubeContexts(); err != nil {
+			return fmt.Errorf("preflight: %w", err)
+		}
+		if len(names) == 0 {
+			return exitcode.UsageError(errors.New("preflight: --all-contexts: the kubeconfig has no context"))
+		}
+	}
+	failOn := preflight.FailOn(o.FailOn)
+	fleet := &preflight.FleetReport{SchemaVersion: preflight.SchemaVersion, Clusters: make([]preflight.ClusterReport, len(names))}
+	errOut := o.f.errOut()
+	var mu sync.Mutex
+	fmt.Fprintf(errOut, "drydock: pre-flight of %d cluster(s), %d at a time, each within %s\n", len(names), min(o.Parallel, len(names)), o.ClusterTimeout)
+	g := new(errgroup.Group)
+	g.SetLimit(o.Parallel)
+	for i, name := range names {
+		g.Go(func() error {
+			start := time.Now()
+			cctx, cancel := context.WithTimeout(ctx, o.ClusterTimeout)
+			defer cancel()
+			c := preflight.ClusterReport{Context: name}
+			cfg, err := o.f.RESTConfigForContext(name)
+			if err == nil {
+				c.Report, err = o.report(cctx, cfg, nil)
+			}
+			if err != nil {
+				c.Report = nil
+				c.Error = err.Error()
+				if cctx.Err() != nil && ctx.Err() == nil {
+					c.Error = fmt.Sprintf("not done within --cluster-timeout %s: %v", o.ClusterTimeout, err)
+				}
+			}
+			fleet.Clusters[i] = c
+			mu.Lock()
+			fmt.Fprintf(errOut, "drydock: %s: %s (%s)\n", name, c.Verdict(failOn), time.Since(start).Round(100*time.Millisecond))
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := preflight.WriteFleet(o.f.out(), o.Output, fleet, failOn); err != nil {
+		return err
+	}
+	var notChecked, incomplete, failing []string
+	for _, c := range fleet.Clusters {
+		switch err := o.clusterVerdict(c, failOn); {
+		case err == nil:
+		case !c.Checked():
+			notChecked = append(notChecked, c.Context)
+		case exitcode.For(err) == exitcode.Forbidden:
+			incomplete = append(incomplete, c.Context)
+		default:
+			failing = append(failing, c.Context)
+		}
+	}
+	what := func(names []string, s string) string {
+		return fmt.Sprintf("%d of %d cluster(s) %s (%s)", len(names), len(fleet.Clusters), s, strings.Join(names, ", "))
+	}
+	switch {
+	case len(notChecked) > 0:
+		return fmt.Errorf("preflight: %s: the report says why", what(notChecked, "could not be checked"))
+	case len(incomplete) > 0:
+		return runbook.Forbidden(fmt.Errorf("preflight: %s: the credentials lack permissions; grant the read-only role in deploy/", what(incomplete, "could not be examined in full")))
+	case len(failing) > 0:
+		return exitcode.With(exitcode.Blocked, fmt.Errorf("preflight: %s", what(failing, "with findings at or above --fail-on "+string(failOn))))
+	}
+	return nil
+}
+
+func (o *PreflightOptions) clusterVerdict(c preflight.ClusterReport, failOn preflight.FailOn) error {
+	if !c.Checked() {
+		return errors.New(c.Error)
+	}
+	return o.verdict(c.Report, failOn)
 }
 
 func plural(n int, s string) string {

@@ -221,3 +221,38 @@ func TestDrainAsUserWithExactlyTheDeclaredRules(t *testing.T) {
 		t.Fatalf("the refused drain cordoned the node (%v)", err)
 	}
 }
+
+// TestPreflightAsNobody: `drydock preflight --as` a user with almost no rights (authenticated, no
+// role) reports what each check could not examine, with the reason — never a clean check and never
+// an upgrade finding — and exits 6 whatever --fail-on says.
+func TestPreflightAsNobody(t *testing.T) {
+	simcluster.Need(t)
+	out, errOut, code := preflightRun(t, cluster.Kubeconfig, "--as", "drydock-test-nobody", "-o", "json", "--fail-on", "warning", "--checks", "api-scan,pdb-check,skew-check,health-check")
+	if code != int(exitcode.Forbidden) {
+		t.Fatalf("exit %d, want 6\n%s", code, errOut)
+	}
+	var rep preflight.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		forbidden := 0
+		for _, f := range r.Findings {
+			if f.CouldNotCheck == preflight.CouldNotForbidden && f.NotAllowed && f.Fix != "" {
+				forbidden++
+			}
+			if f.CouldNotCheck == "" && preflight.FailOnWarning.Fails(f) {
+				t.Errorf("%s: an upgrade finding from a user who may read nothing: %s: %s", r.Check, f.Object, f.Message)
+			}
+		}
+		if forbidden == 0 {
+			t.Errorf("%s: no could-not-check finding (a check that read nothing must not look clean): %+v", r.Check, r.Findings)
+		}
+	}
+	if len(rep.Results) != 4 {
+		t.Errorf("checks reported: %d, want 4", len(rep.Results))
+	}
+	if _, _, code := preflightRun(t, cluster.Kubeconfig, "--as", "drydock-test-nobody", "--fail-on", "never", "--checks", "skew-check"); code != int(exitcode.Forbidden) {
+		t.Errorf("--fail-on never: exit %d, want 6 (the report is incomplete)", code)
+	}
+}

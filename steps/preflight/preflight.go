@@ -27,6 +27,8 @@ var (
 	PDBKind       = checkKind("pdb-check", "pdb-check", "find PodDisruptionBudgets that block drains or protect nothing")
 	SkewKind      = checkKind("skew-check", "skew-check", "hold the target against the version-skew policy")
 	HealthKind    = checkKind("health-check", "health-check", "find NotReady nodes, failing kube-system pods, unavailable APIServices and webhooks")
+	ConfigKind    = checkKind("config-check", "config-check", "find flags, feature gates, kubeadm configuration and volume plugins the target breaks")
+	AddonKind     = checkKind("addon-check", "addon-check", "hold the installed add-ons against the Kubernetes versions each supports")
 	AccessKind    = checkKind("access-check", "access-check", "ask whether the user may do everything the runbook needs")
 	VeleroKind    = checkKind("velero-check", "velero", "check that Velero is installed, its storage is Available and a backup is recent")
 	PreflightKind = runbook.Kind{Name: "preflight", Description: "run every pre-flight check", Phase: runbook.PhaseCheck, New: func() runbook.Step { return &All{} }}
@@ -57,7 +59,7 @@ type APIScan struct {
 	Scan
 }
 
-// Check is pdb-check, skew-check, health-check or access-check.
+// Check is pdb-check, skew-check, health-check, config-check, addon-check, velero-check or access-check.
 type Check struct {
 	Common
 	kind, check string
@@ -68,7 +70,7 @@ type All struct {
 	Common
 	Scan
 	// Skip leaves these checks out.
-	Skip []string `json:"skip,omitempty" jsonschema:"enum=api-scan,enum=pdb-check,enum=skew-check,enum=health-check,enum=velero,enum=access-check"`
+	Skip []string `json:"skip,omitempty" jsonschema:"enum=api-scan,enum=pdb-check,enum=skew-check,enum=health-check,enum=config-check,enum=addon-check,enum=velero,enum=access-check"`
 }
 
 func (*APIScan) Name() string { return APIScanKind.Name }
