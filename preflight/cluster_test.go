@@ -577,7 +577,9 @@ func TestConfigCheckOnCluster(t *testing.T) {
 
 	_, err = cluster.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cfg-node"}}, metav1.CreateOptions{})
 	must(t, err)
-	t.Cleanup(func() { _ = cluster.Client.CoreV1().Nodes().Delete(context.Background(), "cfg-node", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Nodes().Delete(context.Background(), "cfg-node", metav1.DeleteOptions{})
+	})
 	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error { // the node controller writes it too
 		node, err := cluster.Client.CoreV1().Nodes().Get(ctx, "cfg-node", metav1.GetOptions{})
 		if err != nil {
