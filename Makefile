@@ -74,19 +74,20 @@ test: vet test-deps
 test-fast:
 	$(GO) test -short -count=1 ./...
 
-## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test) and curl (MinIO's bucket)
+## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test), curl (MinIO's bucket)
+## and GNU time (a command's own peak memory: os/exec's rusage counts the parent's)
 test-deps:
-	@command -v tmux >/dev/null && command -v curl >/dev/null || \
-	  { echo "installing tmux and curl (Debian packages) for the tests" >&2; apt-get update -qq && apt-get install -y -qq tmux curl >/dev/null; }
+	@command -v tmux >/dev/null && command -v curl >/dev/null && test -x /usr/bin/time || \
+	  { echo "installing tmux, curl and time (Debian packages) for the tests" >&2; apt-get update -qq && apt-get install -y -qq tmux curl time >/dev/null; }
 
 clean:
 	rm -rf bin dist
 
 ## bench: drydock drain against kubectl drain, and drydock preflight against kubectl get, side by side on simulated clusters (ratios)
-bench: build
+bench: build test-deps
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/drainbench -drydock bin/drydock
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/preflightbench -drydock bin/drydock
 
 ## bench-preflight: only the pre-flight benchmark (about a minute)
-bench-preflight: build
+bench-preflight: build test-deps
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/preflightbench -drydock bin/drydock

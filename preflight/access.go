@@ -37,9 +37,10 @@ var access = map[string][]runbook.Access{
 	},
 	"config-check": {
 		{Verb: "list", Resource: "pods", Why: "config-check reads the control plane's static pods and pods' inline volumes"},
-		{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Why: "config-check reads kubeadm's ClusterConfiguration and KubeletConfiguration"},
+		{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Name: "kubeadm-config", Why: "config-check reads kubeadm's ClusterConfiguration"},
+		{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Name: "kubelet-config", Why: "config-check reads kubeadm's KubeletConfiguration"},
 		{Verb: "list", Resource: "nodes", Why: "config-check reads each kubelet's configuration"},
-		{Verb: "get", Resource: "nodes/proxy", Why: "config-check reads each kubelet's /configz through the apiserver"},
+		{Verb: "get", Resource: "nodes", Subresource: "proxy", Why: "config-check reads each kubelet's /configz through the apiserver"},
 		{Verb: "list", Resource: "persistentvolumes", Why: "config-check finds volumes whose in-tree plugin the target drops"},
 		{Verb: "list", Group: "storage.k8s.io", Resource: "csidrivers", Why: "config-check checks the CSI drivers in-tree volumes migrate to"},
 	},

@@ -38,7 +38,7 @@ func Allowed(ctx context.Context, client kubernetes.Interface, need []Access) (m
 			review.Spec.NonResourceAttributes = &authv1.NonResourceAttributes{Path: a.NonResourceURL, Verb: a.Verb}
 		} else {
 			review.Spec.ResourceAttributes = &authv1.ResourceAttributes{Verb: a.Verb, Group: a.Group, Resource: a.Resource,
-				Subresource: a.Subresource, Namespace: a.Namespace}
+				Subresource: a.Subresource, Namespace: a.Namespace, Name: a.Name}
 		}
 		var res *authv1.SelfSubjectAccessReview
 		err := kube.Retry(ctx, nil, func(ctx context.Context) error {

@@ -139,6 +139,8 @@ type Access struct {
 	Resource    string `json:"resource,omitempty"`
 	Subresource string `json:"subresource,omitempty"`
 	Namespace   string `json:"namespace,omitempty"`
+	// Name narrows it to one object (a role may grant only that one, with resourceNames).
+	Name string `json:"name,omitempty"`
 	// NonResourceURL instead of a resource, e.g. /metrics.
 	NonResourceURL string `json:"nonResourceURL,omitempty"`
 	// Why the step needs it, for the finding when it is missing.
@@ -155,6 +157,9 @@ func (a Access) String() string {
 	}
 	if a.Subresource != "" {
 		r += "/" + a.Subresource
+	}
+	if a.Name != "" {
+		r += " " + a.Name
 	}
 	if a.Namespace != "" {
 		r += " in namespace " + a.Namespace

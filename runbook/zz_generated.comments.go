@@ -5,6 +5,7 @@ package runbook
 // fieldComments describe the runbook's fields in the JSON Schema.
 var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.Access":                              "Access is one permission a step needs, asked about before the run starts (access-check).",
+	"github.com/drydock-dev/drydock/runbook.Access.Name":                         "Name narrows it to one object (a role may grant only that one, with resourceNames).",
 	"github.com/drydock-dev/drydock/runbook.Access.NonResourceURL":               "NonResourceURL instead of a resource, e.g. /metrics.",
 	"github.com/drydock-dev/drydock/runbook.Access.Why":                          "Why the step needs it, for the finding when it is missing.",
 	"github.com/drydock-dev/drydock/runbook.AccessError":                         "AccessError is a run refused before its first change: the user lacks permissions it needs.",

@@ -10,12 +10,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drydock-dev/drydock/internal/peakrss"
 )
 
 // TestValidateBoundedOnAnyInput: whatever it is given — a 5 MB runbook of 50,000 steps, a device
 // that never ends, a FIFO nobody writes — `drydock validate` answers with FILE:LINE:COL in little
 // memory, or stops at SIGTERM. (Its speed is in make bench; the time bound here only catches a hang.)
 func TestValidateBoundedOnAnyInput(t *testing.T) {
+	if err := peakrss.Available(); err != nil {
+		t.Fatal(err)
+	}
 	bin := drydockBinary(t)
 	dir := t.TempDir()
 	huge := filepath.Join(dir, "huge.yaml")
@@ -36,7 +41,7 @@ func TestValidateBoundedOnAnyInput(t *testing.T) {
 		{"/dev/zero", "/dev/zero:1:1048577: the file is more than 1 MiB"},
 	} {
 		var out bytes.Buffer
-		cmd := exec.Command(bin, "validate", c.path)
+		cmd, peak := peakrss.Command(bin, "validate", c.path)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
 		err := cmd.Run()
@@ -47,7 +52,10 @@ func TestValidateBoundedOnAnyInput(t *testing.T) {
 		if !strings.Contains(out.String(), c.want) || !strings.Contains(out.String(), "at most 1048576 bytes") {
 			t.Fatalf("validate %s: want %q and the limit in:\n%s", c.path, c.want, out.String())
 		}
-		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+		rss, err := peak()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if rss > 200<<20 {
 			t.Errorf("validate %s peaked at %d MiB, over 200 MiB", c.path, rss>>20)
 		}

@@ -47,8 +47,9 @@ func fleetKubeconfig(t *testing.T, clusters map[string]*simcluster.Cluster) stri
 	return path
 }
 
-// TestPreflightFleet: three simulated clusters — one at the previous minor, two at the current one,
-// one of those with a budget that can never allow an eviction — and a context nobody answers, in one
+// TestPreflightFleet: three simulated clusters of its own (the package's shared one has other tests'
+// budgets) — one at the previous minor, two at the current one, one of those with a budget that can
+// never allow an eviction — and a context nobody answers, in one
 // kubeconfig. `drydock preflight --all-contexts` checks them in parallel and writes one report: each
 // cluster for its own next minor, the unreachable one reported as not checked; the exit status is the
 // worst cluster's. JSON is keyed by context, JUnit has a testsuite per cluster, the table a summary.
@@ -60,6 +61,11 @@ func TestPreflightFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = old.Stop() }()
+	current, err := simcluster.Start(ctx, simcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = current.Stop() }()
 	blocked, err := simcluster.Start(ctx, simcluster.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +88,7 @@ func TestPreflightFleet(t *testing.T) {
 	if err := blocked.WaitDeploymentReady(ctx, "default", "db", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	kc := fleetKubeconfig(t, map[string]*simcluster.Cluster{"old": old, "current": cluster, "blocked": blocked})
+	kc := fleetKubeconfig(t, map[string]*simcluster.Cluster{"old": old, "current": current, "blocked": blocked})
 
 	run := func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()

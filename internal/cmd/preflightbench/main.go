@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/drydock-dev/drydock/internal/peakrss"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
@@ -115,7 +115,7 @@ func run(namespaces, perNS, releases, reps int, drydock string) error {
 	var findings int
 	for r := 0; r < reps; r++ {
 		for i, tool := range tools { // interleaved, so that noise hits both alike
-			cmd := exec.Command(tool.args[0], tool.args[1:]...)
+			cmd, peak := peakrss.Command(tool.args[0], tool.args[1:]...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			t0 := time.Now()
@@ -123,7 +123,11 @@ func run(namespaces, perNS, releases, reps int, drydock string) error {
 				return fmt.Errorf("%s: %w\n%s", tool.name, err, stderr.String())
 			}
 			wall := time.Since(t0)
-			rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+			rss, err := peak()
+			if err != nil {
+				return err
+			}
+			rss >>= 10 // KiB
 			results[i] = append(results[i], sample{wall, rss})
 			if i == 0 {
 				var rep struct {

@@ -9,24 +9,26 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/drydock-dev/drydock/internal/peakrss"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
 // measure runs a command with its output thrown away and returns its wall time and peak RSS (KiB).
 func measure(args ...string) (time.Duration, int64, error) {
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd, peak := peakrss.Command(args[0], args[1:]...)
 	t0 := time.Now()
 	err := cmd.Run()
 	if ee := (*exec.ExitError)(nil); err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) { // 3: findings at --fail-on
 		return 0, 0, fmt.Errorf("%s: %w", strings.Join(args, " "), err)
 	}
-	return time.Since(t0), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, nil
+	wall := time.Since(t0)
+	rss, err := peak()
+	return wall, rss >> 10, err
 }
 
 func verdict(ok bool) string {
