@@ -78,6 +78,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	r.engine.Kind = "run"
+	r.target = rb.Spec.TargetVersion // the screen shows it even when the plan refuses the run
 	r.notifyFrom(rb)
 	var st *runbook.RunState
 	return r.execute(ctx, "run", func(ctx context.Context) error {

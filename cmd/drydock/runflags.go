@@ -100,6 +100,8 @@ type runner struct {
 	engine *runbook.Engine
 	// notifier tells the webhooks (--notify and the runbook's notify:) how the run ended.
 	notifier *notify.Notifier
+	// target is the runbook's target version, for the screen's header.
+	target string
 }
 
 func newRunner(f *Factory, flags *RunFlags) (*runner, error) {
@@ -226,7 +228,7 @@ func (r *runner) screen(ctx context.Context, command string, work func(ctx conte
 	if !r.useTUI() {
 		return work(ctx)
 	}
-	info := tui.Info{Command: command, Context: r.engine.Context, Lock: runbook.Operator()}
+	info := tui.Info{Command: command, Context: r.engine.Context, Lock: runbook.Operator(), Target: r.target}
 	if v, err := r.client.Discovery().ServerVersion(); err == nil {
 		info.Server = v.GitVersion
 	}

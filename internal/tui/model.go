@@ -935,6 +935,9 @@ func (m Model) eta(s *Step) string {
 
 func (m Model) detail(w, h int) string {
 	if len(m.Steps) == 0 {
+		if m.Finished {
+			return m.styles.dim.Render("the run did not start: the log below says why")
+		}
 		return m.styles.dim.Render("waiting for the run to start…")
 	}
 	s := m.Steps[m.Selected]

@@ -416,3 +416,19 @@ func TestDetailViewWrapsLongReasons(t *testing.T) {
 		t.Errorf("the detail view cut the reason:\n%s", m.Render())
 	}
 }
+
+// TestRefusedBeforeItStarted: a run its plan refuses never starts a step: the screen still shows the
+// target, and says the run did not start instead of waiting for it.
+func TestRefusedBeforeItStarted(t *testing.T) {
+	m := New(Info{Command: "run", Context: "prod-eu", Server: "v1.36.3", Target: "v1.37.1"}, make(chan Request, 8), false).WithoutClock().WithSize(100, 24)
+	if d := m.detail(60, 10); !strings.Contains(d, "waiting for the run to start") {
+		t.Errorf("before anything: %q", d)
+	}
+	m = feed(m, &runbook.RunFinished{Meta: meta("", 1), Status: runbook.RunFailed})
+	if h := m.header(100); !strings.Contains(h, "v1.36.3 → v1.37.1") || !strings.Contains(h, "[failed]") {
+		t.Errorf("header:\n%s", h)
+	}
+	if d := m.detail(60, 10); !strings.Contains(d, "the run did not start") {
+		t.Errorf("detail of a refused run: %q", d)
+	}
+}
