@@ -76,50 +76,61 @@ type podWorkload struct {
 func listPodWorkloads(ctx context.Context, in *Input) ([]podWorkload, []Finding) {
 	var out []podWorkload
 	var cnc []Finding
-	opts := metav1.ListOptions{Limit: 500}
-	for o := opts; ; {
-		l, err := in.Kube.AppsV1().DaemonSets("").List(ctx, o)
-		if err != nil {
-			cnc = append(cnc, couldNotCheck("DaemonSets", "could not list DaemonSets, so add-ons running as one (CNI, kube-proxy) were not checked", err))
-			break
-		}
-		for i := range l.Items {
-			d := &l.Items[i]
-			out = append(out, podWorkload{Ref("DaemonSet", d.Namespace, d.Name), d.Labels, d.Spec.Template.Spec})
-		}
-		if o.Continue = l.Continue; o.Continue == "" {
-			break
-		}
+	add := func(kind string, m metav1.ObjectMeta, spec corev1.PodSpec) {
+		out = append(out, podWorkload{Ref(kind, m.Namespace, m.Name), m.Labels, spec})
 	}
-	for o := opts; ; {
-		l, err := in.Kube.AppsV1().Deployments("").List(ctx, o)
+	apps := in.Kube.AppsV1()
+	if err := eachPage(func(o metav1.ListOptions) (string, error) {
+		l, err := apps.DaemonSets("").List(ctx, o)
 		if err != nil {
-			cnc = append(cnc, couldNotCheck("Deployments", "could not list Deployments, so add-ons running as one were not checked", err))
-			break
+			return "", err
 		}
 		for i := range l.Items {
-			d := &l.Items[i]
-			out = append(out, podWorkload{Ref("Deployment", d.Namespace, d.Name), d.Labels, d.Spec.Template.Spec})
+			add("DaemonSet", l.Items[i].ObjectMeta, l.Items[i].Spec.Template.Spec)
 		}
-		if o.Continue = l.Continue; o.Continue == "" {
-			break
-		}
+		return l.Continue, nil
+	}); err != nil {
+		cnc = append(cnc, couldNotCheck("DaemonSets", "could not list DaemonSets, so add-ons running as one (CNI, kube-proxy) were not checked", err))
 	}
-	for o := opts; ; {
-		l, err := in.Kube.AppsV1().StatefulSets("").List(ctx, o)
+	if err := eachPage(func(o metav1.ListOptions) (string, error) {
+		l, err := apps.Deployments("").List(ctx, o)
 		if err != nil {
-			cnc = append(cnc, couldNotCheck("StatefulSets", "could not list StatefulSets, so add-ons running as one were not checked", err))
-			break
+			return "", err
 		}
 		for i := range l.Items {
-			d := &l.Items[i]
-			out = append(out, podWorkload{Ref("StatefulSet", d.Namespace, d.Name), d.Labels, d.Spec.Template.Spec})
+			add("Deployment", l.Items[i].ObjectMeta, l.Items[i].Spec.Template.Spec)
 		}
-		if o.Continue = l.Continue; o.Continue == "" {
-			break
+		return l.Continue, nil
+	}); err != nil {
+		cnc = append(cnc, couldNotCheck("Deployments", "could not list Deployments, so add-ons running as one were not checked", err))
+	}
+	if err := eachPage(func(o metav1.ListOptions) (string, error) {
+		l, err := apps.StatefulSets("").List(ctx, o)
+		if err != nil {
+			return "", err
 		}
+		for i := range l.Items {
+			add("StatefulSet", l.Items[i].ObjectMeta, l.Items[i].Spec.Template.Spec)
+		}
+		return l.Continue, nil
+	}); err != nil {
+		cnc = append(cnc, couldNotCheck("StatefulSets", "could not list StatefulSets, so add-ons running as one were not checked", err))
 	}
 	return out, cnc
+}
+
+// eachPage calls list page by page (500 a page) until the last, or its first error.
+func eachPage(list func(metav1.ListOptions) (string, error)) error {
+	o := metav1.ListOptions{Limit: 500}
+	for {
+		cont, err := list(o)
+		if err != nil {
+			return err
+		}
+		if o.Continue = cont; cont == "" {
+			return nil
+		}
+	}
 }
 
 // splitImage parses an image reference into its repository and tag (digest dropped).

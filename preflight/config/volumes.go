@@ -51,17 +51,22 @@ func PVUse(pv *corev1.PersistentVolume) (VolumeUse, bool) {
 		return VolumeUse{Gone: g}, true
 	}
 	if translator.IsPVMigratable(pv) {
-		plugin, err := translator.GetInTreePluginNameFromSpec(pv, nil)
-		if err != nil {
-			return VolumeUse{}, false
-		}
-		driver, err := translator.GetCSINameFromInTreeName(plugin)
-		if err != nil {
-			return VolumeUse{}, false
-		}
-		return VolumeUse{InTree: plugin, CSIDriver: driver}, true
+		return migrated(pv, nil)
 	}
 	return VolumeUse{}, false
+}
+
+// migrated names the in-tree plugin of a PV or an inline volume and the CSI driver it migrates to.
+func migrated(pv *corev1.PersistentVolume, v *corev1.Volume) (VolumeUse, bool) {
+	plugin, err := translator.GetInTreePluginNameFromSpec(pv, v)
+	if err != nil {
+		return VolumeUse{}, false
+	}
+	driver, err := translator.GetCSINameFromInTreeName(plugin)
+	if err != nil {
+		return VolumeUse{}, false
+	}
+	return VolumeUse{InTree: plugin, CSIDriver: driver}, true
 }
 
 // InlineUse says what a pod's inline volume needs.
@@ -73,15 +78,7 @@ func InlineUse(v *corev1.Volume) (VolumeUse, bool) {
 		return VolumeUse{GitRepo: true}, true
 	}
 	if translator.IsInlineMigratable(v) {
-		plugin, err := translator.GetInTreePluginNameFromSpec(nil, v)
-		if err != nil {
-			return VolumeUse{}, false
-		}
-		driver, err := translator.GetCSINameFromInTreeName(plugin)
-		if err != nil {
-			return VolumeUse{}, false
-		}
-		return VolumeUse{InTree: plugin, CSIDriver: driver}, true
+		return migrated(nil, v)
 	}
 	return VolumeUse{}, false
 }
