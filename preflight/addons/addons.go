@@ -234,6 +234,7 @@ var KubeadmShipped = []Shipped{
 	{Addon: "coredns", Release: r(30), Version: "1.11.1", Source: corednsTable},
 	{Addon: "coredns", Release: r(31), Version: "1.11.3", Source: corednsTable},
 	{Addon: "coredns", Release: r(32), Version: "1.11.3", Source: corednsTable},
+	{Addon: "coredns", Release: r(36), Version: "1.14.2", Source: "https://github.com/kubernetes/kubernetes/blob/v1.36.3/cmd/kubeadm/app/constants/constants.go (CoreDNSVersion)"},
 	{Addon: "coredns", Release: r(37), Version: "1.14.6", Source: "https://github.com/kubernetes/kubernetes/blob/v1.37.1/cmd/kubeadm/app/constants/constants.go (CoreDNSVersion)"},
 }
 

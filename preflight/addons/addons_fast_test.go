@@ -93,3 +93,14 @@ func TestSupportingNewestFirst(t *testing.T) {
 		t.Fatalf("Supporting(metrics-server, 1.33, 1.34) = %v, want 0.8.x first", got)
 	}
 }
+
+func TestShippedWith(t *testing.T) {
+	for k, want := range map[int]string{32: "1.11.3", 36: "1.14.2", 37: "1.14.6"} {
+		if s, ok := ShippedWith("coredns", r(k)); !ok || s.Version != want {
+			t.Errorf("kubeadm's CoreDNS for 1.%d: %v %+v, want %s", k, ok, s, want)
+		}
+	}
+	if _, ok := ShippedWith("coredns", r(34)); ok {
+		t.Error("a release without a line has a kubeadm CoreDNS")
+	}
+}
