@@ -615,10 +615,18 @@ func TestConfigCheckOnCluster(t *testing.T) {
 	})
 
 	// The apiserver finds the node's address in its cache: wait until it proxies to the fake kubelet.
-	must(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := cluster.Client.CoreV1().RESTClient().Get().Resource("nodes").Name("cfg-node").SubResource("proxy").Suffix("configz").DoRaw(ctx)
-		return err == nil, nil
-	}))
+	var proxyErr error
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var body []byte
+		body, proxyErr = cluster.Client.CoreV1().RESTClient().Get().Resource("nodes").Name("cfg-node").SubResource("proxy").Suffix("configz").DoRaw(ctx)
+		if proxyErr != nil {
+			proxyErr = fmt.Errorf("%w: %s", proxyErr, body)
+		}
+		return proxyErr == nil, nil
+	}); err != nil {
+		node, _ := cluster.Client.CoreV1().Nodes().Get(ctx, "cfg-node", metav1.GetOptions{})
+		t.Fatalf("the apiserver does not proxy to the fake kubelet at %s:%d: %v (last: %v; node status %+v)", ip, port, err, proxyErr, node.Status)
+	}
 	in, assertReadOnly := readOnlyInput(t, cluster.Config, "v1.37")
 	rep, err := preflight.Run(ctx, in, []string{"config-check"})
 	if err != nil {
@@ -635,16 +643,41 @@ func TestConfigCheckOnCluster(t *testing.T) {
 	})
 }
 
-// hostIP is an address of this machine the apiserver may proxy to (not loopback or link-local).
+// hostIP is an address of this machine the apiserver may proxy to: on an interface that is up, not
+// loopback or link-local (the apiserver refuses to proxy to those), and one this process can dial.
 func hostIP(t *testing.T) string {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
+	ifaces, err := net.Interfaces()
 	must(t, err)
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+	var tried []string
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok || n.IP.To4() == nil || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
+			if err != nil {
+				tried = append(tried, n.IP.String()+": "+err.Error())
+				continue
+			}
+			conn, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+			_ = ln.Close()
+			if err != nil {
+				tried = append(tried, n.IP.String()+": "+err.Error())
+				continue
+			}
+			_ = conn.Close()
 			return n.IP.String()
 		}
 	}
-	t.Fatal("no address of this machine the apiserver may proxy to: set DRYDOCK_TEST_NODE_IP")
+	t.Fatalf("no address of this machine the apiserver may proxy to (tried %v): set DRYDOCK_TEST_NODE_IP", tried)
 	return ""
 }

@@ -389,6 +389,9 @@ func (c *Cluster) env() []string {
 		"KWOK_WORKDIR="+filepath.Join(c.WorkDir, "kwok"),
 		// kwokctl must never download anything, nor touch the user's ~/.kube/config.
 		"KUBECONFIG="+c.Kubeconfig,
+		// A simulated cluster is all on this machine: its apiserver proxies to nodes (node proxy,
+		// /configz) and webhooks directly, never through a proxy the environment names for downloads.
+		"NO_PROXY=*", "no_proxy=*",
 	)
 }
 
