@@ -11,7 +11,7 @@ import (
 // access is what each check reads.
 var access = map[string][]runbook.Access{
 	"api-scan": {
-		{Verb: "list", Group: "*", Resource: "*", Why: "api-scan lists the metadata of every stored object"},
+		{Verb: "list", Group: "*", Resource: "*", Why: "api-scan lists the metadata of the stored objects of every kind with a deprecated or removed version"},
 		{Verb: "list", Resource: "secrets", Why: "api-scan reads Helm releases stored in Secrets (helm: false skips them)"},
 		{Verb: "get", NonResourceURL: "/metrics", Why: "api-scan reads apiserver_requested_deprecated_apis"},
 		{Verb: "list", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Why: "api-scan reads CRD versions"},

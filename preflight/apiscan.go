@@ -43,17 +43,30 @@ const (
 const pageSize = 500
 
 // parallel resource types listed at once.
-const parallel = 8
+const parallel = 16
 
 type crdVersion struct {
 	served, deprecated bool
 	warning            string
 }
 
+// discovered is the cluster's preferred resources, read once by whichever part of the scan asks
+// first.
+type discovered struct {
+	once  sync.Once
+	lists []*metav1.APIResourceList
+	err   error
+}
+
 type scanner struct {
-	in    *Input
-	crds  map[schema.GroupVersionKind]crdVersion
-	scope map[schema.GroupKind]bool // namespaced, by kind, as the cluster serves it (read once)
+	in   *Input
+	crds map[schema.GroupVersionKind]crdVersion
+	// flagged are the kinds whose stored objects can show a finding: a built-in kind with a version
+	// the target deprecates or removes, or a custom kind with a deprecated or unserved version.
+	flagged map[schema.GroupKind]bool
+	disc    discovered
+	scope   map[schema.GroupKind]bool // namespaced, by kind, as the cluster serves it (read once)
+	scopeMu sync.Mutex
 
 	mu       sync.Mutex
 	findings []Finding
@@ -66,11 +79,13 @@ func (s *scanner) add(f Finding) {
 }
 
 func scanAPIs(ctx context.Context, in *Input) ([]Finding, error) {
-	s := &scanner{in: in, crds: map[schema.GroupVersionKind]crdVersion{}}
+	s := &scanner{in: in, crds: map[schema.GroupVersionKind]crdVersion{}, flagged: map[schema.GroupKind]bool{}}
 	if in.Cluster() {
 		// The cluster's CRDs first: a manifest using a deprecated or unserved CRD version is judged
-		// by them.
+		// by them, and the stored objects of a custom kind are read when one of its versions is
+		// flagged. Discovery is read meanwhile.
 		in.progress("api-scan: %s", "CRD versions")
+		go s.discover()
 		if err := s.crdVersions(ctx); err != nil {
 			return s.findings, err
 		}
@@ -81,6 +96,8 @@ func scanAPIs(ctx context.Context, in *Input) ([]Finding, error) {
 	if !in.Cluster() {
 		return s.findings, nil
 	}
+	// Stored objects, Helm releases and the apiserver's metrics are independent: read at once.
+	g, gctx := errgroup.WithContext(ctx)
 	for _, step := range []struct {
 		what string
 		run  func(context.Context) error
@@ -92,12 +109,15 @@ func scanAPIs(ctx context.Context, in *Input) ([]Finding, error) {
 		if step.what == "Helm releases" && !in.Helm {
 			continue
 		}
-		in.progress("api-scan: %s", step.what)
-		if err := step.run(ctx); err != nil {
-			return s.findings, err
-		}
+		g.Go(func() error {
+			in.progress("api-scan: %s", step.what)
+			return step.run(gctx)
+		})
 	}
-	return s.findings, nil
+	err := g.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.findings, err
 }
 
 // verdict on one use of apiVersion+kind at the target; ok is false when it is fine.
@@ -209,6 +229,9 @@ func (s *scanner) crdVersions(ctx context.Context) error {
 				w = *v.DeprecationWarning
 			}
 			s.crds[gvk] = crdVersion{served: v.Served, deprecated: v.Deprecated, warning: w}
+			if !v.Served || v.Deprecated {
+				s.flagged[gvk.GroupKind()] = true
+			}
 			if v.Served {
 				served.Insert(v.Name)
 			}
@@ -238,10 +261,19 @@ func (s *scanner) crdVersions(ctx context.Context) error {
 // problem.
 var controlPlane = sets.New("kube-controller-manager", "kube-apiserver", "kube-scheduler")
 
-// live lists the metadata of every stored object, in parallel across resource types and page by
-// page, and reads which API version each writer used.
+// live lists the metadata of the stored objects, in parallel across resource types and page by
+// page, and reads which API version each writer used. It lists only the kinds that can show a
+// finding at the target: ConfigMaps, Secrets or Pods never had another version, and on a real
+// cluster they are most of the objects.
+// discover reads the cluster's preferred resources, once.
+func (s *scanner) discover() ([]*metav1.APIResourceList, error) {
+	s.disc.once.Do(func() { s.disc.lists, s.disc.err = s.in.Kube.Discovery().ServerPreferredResources() })
+	return s.disc.lists, s.disc.err
+}
+
 func (s *scanner) live(ctx context.Context) error {
-	lists, err := s.in.Kube.Discovery().ServerPreferredResources()
+	builtin := apis.FlaggedKinds(s.in.Target)
+	lists, err := s.discover()
 	if err != nil {
 		if !discovery.IsGroupDiscoveryFailedError(err) {
 			return fmt.Errorf("discover resources: %w", err)
@@ -261,6 +293,9 @@ func (s *scanner) live(ctx context.Context) error {
 				continue // subresources; events expire within the hour
 			}
 			gvr, kind := gv.WithResource(r.Name), r.Kind
+			if !builtin[kind] && !s.flagged[schema.GroupKind{Group: gv.Group, Kind: kind}] {
+				continue // no version of it can be flagged: its objects cannot show a finding
+			}
 			if _, deprecated := apis.Lookup(l.GroupVersion, kind); deprecated {
 				// Listing through a deprecated API (v1 Endpoints, ComponentStatus) would be counted in
 				// apiserver_requested_deprecated_apis as one of the clients to fix.
@@ -477,10 +512,12 @@ func (s *scanner) helm(ctx context.Context) error {
 // namespaced says whether objects of apiVersion/kind live in a namespace, as the cluster serves them
 // (discovery, read once; a CRD's scope included), else by the table of built-in cluster-scoped kinds.
 func (s *scanner) namespaced(apiVersion, kind string) bool {
+	s.scopeMu.Lock()
+	defer s.scopeMu.Unlock()
 	if s.scope == nil {
 		s.scope = map[schema.GroupKind]bool{}
 		if s.in.Kube != nil {
-			lists, _ := s.in.Kube.Discovery().ServerPreferredResources() // partial answers are fine here
+			lists, _ := s.discover() // partial answers are fine here
 			for _, l := range lists {
 				gv, err := schema.ParseGroupVersion(l.GroupVersion)
 				if err != nil {

@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	resourceac "k8s.io/client-go/applyconfigurations/resource/v1beta1"
 	"k8s.io/client-go/dynamic"
@@ -70,6 +71,25 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 // on anything but a read (a SelfSubjectAccessReview is answered, not stored).
 func readOnlyInput(t *testing.T, cfg *rest.Config, target string) (*preflight.Input, func()) {
 	t.Helper()
+	in, rec := recordedInput(t, cfg, target)
+	return in, func() {
+		t.Helper()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.reqs) == 0 {
+			t.Fatal("no requests recorded: the recorder is not in the path")
+		}
+		for _, r := range rec.reqs {
+			if !strings.HasPrefix(r, "GET ") && r != "POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
+				t.Errorf("a read-only check wrote to the cluster: %s", r)
+			}
+		}
+	}
+}
+
+// recordedInput builds an Input whose every request ("GET /api/v1/pods") is recorded.
+func recordedInput(t *testing.T, cfg *rest.Config, target string) (*preflight.Input, *recorder) {
+	t.Helper()
 	rec := &recorder{}
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.rt = rt; return rec })
@@ -86,19 +106,7 @@ func readOnlyInput(t *testing.T, cfg *rest.Config, target string) (*preflight.In
 	if in.Target, err = apis.ParseRelease(target); err != nil {
 		t.Fatal(err)
 	}
-	return in, func() {
-		t.Helper()
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		if len(rec.reqs) == 0 {
-			t.Fatal("no requests recorded: the recorder is not in the path")
-		}
-		for _, r := range rec.reqs {
-			if !strings.HasPrefix(r, "GET ") && r != "POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
-				t.Errorf("a read-only check wrote to the cluster: %s", r)
-			}
-		}
-	}
+	return in, rec
 }
 
 var fixtures sync.Once
@@ -385,6 +393,64 @@ func TestAPIScanOnCluster(t *testing.T) {
 	got = run(t, "v1.37", "api-scan")
 	expect(t, got, []want{{"warning", "DeviceClass gpu", "managedFields", "deprecated since 1.35 and removed in 1.38"}})
 	refuse(t, got, "DeviceClass gpu: resource.k8s.io/v1beta1 DeviceClass is removed")
+}
+
+// TestAPIScanListsOnlyFlaggedKinds: the scan reads the objects of kinds with a version the target
+// deprecates or removes, and of custom kinds with a deprecated or unserved version; a kind that
+// never had another version (ConfigMap, Pod, a CRD with one version) cannot show a finding and is
+// not listed, which spares a real cluster's apiserver its largest lists.
+func TestAPIScanListsOnlyFlaggedKinds(t *testing.T) {
+	simcluster.Need(t)
+	setup(t)
+	ctx := context.Background()
+	ext, err := apiextclient.NewForConfig(cluster.Config)
+	must(t, err)
+	gadgets := &apiextv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "gadgets.example.com"},
+		Spec: apiextv1.CustomResourceDefinitionSpec{Group: "example.com", Scope: apiextv1.NamespaceScoped,
+			Names: apiextv1.CustomResourceDefinitionNames{Plural: "gadgets", Singular: "gadget", Kind: "Gadget", ListKind: "GadgetList"},
+			Versions: []apiextv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr.To(true)}}}}}}
+	_, err = ext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, gadgets, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() {
+		_ = ext.ApiextensionsV1().CustomResourceDefinitions().Delete(context.Background(), "gadgets.example.com", metav1.DeleteOptions{})
+	})
+	// Listed only once discovery serves it: wait until it does, so that its absence below means
+	// the scan chose not to list it.
+	must(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		l, err := cluster.Client.Discovery().ServerResourcesForGroupVersion("example.com/v1")
+		if err != nil {
+			return false, nil //nolint:nilerr // not served yet
+		}
+		for _, r := range l.APIResources {
+			if r.Name == "gadgets" {
+				return true, nil
+			}
+		}
+		return false, nil
+	}))
+
+	in, rec := recordedInput(t, cluster.Config, "v1.38")
+	in.Helm = false // its Secret and ConfigMap lists are Helm's, by label
+	rep, err := preflight.Run(ctx, in, []string{"api-scan"})
+	must(t, err)
+	expect(t, rep.Findings(), []want{
+		{"error", "Ingress shop/web", "last-applied", "extensions/v1beta1 Ingress is removed in 1.22"},
+		{"warning", "Widget shop/w1", "managedFields", "example.com/v1beta1 Widget is deprecated"},
+	})
+	rec.mu.Lock()
+	listed := sets.New(rec.reqs...)
+	rec.mu.Unlock()
+	for _, r := range []string{"GET /apis/apps/v1/deployments", "GET /apis/networking.k8s.io/v1/ingresses", "GET /apis/example.com/v1/widgets", "GET /apis/rbac.authorization.k8s.io/v1/roles"} {
+		if !listed.Has(r) {
+			t.Errorf("not listed: %s", r)
+		}
+	}
+	for _, r := range []string{"GET /api/v1/configmaps", "GET /api/v1/secrets", "GET /api/v1/pods", "GET /api/v1/serviceaccounts", "GET /apis/example.com/v1/gadgets"} {
+		if listed.Has(r) {
+			t.Errorf("listed a kind that cannot show a finding: %s", r)
+		}
+	}
 }
 
 func TestPDBCheckOnCluster(t *testing.T) {

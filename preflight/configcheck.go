@@ -43,62 +43,90 @@ var (
 // KubeletConfiguration, and in each kubelet's running configuration (configz); kubeadm
 // configuration it no longer reads; and volumes whose in-tree plugin it no longer serves.
 func checkConfig(ctx context.Context, in *Input) ([]Finding, error) {
+	// Four independent reads, at once (a cluster far away costs the round trips of the longest),
+	// each with its own findings, joined in this order.
+	parts := []func(c *configFindings){
+		func(c *configFindings) { staticPods(ctx, in, c) },
+		func(c *configFindings) { c.out = append(c.out, kubeadmConfig(ctx, in, c.add, c.judgeFlags)...) },
+		func(c *configFindings) { c.out = append(c.out, kubeletConfigz(ctx, in, c.add)...) },
+		func(c *configFindings) { c.out = append(c.out, volumes(ctx, in)...) },
+	}
+	found := make([]configFindings, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		found[i].in = in
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			part(&found[i])
+		}()
+	}
+	wg.Wait()
 	var out []Finding
-	add := func(f Finding, p config.Problem) {
-		f.Severity = runbook.SeverityWarning
-		if p.Error {
-			f.Severity = runbook.SeverityError
-		}
-		f.Message, f.Fix, f.Reference = p.Message, p.Fix, p.Source
-		out = append(out, f)
+	for _, c := range found {
+		out = append(out, c.out...)
 	}
-	judgeFlags := func(f Finding, component string, flags map[string]string) {
-		for _, name := range sortedKeys(flags) {
-			if p, ok := config.JudgeFlag(component, name, in.Server, in.Target); ok {
-				add(f, p)
-			}
-			if name == "feature-gates" {
-				gates, bad := config.ParseFeatureGates(flags[name])
-				for _, g := range config.SortedGates(gates) {
-					if p, ok := config.JudgeGate(g, gates[g], in.Target); ok {
-						p.Message = component + ": " + p.Message
-						add(f, p)
-					}
-				}
-				for _, b := range bad {
-					add(f, config.Problem{Error: true, Message: fmt.Sprintf("%s: --feature-gates holds %q, which is not Name=true|false", component, b), Fix: "correct the feature gate setting"})
-				}
-			}
-		}
-	}
+	return out, nil
+}
 
-	// The control plane's static pods, as kubeadm lays them out (mirror pods in kube-system).
-	for _, c := range controlPlaneComponents {
-		pods, err := in.Kube.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "component=" + c})
-		if err != nil {
-			out = append(out, couldNotCheck("Pods kube-system component="+c, "could not read "+c+"'s static pods, so its flags were not checked", err))
-			continue
+// configFindings collects what one part of config-check finds.
+type configFindings struct {
+	in  *Input
+	out []Finding
+}
+
+func (c *configFindings) add(f Finding, p config.Problem) {
+	f.Severity = runbook.SeverityWarning
+	if p.Error {
+		f.Severity = runbook.SeverityError
+	}
+	f.Message, f.Fix, f.Reference = p.Message, p.Fix, p.Source
+	c.out = append(c.out, f)
+}
+
+func (c *configFindings) judgeFlags(f Finding, component string, flags map[string]string) {
+	for _, name := range sortedKeys(flags) {
+		if p, ok := config.JudgeFlag(component, name, c.in.Server, c.in.Target); ok {
+			c.add(f, p)
 		}
+		if name == "feature-gates" {
+			gates, bad := config.ParseFeatureGates(flags[name])
+			for _, g := range config.SortedGates(gates) {
+				if p, ok := config.JudgeGate(g, gates[g], c.in.Target); ok {
+					p.Message = component + ": " + p.Message
+					c.add(f, p)
+				}
+			}
+			for _, b := range bad {
+				c.add(f, config.Problem{Error: true, Message: fmt.Sprintf("%s: --feature-gates holds %q, which is not Name=true|false", component, b), Fix: "correct the feature gate setting"})
+			}
+		}
+	}
+}
+
+// staticPods judges the flags of the control plane's static pods, as kubeadm lays them out (mirror
+// pods in kube-system, labelled component=NAME), read in one list.
+func staticPods(ctx context.Context, in *Input, c *configFindings) {
+	selector := "component in (" + strings.Join(controlPlaneComponents, ",") + ")"
+	pods, err := in.Kube.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		c.out = append(c.out, couldNotCheck("Pods kube-system "+selector, "could not read the control plane's static pods, so their flags were not checked", err))
+		return
+	}
+	for _, name := range controlPlaneComponents {
 		for i := range pods.Items {
 			p := &pods.Items[i]
+			if p.Labels["component"] != name {
+				continue
+			}
 			for _, ct := range p.Spec.Containers {
-				if ct.Name != c && len(p.Spec.Containers) > 1 {
+				if ct.Name != name && len(p.Spec.Containers) > 1 {
 					continue
 				}
-				judgeFlags(Finding{ObjectRef: Ref("Pod", p.Namespace, p.Name), Source: SourceStaticPod}, c, parseFlags(append(append([]string{}, ct.Command...), ct.Args...)))
+				c.judgeFlags(Finding{ObjectRef: Ref("Pod", p.Namespace, p.Name), Source: SourceStaticPod}, name, parseFlags(append(append([]string{}, ct.Command...), ct.Args...)))
 			}
 		}
 	}
-
-	// kubeadm's configuration.
-	out = append(out, kubeadmConfig(ctx, in, add, judgeFlags)...)
-
-	// Each kubelet's running configuration.
-	out = append(out, kubeletConfigz(ctx, in, add)...)
-
-	// Volumes.
-	out = append(out, volumes(ctx, in)...)
-	return out, nil
 }
 
 func sortedKeys(m map[string]string) []string {

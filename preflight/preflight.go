@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -160,8 +162,9 @@ type Input struct {
 	Velero VeleroInput
 	// REST is the cluster's config (for APIs without a clientset, such as Velero's).
 	REST *rest.Config
-	// Progress, when set, is told what the checks are doing.
-	Progress func(string)
+	// Progress, when set, is told what the checks are doing, one call at a time.
+	Progress   func(string)
+	progressMu sync.Mutex
 }
 
 // NewInput builds the clients from a REST config. A nil config makes a files-only input.
@@ -179,7 +182,12 @@ func NewInput(cfg *rest.Config) (*Input, error) {
 	cfg.WarningHandler = rest.NoWarnings{}
 	in.REST = cfg
 	var err error
-	if in.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+	// Built-in types in protobuf: cheaper for the apiserver to encode and for drydock to decode
+	// than JSON (what kubectl and the controllers use too).
+	pb := rest.CopyConfig(cfg)
+	pb.ContentType = runtime.ContentTypeProtobuf
+	pb.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	if in.Kube, err = kubernetes.NewForConfig(pb); err != nil {
 		return nil, err
 	}
 	if in.Metadata, err = metadata.NewForConfig(cfg); err != nil {
@@ -197,8 +205,11 @@ func NewInput(cfg *rest.Config) (*Input, error) {
 // Cluster reports whether there is a cluster to look at.
 func (in *Input) Cluster() bool { return in.Kube != nil }
 
+// progress tells Progress, one call at a time (the checks run at once).
 func (in *Input) progress(format string, args ...any) {
 	if in.Progress != nil {
+		in.progressMu.Lock()
+		defer in.progressMu.Unlock()
 		in.Progress(fmt.Sprintf(format, args...))
 	}
 }
@@ -306,21 +317,47 @@ func Run(ctx context.Context, in *Input, names []string) (*Report, error) {
 		names = Names()
 	}
 	rep := &Report{SchemaVersion: SchemaVersion, Target: in.Target.String(), Server: in.ServerVersion, Results: []Result{}}
-	for _, name := range names {
+	checks := make([]Check, len(names))
+	for i, name := range names {
 		c, ok := Lookup(name)
 		if !ok {
 			return nil, fmt.Errorf("preflight: no check %q (checks: %s)", name, strings.Join(Names(), ", "))
 		}
+		checks[i] = c
+	}
+	// The checks are read-only and independent: they run at once, so that a cluster far away costs
+	// the round trips of the longest check, not of all of them one after another. The report keeps
+	// their order.
+	type outcome struct {
+		found    []Finding
+		err      error
+		duration time.Duration
+	}
+	outcomes := make([]outcome, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		if !in.Cluster() && !c.Files {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.progress("%s: %s", c.Name, c.Description)
+			start := time.Now()
+			found, err := c.Run(ctx, in)
+			outcomes[i] = outcome{found, err, time.Since(start)}
+		}()
+	}
+	wg.Wait()
+	for i, c := range checks {
 		res := Result{Check: c.Name, Description: c.Description, Findings: []Finding{}}
 		if !in.Cluster() && !c.Files {
 			res.Skipped = "no cluster"
 			rep.Results = append(rep.Results, res)
 			continue
 		}
-		in.progress("%s: %s", c.Name, c.Description)
-		start := time.Now()
-		found, err := c.Run(ctx, in)
-		res.Duration = time.Since(start)
+		found, err := outcomes[i].found, outcomes[i].err
+		res.Duration = outcomes[i].duration
 		if err != nil {
 			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return nil, fmt.Errorf("preflight %s: %w", c.Name, err) // interrupted
@@ -361,7 +398,13 @@ func Sort(fs []Finding) {
 		if a.Object != b.Object {
 			return a.Object < b.Object
 		}
-		return a.Message < b.Message
+		if a.Message != b.Message {
+			return a.Message < b.Message
+		}
+		if a.Source != b.Source { // found at once from several sources: the order stays the same
+			return a.Source < b.Source
+		}
+		return a.Fix < b.Fix
 	})
 }
 

@@ -319,6 +319,10 @@ func flockWait(ctx context.Context, name, waiting string) (func(), error) {
 	}
 }
 
+// ComponentPIDs returns the process ids of the cluster's components (etcd, the control plane, kwok),
+// as kwokctl recorded them: a benchmark reads the CPU time the cluster spent.
+func (c *Cluster) ComponentPIDs() []int { return c.componentPIDs() }
+
 // componentPIDs reads the process ids kwokctl recorded for the cluster's components.
 func (c *Cluster) componentPIDs() []int {
 	files, _ := filepath.Glob(filepath.Join(c.WorkDir, "kwok", "clusters", c.Name, "pids", "*.pid"))

@@ -85,6 +85,19 @@ func Lookup(apiVersion, kind string) (Lifecycle, bool) {
 	return l, ok
 }
 
+// FlaggedKinds returns the kinds with a version that target deprecates or no longer serves: only an
+// object of one of these kinds can have been written through such a version (a kind that moved
+// groups, as Ingress from extensions to networking.k8s.io, keeps its name).
+func FlaggedKinds(target Release) map[string]bool {
+	kinds := map[string]bool{}
+	for _, l := range index {
+		if l.At(target) != Fine {
+			kinds[l.Kind] = true
+		}
+	}
+	return kinds
+}
+
 // All returns every entry, generated and overlay, sorted by group, version and kind.
 func All() []Lifecycle {
 	out := make([]Lifecycle, 0, len(index))
