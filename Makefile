@@ -11,6 +11,8 @@ CLUSTER_BIN = $(shell hack/cluster-bin.sh)
 # The previous minor's control plane, which a cluster can start at and be upgraded from (8-15 min more, once).
 CLUSTER_BIN_PREV = $(shell hack/cluster-bin.sh prev)
 VELERO_BIN  = $(shell hack/velero-bin.sh)
+# Prometheus and Alertmanager for the health-gate tests (several minutes more, once).
+PROM_BIN    = $(shell hack/prom-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
@@ -68,7 +70,7 @@ lint:
 
 ## test: every test, against real simulated clusters
 test: vet test-deps
-	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_CLUSTER_BIN_PREV=$(CLUSTER_BIN_PREV) DRYDOCK_VELERO_BIN=$(VELERO_BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_CLUSTER_BIN_PREV=$(CLUSTER_BIN_PREV) DRYDOCK_VELERO_BIN=$(VELERO_BIN) DRYDOCK_PROM_BIN=$(PROM_BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-fast: the fast tier only (no cluster: pure logic and fake clientsets), for the inner loop
 test-fast:

@@ -8,6 +8,7 @@ import (
 	"github.com/drydock-dev/drydock/steps/controlplane"
 	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/exec"
+	"github.com/drydock-dev/drydock/steps/gate"
 	"github.com/drydock-dev/drydock/steps/nodegroups"
 	"github.com/drydock-dev/drydock/steps/pause"
 	"github.com/drydock-dev/drydock/steps/preflight"
@@ -21,6 +22,7 @@ var Registry = runbook.Registry{
 	exec.Kind,             // exec: run a command once or per node, with templates; rollback command optional
 	wait.Kind,             // wait: watch until nodes are Ready / report a kubelet version, or pods are Ready
 	pause.Kind,            // pause: a manual gate that stops the run until a person answers
+	gate.Kind,             // health-gate: wait until healthy, then soak on evidence (pods, budgets, probe, Prometheus, Alertmanager)
 	drain.Kind,            // drain: cordon and evict without breaking a budget; blockers named before anything moves
 	controlplane.Kind,     // controlplane: members one at a time, each proven whole (version, readyz, leases, skew); etcd snapshot first
 	storagemigration.Kind, // storage-migration: rewrite objects stored at an older version, trim CRD storedVersions

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,12 @@ func TestValidateBoundedOnAnyInput(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // blocked opening the FIFO
+	// SIGTERM once drydock is blocked opening the FIFO (a loaded machine may take longer than any
+	// fixed sleep to get that far, and a Go program killed before it asks for SIGTERM just dies).
+	if err := waitBlockedOnFIFO(cmd.Process.Pid, 30*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		t.Fatal(err)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -87,5 +93,29 @@ func TestValidateBoundedOnAnyInput(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("validate ignored SIGTERM while reading a FIFO\n%s", out.String())
+	}
+}
+
+// waitBlockedOnFIFO waits until a thread of process pid sleeps in the kernel waiting for the other
+// end of a FIFO (its wchan is wait_for_partner).
+func waitBlockedOnFIFO(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		if err != nil {
+			return err
+		}
+		if len(tasks) == 0 {
+			return fmt.Errorf("process %d has no tasks: it exited", pid)
+		}
+		for _, w := range tasks {
+			if b, err := os.ReadFile(w); err == nil && strings.TrimSpace(string(b)) == "wait_for_partner" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d is not blocked opening the FIFO after %v", pid, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -68,6 +68,7 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 	if s.Node != "" && s.Selector != "" {
 		errs = append(errs, runbook.FieldError{Field: "selector", Message: "give node or selector, not both"})
 	}
+	errs = append(errs, s.Health.Validate("health")...)
 	return errs
 }
 

@@ -84,6 +84,7 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 		}
 		seen[g] = true
 	}
+	errs = append(errs, s.Health.Validate("health")...)
 	return errs
 }
 

@@ -26,6 +26,10 @@ type Health struct {
 	ProbeURL string `json:"probeURL,omitempty"`
 	// Timeout for the cluster to be healthy again after a node or a group (default 5m).
 	Timeout runbook.Duration `json:"timeout,omitzero"`
+	// Prometheus gates: PromQL queries that must stay within bounds (an error ratio, a latency).
+	Prometheus *PrometheusGates `json:"prometheus,omitempty"`
+	// Alertmanager gate: no matching alert may start firing.
+	Alertmanager *AlertmanagerGate `json:"alertmanager,omitempty"`
 }
 
 func (h Health) timeout() time.Duration {
@@ -52,6 +56,10 @@ type Gates struct {
 	poke   chan struct{}
 	cancel context.CancelFunc
 	client *http.Client
+
+	prom         *promGates      // nil without Prometheus gates
+	alerts       *alertGate      // nil without an Alertmanager gate
+	alertsBefore map[string]bool // fingerprints of the matching alerts firing when the step began
 }
 
 // NewGates starts the watches and takes the baseline. Call Stop when done.
@@ -83,15 +91,43 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 			return nil, fmt.Errorf("health gates: watch pods, budgets and nodes: %w", ctx.Err())
 		}
 	}
+	// The Prometheus gates answer, and are within bounds, before any node moves: an expression
+	// Prometheus refuses or a service already failing is found now, not after the first drain.
+	if h.Prometheus != nil {
+		p, err := newPromGates(*h.Prometheus)
+		if err != nil {
+			g.Stop()
+			return nil, runbook.Blocked(fmt.Errorf("health gates: %w", err))
+		}
+		if wrong := p.problems(ctx); len(wrong) > 0 {
+			g.Stop()
+			return nil, runbook.Blocked(fmt.Errorf("health gates: before any node moved: %s; fix them (or their bounds) and resume", strings.Join(wrong, "; ")))
+		}
+		g.prom = p
+	}
+	if h.Alertmanager != nil {
+		g.alerts = &alertGate{cfg: *h.Alertmanager, client: g.client}
+	}
 	// The baseline is the cluster as it was when the step first began: a resumed step reuses it,
 	// so that damage done before a crash is not forgiven.
 	var b baseline
 	if env.LoadData(baselineKey, &b) {
-		g.badPods, g.zeroBudget = set(b.BadPods), set(b.ZeroBudgets)
+		g.badPods, g.zeroBudget, g.alertsBefore = set(b.BadPods), set(b.ZeroBudgets), set(b.Alerts)
 		return g, nil
 	}
 	g.Rebase()
-	b = baseline{BadPods: keys(g.badPods), ZeroBudgets: keys(g.zeroBudget)}
+	g.alertsBefore = map[string]bool{}
+	if g.alerts != nil {
+		firing, err := g.alerts.firing(ctx)
+		if err != nil {
+			g.Stop()
+			return nil, runbook.Blocked(fmt.Errorf("health gates: %w", err))
+		}
+		for _, a := range firing {
+			g.alertsBefore[a.Fingerprint] = true
+		}
+	}
+	b = baseline{BadPods: keys(g.badPods), ZeroBudgets: keys(g.zeroBudget), Alerts: keys(g.alertsBefore)}
 	if err := env.SaveData(ctx, baselineKey, b); err != nil {
 		g.Stop()
 		return nil, err
@@ -103,8 +139,9 @@ const baselineKey = "health-baseline"
 
 // baseline is what the journal keeps of the health gates' baseline.
 type baseline struct {
-	BadPods     []string `json:"badPods"`     // namespace/name of pods unhealthy then
-	ZeroBudgets []string `json:"zeroBudgets"` // namespace/name of budgets at zero then
+	BadPods     []string `json:"badPods"`          // namespace/name of pods unhealthy then
+	ZeroBudgets []string `json:"zeroBudgets"`      // namespace/name of budgets at zero then
+	Alerts      []string `json:"alerts,omitempty"` // fingerprints of the matching alerts firing then
 }
 
 func set(list []string) map[string]bool {
@@ -219,7 +256,22 @@ func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
 			out = append(out, err.Error())
 		}
 	}
+	if g.prom != nil {
+		out = append(out, g.prom.problems(ctx)...)
+	}
+	if g.alerts != nil {
+		out = append(out, g.alerts.problems(ctx, g.alertsBefore)...)
+	}
 	return out
+}
+
+// every is how often the gates are re-checked without a change the watches see: the probe and the
+// Alertmanager gate every 5s, the Prometheus gates at their interval when it is shorter.
+func (g *Gates) every() time.Duration {
+	if g.prom != nil && g.prom.interval() < 5*time.Second {
+		return g.prom.interval()
+	}
+	return 5 * time.Second
 }
 
 func (g *Gates) probe(ctx context.Context) error {
@@ -245,7 +297,7 @@ func (g *Gates) WaitHealthy(ctx context.Context, what string, nodes ...string) e
 	timeout := g.health.timeout()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(g.every())
 	defer tick.Stop()
 	reported := ""
 	for {
@@ -273,12 +325,21 @@ func (g *Gates) Soak(ctx context.Context, d time.Duration, nodes ...string) erro
 	g.Rebase()
 	end := time.NewTimer(d)
 	defer end.Stop()
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(g.every())
 	defer tick.Stop()
-	g.env.Countdown(fmt.Sprintf("soak: watching health for %s", d), time.Now().Add(d))
+	start := time.Now()
+	g.env.Countdown(fmt.Sprintf("soak: watching health for %s", d), start.Add(d))
+	reported := ""
 	for {
 		if problems := g.Problems(ctx, nodes...); len(problems) > 0 {
-			return fmt.Errorf("soak failed: %s", strings.Join(problems, "; "))
+			return fmt.Errorf("soak failed after %s: %s", time.Since(start).Round(time.Second), strings.Join(problems, "; "))
+		}
+		if g.prom != nil {
+			// Each gate's value, as the soak goes: the evidence it passes on.
+			if st := g.prom.status(); st != reported {
+				g.env.Progress(fmt.Sprintf("soak: gates green for %s: %s", time.Since(start).Round(time.Second), st), 0, 0)
+				reported = st
+			}
 		}
 		select {
 		case <-ctx.Done():
