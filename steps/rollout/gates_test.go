@@ -86,13 +86,9 @@ func monitoring(t *testing.T, shop *shopService) *simcluster.Monitoring {
 	t.Cleanup(m.Stop)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		resp, err := http.Get(m.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(errorRatio))
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), `"value"`) {
-				return m
-			}
+		body, err := get(m.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(errorRatio))
+		if err == nil && strings.Contains(body, `"value"`) {
+			return m
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Prometheus has no error ratio for the shop after a minute: %v", err)
@@ -124,6 +120,7 @@ func TestSoakOnEvidence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			shop.failing.Store(false)
 			defer shop.failing.Store(false)
+			quiet(t, m) // the alert of the case before has resolved
 			names := nodes(t, "soak-"+tc.name, 1, nil)
 			e, rec := engine(t, runbook.AlwaysContinue)
 			rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: canary
@@ -180,4 +177,32 @@ func TestSoakOnEvidence(t *testing.T) {
 			}
 		})
 	}
+}
+
+// quiet waits until Alertmanager has no active shop alert and the shop's error ratio is back under
+// the gate's bound.
+func quiet(t *testing.T, m *simcluster.Monitoring) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a, aerr := get(m.AlertmanagerURL + "/api/v2/alerts?active=true&filter=" + url.QueryEscape(`team="shop"`))
+		r, rerr := get(m.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(errorRatio+" > 0.05"))
+		if aerr == nil && rerr == nil && strings.TrimSpace(a) == "[]" && strings.Contains(r, `"result":[]`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shop is not quiet after a minute: alerts %s %v, ratio %s %v", a, aerr, r, rerr)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func get(u string) (string, error) {
+	resp, err := http.Get(u) //nolint:noctx // a test's local server
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

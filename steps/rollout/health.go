@@ -59,7 +59,7 @@ type Gates struct {
 
 	prom         *promGates      // nil without Prometheus gates
 	alerts       *alertGate      // nil without an Alertmanager gate
-	alertsBefore map[string]bool // fingerprints of the matching alerts firing when the step began
+	alertsBefore map[string]bool // the matching alerts firing when the step began (fingerprint@start)
 }
 
 // NewGates starts the watches and takes the baseline. Call Stop when done.
@@ -124,7 +124,7 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 			return nil, runbook.Blocked(fmt.Errorf("health gates: %w", err))
 		}
 		for _, a := range firing {
-			g.alertsBefore[a.Fingerprint] = true
+			g.alertsBefore[a.key()] = true
 		}
 	}
 	b = baseline{BadPods: keys(g.badPods), ZeroBudgets: keys(g.zeroBudget), Alerts: keys(g.alertsBefore)}
@@ -141,7 +141,7 @@ const baselineKey = "health-baseline"
 type baseline struct {
 	BadPods     []string `json:"badPods"`          // namespace/name of pods unhealthy then
 	ZeroBudgets []string `json:"zeroBudgets"`      // namespace/name of budgets at zero then
-	Alerts      []string `json:"alerts,omitempty"` // fingerprints of the matching alerts firing then
+	Alerts      []string `json:"alerts,omitempty"` // the matching alerts firing then (fingerprint@start)
 }
 
 func set(list []string) map[string]bool {

@@ -316,6 +316,12 @@ func (a *alertGate) firing(ctx context.Context) ([]firingAlert, error) {
 	return alerts, nil
 }
 
+// key identifies one firing of an alert: an alert that resolves and fires again has a new start,
+// so it counts even when it was firing when the step began.
+func (al firingAlert) key() string {
+	return al.Fingerprint + "@" + al.StartsAt.UTC().Format(time.RFC3339Nano)
+}
+
 // problems lists the matching alerts that fire and were not firing when the step began.
 func (a *alertGate) problems(ctx context.Context, baseline map[string]bool) []string {
 	alerts, err := a.firing(ctx)
@@ -324,7 +330,7 @@ func (a *alertGate) problems(ctx context.Context, baseline map[string]bool) []st
 	}
 	var out []string
 	for _, al := range alerts {
-		if baseline[al.Fingerprint] {
+		if baseline[al.key()] {
 			continue
 		}
 		out = append(out, fmt.Sprintf("Alertmanager gate: alert %s firing since %s (%s)", al.Labels["alertname"], al.StartsAt.Format(time.TimeOnly), labelString(al.Labels)))

@@ -199,6 +199,13 @@ func TestAlertGateIgnoresAlertsFiringBefore(t *testing.T) {
 	if len(p) != 1 || !strings.Contains(p[0], `alert ShopErrors firing since 11:00:00 (alertname="ShopErrors", severity="critical")`) {
 		t.Fatalf("problems %v", p)
 	}
+	// The alert firing before resolves and fires again: a new firing, which counts.
+	mu.Lock()
+	alerts = `[{"fingerprint":"old","labels":{"alertname":"Flapping"},"startsAt":"2026-12-01T11:30:00Z"}]`
+	mu.Unlock()
+	if p := g.Problems(context.Background()); len(p) != 1 || !strings.Contains(p[0], "alert Flapping firing since 11:30:00") {
+		t.Fatalf("a re-fired alert: problems %v", p)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(filters) != 1 || filters[0] != `severity="critical"` {
