@@ -60,6 +60,9 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	return gates.Soak(ctx, s.soak().Duration)
 }
 
+// Access says what the step reads: what the health gates watch.
+func (s *Step) Access() []runbook.Access { return rollout.GatesAccess() }
+
 // Plan says what the step waits for.
 func (s *Step) Plan(context.Context, *runbook.Env) ([]string, error) {
 	return []string{fmt.Sprintf("wait until healthy, then soak %s on the health gates", s.soak())}, nil

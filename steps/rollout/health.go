@@ -32,6 +32,19 @@ type Health struct {
 	Alertmanager *AlertmanagerGate `json:"alertmanager,omitempty"`
 }
 
+// GatesAccess is what the health gates read: they watch pods, budgets and nodes (the Prometheus,
+// Alertmanager and probe URLs are outside the cluster's RBAC).
+func GatesAccess() []runbook.Access {
+	return []runbook.Access{
+		{Verb: "list", Resource: "pods", Why: "health gates watch pods for not Ready and crash-looping ones"},
+		{Verb: "watch", Resource: "pods", Why: "health gates watch pods for not Ready and crash-looping ones"},
+		{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "health gates watch budgets that allow no disruption"},
+		{Verb: "watch", Group: "policy", Resource: "poddisruptionbudgets", Why: "health gates watch budgets that allow no disruption"},
+		{Verb: "list", Resource: "nodes", Why: "health gates watch that upgraded nodes stay Ready"},
+		{Verb: "watch", Resource: "nodes", Why: "health gates watch that upgraded nodes stay Ready"},
+	}
+}
+
 func (h Health) timeout() time.Duration {
 	if h.Timeout.IsZero() {
 		return 5 * time.Minute
@@ -208,9 +221,12 @@ func podProblem(p *corev1.Pod) string {
 	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return ""
 	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
-			return "CrashLoopBackOff"
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if w := cs.State.Waiting; w != nil {
+			switch w.Reason {
+			case "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName":
+				return w.Reason + " (container " + cs.Name + ")"
+			}
 		}
 	}
 	if p.Spec.NodeName == "" {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -35,5 +36,38 @@ func TestGatesJudgeOnlyTheirNamespaces(t *testing.T) {
 	problems := strings.Join(g.Problems(context.Background()), "\n")
 	if !strings.Contains(problems, "mine/web") || strings.Contains(problems, "theirs/web") {
 		t.Fatalf("problems:\n%s\nwant mine/web only", problems)
+	}
+}
+
+// TestPodProblem: what the pod gate counts against a pod that exists.
+func TestPodProblem(t *testing.T) {
+	t.Parallel()
+	ready := corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue}
+	waiting := func(init bool, reason string) *corev1.Pod {
+		p := &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
+		cs := corev1.ContainerStatus{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}}
+		if init {
+			p.Status.InitContainerStatuses = []corev1.ContainerStatus{cs}
+		} else {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"ready", &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{ready}}}, ""},
+		{"succeeded", &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}, ""},
+		{"not scheduled", &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending}}, "Pending (not scheduled)"},
+		{"crash loop", waiting(false, "CrashLoopBackOff"), "CrashLoopBackOff (container app)"},
+		{"image pull", waiting(false, "ImagePullBackOff"), "ImagePullBackOff (container app)"},
+		{"init image", waiting(true, "ErrImagePull"), "ErrImagePull (container app)"},
+		{"starting", waiting(false, "ContainerCreating"), "not Ready"},
+	} {
+		if got := podProblem(tc.pod); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
