@@ -112,7 +112,7 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 			g.Stop()
 			return nil, runbook.Blocked(fmt.Errorf("health gates: %w", err))
 		}
-		if wrong := p.problems(ctx); len(wrong) > 0 {
+		if wrong := p.redNow(ctx); len(wrong) > 0 {
 			g.Stop()
 			return nil, runbook.Blocked(fmt.Errorf("health gates: before any node moved: %s; fix them (or their bounds) and resume", strings.Join(wrong, "; ")))
 		}

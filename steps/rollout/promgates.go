@@ -257,6 +257,21 @@ func (p *promGates) problems(ctx context.Context) []string {
 	return out
 }
 
+// redNow lists the queries out of bounds or unanswered at their last evaluation, whatever their
+// `for`: before any node moves, a gate already red is not a state to start an upgrade from.
+func (p *promGates) redNow(ctx context.Context) []string {
+	p.problems(ctx) // evaluates, the first time
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for i, q := range p.cfg.Queries {
+		if why := p.states[i].why; why != "" {
+			out = append(out, fmt.Sprintf("Prometheus gate %q: %s", q.Name, why))
+		}
+	}
+	return out
+}
+
 // status says each query's last value and whether it is within bounds, for progress lines.
 func (p *promGates) status() string {
 	p.mu.Lock()

@@ -160,7 +160,8 @@ func TestGatesRefuseToStartOnARedGate(t *testing.T) {
 		{"already failing", vector("0.5"), 0, "before any node moved: Prometheus gate \"errors\": 0.5 for {service=\"shop\"} is outside max 0.05"},
 	} {
 		fp.set(tc.result, tc.status)
-		h := Health{Prometheus: &PrometheusGates{URL: srv.URL, Queries: []PromQuery{{Name: "errors", Expr: "e", Max: ptr.To(0.05)}}}}
+		// Its `for` does not excuse a gate already red before the first node moves.
+		h := Health{Prometheus: &PrometheusGates{URL: srv.URL, Queries: []PromQuery{{Name: "errors", Expr: "e", Max: ptr.To(0.05), For: runbook.Duration{Duration: time.Hour}}}}}
 		_, err := NewGates(context.Background(), &runbook.Env{Kube: fake.NewClientset()}, h)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
