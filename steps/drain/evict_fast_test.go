@@ -63,6 +63,7 @@ type fakeAPI struct {
 	calls       int
 	times       []time.Time
 	deleteAfter time.Duration
+	deleteWhen  chan struct{} // when set, the accepted pod is deleted only once it is closed
 }
 
 func newFakeAPI(objs ...runtime.Object) *fakeAPI {
@@ -85,6 +86,9 @@ func newFakeAPI(objs ...runtime.Object) *fakeAPI {
 		}
 		go func() {
 			time.Sleep(f.deleteAfter)
+			if f.deleteWhen != nil {
+				<-f.deleteWhen
+			}
 			_ = f.Tracker().Delete(podsGVR, ev.Namespace, ev.Name)
 		}()
 		return true, ev, nil
@@ -352,7 +356,9 @@ func TestDrainSurvivesAnExpiredWatch(t *testing.T) {
 	t.Parallel()
 	p := fakePod("web-1", true)
 	api := newFakeAPI(p)
-	api.deleteAfter = 500 * time.Millisecond
+	// The pod goes only after the second expired watch: the drain cannot finish on the first (on a
+	// loaded machine the watch's backoff may outlast a fixed delay).
+	api.deleteWhen = make(chan struct{})
 	var mu sync.Mutex
 	failed := 0
 	api.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
@@ -360,6 +366,9 @@ func TestDrainSurvivesAnExpiredWatch(t *testing.T) {
 		defer mu.Unlock()
 		if failed < 2 {
 			failed++
+			if failed == 2 {
+				close(api.deleteWhen)
+			}
 			return true, nil, apierrors.NewResourceExpired("too old resource version")
 		}
 		return false, nil, nil
