@@ -68,15 +68,8 @@ func (c *Cluster) StartMonitoring(ctx context.Context, opts MonitoringOptions) (
 			m.Stop()
 		}
 	}()
-	if m.dir, err = os.MkdirTemp("", "drydock-monitoring-"); err != nil {
+	if m.dir, m.log, m.ownLog, err = workDir("drydock-monitoring-", "monitoring.log", opts.Log); err != nil {
 		return nil, err
-	}
-	if m.log == nil {
-		f, err := os.Create(filepath.Join(m.dir, "monitoring.log"))
-		if err != nil {
-			return nil, err
-		}
-		m.log, m.ownLog = f, f
 	}
 	ports, err := freePorts(3)
 	if err != nil {

@@ -58,6 +58,22 @@ const (
 	minioSecret = "drydock-secret"
 )
 
+// workDir makes a temporary directory for processes a test starts, and their log: log when given,
+// else a file logName in the directory (returned as own too, for the caller to close).
+func workDir(prefix, logName string, log io.Writer) (dir string, w io.Writer, own io.Closer, err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", nil, nil, err
+	}
+	if log != nil {
+		return dir, log, nil, nil
+	}
+	f, err := os.Create(filepath.Join(dir, logName))
+	if err != nil {
+		return dir, nil, nil, err
+	}
+	return dir, f, f, nil
+}
+
 func lockVelero(ctx context.Context) (func(), error) {
 	return flockWait(ctx, "drydock-velero.lock", "wait for another test's Velero server to stop")
 }
@@ -83,15 +99,8 @@ func (c *Cluster) StartVelero(ctx context.Context, opts VeleroOptions) (v *Veler
 			v.Stop()
 		}
 	}()
-	if v.dir, err = os.MkdirTemp("", "drydock-velero-"); err != nil {
+	if v.dir, v.log, _, err = workDir("drydock-velero-", "velero.log", opts.Log); err != nil {
 		return nil, err
-	}
-	if v.log == nil {
-		f, err := os.Create(filepath.Join(v.dir, "velero.log"))
-		if err != nil {
-			return nil, err
-		}
-		v.log = f
 	}
 	ports, err := freePorts(4)
 	if err != nil {
