@@ -1,6 +1,8 @@
 package runbook
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -200,6 +202,108 @@ type PodChanged struct {
 	Reason string   `json:"reason,omitempty"`
 	Done   int      `json:"done,omitempty"`
 	Total  int      `json:"total,omitempty"`
+	// Chain, for a pod a budget holds, is why the budget allows no disruption and what fixes it.
+	// A blocked pod is reported again whenever its chain changes.
+	Chain *BudgetChain `json:"chain,omitempty"`
+}
+
+// BudgetChain explains a PodDisruptionBudget that refuses an eviction: what it needs, which of its
+// pods are not healthy, where and why, and the change that lets the drain go on.
+type BudgetChain struct {
+	PDB                string `json:"pdb"` // namespace/name
+	DesiredHealthy     int32  `json:"desiredHealthy"`
+	CurrentHealthy     int32  `json:"currentHealthy"`
+	ExpectedPods       int32  `json:"expectedPods"`
+	DisruptionsAllowed int32  `json:"disruptionsAllowed"`
+	// Unhealthy are the budget's pods that do not count as healthy, the reason it is at zero.
+	Unhealthy []UnhealthyPod `json:"unhealthy,omitempty"`
+	// Fix is a ready command that lets the drain go on, FixNote what it does and risks, Undo the
+	// command that restores the budget afterwards.
+	Fix     string `json:"fix,omitempty"`
+	FixNote string `json:"fixNote,omitempty"`
+	Undo    string `json:"undo,omitempty"`
+}
+
+// UnhealthyPod is one of a budget's pods that does not count as healthy.
+type UnhealthyPod struct {
+	Pod    string `json:"pod"`            // namespace/name
+	Node   string `json:"node,omitempty"` // empty: not scheduled
+	Reason string `json:"reason"`         // Pending (not scheduled: ...), CrashLoopBackOff (container app), not Ready, terminating
+	// Stuck: it cannot get better by waiting (unschedulable, crash-looping, image not pulled).
+	Stuck bool `json:"stuck,omitempty"`
+	// Terminating: it is being deleted (an eviction accepted), its replacement may be on its way.
+	Terminating bool      `json:"terminating,omitempty"`
+	Since       time.Time `json:"since,omitzero"` // when it was created (a replacement) or deleted
+}
+
+// maxChainLines is how many unhealthy pods a chain lists for people (JSON has them all).
+const maxChainLines = 8
+
+// Lines renders the chain for people: the budget, each unhealthy pod, the fix.
+func (c *BudgetChain) Lines() []string {
+	if c == nil {
+		return nil
+	}
+	out := []string{fmt.Sprintf("PDB %s allows %d disruption(s): needs %d healthy of %d, has %d", c.PDB, c.DisruptionsAllowed, c.DesiredHealthy, c.ExpectedPods, c.CurrentHealthy)}
+	for i, u := range c.Unhealthy {
+		if i == maxChainLines {
+			out = append(out, fmt.Sprintf("  and %d more not healthy", len(c.Unhealthy)-i))
+			break
+		}
+		where := "not scheduled"
+		if u.Node != "" {
+			where = "on " + u.Node
+		}
+		out = append(out, fmt.Sprintf("  %s (%s): %s", u.Pod, where, u.Reason))
+	}
+	if c.Fix != "" {
+		out = append(out, "  fix: "+c.Fix)
+		if c.FixNote != "" {
+			out = append(out, "       "+c.FixNote)
+		}
+	}
+	if c.Undo != "" {
+		out = append(out, "  undo afterwards: "+c.Undo)
+	}
+	return out
+}
+
+// Short is the chain in one line: the budget's numbers, its unhealthy pods and the fix.
+func (c *BudgetChain) Short() string {
+	if c == nil {
+		return ""
+	}
+	s := fmt.Sprintf("PDB %s needs %d healthy, has %d", c.PDB, c.DesiredHealthy, c.CurrentHealthy)
+	if why := c.Why(); why != "" {
+		s += "; " + why
+	}
+	return s
+}
+
+// Why is the chain's unhealthy pods and fix in one line ("" when it names neither).
+func (c *BudgetChain) Why() string {
+	if c == nil {
+		return ""
+	}
+	var parts, pods []string
+	for i, u := range c.Unhealthy {
+		if i == 3 {
+			pods = append(pods, fmt.Sprintf("and %d more", len(c.Unhealthy)-i))
+			break
+		}
+		where := "not scheduled"
+		if u.Node != "" {
+			where = "on " + u.Node
+		}
+		pods = append(pods, fmt.Sprintf("%s (%s) %s", u.Pod, where, u.Reason))
+	}
+	if len(pods) > 0 {
+		parts = append(parts, "not healthy: "+strings.Join(pods, ", "))
+	}
+	if c.Fix != "" {
+		parts = append(parts, "fix: "+c.Fix)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // RollbackPointSet: the step made something a person can roll back to (a Velero backup).

@@ -23,6 +23,9 @@ type DrainOptions struct {
 	DryRun   bool
 	// Settings are the drain step's settings the flags set.
 	Settings drain.Step
+	// RelaxMax and RelaxExpiry are --allow-budget-relax and --relax-expiry (0: never relax).
+	RelaxMax    int
+	RelaxExpiry time.Duration
 
 	f *Factory
 }
@@ -60,6 +63,9 @@ unless --keep-cordoned. A drain is a one-step run: same journal, lock and exit c
 	cmd.Flags().BoolVar(&o.Settings.KeepCordoned, "keep-cordoned", false, "on failure, leave the nodes drydock cordoned cordoned")
 	cmd.Flags().IntVar(&o.Settings.Concurrency, "concurrency", 10, "evictions in flight per node")
 	cmd.Flags().DurationVar(&o.Settings.NodeTimeout.Duration, "node-timeout", 0, "give up on one node after this long (default: only --timeout)")
+	cmd.Flags().IntVar(&o.RelaxMax, "allow-budget-relax", 0, "when a budget stalls the drain (--stall-timeout), relax it this many times per node (one more disruption each, or AlwaysAllow for a pod that is not Ready) and restore it after the node")
+	cmd.Flags().DurationVar(&o.RelaxExpiry, "relax-expiry", 30*time.Minute, "a relaxed budget is restored this long after the change at the latest, even if drydock dies (the next drydock command restores it)")
+	cmd.Flags().DurationVar(&o.Settings.StallTimeout.Duration, "stall-timeout", 10*time.Minute, "fail early, saying why, when a budget has allowed no eviction this long while its unhealthy pods cannot start")
 	return cmd
 }
 
@@ -68,6 +74,9 @@ func (o *DrainOptions) Complete(f *Factory, cmd *cobra.Command, args []string) e
 	o.f, o.Nodes = f, args
 	o.RunFlags.complete(cmd)
 	o.Settings.Nodes, o.Settings.Selector = o.Nodes, o.Selector
+	if o.RelaxMax > 0 {
+		o.Settings.AllowBudgetRelax = &drain.BudgetRelax{Max: o.RelaxMax, Expiry: runbook.Duration{Duration: o.RelaxExpiry}}
+	}
 	return nil
 }
 
@@ -92,6 +101,12 @@ func (o *DrainOptions) Validate() error {
 		return exitcode.UsageError(fmt.Errorf("drain: --timeout must be at least 1s"))
 	case o.Settings.Concurrency < 1:
 		return exitcode.UsageError(fmt.Errorf("drain: --concurrency must be at least 1"))
+	case o.RelaxMax < 0:
+		return exitcode.UsageError(fmt.Errorf("drain: --allow-budget-relax must be 0 (never) or more"))
+	case o.RelaxMax > 0 && o.RelaxExpiry < time.Second:
+		return exitcode.UsageError(fmt.Errorf("drain: --relax-expiry must be at least 1s"))
+	case o.Settings.StallTimeout.Duration != 0 && o.Settings.StallTimeout.Duration < time.Second:
+		return exitcode.UsageError(fmt.Errorf("drain: --stall-timeout must be at least 1s"))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
@@ -18,6 +19,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/tui"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
+	"github.com/drydock-dev/drydock/steps/drain"
 )
 
 // StateFlags place the run journals: on this machine and in the cluster.
@@ -189,6 +191,7 @@ func (r *runner) notifyFrom(rb *runbook.Runbook) {
 // plain or JSON-lines sink, then tells the webhooks how it ended. last returns the run's state
 // (for a rollback asked for on the screen, and the notification).
 func (r *runner) execute(ctx context.Context, command string, work func(ctx context.Context) error, last func() *runbook.RunState) error {
+	repairBudgets(ctx, r.f, r.client, false)
 	err := r.screen(ctx, command, work, last)
 	r.notifyEnd(last(), err) //nolint:contextcheck // the webhooks are told even when the run's context has ended (bounded by their own timeout)
 	return err
@@ -311,4 +314,26 @@ func findRun(ctx context.Context, state StateFlags, client kubernetes.Interface,
 		return nil, exitcode.UsageError(err)
 	}
 	return st, err
+}
+
+// repairBudgets restores the PodDisruptionBudgets a drydock run relaxed (allowBudgetRelax) whose
+// expiry has passed: a run killed before it could restore them leaves them to the next drydock
+// command. Every command that runs steps calls it first (a warning when it cannot: it never stops
+// the command); `drydock runs --repair` calls it with list, which also names those not expired yet.
+func repairBudgets(ctx context.Context, f *Factory, client kubernetes.Interface, list bool) error {
+	restored, pending, err := drain.RepairExpired(ctx, client, f.Clock().Now())
+	for _, o := range restored {
+		fmt.Fprintf(f.errOut(), "drydock: %s (it expired at %s)\n", o, o.Expires().Local().Format(time.DateTime))
+	}
+	if list {
+		for _, o := range pending {
+			fmt.Fprintf(f.out(), "PDB %s is relaxed by run %s until %s (%s)\n", o.PDB, o.Run, o.Expires().Local().Format(time.DateTime), o.Record.What)
+		}
+		fmt.Fprintf(f.out(), "%d relaxed budget(s) restored, %d not expired yet\n", len(restored), len(pending))
+	}
+	if err != nil && !list && !apierrors.IsForbidden(err) {
+		// Someone who may not list budgets cluster-wide runs drydock: the repair is theirs who may.
+		fmt.Fprintf(f.errOut(), "drydock: warning: %v\n", err)
+	}
+	return err
 }

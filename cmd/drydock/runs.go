@@ -23,6 +23,8 @@ type RunsOptions struct {
 	// Prune deletes the journal ConfigMaps of finished runs but the newest KeepRuns.
 	Prune    bool
 	KeepRuns int
+	// Repair restores the budgets relaxed by runs whose expiry has passed, and lists the others.
+	Repair bool
 	// Status and Kind keep only the runs in one of these statuses, of one of these kinds.
 	Status []string
 	Kind   []string
@@ -41,13 +43,15 @@ func NewRunsCommand(f *Factory, runF func(*RunsOptions) error) *cobra.Command {
   drydock runs --status paused,failed,interrupted      # what is waiting for a person
   drydock runs --kind drain
   drydock runs -o jsonpath='{.items[?(@.status=="paused")].id}'
-  drydock runs --prune --keep-runs 5     # delete the cluster copies of finished runs but the newest 5`,
+  drydock runs --prune --keep-runs 5     # delete the cluster copies of finished runs but the newest 5
+  drydock runs --repair                  # restore budgets relaxed by a run that died, once expired`,
 		Args: cobra.NoArgs,
 		RunE: runE(f, o, runF),
 	}
 	o.Print.AddFlags(cmd)
 	cmd.Flags().BoolVar(&o.FromCluster, "from-cluster", false, "also list the runs mirrored in the cluster (their journal ConfigMaps)")
 	cmd.Flags().BoolVar(&o.Prune, "prune", false, "delete the journal ConfigMaps of finished runs (succeeded, rolled back) but the newest --keep-runs")
+	cmd.Flags().BoolVar(&o.Repair, "repair", false, "restore the PodDisruptionBudgets runs relaxed (allowBudgetRelax) whose expiry has passed, and list those still relaxed")
 	cmd.Flags().IntVar(&o.KeepRuns, "keep-runs", runbook.DefaultKeepRuns, "with --prune: how many finished runs keep their ConfigMap")
 	cmd.Flags().StringSliceVar(&o.Status, "status", nil, "only runs in these statuses: "+strings.Join(runStatuses, ","))
 	cmd.Flags().StringSliceVar(&o.Kind, "kind", nil, "only runs of these kinds: run (a runbook), drain (drydock drain)")
@@ -68,6 +72,9 @@ func (o *RunsOptions) Validate() error {
 	}
 	if err := o.Print.Validate(); err != nil {
 		return fmt.Errorf("runs: %w", err)
+	}
+	if o.Repair && o.Prune {
+		return exitcode.UsageError(fmt.Errorf("runs: give --repair or --prune, not both"))
 	}
 	if o.KeepRuns < 0 {
 		return exitcode.UsageError(fmt.Errorf("runs: --keep-runs must be 0 or more"))
@@ -100,6 +107,16 @@ func (o *RunsOptions) keep(r *runbook.RunState) bool {
 // Run lists the runs, or prunes the cluster copies.
 func (o *RunsOptions) Run(ctx context.Context) error {
 	out := o.f.out()
+	if o.Repair {
+		client, err := o.f.KubeClient()
+		if err != nil {
+			return err
+		}
+		if err := repairBudgets(ctx, o.f, client, true); err != nil {
+			return fmt.Errorf("runs --repair: %w", err)
+		}
+		return nil
+	}
 	var mirror *runbook.ConfigMapMirror
 	if o.FromCluster || o.Prune {
 		client, err := o.f.KubeClient()

@@ -70,6 +70,16 @@ func Lines(e runbook.Event) []string {
 			out = append(out, "run "+runbook.MetaOf(e).RunID+": plan: "+l.Text)
 		}
 	}
+	if p, ok := e.(*runbook.PodChanged); ok && p.Chain != nil {
+		// Why the budget refuses: its unhealthy pods, where and why, and the patch that lets the drain go on.
+		prefix := "node " + p.Node + ": "
+		if st := runbook.MetaOf(e).Step; st != "" {
+			prefix = "step " + st + ": " + prefix
+		}
+		for _, l := range p.Chain.Lines() {
+			out = append(out, prefix+"  "+l)
+		}
+	}
 	if s, ok := e.(*runbook.RunSummary); ok {
 		for _, l := range DescribeSummary(s) {
 			out = append(out, "run "+runbook.MetaOf(e).RunID+": summary: "+l)

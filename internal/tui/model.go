@@ -101,6 +101,8 @@ type Node struct {
 type Pod struct {
 	Node, Name, PDB, Reason string
 	State                   runbook.PodState
+	// Chain is why its budget refuses, while it is blocked: the budget's unhealthy pods and the fix.
+	Chain *runbook.BudgetChain
 }
 
 // Step is a step's display state.
@@ -388,7 +390,7 @@ func (m *Model) Apply(ev runbook.Event) {
 			s.Pods[e.Pod] = p
 			s.PodOrder = append(s.PodOrder, e.Pod)
 		}
-		p.Node, p.State, p.PDB, p.Reason = e.Node, e.State, e.PDB, e.Reason
+		p.Node, p.State, p.PDB, p.Reason, p.Chain = e.Node, e.State, e.PDB, e.Reason, e.Chain
 		if n := s.Nodes[e.Node]; n != nil && e.Total > 0 {
 			n.Done, n.Total = e.Done, e.Total
 		}
@@ -987,10 +989,24 @@ func (m Model) detail(w, h int) string {
 		return strings.Split(lipgloss.NewStyle().Width(w).Render(line), "\n")
 	}
 	var blocked []string
+	chains := map[string]*runbook.BudgetChain{} // by budget: the newest chain of a pod it holds
+	var budgets []string
 	for _, name := range s.PodOrder {
 		p := s.Pods[name]
 		if p.State == runbook.PodBlocked {
 			blocked = append(blocked, fit(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, p.Reason))...)
+			if p.Chain != nil {
+				if _, seen := chains[p.Chain.PDB]; !seen {
+					budgets = append(budgets, p.Chain.PDB)
+				}
+				chains[p.Chain.PDB] = p.Chain
+			}
+		}
+	}
+	// The chain, once per budget: its unhealthy pods, where and why, and the patch that unblocks.
+	for _, key := range budgets {
+		for _, l := range chains[key].Lines() {
+			blocked = append(blocked, fit("  "+l)...)
 		}
 	}
 	if len(blocked) > 0 {

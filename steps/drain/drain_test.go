@@ -42,7 +42,7 @@ type scenario struct {
 func newScenario(t *testing.T, nodes int) *scenario {
 	t.Helper()
 	ctx := context.Background()
-	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-"))
+	ns := strings.ToLower(strings.NewReplacer("_", "-", "/", "-").Replace(t.Name()))
 	if len(ns) > 40 {
 		ns = ns[:40]
 	}
@@ -204,10 +204,17 @@ func TestTimeoutReportsWhatIsLeft(t *testing.T) {
 	if len(be.Left) != 2 {
 		t.Fatalf("left %v, want both web pods", be.Left)
 	}
+	// Each pod left names its budget, the budget's pod that is not healthy (where, why) and the fix.
+	fix := "fix: kubectl patch pdb front -n " + s.ns + ` --type=merge -p '{"spec":{"minAvailable":1}}'`
 	for _, l := range be.Left {
-		if !strings.Contains(l, "blocked by PDB "+s.ns+"/front: needs 2 healthy, has 2") {
+		if !strings.Contains(l, "blocked by PDB "+s.ns+"/front: needs 2 healthy, has 2") ||
+			!strings.Contains(l, "(on "+s.nodes[2]+") not Ready") || !strings.Contains(l, s.ns+"/slow-") || !strings.Contains(l, fix) {
 			t.Errorf("left: %q", l)
 		}
+	}
+	// The same chain went out live, while the drain waited.
+	if text := rec.Text(); !strings.Contains(text, "PDB "+s.ns+"/front allows 0 disruption(s): needs 2 healthy of 3, has 2") || !strings.Contains(text, fix) {
+		t.Errorf("the chain was not reported while the drain waited:\n%s", text)
 	}
 	if s.node(s.nodes[0]).Spec.Unschedulable {
 		t.Fatal("the node drydock cordoned must be uncordoned after the drain failed")
@@ -217,6 +224,39 @@ func TestTimeoutReportsWhatIsLeft(t *testing.T) {
 	}
 	if !strings.Contains(rec.Text(), "WARNING: pod/") || !strings.Contains(rec.Text(), "allows no disruption right now") {
 		t.Errorf("the plan should warn about the budget before starting:\n%s", rec.Text())
+	}
+}
+
+// TestStallDetectorFailsFast: a budget at zero because a pod of it cannot be scheduled: with
+// stallTimeout 3s the drain stops within seconds (not at its 3-minute timeout), blocked (exit 3),
+// naming the unschedulable pod and the fix, and uncordons the node.
+func TestStallDetectorFailsFast(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 2)
+	s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
+	s.waitReady("web")
+	s.deploy("stuck", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels["tier"] = "front"
+		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
+	})
+	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil) // 3 pods, 2 healthy: 0 allowed
+	node := s.nodeWithPods("web")
+
+	start := time.Now()
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s], stallTimeout: 3s}", node), "3m")
+	var se *drain.StalledError
+	if !errors.As(err, &se) || exitcode.For(err) != exitcode.Blocked {
+		t.Fatalf("want a StalledError with exit 3, got exit %d: %v\n%s", exitcode.For(err), err, rec.Text())
+	}
+	if took := time.Since(start); took > 45*time.Second {
+		t.Fatalf("the stall was found after %v", took)
+	}
+	if !strings.Contains(err.Error(), s.ns+"/stuck-") || !strings.Contains(err.Error(), "Pending (not scheduled: Unschedulable") ||
+		!strings.Contains(err.Error(), "kubectl patch pdb front -n "+s.ns) {
+		t.Fatalf("the error does not explain the stall: %v", err)
+	}
+	if s.node(node).Spec.Unschedulable {
+		t.Fatal("the node drydock cordoned must be uncordoned after the stall")
 	}
 }
 
@@ -382,4 +422,75 @@ func TestStatefulSetPodRecreatedWithSameNameIsNotEvictedTwice(t *testing.T) {
 		t.Fatalf("the recreated db-0 should run on %s: %v", s.nodes[1], err)
 	}
 	_ = st
+}
+
+// TestBudgetRelaxRestored: a budget stalled by a pod that cannot be scheduled. With allowBudgetRelax
+// drydock relaxes it for the node (minAvailable 2 → 1), the drain finishes, and the budget is back
+// at minAvailable 2 without drydock's marks. When the drain is interrupted right after the
+// relaxation (Ctrl-C), the budget is restored all the same.
+func TestBudgetRelaxRestored(t *testing.T) {
+	simcluster.Need(t)
+	for _, tc := range []struct {
+		name      string
+		interrupt bool
+	}{{"after the node", false}, {"after an interruption", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newScenario(t, 2)
+			s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
+			s.waitReady("web")
+			s.deploy("stuck", 1, func(d *appsv1.Deployment) {
+				d.Spec.Template.Labels["tier"] = "front"
+				d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
+			})
+			s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil)
+			node := s.nodeWithPods("web")
+			if tc.interrupt {
+				// Ctrl-C as soon as the budget carries drydock's relaxation.
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				s.ctx = ctx
+				go func() {
+					for ctx.Err() == nil {
+						pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Get(ctx, "front", metav1.GetOptions{})
+						if err == nil && pdb.Labels[drain.LabelRelaxedBy] != "" {
+							cancel()
+							return
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+				}()
+			}
+
+			st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s], stallTimeout: 2s, allowBudgetRelax: {max: 1, expiry: 10m}}", node), "2m")
+			s.ctx = context.Background()
+			if tc.interrupt != (err != nil) {
+				t.Fatalf("drain: %v (want it interrupted: %v)\n%s", err, tc.interrupt, rec.Text())
+			}
+			if !strings.Contains(rec.Text(), "relaxed PDB "+s.ns+"/front for node "+node) {
+				t.Fatalf("the relaxation was not reported:\n%s", rec.Text())
+			}
+			pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Get(context.Background(), "front", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil || pdb.Labels[drain.LabelRelaxedBy] != "" || pdb.Annotations[drain.AnnotationRelaxed] != "" {
+				t.Fatalf("budget not restored: spec %+v, labels %v, annotations %v", pdb.Spec, pdb.Labels, pdb.Annotations)
+			}
+			var relaxed, restored int
+			for _, c := range st.Step("drain").Changes {
+				switch c.Kind {
+				case "budget-relax":
+					relaxed++
+				case "budget-restored":
+					restored++
+				}
+			}
+			if relaxed != 1 || restored != 1 {
+				t.Fatalf("journal: %d relaxations, %d restorations; want one of each", relaxed, restored)
+			}
+			if s.node(node).Spec.Unschedulable == tc.interrupt {
+				t.Fatalf("node unschedulable %v after the drain (interrupted %v)", s.node(node).Spec.Unschedulable, tc.interrupt)
+			}
+		})
+	}
 }

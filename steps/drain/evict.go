@@ -32,6 +32,9 @@ type Drainer struct {
 	Watches *runbook.Watches
 	// Progress is told what happens to each pod; it must not block.
 	Progress func(pod PodRef, u PodUpdate)
+	// relax, when set (allowBudgetRelax), relaxes a budget the stall detector found stalled
+	// instead of failing the drain.
+	relax func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) error
 }
 
 // BlockedError is a drain that ran out of time with pods left; it says which and why.
@@ -66,6 +69,10 @@ type podState struct {
 	evicted bool   // the eviction (or delete) was accepted
 	last    string // the last reason it is still there
 	pdb     string
+	// waiting: it waits for its turn on budget pdb (the stall detector watches that budget).
+	waiting bool
+	told    string // the chain it was last reported blocked with
+	chain   *runbook.BudgetChain
 }
 
 // budgets wakes the evictions waiting on a PodDisruptionBudget when its status allows disruptions,
@@ -241,6 +248,20 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		}
 	}
 
+	x := newExplainer(d.Client, bud, min(5*time.Second, d.Options.stallTimeout()/4))
+	stallDone := make(chan struct{})
+	go func() {
+		defer close(stallDone)
+		d.watchStalls(ctx, np.Node, x, bud, states, &mu, gone, func(p PodRef) *corev1.Pod {
+			obj, ok, _ := podInf.GetStore().GetByKey(p.Namespace + "/" + p.Name)
+			if pod, isPod := obj.(*corev1.Pod); ok && isPod && string(pod.UID) == p.UID {
+				return pod
+			}
+			return nil
+		}, cancel)
+	}()
+	defer func() { cancel(nil); <-stallDone }()
+
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(np.Evict))
@@ -269,7 +290,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 				}
 				return nil
 			}
-			if err := d.evict(ctx, states[uid], &mu, bud, ch, func() { closeGone(uid) }, podNow); err != nil {
+			if err := d.evict(ctx, states[uid], &mu, bud, x, ch, func() { closeGone(uid) }, podNow); err != nil {
 				errs <- err
 				cancel(err)
 				return
@@ -305,6 +326,11 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		if s.pdb != "" {
 			if st, ok := bud.status(s.pdb); ok && !s.evicted {
 				line = fmt.Sprintf("%s blocked by PDB %s: needs %d healthy, has %d", s.ref, s.pdb, st.DesiredHealthy, st.CurrentHealthy)
+				mu.Lock()
+				if why := s.chain.Why(); why != "" {
+					line += "; " + why
+				}
+				mu.Unlock()
 				be.ByBudget = true
 			}
 		}
@@ -402,6 +428,7 @@ type PodUpdate struct {
 	State  runbook.PodState // runbook.PodEvicted, PodGone or PodBlocked
 	Reason string           // why it is blocked
 	PDB    string           // namespace/name of the budget it waits for, when it is that
+	Chain  *runbook.BudgetChain
 }
 
 func (d *Drainer) report(p PodRef, u PodUpdate) {
@@ -428,7 +455,7 @@ func (d *Drainer) report(p PodRef, u PodUpdate) {
 //   - anything else fails the drain.
 //
 // It returns nil when the pod was evicted, is gone, or the drain is over (ctx or gone).
-func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, gone <-chan struct{}, closeGone func(), podNow func() *corev1.Pod) error {
+func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, x *explainer, gone <-chan struct{}, closeGone func(), podNow func() *corev1.Pod) error {
 	uid := types.UID(s.ref.UID)
 	pdbKey := ""
 	if len(s.ref.PDBs) == 1 {
@@ -492,9 +519,21 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			var stop bool
 			granted, stop = d.turn(ctx, bud, pdbKey, gone, func() {
 				if st, ok := bud.status(pdbKey); ok {
-					refused(fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy), pdbKey)
+					mu.Lock()
+					s.waiting = true
+					first := !reported
+					mu.Unlock()
+					if first {
+						// The first report says why at once; watchStalls reports it again when the chain changes.
+						d.tellBlocked(s, mu, x.chain(ctx, pdbKey, podNow()))
+						reported = true
+					}
+					setLast(fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", pdbKey, st.DesiredHealthy, st.CurrentHealthy))
 				}
 			})
+			mu.Lock()
+			s.waiting = false
+			mu.Unlock()
 			if stop {
 				return nil
 			}
@@ -660,4 +699,89 @@ func release(bud *budgets, key string, woke chan struct{}) {
 func ErrBlocked(err error) bool {
 	var be *BlockedError
 	return errors.As(err, &be) && be.ByBudget
+}
+
+// tellBlocked reports s blocked by its budget with chain c, unless that is what it last said.
+func (d *Drainer) tellBlocked(s *podState, mu *sync.Mutex, c *runbook.BudgetChain) {
+	if c == nil {
+		return
+	}
+	reason := fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", c.PDB, c.DesiredHealthy, c.CurrentHealthy)
+	told := reason + "|" + c.Short()
+	mu.Lock()
+	if s.told == told || s.evicted {
+		mu.Unlock()
+		return
+	}
+	s.told, s.chain = told, c
+	mu.Unlock()
+	d.report(s.ref, PodUpdate{State: runbook.PodBlocked, Reason: reason, PDB: c.PDB, Chain: c})
+}
+
+// watchStalls keeps the chains of the pods waiting on a budget live (each is reported again when
+// its chain changes) and stops the drain with a StalledError when a budget has allowed no
+// disruption for stallTimeout and its unhealthy pods are not replacements still starting.
+func (d *Drainer) watchStalls(ctx context.Context, node string, x *explainer, bud *budgets, states map[types.UID]*podState, mu *sync.Mutex, gone map[types.UID]chan struct{}, podOf func(PodRef) *corev1.Pod, cancel context.CancelCauseFunc) {
+	after := d.Options.stallTimeout()
+	tick := time.NewTicker(min(time.Second, after/4))
+	defer tick.Stop()
+	zeroSince := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		waiting := map[string][]*podState{}
+		mu.Lock()
+		for uid, s := range states {
+			if _, left := gone[uid]; left && s.waiting && s.pdb != "" {
+				waiting[s.pdb] = append(waiting[s.pdb], s)
+			}
+		}
+		mu.Unlock()
+		now := time.Now()
+		for key := range zeroSince {
+			if _, ok := waiting[key]; !ok {
+				delete(zeroSince, key)
+			}
+		}
+		for key, pods := range waiting {
+			st, ok := bud.status(key)
+			if !ok || st.DisruptionsAllowed > 0 {
+				delete(zeroSince, key)
+				continue
+			}
+			if zeroSince[key].IsZero() {
+				zeroSince[key] = now
+			}
+			var c *runbook.BudgetChain
+			for _, s := range pods {
+				c = x.chain(ctx, key, podOf(s.ref))
+				d.tellBlocked(s, mu, c)
+			}
+			if !stalled(c, zeroSince[key], now, after) {
+				continue
+			}
+			if d.relax != nil {
+				obj, ok, _ := bud.store.GetByKey(key)
+				if !ok {
+					continue
+				}
+				err := d.relax(ctx, obj.(*policyv1.PodDisruptionBudget), podOf(pods[0].ref))
+				switch {
+				case err == nil || apierrors.IsConflict(err):
+					// Relaxed (or the budget changed meanwhile: look again): the clock starts again.
+					delete(zeroSince, key)
+					continue
+				case ctx.Err() != nil:
+					return
+				}
+				cancel(&StalledError{Node: node, After: after, Chain: c, Relax: err})
+				return
+			}
+			cancel(&StalledError{Node: node, After: after, Chain: c})
+			return
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -53,6 +54,21 @@ type Options struct {
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
 	// NodeTimeout bounds the drain of one node (default: only the step's timeout).
 	NodeTimeout runbook.Duration `json:"nodeTimeout,omitzero"`
+	// StallTimeout fails a drain early, with the budget's chain as the reason, when a budget it waits
+	// on has allowed no disruption this long and pods of the budget are not healthy for as long (not
+	// replacements still starting): waiting longer would not help (default 10m).
+	StallTimeout runbook.Duration `json:"stallTimeout,omitzero"`
+	// AllowBudgetRelax lets drydock relax a budget that stalls the drain, for that node only, and
+	// restore it afterwards (see BudgetRelax); without it a stall fails the drain with the fix.
+	AllowBudgetRelax *BudgetRelax `json:"allowBudgetRelax,omitempty"`
+}
+
+// stallTimeout is StallTimeout or its default.
+func (o Options) stallTimeout() time.Duration {
+	if o.StallTimeout.IsZero() {
+		return 10 * time.Minute
+	}
+	return o.StallTimeout.Duration
 }
 
 // PodRef names a pod.
@@ -402,10 +418,16 @@ func (pl *Planner) pdbBlockers(node string, p *corev1.Pod, keys []string) []Bloc
 		}
 		if !kube.PodReady(p) && (pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.IfHealthyBudget) &&
 			pdb.Status.CurrentHealthy < pdb.Status.DesiredHealthy {
-			out = append(out, Blocker{Kind: BlockUnhealthy, Node: node, Pod: r, PDB: key, Fatal: true,
+			b := Blocker{Kind: BlockUnhealthy, Node: node, Pod: r, PDB: key, Fatal: true,
 				Message: fmt.Sprintf("%s is not Ready and PodDisruptionBudget %s (unhealthyPodEvictionPolicy IfHealthyBudget) is below its budget (%d healthy, needs %d): the unhealthy pod cannot be evicted",
 					r, key, pdb.Status.CurrentHealthy, pdb.Status.DesiredHealthy),
-				Fix: "set unhealthyPodEvictionPolicy: AlwaysAllow on the budget, or fix the unhealthy pods"})
+				Fix: "set unhealthyPodEvictionPolicy: AlwaysAllow on the budget, or fix the unhealthy pods"}
+			if pl.Options.AllowBudgetRelax != nil {
+				// Not certain: the stall detector relaxes the budget for this node (AlwaysAllow) and restores it after.
+				b.Fatal = false
+				b.Message += fmt.Sprintf("; allowBudgetRelax: drydock sets AlwaysAllow for this node after stallTimeout (%s) and restores the budget after", pl.Options.stallTimeout())
+			}
+			out = append(out, b)
 			continue
 		}
 		if pdb.Status.DisruptionsAllowed == 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -284,17 +285,54 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 // nodegroups: cordon (journaled first), evict what the plan says, record the Drained event, then
 // the drained/<node> checkpoint.
 func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Options) error {
+	// Budgets relaxed for this node before a crash go back first; a stall relaxes them again.
+	if err := RestoreBudgets(ctx, env, np.Node); err != nil {
+		return err
+	}
 	if err := Cordon(ctx, env, np.Node); err != nil {
 		return err
 	}
 	total := len(np.Evict)
 	d := &Drainer{Client: env.Kube, Options: opts, Watches: env.Watches(), Progress: PodReporter(env, np.Node, total)}
+	if cfg := opts.AllowBudgetRelax; cfg != nil {
+		d.relax = func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) error {
+			key := pdb.Namespace + "/" + pdb.Name
+			r, ok := relaxFor(pdb, blocked)
+			if !ok {
+				return fmt.Errorf("PDB %s: no change to the budget alone lets the drain go on", key)
+			}
+			rec, err := relaxBudget(ctx, env, cfg, pdb, r, np.Node)
+			if err != nil {
+				return err
+			}
+			env.Logf("warning", "relaxed PDB %s for node %s (allowBudgetRelax, %d of %d): %s; restored when the node is drained, at the latest at %s",
+				key, np.Node, rec.Count, cfg.max(), r.What, rec.Expires.Local().Format(time.TimeOnly))
+			return nil
+		}
+	}
 	env.Node(np.Node, runbook.NodeDraining, fmt.Sprintf("evicting %d pod(s)", total))
-	if err := d.Drain(ctx, np); err != nil {
+	err := d.Drain(ctx, np)
+	// The budgets relaxed for this node go back as they were, whatever the drain's outcome.
+	if rerr := restoreAfter(ctx, env, np.Node); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	if err != nil {
 		return err
 	}
 	nodeEvent(ctx, env, np.Node, "Drained", fmt.Sprintf("drydock run %s drained the node (%d pods moved)", env.RunID, total))
 	return env.MarkDone(ctx, "drained/"+np.Node)
+}
+
+// restoreAfter restores the budgets relaxed for node within CleanupTimeout, even when ctx is over
+// (a failed or interrupted drain); with the lock lost it touches nothing (the journal and the
+// budget's expiry bring them back).
+func restoreAfter(ctx context.Context, env *runbook.Env, node string) error {
+	if len(relaxedNow(env, node)) == 0 || runbook.LockLost(ctx) {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+	defer cancel()
+	return RestoreBudgets(cctx, env, node)
 }
 
 // PodReporter sends the Drainer's progress on node's pods as events, counting the pods gone. The
@@ -308,7 +346,7 @@ func PodReporter(env *runbook.Env, node string, total int) func(PodRef, PodUpdat
 		if u.State == runbook.PodGone {
 			done++
 		}
-		env.Emit(&runbook.PodChanged{Node: node, Pod: p.String(), State: u.State, Reason: u.Reason, PDB: u.PDB, Done: done, Total: total})
+		env.Emit(&runbook.PodChanged{Node: node, Pod: p.String(), State: u.State, Reason: u.Reason, PDB: u.PDB, Done: done, Total: total, Chain: u.Chain})
 	}
 }
 
@@ -464,16 +502,17 @@ func patchNode(ctx context.Context, env *runbook.Env, name string, patch []byte)
 	})
 }
 
-// Rollback uncordons the nodes this step cordoned; never one an admin had cordoned.
+// Rollback restores the budgets this step relaxed and uncordons the nodes it cordoned; never one
+// an admin had cordoned.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	mine := false
 	for _, c := range env.Changes() {
-		mine = mine || c.Kind == "cordon"
+		mine = mine || c.Kind == "cordon" || c.Kind == "budget-relax"
 	}
 	if !mine {
 		return runbook.ErrNothingToUndo
 	}
-	return s.uncordonMine(ctx, env)
+	return errors.Join(RestoreBudgets(ctx, env, ""), s.uncordonMine(ctx, env))
 }
 
 // nodeEvent records a Kubernetes Event on the node (best effort: a refused event stops nothing).
@@ -510,6 +549,11 @@ func AccessFor(o Options) []runbook.Access {
 		{Verb: "watch", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain waits on budgets instead of retrying blindly"},
 		{Verb: "get", Group: "apps", Resource: "daemonsets", Why: "drain leaves DaemonSet pods alone (kubectl's filter reads their DaemonSet)"},
 		{Verb: "create", Resource: "events", Namespace: metav1.NamespaceDefault, Why: "drain records events on the nodes"},
+	}
+	if o.AllowBudgetRelax != nil {
+		out = append(out,
+			runbook.Access{Verb: "get", Group: "policy", Resource: "poddisruptionbudgets", Why: "allowBudgetRelax reads a budget before it restores it"},
+			runbook.Access{Verb: "patch", Group: "policy", Resource: "poddisruptionbudgets", Why: "allowBudgetRelax relaxes a stalled budget for one node, then restores it"})
 	}
 	if o.DisableEviction {
 		return append(out, runbook.Access{Verb: "delete", Resource: "pods", Why: "disableEviction deletes pods"})

@@ -218,26 +218,8 @@ func (g *Gates) watched(ns string) bool {
 
 // podProblem says what is wrong with a running pod, or "".
 func podProblem(p *corev1.Pod) string {
-	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-		return ""
-	}
-	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
-		if w := cs.State.Waiting; w != nil {
-			switch w.Reason {
-			case "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName":
-				return w.Reason + " (container " + cs.Name + ")"
-			}
-		}
-	}
-	if p.Spec.NodeName == "" {
-		return "Pending (not scheduled)"
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return ""
-		}
-	}
-	return "not Ready"
+	why, _ := kube.PodProblem(p)
+	return why
 }
 
 // Problems lists what is unhealthy now compared with the baseline; nodes lists nodes that must be Ready.

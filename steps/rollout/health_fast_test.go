@@ -64,7 +64,8 @@ func TestPodProblem(t *testing.T) {
 		{"crash loop", waiting(false, "CrashLoopBackOff"), "CrashLoopBackOff (container app)"},
 		{"image pull", waiting(false, "ImagePullBackOff"), "ImagePullBackOff (container app)"},
 		{"init image", waiting(true, "ErrImagePull"), "ErrImagePull (container app)"},
-		{"starting", waiting(false, "ContainerCreating"), "not Ready"},
+		{"starting", waiting(false, "ContainerCreating"), "not Ready (container app not ready)"},
+		{"unschedulable", &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/3 nodes are available"}}}}, "Pending (not scheduled: Unschedulable: 0/3 nodes are available)"},
 	} {
 		if got := podProblem(tc.pod); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)

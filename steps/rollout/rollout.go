@@ -299,6 +299,10 @@ func Undo(ctx context.Context, env *runbook.Env, action Action) error {
 			}
 		}
 	}
+	// Budgets relaxed for a node and not restored yet (a crash in between) go back too.
+	if err := drain.RestoreBudgets(ctx, env, ""); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/steps/drain"
+)
+
+// relaxScenario: two nodes; web (2 replicas) and a pod that can never be scheduled, under one budget
+// (minAvailable 2: 0 disruptions allowed). It returns the namespace and a node with web pods.
+func relaxScenario(t *testing.T, name string) (ns, node string) {
+	t.Helper()
+	ctx := context.Background()
+	ns = name
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		if _, err := cluster.CreateNode(ctx, fmt.Sprintf("%s-%d", name, i), simcluster.NodeOptions{Labels: map[string]string{"suite": name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web := simcluster.Deployment(ns, "web", 2)
+	web.Spec.Template.Labels["tier"] = "front"
+	web.Spec.Template.Spec.NodeSelector = map[string]string{"suite": name}
+	stuck := simcluster.Deployment(ns, "stuck", 1)
+	stuck.Spec.Template.Labels["tier"] = "front"
+	stuck.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": "nowhere"}
+	for _, d := range []*appsv1.Deployment{web, stuck} {
+		if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cluster.WaitDeploymentReady(ctx, ns, "web", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	two := intstr.FromInt32(2)
+	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "front"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "front"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("web pods: %v", err)
+	}
+	return ns, pods.Items[0].Spec.NodeName
+}
+
+// relaxedUntil waits until the budget carries drydock's relaxation and returns its expiry.
+func relaxedUntil(t *testing.T, ns string) time.Time {
+	t.Helper()
+	var expires time.Time
+	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "front", metav1.GetOptions{})
+		if err != nil || pdb.Labels[drain.LabelRelaxedBy] == "" {
+			return false, nil //nolint:nilerr // not yet
+		}
+		var rec struct{ Expires time.Time }
+		if err := json.Unmarshal([]byte(pdb.Annotations[drain.AnnotationRelaxed]), &rec); err != nil {
+			return false, err
+		}
+		expires = rec.Expires
+		return true, nil
+	}); err != nil {
+		t.Fatalf("the budget was never relaxed: %v", err)
+	}
+	return expires
+}
+
+// restored checks the budget is as it was: minAvailable 2, no mark of drydock.
+func restored(t *testing.T, ns string) {
+	t.Helper()
+	pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(context.Background(), "front", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Labels[drain.LabelRelaxedBy] != "" || pdb.Annotations[drain.AnnotationRelaxed] != "" {
+		t.Fatalf("budget not restored: spec %+v, labels %v, annotations %v", pdb.Spec, pdb.Labels, pdb.Annotations)
+	}
+}
+
+// TestBudgetRelaxAfterKill9: drydock relaxes a stalled budget (allowBudgetRelax) and is killed -9
+// before it can restore it. Once the relaxation's expiry has passed, `drydock runs --repair` restores
+// the budget; and so does the next drydock command that runs steps (here the rollback of the killed
+// run, which also uncordons its node). Before the expiry, the repair leaves a relaxation alone.
+func TestBudgetRelaxAfterKill9(t *testing.T) {
+	simcluster.Need(t)
+	for _, via := range []string{"runs --repair", "the next command"} {
+		t.Run(via, func(t *testing.T) {
+			name := "relax-kill-repair"
+			if via != "runs --repair" {
+				name = "relax-kill-next"
+			}
+			ns, node := relaxScenario(t, name)
+			p := newProc(t)
+			cmd := p.command("drain", node, "--allow-budget-relax", "1", "--relax-expiry", "4s", "--stall-timeout", "2s", "--timeout", "5m")
+			var buf bytes.Buffer
+			out := &syncWriter{w: &buf}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			expires := relaxedUntil(t, ns)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+			m := runIDRE.FindStringSubmatch(buf.String())
+			if m == nil {
+				t.Fatalf("no run id in output:\n%s", buf.String())
+			}
+			id := m[1]
+
+			// Not expired yet: the repair names it and leaves it.
+			if got, code := p.run("runs", "--repair"); code != 0 || !strings.Contains(got, "PDB "+ns+"/front is relaxed by run "+id) {
+				t.Fatalf("runs --repair before the expiry: exit %d\n%s", code, got)
+			}
+			if pdb, _ := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(context.Background(), "front", metav1.GetOptions{}); pdb.Labels[drain.LabelRelaxedBy] == "" {
+				t.Fatal("the repair restored a relaxation before its expiry")
+			}
+			time.Sleep(time.Until(expires) + time.Second)
+
+			if via == "runs --repair" {
+				got, code := p.run("runs", "--repair")
+				if code != 0 || !strings.Contains(got, "PDB "+ns+"/front restored") {
+					t.Fatalf("runs --repair: exit %d\n%s", code, got)
+				}
+				restored(t, ns)
+			}
+			got, code := p.run("rollback", id, "--yes")
+			if code != 0 {
+				t.Fatalf("rollback: exit %d\n%s", code, got)
+			}
+			if via != "runs --repair" && !strings.Contains(got, "PDB "+ns+"/front restored") {
+				t.Fatalf("the next command did not restore the expired budget:\n%s", got)
+			}
+			restored(t, ns)
+			if n, _ := cluster.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{}); n.Spec.Unschedulable {
+				t.Fatal("the rollback left the node cordoned")
+			}
+		})
+	}
+}

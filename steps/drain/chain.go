@@ -1,0 +1,211 @@
+package drain
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/drydock-dev/drydock/internal/kube"
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// explainer answers "why does this budget refuse?" for the pods of a drain that wait on one: it
+// lists the budget's pods (at most once per interval per budget, shared by every pod waiting on it)
+// and names those that do not count as healthy, where they are and why.
+type explainer struct {
+	client kubernetes.Interface
+	bud    *budgets
+	every  time.Duration
+
+	mu     sync.Mutex
+	listed map[string]listedPods
+}
+
+type listedPods struct {
+	at   time.Time
+	pods []corev1.Pod
+	err  error
+}
+
+func newExplainer(client kubernetes.Interface, bud *budgets, every time.Duration) *explainer {
+	return &explainer{client: client, bud: bud, every: every, listed: map[string]listedPods{}}
+}
+
+// chain explains budget key for the pod blocked (nil when it is not known); nil when the budget is
+// not in the watch.
+func (x *explainer) chain(ctx context.Context, key string, blocked *corev1.Pod) *runbook.BudgetChain {
+	obj, ok, _ := x.bud.store.GetByKey(key)
+	if !ok {
+		return nil
+	}
+	pdb := obj.(*policyv1.PodDisruptionBudget)
+	pods, err := x.pods(ctx, key, pdb)
+	c := explain(pdb, pods, blocked)
+	if err != nil {
+		c.Unhealthy = append(c.Unhealthy, runbook.UnhealthyPod{Pod: "?", Reason: "could not list the budget's pods: " + err.Error()})
+	}
+	return c
+}
+
+func (x *explainer) pods(ctx context.Context, key string, pdb *policyv1.PodDisruptionBudget) ([]corev1.Pod, error) {
+	x.mu.Lock()
+	l, ok := x.listed[key]
+	x.mu.Unlock()
+	if ok && time.Since(l.at) < x.every {
+		return l.pods, l.err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of PDB %s: %w", key, err)
+	}
+	var list *corev1.PodList
+	err = kube.Retry(ctx, nil, func(ctx context.Context) error {
+		var err error
+		list, err = x.client.CoreV1().Pods(pdb.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: "0"})
+		return err
+	})
+	l = listedPods{at: time.Now(), err: err}
+	if err == nil {
+		l.pods = list.Items
+	}
+	x.mu.Lock()
+	x.listed[key] = l
+	x.mu.Unlock()
+	return l.pods, l.err
+}
+
+// explain is the chain of pdb over its pods: the pods that do not count as healthy (stuck ones first)
+// and the smallest change to the budget that lets blocked go.
+func explain(pdb *policyv1.PodDisruptionBudget, pods []corev1.Pod, blocked *corev1.Pod) *runbook.BudgetChain {
+	key := pdb.Namespace + "/" + pdb.Name
+	c := &runbook.BudgetChain{PDB: key, DesiredHealthy: pdb.Status.DesiredHealthy, CurrentHealthy: pdb.Status.CurrentHealthy,
+		ExpectedPods: pdb.Status.ExpectedPods, DisruptionsAllowed: pdb.Status.DisruptionsAllowed}
+	for i := range pods {
+		p := &pods[i]
+		u := runbook.UnhealthyPod{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: p.CreationTimestamp.Time}
+		if p.DeletionTimestamp != nil {
+			u.Reason, u.Since, u.Terminating = "terminating (evicted or deleted)", p.DeletionTimestamp.Time, true
+		} else if u.Reason, u.Stuck = kube.PodProblem(p); u.Reason == "" {
+			continue
+		}
+		c.Unhealthy = append(c.Unhealthy, u)
+	}
+	sort.SliceStable(c.Unhealthy, func(i, j int) bool {
+		if c.Unhealthy[i].Stuck != c.Unhealthy[j].Stuck {
+			return c.Unhealthy[i].Stuck
+		}
+		return c.Unhealthy[i].Pod < c.Unhealthy[j].Pod
+	})
+	if r, ok := relaxFor(pdb, blocked); ok {
+		c.Fix, c.Undo, c.FixNote = r.command(pdb, r.Set), r.command(pdb, r.Restore), r.What
+	}
+	return c
+}
+
+// relaxation is a temporary change to a budget that lets a drain go on: the spec fields it sets and
+// those that restore the budget as it was (null where a field was not set).
+type relaxation struct {
+	Set     map[string]any `json:"set"`
+	Restore map[string]any `json:"restore"`
+	What    string         `json:"what"`
+}
+
+// relaxFor is the smallest change to pdb that lets blocked be evicted: unhealthyPodEvictionPolicy
+// AlwaysAllow when blocked is itself not Ready (healthy pods stay protected), otherwise one more
+// allowed disruption (minAvailable one lower, or maxUnavailable one higher, as a number).
+func relaxFor(pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) (relaxation, bool) {
+	spec := pdb.Spec
+	always := spec.UnhealthyPodEvictionPolicy != nil && *spec.UnhealthyPodEvictionPolicy == policyv1.AlwaysAllow
+	if blocked != nil && !kube.PodReady(blocked) && blocked.DeletionTimestamp == nil && !always {
+		var was any
+		if spec.UnhealthyPodEvictionPolicy != nil {
+			was = string(*spec.UnhealthyPodEvictionPolicy)
+		}
+		return relaxation{
+			Set:     map[string]any{"unhealthyPodEvictionPolicy": string(policyv1.AlwaysAllow)},
+			Restore: map[string]any{"unhealthyPodEvictionPolicy": was},
+			What:    "lets pods of the budget that are not Ready be evicted whatever its count; Ready pods stay protected",
+		}, true
+	}
+	expected := int(pdb.Status.ExpectedPods)
+	switch {
+	case spec.MaxUnavailable != nil:
+		n, err := intstr.GetScaledValueFromIntOrPercent(spec.MaxUnavailable, expected, true)
+		if err != nil {
+			return relaxation{}, false
+		}
+		return relaxation{
+			Set:     map[string]any{"maxUnavailable": n + 1},
+			Restore: map[string]any{"maxUnavailable": intOrString(*spec.MaxUnavailable)},
+			What:    fmt.Sprintf("allows one more pod of the budget to be down (maxUnavailable %s → %d) while its unhealthy pods stay unhealthy", spec.MaxUnavailable.String(), n+1),
+		}, true
+	case spec.MinAvailable != nil:
+		n, err := intstr.GetScaledValueFromIntOrPercent(spec.MinAvailable, expected, true)
+		if err != nil || n <= 0 {
+			return relaxation{}, false
+		}
+		return relaxation{
+			Set:     map[string]any{"minAvailable": n - 1},
+			Restore: map[string]any{"minAvailable": intOrString(*spec.MinAvailable)},
+			What:    fmt.Sprintf("allows one more pod of the budget to be down (minAvailable %s → %d) while its unhealthy pods stay unhealthy", spec.MinAvailable.String(), n-1),
+		}, true
+	}
+	return relaxation{}, false
+}
+
+func intOrString(v intstr.IntOrString) any {
+	if v.Type == intstr.String {
+		return v.StrVal
+	}
+	return v.IntValue()
+}
+
+// command is the kubectl patch that sets spec fields on pdb.
+func (relaxation) command(pdb *policyv1.PodDisruptionBudget, spec map[string]any) string {
+	b, _ := json.Marshal(map[string]any{"spec": spec})
+	return fmt.Sprintf("kubectl patch pdb %s -n %s --type=merge -p '%s'", pdb.Name, pdb.Namespace, b)
+}
+
+// StalledError is the cause of a drain the stall detector stopped: a budget it waits on has allowed
+// no disruption for longer than stallTimeout, and pods of the budget that are not healthy are not
+// replacements still starting.
+type StalledError struct {
+	Node  string
+	After time.Duration
+	Chain *runbook.BudgetChain
+	// Relax is why drydock did not relax the budget although allowBudgetRelax allowed it.
+	Relax error
+}
+
+func (e *StalledError) Error() string {
+	s := fmt.Sprintf("stalled: PDB %s has allowed no disruption for %s: %s", e.Chain.PDB, e.After, e.Chain.Short())
+	if e.Relax != nil {
+		s += fmt.Sprintf(" (not relaxed: %v)", e.Relax)
+	}
+	return s
+}
+
+func (e *StalledError) Unwrap() error { return e.Relax }
+
+// stalled says whether chain, at zero since zeroSince, is a stall at now: zero for at least after,
+// and a pod of the budget not healthy for at least after (not merely a replacement starting).
+func stalled(c *runbook.BudgetChain, zeroSince, now time.Time, after time.Duration) bool {
+	if c == nil || c.DisruptionsAllowed > 0 || zeroSince.IsZero() || now.Sub(zeroSince) < after {
+		return false
+	}
+	for _, u := range c.Unhealthy {
+		if !u.Terminating && (u.Stuck || now.Sub(u.Since) >= after) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/drydock-dev/drydock/runbook"
+)
+
+// TestRelaxFor: the smallest budget change that lets the blocked pod go, and the patch undoing it.
+func TestRelaxFor(t *testing.T) {
+	t.Parallel()
+	always := policyv1.AlwaysAllow
+	pdb := func(minA, maxU *intstr.IntOrString, policy *policyv1.UnhealthyPodEvictionPolicyType) *policyv1.PodDisruptionBudget {
+		return &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+			Spec:   policyv1.PodDisruptionBudgetSpec{MinAvailable: minA, MaxUnavailable: maxU, UnhealthyPodEvictionPolicy: policy},
+			Status: policyv1.PodDisruptionBudgetStatus{ExpectedPods: 4}}
+	}
+	i := func(n int) *intstr.IntOrString { v := intstr.FromInt(n); return &v }
+	s := func(v string) *intstr.IntOrString { x := intstr.FromString(v); return &x }
+	ready, unready := fakePod("a", true), fakePod("b", false)
+	for _, tc := range []struct {
+		name      string
+		pdb       *policyv1.PodDisruptionBudget
+		blocked   *corev1.Pod
+		fix, undo string
+		noFix     bool
+	}{
+		{"minAvailable number", pdb(i(3), nil, nil), ready, `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":3}}`, false},
+		{"minAvailable percent", pdb(s("75%"), nil, nil), ready, `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":"75%"}}`, false},
+		{"maxUnavailable zero", pdb(nil, i(0), nil), ready, `{"spec":{"maxUnavailable":1}}`, `{"spec":{"maxUnavailable":0}}`, false},
+		{"maxUnavailable percent", pdb(nil, s("25%"), nil), ready, `{"spec":{"maxUnavailable":2}}`, `{"spec":{"maxUnavailable":"25%"}}`, false},
+		{"unhealthy pod", pdb(i(3), nil, nil), unready, `{"spec":{"unhealthyPodEvictionPolicy":"AlwaysAllow"}}`, `{"spec":{"unhealthyPodEvictionPolicy":null}}`, false},
+		{"unhealthy, already AlwaysAllow", pdb(i(3), nil, &always), unready, `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":3}}`, false},
+		{"minAvailable zero", pdb(i(0), nil, nil), ready, "", "", true},
+	} {
+		r, ok := relaxFor(tc.pdb, tc.blocked)
+		if ok == tc.noFix {
+			t.Errorf("%s: fix found %v, want %v", tc.name, ok, !tc.noFix)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		fix, undo := r.command(tc.pdb, r.Set), r.command(tc.pdb, r.Restore)
+		if want := "kubectl patch pdb web -n shop --type=merge -p '" + tc.fix + "'"; fix != want {
+			t.Errorf("%s: fix %s\nwant %s", tc.name, fix, want)
+		}
+		if want := "kubectl patch pdb web -n shop --type=merge -p '" + tc.undo + "'"; undo != want {
+			t.Errorf("%s: undo %s\nwant %s", tc.name, undo, want)
+		}
+	}
+}
+
+// TestStuckChain: a pod whose budget is at zero because another of its pods cannot be scheduled is
+// reported blocked with the chain (that pod, why, the fix); the chain is reported again when it
+// changes; and the stall detector stops the drain with that diagnosis long before its timeout.
+func TestStuckChain(t *testing.T) {
+	t.Parallel()
+	pending := func() *corev1.Pod {
+		p := fakePod("web-b", false)
+		p.Spec.NodeName = ""
+		p.CreationTimestamp = metav1.NewTime(time.Now().Add(-time.Hour))
+		p.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient cpu."}}}
+		return p
+	}
+	for _, tc := range []struct {
+		name  string
+		stall time.Duration
+	}{{"live chain", time.Minute}, {"stall", 2 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := fakePod("web-a", true)
+			budget := fakeBudget(0, nil)
+			budget.Status.ExpectedPods = 2
+			api := newFakeAPI(a, pending(), budget)
+			var mu sync.Mutex
+			var chains []*runbook.BudgetChain
+			changed := make(chan struct{}, 10)
+			d := &Drainer{Client: api, Options: Options{StallTimeout: runbook.Duration{Duration: tc.stall}}, Progress: func(_ PodRef, u PodUpdate) {
+				if u.State == runbook.PodBlocked && u.Chain != nil {
+					mu.Lock()
+					chains = append(chains, u.Chain)
+					mu.Unlock()
+					changed <- struct{}{}
+				}
+			}}
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- d.Drain(ctx, NodePlan{Node: "n1", Evict: []PodRef{refOf(a, "ns/web")}}) }()
+			select {
+			case <-changed:
+			case err := <-done:
+				t.Fatalf("drain ended before it reported the chain: %v", err)
+			}
+			mu.Lock()
+			c := chains[0]
+			mu.Unlock()
+			text := strings.Join(c.Lines(), "\n")
+			for _, want := range []string{"ns/web-b (not scheduled): Pending (not scheduled: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu.)",
+				`fix: kubectl patch pdb web -n ns --type=merge -p '{"spec":{"minAvailable":0}}'`, `undo afterwards: kubectl patch pdb web -n ns --type=merge -p '{"spec":{"minAvailable":1}}'`} {
+				if !strings.Contains(text, want) {
+					t.Fatalf("chain:\n%s\nwant %q", text, want)
+				}
+			}
+			if len(c.Unhealthy) != 1 || !c.Unhealthy[0].Stuck {
+				t.Fatalf("unhealthy: %+v, want web-b stuck", c.Unhealthy)
+			}
+			if tc.name == "live chain" {
+				// web-b is scheduled and crash-loops now: the chain is told again.
+				p := pending()
+				p.Spec.NodeName = "n2"
+				p.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "app",
+					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}}
+				if _, err := api.CoreV1().Pods("ns").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case <-changed:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the changed chain was not reported")
+				}
+				mu.Lock()
+				text = strings.Join(chains[len(chains)-1].Lines(), "\n")
+				mu.Unlock()
+				if !strings.Contains(text, "ns/web-b (on n2): CrashLoopBackOff (container app)") {
+					t.Fatalf("new chain:\n%s", text)
+				}
+				cancel()
+				<-done
+				return
+			}
+			err := <-done
+			var se *StalledError
+			if !errors.As(err, &se) || !ErrBlocked(err) {
+				t.Fatalf("drain: %v, want a StalledError blocked by the budget", err)
+			}
+			if !strings.Contains(err.Error(), "ns/web-b (not scheduled) Pending") || !strings.Contains(err.Error(), "kubectl patch pdb web") {
+				t.Fatalf("error does not carry the chain: %v", err)
+			}
+			if api.evictions() != 0 {
+				t.Fatalf("%d evictions sent past a budget at zero", api.evictions())
+			}
+		})
+	}
+}
