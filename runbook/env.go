@@ -75,6 +75,9 @@ func (e *Env) meta() Meta {
 
 // Emit sends an event from this step; the engine fills in the time, run and step.
 func (e *Env) Emit(ev Event) {
+	if e.emit == nil {
+		return // an Env made by hand (a test, a library user) has no sink
+	}
 	m := ev.meta()
 	*m = e.meta()
 	e.emit(ev)

@@ -306,6 +306,26 @@ func (c *BudgetChain) Why() string {
 	return strings.Join(parts, "; ")
 }
 
+// GatesChanged: the health gates of a step (pods, budgets, nodes, probe, each Prometheus query,
+// Alertmanager) while it waits for health or soaks, sent when a value or a verdict changes.
+type GatesChanged struct {
+	Meta
+	Gates []GateState `json:"gates"`
+}
+
+// GateState is one health gate now.
+type GateState struct {
+	Name   string `json:"name"`             // "pods", "error ratio", ...
+	Kind   string `json:"kind"`             // pods, budgets, nodes, probe, prometheus, alertmanager
+	Value  string `json:"value"`            // "0 unhealthy", "0.0123", "no data", "1 new alert"
+	Bounds string `json:"bounds,omitempty"` // a Prometheus query's: "max 0.05"
+	// OK: within bounds now (a Prometheus query out of bounds is not OK before its `for` trips it).
+	OK bool `json:"ok"`
+	// Since is when the gate last turned OK or not OK: how long it has held.
+	Since time.Time `json:"since"`
+	Why   string    `json:"why,omitempty"` // what is wrong, when not OK
+}
+
 // RollbackPointSet: the step made something a person can roll back to (a Velero backup).
 type RollbackPointSet struct {
 	Meta
@@ -341,6 +361,7 @@ func (*RunPlanned) Type() string       { return "run.planned" }
 func (*NodeChanged) Type() string      { return "node.state" }
 func (*PodChanged) Type() string       { return "pod.state" }
 func (*RollbackPointSet) Type() string { return "step.rollbackpoint" }
+func (*GatesChanged) Type() string     { return "step.gates" }
 
 // Sink receives events. Emit must not block for long: the engine waits for it.
 type Sink interface {

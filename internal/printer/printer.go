@@ -241,6 +241,8 @@ func Format(e runbook.Event) string {
 			s += fmt.Sprintf(" [%d/%d]", e.Done, e.Total)
 		}
 		return s
+	case *runbook.GatesChanged:
+		return step + "gates: " + DescribeGates(e.Gates)
 	case *runbook.RollbackPointSet:
 		return step + "rollback point: " + e.Point.String()
 	case *runbook.RollbackStarted:
@@ -317,3 +319,26 @@ func (r *Recorder) Lines() []string {
 
 // Text is Lines joined by newlines.
 func (r *Recorder) Text() string { return strings.Join(r.Lines(), "\n") }
+
+// DescribeGates renders the health gates in one line: each value, its bounds, its verdict and since
+// when it has held it ("error ratio 0.0123 (max 0.05) ok since 12:00:01; alerts 1 new firing NOT OK
+// since 12:03:10: ...").
+func DescribeGates(gates []runbook.GateState) string {
+	parts := make([]string, 0, len(gates))
+	for _, g := range gates {
+		s := g.Name + " " + g.Value
+		if g.Bounds != "" {
+			s += " (" + g.Bounds + ")"
+		}
+		verdict := "ok"
+		if !g.OK {
+			verdict = "NOT OK"
+		}
+		s += " " + verdict + " since " + g.Since.Local().Format(time.TimeOnly)
+		if !g.OK && g.Why != "" {
+			s += ": " + g.Why
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -122,6 +122,8 @@ type Step struct {
 	NodeOrder     []string
 	Pods          map[string]*Pod
 	PodOrder      []string
+	// Gates are the step's health gates as last reported: value, verdict, since when it held.
+	Gates []runbook.GateState
 }
 
 // LogLine is one line of the event log.
@@ -379,6 +381,10 @@ func (m *Model) Apply(ev runbook.Event) {
 		if e.State == runbook.NodeWaiting && e.Group != "" {
 			return // the plan, not news: keep the log for what happens
 		}
+	case *runbook.GatesChanged:
+		// Display state, not news: the pane shows the gates; the log keeps what happens.
+		m.step(e.Step).Gates = e.Gates
+		return
 	case *runbook.PodChanged:
 		s := m.step(e.Step)
 		if s.Pods == nil {
@@ -1007,6 +1013,28 @@ func (m Model) detail(w, h int) string {
 	for _, key := range budgets {
 		for _, l := range chains[key].Lines() {
 			blocked = append(blocked, fit("  "+l)...)
+		}
+	}
+	if len(s.Gates) > 0 {
+		b = append(b, m.styles.bold.Render("gates:"))
+		for _, g := range s.Gates {
+			mark, st := "✓", m.styles.dim
+			if !g.OK {
+				mark, st = "✗", m.styles.warn
+			}
+			line := fmt.Sprintf("  %s %-14s %s", mark, trunc(g.Name, 14), g.Value)
+			if g.Bounds != "" {
+				line += " (" + g.Bounds + ")"
+			}
+			if !m.Now.IsZero() && !g.Since.IsZero() && m.Now.After(g.Since) {
+				line += "  held " + short(m.Now.Sub(g.Since))
+			}
+			if !g.OK && g.Why != "" {
+				line += ": " + g.Why
+			}
+			for _, l := range fit(line) {
+				b = append(b, st.Render(l))
+			}
 		}
 	}
 	if len(blocked) > 0 {

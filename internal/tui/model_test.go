@@ -48,7 +48,10 @@ func draining() []runbook.Event {
 		&runbook.NodeChanged{Meta: meta("canary", 11), Node: "general-1", State: "cordoned"},
 		&runbook.NodeChanged{Meta: meta("canary", 11), Node: "general-1", State: "draining", Detail: "evicting 3 pod(s)"},
 		&runbook.PodChanged{Meta: meta("canary", 12), Node: "general-1", Pod: "shop/web-1", State: "gone", Done: 1, Total: 3},
-		&runbook.PodChanged{Meta: meta("canary", 13), Node: "general-1", Pod: "shop/db-0", State: "blocked", PDB: "shop/db", Reason: "waits for PDB shop/db: needs 3 healthy, has 3"},
+		&runbook.PodChanged{Meta: meta("canary", 13), Node: "general-1", Pod: "shop/db-0", State: "blocked", PDB: "shop/db", Reason: "waits for PDB shop/db: needs 3 healthy, has 3",
+			Chain: &runbook.BudgetChain{PDB: "shop/db", DesiredHealthy: 3, CurrentHealthy: 3, ExpectedPods: 4,
+				Unhealthy: []runbook.UnhealthyPod{{Pod: "shop/db-3", Reason: "Pending (not scheduled: Unschedulable: 0/6 nodes are available)", Stuck: true}},
+				Fix:       `kubectl patch pdb db -n shop --type=merge -p '{"spec":{"minAvailable":2}}'`}},
 		&runbook.StepProgress{Meta: meta("canary", 14), Message: "node general-1: draining", Done: 1, Total: 3},
 	)
 }
@@ -401,6 +404,31 @@ func TestCountdown(t *testing.T) {
 	m.Now = meta("", 70).Time
 	if got := m.countdown(m.step("canary")); got != " (4m00s left)" {
 		t.Errorf("countdown %q", got)
+	}
+}
+
+// TestGatesShowValueAndHold: a soaking step shows each gate's value, bounds, verdict and how long it
+// has held it; the gates are display state, not log lines.
+func TestGatesShowValueAndHold(t *testing.T) {
+	t.Parallel()
+	gates := &runbook.GatesChanged{Meta: meta("canary", 20), Gates: []runbook.GateState{
+		{Name: "pods", Kind: "pods", Value: "0 unhealthy", OK: true, Since: meta("", 10).Time},
+		{Name: "error ratio", Kind: "prometheus", Value: "0.0123", Bounds: "max 0.05", OK: true, Since: meta("", 10).Time},
+		{Name: "alerts", Kind: "alertmanager", Value: "1 new firing", OK: false, Since: meta("", 50).Time, Why: "alert ShopErrors firing since 03:00:50"},
+	}}
+	m := feed(newModel(nil), append(started(), &runbook.StepStarted{Meta: meta("canary", 10), Kind: "canary", Attempt: 1}, gates)...)
+	m.Now = meta("", 70).Time
+	m.width, m.height = 120, 40
+	out := ansi.Strip(m.Render())
+	for _, want := range []string{"✓ pods", "0 unhealthy  held 1m00s", "✓ error ratio    0.0123 (max 0.05)  held 1m00s", "✗ alerts", "1 new firing  held 20s: alert ShopErrors"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("screen lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range m.Log {
+		if strings.Contains(l.Text, "gates:") {
+			t.Errorf("the gates went to the log: %q", l.Text)
+		}
 	}
 }
 

@@ -161,7 +161,11 @@ func TestSoakOnEvidence(t *testing.T) {
 				if r.err != nil || r.st.Step("canary").Status != runbook.StatusDone {
 					t.Fatalf("%v\n%s", r.err, rec.Text())
 				}
-				if !strings.Contains(rec.Text(), "soak: gates green for") || !strings.Contains(rec.Text(), "error ratio=0 (ok)") {
+				// Each gate's value and verdict went out as the soak went (the TUI shows them), and the
+				// soak's end says every gate stayed green, with the values.
+				if !strings.Contains(rec.Text(), "gates: pods 0 unhealthy ok since") || !strings.Contains(rec.Text(), "error ratio 0 (max 0.05) ok since") ||
+					!strings.Contains(rec.Text(), "alerts 0 new firing ok since") || !strings.Contains(rec.Text(), "soak: every gate green for 6s: ") ||
+					!strings.Contains(rec.Text(), "error ratio=0") {
 					t.Errorf("the soak does not report its gates' values:\n%s", rec.Text())
 				}
 				return

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,13 @@ type Health struct {
 	Prometheus *PrometheusGates `json:"prometheus,omitempty"`
 	// Alertmanager gate: no matching alert may start firing.
 	Alertmanager *AlertmanagerGate `json:"alertmanager,omitempty"`
+	// SkipServices turns off the Service gate: by default every Service with a selector in the
+	// watched namespaces must be back at the ready endpoints (EndpointSlices) it had when the step
+	// began, less what its workloads were scaled down by since.
+	SkipServices bool `json:"skipServices,omitempty"`
+	// ReadyWithin: a pod created after the step began (a replacement) that is not Ready this long
+	// after its creation fails the gates at once, instead of at the timeout (default: no bound).
+	ReadyWithin runbook.Duration `json:"readyWithin,omitzero"`
 }
 
 // GatesAccess is what the health gates read: they watch pods, budgets and nodes (the Prometheus,
@@ -42,6 +50,13 @@ func GatesAccess() []runbook.Access {
 		{Verb: "watch", Group: "policy", Resource: "poddisruptionbudgets", Why: "health gates watch budgets that allow no disruption"},
 		{Verb: "list", Resource: "nodes", Why: "health gates watch that upgraded nodes stay Ready"},
 		{Verb: "watch", Resource: "nodes", Why: "health gates watch that upgraded nodes stay Ready"},
+		{Verb: "list", Resource: "services", Why: "the Service gate compares each Service's ready endpoints with the step's baseline"},
+		{Verb: "watch", Resource: "services", Why: "the Service gate compares each Service's ready endpoints with the step's baseline"},
+		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "the Service gate counts ready endpoints"},
+		{Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "the Service gate counts ready endpoints"},
+		{Verb: "get", Group: "apps", Resource: "replicasets", Why: "the Service gate does not count a workload scaled down on purpose"},
+		{Verb: "get", Group: "apps", Resource: "statefulsets", Why: "the Service gate does not count a workload scaled down on purpose"},
+		{Verb: "get", Resource: "replicationcontrollers", Why: "the Service gate does not count a workload scaled down on purpose"},
 	}
 }
 
@@ -70,7 +85,14 @@ type Gates struct {
 	cancel context.CancelFunc
 	client *http.Client
 
+	mu         sync.Mutex
+	held       map[string]heldState // since when each gate has held its verdict
+	told       string               // the gates' values and verdicts last sent
+	lastValues string               // "pods=0 unhealthy, error ratio=0.0123"
+
 	prom         *promGates      // nil without Prometheus gates
+	services     *serviceGate    // nil with skipServices
+	taken        time.Time       // when the baseline was taken: pods created since are replacements
 	alerts       *alertGate      // nil without an Alertmanager gate
 	alertsBefore map[string]bool // the matching alerts firing when the step began (fingerprint@start)
 }
@@ -89,7 +111,13 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 		UpdateFunc: func(any, any) { g.wake() },
 		DeleteFunc: func(any) { g.wake() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes} {
+	infs := []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes}
+	if !h.SkipServices {
+		g.services = &serviceGate{client: env.Kube, services: factory.Core().V1().Services().Informer(),
+			slices: factory.Discovery().V1().EndpointSlices().Informer(), pods: g.pods, watched: g.watched}
+		infs = append(infs, g.services.services, g.services.slices)
+	}
+	for _, inf := range infs {
 		reg, err := inf.AddEventHandler(poke)
 		if err != nil {
 			g.Stop()
@@ -98,10 +126,10 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 		g.regs = append(g.regs, handlerReg{inf, reg})
 	}
 	env.Watches().Start()
-	for _, inf := range []cache.SharedIndexInformer{g.pods, g.pdbs, g.nodes} {
+	for _, inf := range infs {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			g.Stop()
-			return nil, fmt.Errorf("health gates: watch pods, budgets and nodes: %w", ctx.Err())
+			return nil, fmt.Errorf("health gates: watch pods, budgets, nodes, Services and EndpointSlices: %w", ctx.Err())
 		}
 	}
 	// The Prometheus gates answer, and are within bounds, before any node moves: an expression
@@ -125,10 +153,22 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 	// so that damage done before a crash is not forgiven.
 	var b baseline
 	if env.LoadData(baselineKey, &b) {
-		g.badPods, g.zeroBudget, g.alertsBefore = set(b.BadPods), set(b.ZeroBudgets), set(b.Alerts)
+		g.badPods, g.zeroBudget, g.alertsBefore, g.taken = set(b.BadPods), set(b.ZeroBudgets), set(b.Alerts), b.Taken
+		if g.services != nil {
+			g.services.base = b.Services
+		}
 		return g, nil
 	}
 	g.Rebase()
+	g.taken = time.Now().UTC().Truncate(time.Second)
+	if g.services != nil {
+		base, err := g.services.baseline(ctx)
+		if err != nil {
+			g.Stop()
+			return nil, err
+		}
+		g.services.base = base
+	}
 	g.alertsBefore = map[string]bool{}
 	if g.alerts != nil {
 		firing, err := g.alerts.firing(ctx)
@@ -140,7 +180,10 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 			g.alertsBefore[a.key()] = true
 		}
 	}
-	b = baseline{BadPods: keys(g.badPods), ZeroBudgets: keys(g.zeroBudget), Alerts: keys(g.alertsBefore)}
+	b = baseline{BadPods: keys(g.badPods), ZeroBudgets: keys(g.zeroBudget), Alerts: keys(g.alertsBefore), Taken: g.taken}
+	if g.services != nil {
+		b.Services = g.services.base
+	}
 	if err := env.SaveData(ctx, baselineKey, b); err != nil {
 		g.Stop()
 		return nil, err
@@ -155,6 +198,9 @@ type baseline struct {
 	BadPods     []string `json:"badPods"`          // namespace/name of pods unhealthy then
 	ZeroBudgets []string `json:"zeroBudgets"`      // namespace/name of budgets at zero then
 	Alerts      []string `json:"alerts,omitempty"` // the matching alerts firing then (fingerprint@start)
+	// Services are the ready endpoints of each Service then, with its controllers' replicas.
+	Services map[string]serviceBase `json:"services,omitempty"`
+	Taken    time.Time              `json:"taken,omitzero"`
 }
 
 func set(list []string) map[string]bool {
@@ -222,9 +268,16 @@ func podProblem(p *corev1.Pod) string {
 	return why
 }
 
-// Problems lists what is unhealthy now compared with the baseline; nodes lists nodes that must be Ready.
-func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
-	var out []string
+// gateResult is one gate's verdict: its value and, when it fails, what is wrong.
+type gateResult struct {
+	runbook.GateState
+	problems []string // what fails the gate now (for a Prometheus query: once its `for` has passed)
+	fatal    []string // what fails it for good: waiting for health does not wait past it
+}
+
+// check evaluates every gate compared with the baseline; nodes lists nodes that must be Ready.
+func (g *Gates) check(ctx context.Context, nodes ...string) []gateResult {
+	pods := gateResult{GateState: runbook.GateState{Name: "pods", Kind: "pods"}}
 	for _, obj := range g.pods.GetStore().List() {
 		p := obj.(*corev1.Pod)
 		key := p.Namespace + "/" + p.Name
@@ -232,35 +285,118 @@ func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
 			continue
 		}
 		if why := podProblem(p); why != "" {
-			out = append(out, fmt.Sprintf("pod %s is %s", key, why))
+			pods.problems = append(pods.problems, fmt.Sprintf("pod %s is %s", key, why))
+			// A replacement (created since the step began) not Ready within its bound fails at once.
+			if bound := g.health.ReadyWithin.Duration; bound > 0 && !g.taken.IsZero() && p.CreationTimestamp.After(g.taken) && time.Since(p.CreationTimestamp.Time) > bound {
+				pods.fatal = append(pods.fatal, fmt.Sprintf("replacement pod %s is not Ready %s after its creation (readyWithin %s): %s", key, time.Since(p.CreationTimestamp.Time).Round(time.Second), bound, why))
+			}
 		}
 	}
+	pods.Value = fmt.Sprintf("%d unhealthy", len(pods.problems))
+	budgets := gateResult{GateState: runbook.GateState{Name: "budgets", Kind: "budgets"}}
 	for _, obj := range g.pdbs.GetStore().List() {
 		pdb := obj.(*policyv1.PodDisruptionBudget)
 		key := pdb.Namespace + "/" + pdb.Name
 		if g.watched(pdb.Namespace) && !g.zeroBudget[key] && pdb.Status.DisruptionsAllowed == 0 {
-			out = append(out, fmt.Sprintf("PodDisruptionBudget %s allows no disruption (needs %d healthy, has %d)", key, pdb.Status.DesiredHealthy, pdb.Status.CurrentHealthy))
+			budgets.problems = append(budgets.problems, fmt.Sprintf("PodDisruptionBudget %s allows no disruption (needs %d healthy, has %d)", key, pdb.Status.DesiredHealthy, pdb.Status.CurrentHealthy))
 		}
 	}
-	for _, name := range nodes {
-		obj, ok, _ := g.nodes.GetStore().GetByKey(name)
-		if ok && !kube.NodeReady(obj.(*corev1.Node)) {
-			out = append(out, fmt.Sprintf("node %s is NotReady", name))
+	budgets.Value = fmt.Sprintf("%d at zero", len(budgets.problems))
+	out := []gateResult{pods, budgets}
+	if len(nodes) > 0 {
+		nr := gateResult{GateState: runbook.GateState{Name: "nodes", Kind: "nodes"}}
+		for _, name := range nodes {
+			obj, ok, _ := g.nodes.GetStore().GetByKey(name)
+			if ok && !kube.NodeReady(obj.(*corev1.Node)) {
+				nr.problems = append(nr.problems, fmt.Sprintf("node %s is NotReady", name))
+			}
 		}
+		nr.Value = fmt.Sprintf("%d of %d Ready", len(nodes)-len(nr.problems), len(nodes))
+		out = append(out, nr)
 	}
-	sort.Strings(out)
 	if g.health.ProbeURL != "" {
+		pr := gateResult{GateState: runbook.GateState{Name: "probe", Kind: "probe", Value: "2xx"}}
 		if err := g.probe(ctx); err != nil {
-			out = append(out, err.Error())
+			pr.Value, pr.problems = "failing", []string{err.Error()}
 		}
+		out = append(out, pr)
+	}
+	if g.services != nil {
+		out = append(out, g.services.check(ctx))
 	}
 	if g.prom != nil {
-		out = append(out, g.prom.problems(ctx)...)
+		out = append(out, g.prom.results(ctx)...)
 	}
 	if g.alerts != nil {
-		out = append(out, g.alerts.problems(ctx, g.alertsBefore)...)
+		al := gateResult{GateState: runbook.GateState{Name: "alerts", Kind: "alertmanager"}}
+		al.problems = g.alerts.problems(ctx, g.alertsBefore)
+		al.Value = fmt.Sprintf("%d new firing", len(al.problems))
+		out = append(out, al)
+	}
+	for i := range out {
+		sort.Strings(out[i].problems)
+		if out[i].Kind != "prometheus" {
+			out[i].OK = len(out[i].problems) == 0
+		}
+		if !out[i].OK && out[i].Why == "" {
+			out[i].Why = strings.Join(first(out[i].problems, 3), "; ")
+		}
 	}
 	return out
+}
+
+// Problems lists what is unhealthy now compared with the baseline; nodes lists nodes that must be Ready.
+func (g *Gates) Problems(ctx context.Context, nodes ...string) []string {
+	var out []string
+	for _, r := range g.judge(ctx, nodes...) {
+		out = append(out, r.problems...)
+	}
+	return out
+}
+
+// judge checks the gates, keeps since when each has held its verdict, and tells the run (a
+// GatesChanged event) when a value or a verdict changed.
+func (g *Gates) judge(ctx context.Context, nodes ...string) []gateResult {
+	results := g.check(ctx, nodes...)
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held == nil {
+		g.held = map[string]heldState{}
+	}
+	var states []runbook.GateState
+	var print strings.Builder
+	var values []string
+	for i := range results {
+		r := &results[i]
+		h, ok := g.held[r.Name]
+		if !ok || h.ok != r.OK {
+			h = heldState{ok: r.OK, since: now}
+			g.held[r.Name] = h
+		}
+		r.Since = h.since
+		states = append(states, r.GateState)
+		fmt.Fprintf(&print, "%s=%s/%v/%s;", r.Name, r.Value, r.OK, r.Why)
+		values = append(values, r.Name+"="+r.Value)
+	}
+	g.lastValues = strings.Join(values, ", ")
+	if print.String() != g.told {
+		g.told = print.String()
+		g.env.Emit(&runbook.GatesChanged{Gates: states})
+	}
+	return results
+}
+
+// values says each gate's last value: "pods=0 unhealthy, error ratio=0.0123".
+func (g *Gates) values() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lastValues
+}
+
+type heldState struct {
+	ok    bool
+	since time.Time
 }
 
 // every is how often the gates are re-checked without a change the watches see: the probe and the
@@ -299,9 +435,15 @@ func (g *Gates) WaitHealthy(ctx context.Context, what string, nodes ...string) e
 	defer tick.Stop()
 	reported := ""
 	for {
-		problems := g.Problems(ctx, nodes...)
+		var problems, fatal []string
+		for _, r := range g.judge(ctx, nodes...) {
+			problems, fatal = append(problems, r.problems...), append(fatal, r.fatal...)
+		}
 		if len(problems) == 0 {
 			return nil
+		}
+		if len(fatal) > 0 {
+			return fmt.Errorf("%s: %s", what, strings.Join(fatal, "; "))
 		}
 		if msg := strings.Join(first(problems, 3), "; "); msg != reported {
 			g.env.Progress(fmt.Sprintf("%s: waiting for health: %s", what, msg), 0, 0)
@@ -327,23 +469,16 @@ func (g *Gates) Soak(ctx context.Context, d time.Duration, nodes ...string) erro
 	defer tick.Stop()
 	start := time.Now()
 	g.env.Countdown(fmt.Sprintf("soak: watching health for %s", d), start.Add(d))
-	reported := ""
 	for {
 		if problems := g.Problems(ctx, nodes...); len(problems) > 0 {
 			return fmt.Errorf("soak failed after %s: %s", time.Since(start).Round(time.Second), strings.Join(problems, "; "))
-		}
-		if g.prom != nil {
-			// Each gate's value, as the soak goes: the evidence it passes on.
-			if st := g.prom.status(); st != reported {
-				g.env.Progress(fmt.Sprintf("soak: gates green for %s: %s", time.Since(start).Round(time.Second), st), 0, 0)
-				reported = st
-			}
 		}
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-end.C:
-			g.env.Progress("soak: healthy throughout", 0, 0)
+			// The evidence it passes on: every gate green for the whole soak, with its last value.
+			g.env.Progress(fmt.Sprintf("soak: every gate green for %s: %s", d, g.values()), 0, 0)
 			return nil
 		case <-g.poke:
 		case <-tick.C:

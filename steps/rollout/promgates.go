@@ -202,18 +202,11 @@ func (p *promGates) query(ctx context.Context, q PromQuery) (string, string) {
 	if !out {
 		return value, ""
 	}
-	bounds := []string{}
-	if q.Min != nil {
-		bounds = append(bounds, fmt.Sprintf("min %g", *q.Min))
-	}
-	if q.Max != nil {
-		bounds = append(bounds, fmt.Sprintf("max %g", *q.Max))
-	}
 	series := ""
 	if worstName != "" && worstName != "{}" {
 		series = " for " + worstName
 	}
-	return value, fmt.Sprintf("%s%s is outside %s", value, series, strings.Join(bounds, ", "))
+	return value, fmt.Sprintf("%s%s is outside %s", value, series, q.bounds())
 }
 
 func formatValue(v float64) string {
@@ -223,9 +216,10 @@ func formatValue(v float64) string {
 	return fmt.Sprintf("%.4g", v)
 }
 
-// problems evaluates the queries when the interval has passed (else reuses the last evaluation)
-// and lists the gates that are out of bounds for at least their `for`.
-func (p *promGates) problems(ctx context.Context) []string {
+// results evaluates the queries when the interval has passed (else reuses the last evaluation):
+// one gate per query, with its value and bounds; not OK while out of bounds (or unanswered), and
+// failing (problems) once that has lasted its `for`.
+func (p *promGates) results(ctx context.Context) []gateResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -242,19 +236,41 @@ func (p *promGates) problems(ctx context.Context) []string {
 		}
 		p.last = now
 	}
-	var out []string
+	var out []gateResult
 	for i, q := range p.cfg.Queries {
 		st := p.states[i]
-		if st.bad.IsZero() || now.Sub(st.bad) < q.For.Duration {
-			continue
+		r := gateResult{GateState: runbook.GateState{Name: q.Name, Kind: "prometheus", Value: st.value, Bounds: q.bounds(), OK: st.bad.IsZero(), Why: st.why}}
+		if !st.bad.IsZero() && now.Sub(st.bad) >= q.For.Duration {
+			held := ""
+			if q.For.Duration > 0 {
+				held = fmt.Sprintf(" for %s", now.Sub(st.bad).Round(time.Second))
+			}
+			r.problems = []string{fmt.Sprintf("Prometheus gate %q: %s%s", q.Name, st.why, held)}
 		}
-		held := ""
-		if q.For.Duration > 0 {
-			held = fmt.Sprintf(" for %s", now.Sub(st.bad).Round(time.Second))
-		}
-		out = append(out, fmt.Sprintf("Prometheus gate %q: %s%s", q.Name, st.why, held))
+		out = append(out, r)
 	}
 	return out
+}
+
+// problems lists the gates that are out of bounds for at least their `for`.
+func (p *promGates) problems(ctx context.Context) []string {
+	var out []string
+	for _, r := range p.results(ctx) {
+		out = append(out, r.problems...)
+	}
+	return out
+}
+
+// bounds says the query's bounds: "min 0.9, max 1".
+func (q PromQuery) bounds() string {
+	var b []string
+	if q.Min != nil {
+		b = append(b, fmt.Sprintf("min %g", *q.Min))
+	}
+	if q.Max != nil {
+		b = append(b, fmt.Sprintf("max %g", *q.Max))
+	}
+	return strings.Join(b, ", ")
 }
 
 // redNow lists the queries out of bounds or unanswered at their last evaluation, whatever their
@@ -270,21 +286,6 @@ func (p *promGates) redNow(ctx context.Context) []string {
 		}
 	}
 	return out
-}
-
-// status says each query's last value and whether it is within bounds, for progress lines.
-func (p *promGates) status() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var parts []string
-	for i, q := range p.cfg.Queries {
-		mark := "ok"
-		if !p.states[i].bad.IsZero() {
-			mark = "out of bounds since " + p.states[i].bad.Format(time.TimeOnly)
-		}
-		parts = append(parts, fmt.Sprintf("%s=%s (%s)", q.Name, p.states[i].value, mark))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // alertGate asks Alertmanager which matching alerts fire.

@@ -123,8 +123,9 @@ func TestPromGateFor(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[0], `"error ratio": 0.3 for {service="shop"} is outside max 0.05 for 31s`) {
 		t.Fatalf("out of bounds for 31s: %v", got)
 	}
-	if st := p.status(); !strings.Contains(st, "error ratio=0.3 (out of bounds since") {
-		t.Errorf("status %q", st)
+	// Shown as a gate: its value, bounds, and not OK (the TUI shows since when).
+	if r := p.results(ctx); len(r) != 1 || r[0].Value != "0.3" || r[0].Bounds != "max 0.05" || r[0].OK || r[0].Kind != "prometheus" {
+		t.Errorf("gate %+v", r)
 	}
 	if got := step(2*time.Second, vector("0.01"), 0); len(got) != 0 {
 		t.Fatalf("back within bounds: %v", got)
