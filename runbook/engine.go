@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,11 +42,17 @@ type Engine struct {
 	Kind string
 
 	pauseNext atomic.Bool
+	relaxOK   sync.Map // budget → when a person approved relaxing it, not yet used
 }
 
 // RequestPause asks the running step to stop at a pause point after the node it is on (steps that
 // move nodes offer one between nodes). Safe to call from any goroutine.
 func (e *Engine) RequestPause() { e.pauseNext.Store(true) }
+
+// ApproveRelax records that a person approved relaxing budget pdb (namespace/name) for the node
+// being drained (a confirmed key in the terminal UI): the drain that waits on it applies the
+// budget's fix at once and restores it after the node. Safe to call from any goroutine.
+func (e *Engine) ApproveRelax(pdb string) { e.relaxOK.Store(pdb, time.Now()) }
 
 // Start begins a new run of rb.
 func (e *Engine) Start(ctx context.Context, rb *Runbook) (*RunState, error) {
@@ -348,7 +355,7 @@ func (s *session) env(i int) *Env {
 	spec := s.rb.Spec.Steps[i]
 	return &Env{
 		RunID: s.journal.State().ID, Spec: spec, Runbook: s.rb, Target: s.rb.Spec.TargetVersion,
-		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i, pauseNext: &s.e.pauseNext, watches: s.watches,
+		Kube: s.e.Kube, REST: s.e.REST, emit: s.emit, journal: s.journal, index: i, pauseNext: &s.e.pauseNext, relaxOK: &s.e.relaxOK, watches: s.watches,
 		ask: func(ctx context.Context, key, message string) error { return s.askInside(ctx, i, key, message) },
 	}
 }

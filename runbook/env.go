@@ -33,6 +33,7 @@ type Env struct {
 	ownWatch  sync.Once
 	planState *StepState // planning a resumed run: the step's journaled state (read only)
 	pauseNext *atomic.Bool
+	relaxOK   *sync.Map
 	journal   *Journal
 	index     int
 	ask       func(ctx context.Context, key, message string) error
@@ -201,6 +202,17 @@ func (e *Env) SetRollbackPoint(ctx context.Context, p RollbackPoint) error {
 	}
 	e.Emit(&RollbackPointSet{Point: p})
 	return nil
+}
+
+// RelaxApproved says, once, whether a person approved relaxing budget pdb (Engine.ApproveRelax)
+// within the last two minutes: an approval is for the drain the person was looking at, not for
+// one that meets the budget later.
+func (e *Env) RelaxApproved(pdb string) bool {
+	if e.relaxOK == nil {
+		return false
+	}
+	at, ok := e.relaxOK.LoadAndDelete(pdb)
+	return ok && time.Since(at.(time.Time)) < 2*time.Minute
 }
 
 // PauseIfRequested is a pause point that exists only when someone asked for one (the TUI's `p`:

@@ -238,6 +238,7 @@ func (r *runner) screen(ctx context.Context, command string, work func(ctx conte
 	return tui.Run(ctx, tui.Options{
 		Info: info, In: r.f.IOStreams.In, Out: r.f.errOut(), Color: r.f.Getenv("NO_COLOR") == "",
 		RequestPause: r.engine.RequestPause,
+		ApproveRelax: r.engine.ApproveRelax,
 		QuitWhenDone: command == "drain",
 		Rollback: func(ctx context.Context, sink runbook.Sink, to string) error {
 			st := last()

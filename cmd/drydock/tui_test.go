@@ -85,7 +85,7 @@ func TestTUIEndToEnd(t *testing.T) {
 	s.tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", "-e", "TERM=xterm-256color", cmdline)
 
 	scr := s.waitFor("Pause point after step canary", 90*time.Second)
-	for _, want := range []string{"drydock run", "‖ canary", "· after", "[waiting for you]", "Continue", "soak: healthy throughout", "nodes: upgraded 1"} {
+	for _, want := range []string{"drydock run", "‖ canary", "· after", "[waiting for you]", "Continue", "soak: every gate green for 1s", "✓ pods", "nodes: upgraded 1"} {
 		if !strings.Contains(scr, want) {
 			t.Errorf("pause screen lacks %q:\n%s", want, scr)
 		}

@@ -44,12 +44,15 @@ const (
 	RequestRollback
 	// RequestPauseNext asks for a pause point after the current node.
 	RequestPauseNext
+	// RequestRelax approves relaxing the budget Request.PDB for the node being drained.
+	RequestRelax
 )
 
 // Request is something the person asked for; the controller acts on it.
 type Request struct {
 	Kind RequestKind
 	To   string // RequestRollback: back to and including this step
+	PDB  string // RequestRelax: namespace/name of the budget
 }
 
 // dialogKind is which question a dialog asks.
@@ -61,6 +64,7 @@ const (
 	dialogQuit
 	dialogRollback
 	dialogConfirmAnswer // a destructive answer to a pause point (roll back, stop), asked again
+	dialogRelax         // relax a budget that holds a drain, for the node
 )
 
 // Messages the controller sends to the model.
@@ -142,6 +146,7 @@ type dialog struct {
 	reply   chan<- runbook.Decision
 	to      string
 	step    string
+	pdb     string
 	// dialogConfirmAnswer: the answer to confirm, and the pause dialog to go back to on cancel.
 	answer runbook.Decision
 	back   *dialog
@@ -192,7 +197,7 @@ func New(info Info, requests chan<- Request, color bool) Model {
 }
 
 type keyMap struct {
-	Up, Down, Enter, PauseNext, Continue, Rollback, Abort, Filter, Findings, Help, Quit key.Binding
+	Up, Down, Enter, PauseNext, Continue, Rollback, Abort, Relax, Filter, Findings, Help, Quit key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -204,6 +209,7 @@ func newKeyMap() keyMap {
 		Continue:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "continue")),
 		Rollback:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "roll back to step")),
 		Abort:     key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "abort")),
+		Relax:     key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "relax the blocking budget")),
 		Filter:    key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter log")),
 		Findings:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "severity filter")),
 		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
@@ -216,7 +222,7 @@ func (k keyMap) ShortHelp() []key.Binding {
 }
 
 func (k keyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Enter, k.Findings}, {k.PauseNext, k.Continue, k.Rollback, k.Abort}, {k.Filter, k.Help, k.Quit}}
+	return [][]key.Binding{{k.Up, k.Down, k.Enter, k.Findings}, {k.PauseNext, k.Continue, k.Rollback, k.Abort, k.Relax}, {k.Filter, k.Help, k.Quit}}
 }
 
 // WithoutClock stops the model from reading the wall clock: time comes only from events (tests).
@@ -559,6 +565,8 @@ func (m Model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		}
 	case key.Matches(k, m.keys.Rollback):
 		m.openRollback()
+	case key.Matches(k, m.keys.Relax):
+		m.openRelax()
 	case key.Matches(k, m.keys.Abort):
 		if m.Active() {
 			m.dialog = &dialog{kind: dialogAbort, title: "Abort the run?", lines: []string{"The running step is stopped; the run stays resumable (drydock resume " + m.RunID + ")."},
@@ -733,8 +741,45 @@ func (m Model) choose() (tea.Model, tea.Cmd) {
 			m.send(Request{Kind: RequestRollback, To: d.to})
 			m.log(m.Now, "warning", "you asked to roll back to step "+d.to)
 		}
+	case dialogRelax:
+		if d.choice == 1 {
+			m.send(Request{Kind: RequestRelax, PDB: d.pdb})
+			m.log(m.Now, "warning", "you approved relaxing PDB "+d.pdb+" for the node being drained")
+		}
 	}
 	return m, nil
+}
+
+// blockingChain is the chain of the first budget that holds a pod of the selected step with a fix
+// to offer, or nil.
+func (m *Model) blockingChain() *runbook.BudgetChain {
+	if len(m.Steps) == 0 {
+		return nil
+	}
+	s := m.Steps[m.Selected]
+	for _, name := range s.PodOrder {
+		if p := s.Pods[name]; p.State == runbook.PodBlocked && p.Chain != nil && p.Chain.Fix != "" {
+			return p.Chain
+		}
+	}
+	return nil
+}
+
+// openRelax asks before approving the relaxation of the budget that blocks the drain: the change,
+// what it risks, and that drydock restores it (the safe choice first).
+func (m *Model) openRelax() {
+	c := m.blockingChain()
+	if c == nil || !m.Active() {
+		m.log(m.Now, "info", "no budget holds a pod of this step with a fix to apply")
+		return
+	}
+	lines := []string{c.Fix}
+	if c.FixNote != "" {
+		lines = append(lines, c.FixNote)
+	}
+	lines = append(lines, "drydock records it in the journal and on the budget, and restores it when the node is drained, when the drain fails, on rollback, or after its expiry (30m) even if drydock dies.")
+	m.dialog = &dialog{kind: dialogRelax, title: "Relax PDB " + c.PDB + " for this node?", lines: lines, pdb: c.PDB,
+		choices: []string{"Keep waiting", "Relax it"}}
 }
 
 // ---- view ----

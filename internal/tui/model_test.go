@@ -164,6 +164,21 @@ func TestKeys(t *testing.T) {
 		t.Errorf("p: %+v", r)
 	}
 
+	// b offers to relax the budget that holds the drain, showing the patch; enter on the highlighted
+	// "Keep waiting" does nothing; → then enter approves it.
+	m = press(m, "b")
+	if m.dialog == nil || m.dialog.kind != dialogRelax || m.dialog.choice != 0 || !strings.Contains(strings.Join(m.dialog.lines, "\n"), "kubectl patch pdb db -n shop") {
+		t.Fatalf("b: dialog %+v", m.dialog)
+	}
+	m = press(m, "enter")
+	if m.dialog != nil || len(requests) != 0 {
+		t.Fatalf("enter on Keep waiting: dialog %+v, %d request(s)", m.dialog, len(requests))
+	}
+	m = press(m, "b", "right", "enter")
+	if r := <-requests; r.Kind != RequestRelax || r.PDB != "shop/db" {
+		t.Errorf("b, → and enter: %+v", r)
+	}
+
 	// r on a step lists what would be undone, newest first; the highlighted choice is Cancel, and
 	// no single key confirms: y does nothing, enter cancels, → then enter rolls back.
 	m = press(m, "up", "r")

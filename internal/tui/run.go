@@ -23,6 +23,8 @@ type Options struct {
 	Color bool
 	// RequestPause asks the engine for a pause point after the current node.
 	RequestPause func()
+	// ApproveRelax tells the engine a person approved relaxing a budget (namespace/name).
+	ApproveRelax func(pdb string)
 	// Rollback undoes the run back to and including step `to`, after the work stopped.
 	Rollback func(ctx context.Context, sink runbook.Sink, to string) error
 	// QuitWhenDone closes the screen by itself when the work ends (drydock drain: nobody needs to
@@ -83,6 +85,10 @@ func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink 
 				case RequestPauseNext:
 					if opts.RequestPause != nil {
 						opts.RequestPause()
+					}
+				case RequestRelax:
+					if opts.ApproveRelax != nil {
+						opts.ApproveRelax(r.PDB)
 					}
 				case RequestRollback:
 					mu.Lock()

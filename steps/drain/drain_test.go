@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,8 @@ type scenario struct {
 	ctx   context.Context
 	ns    string
 	nodes []string
+	// hook, when set, sees every event of the run with its engine (a person at the screen).
+	hook func(*runbook.Engine, runbook.Event)
 }
 
 func newScenario(t *testing.T, nodes int) *scenario {
@@ -129,6 +132,9 @@ func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook
 	}
 	rec := &recorder{}
 	e := &runbook.Engine{Registry: registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: cluster.Client, StateDir: s.t.TempDir()}
+	if s.hook != nil {
+		e.Sink = runbook.SinkFunc(func(ev runbook.Event) { rec.Emit(ev); s.hook(e, ev) })
+	}
 	st, err := e.Start(s.ctx, rb)
 	return st, e, rec, err
 }
@@ -492,5 +498,48 @@ func TestBudgetRelaxRestored(t *testing.T) {
 				t.Fatalf("node unschedulable %v after the drain (interrupted %v)", s.node(node).Spec.Unschedulable, tc.interrupt)
 			}
 		})
+	}
+}
+
+// TestRelaxApprovedAtTheTerminal: without allowBudgetRelax, and long before any stall timeout, a
+// person approves relaxing the budget that holds the drain (the TUI's confirmed key calls
+// Engine.ApproveRelax): drydock relaxes it at once, the drain finishes, and the budget is restored.
+func TestRelaxApprovedAtTheTerminal(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 2)
+	s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
+	s.waitReady("web")
+	s.deploy("stuck", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels["tier"] = "front"
+		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
+	})
+	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil)
+	node := s.nodeWithPods("web")
+	var once sync.Once
+	s.hook = func(e *runbook.Engine, ev runbook.Event) {
+		if pc, ok := ev.(*runbook.PodChanged); ok && pc.Chain != nil && pc.Chain.Fix != "" {
+			once.Do(func() { e.ApproveRelax(pc.Chain.PDB) })
+		}
+	}
+	start := time.Now()
+	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s], stallTimeout: 10m}", node), "2m")
+	if err != nil {
+		t.Fatalf("drain: %v\n%s", err, rec.Text())
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Fatalf("the approved relaxation took %v", took)
+	}
+	if !strings.Contains(rec.Text(), "relaxed PDB "+s.ns+"/front for node "+node+" (approved at the terminal") {
+		t.Fatalf("the approved relaxation was not reported:\n%s", rec.Text())
+	}
+	pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Get(s.ctx, "front", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Labels[drain.LabelRelaxedBy] != "" {
+		t.Fatalf("budget not restored: %+v %v", pdb.Spec, pdb.Labels)
+	}
+	if n := len(st.Step("drain").Changes); n == 0 {
+		t.Fatal("the relaxation is not in the journal")
 	}
 }

@@ -32,9 +32,12 @@ type Drainer struct {
 	Watches *runbook.Watches
 	// Progress is told what happens to each pod; it must not block.
 	Progress func(pod PodRef, u PodUpdate)
-	// relax, when set (allowBudgetRelax), relaxes a budget the stall detector found stalled
-	// instead of failing the drain.
-	relax func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) error
+	// relax relaxes a budget for this node; with autoRelax (allowBudgetRelax) the stall detector
+	// uses it instead of failing the drain; approved says, once, whether a person approved
+	// relaxing a budget (a confirmed key in the terminal UI): it is then relaxed at once.
+	relax     func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod, how string) error
+	autoRelax bool
+	approved  func(pdb string) bool
 }
 
 // BlockedError is a drain that ran out of time with pods left; it says which and why.
@@ -755,6 +758,14 @@ func (d *Drainer) watchStalls(ctx context.Context, node string, x *explainer, bu
 			if zeroSince[key].IsZero() {
 				zeroSince[key] = now
 			}
+			if d.relax != nil && d.approved != nil && d.approved(key) {
+				if obj, ok, _ := bud.store.GetByKey(key); ok {
+					// What fails is said by relax; the drain goes on waiting either way.
+					_ = d.relax(ctx, obj.(*policyv1.PodDisruptionBudget), podOf(pods[0].ref), "approved at the terminal")
+					delete(zeroSince, key)
+					continue
+				}
+			}
 			var c *runbook.BudgetChain
 			for _, s := range pods {
 				c = x.chain(ctx, key, podOf(s.ref))
@@ -763,12 +774,12 @@ func (d *Drainer) watchStalls(ctx context.Context, node string, x *explainer, bu
 			if !stalled(c, zeroSince[key], now, after) {
 				continue
 			}
-			if d.relax != nil {
+			if d.relax != nil && d.autoRelax {
 				obj, ok, _ := bud.store.GetByKey(key)
 				if !ok {
 					continue
 				}
-				err := d.relax(ctx, obj.(*policyv1.PodDisruptionBudget), podOf(pods[0].ref))
+				err := d.relax(ctx, obj.(*policyv1.PodDisruptionBudget), podOf(pods[0].ref), "allowBudgetRelax")
 				switch {
 				case err == nil || apierrors.IsConflict(err):
 					// Relaxed (or the budget changed meanwhile: look again): the clock starts again.

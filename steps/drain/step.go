@@ -294,21 +294,29 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 	}
 	total := len(np.Evict)
 	d := &Drainer{Client: env.Kube, Options: opts, Watches: env.Watches(), Progress: PodReporter(env, np.Node, total)}
-	if cfg := opts.AllowBudgetRelax; cfg != nil {
-		d.relax = func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) error {
-			key := pdb.Namespace + "/" + pdb.Name
-			r, ok := relaxFor(pdb, blocked)
-			if !ok {
-				return fmt.Errorf("PDB %s: no change to the budget alone lets the drain go on", key)
-			}
-			rec, err := relaxBudget(ctx, env, cfg, pdb, r, np.Node)
-			if err != nil {
-				return err
-			}
-			env.Logf("warning", "relaxed PDB %s for node %s (allowBudgetRelax, %d of %d): %s; restored when the node is drained, at the latest at %s",
-				key, np.Node, rec.Count, cfg.max(), r.What, rec.Expires.Local().Format(time.TimeOnly))
-			return nil
+	// A budget is relaxed for this node when allowBudgetRelax lets the stall detector do it, or when
+	// a person approves it at the terminal (then with allowBudgetRelax's limits, or the defaults).
+	cfg := opts.AllowBudgetRelax
+	if cfg == nil {
+		cfg = &BudgetRelax{}
+	}
+	d.autoRelax, d.approved = opts.AllowBudgetRelax != nil, env.RelaxApproved
+	d.relax = func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod, how string) error {
+		key := pdb.Namespace + "/" + pdb.Name
+		r, ok := relaxFor(pdb, blocked)
+		if !ok {
+			err := fmt.Errorf("PDB %s: no change to the budget alone lets the drain go on", key)
+			env.Logf("warning", "not relaxed (%s): %v", how, err)
+			return err
 		}
+		rec, err := relaxBudget(ctx, env, cfg, pdb, r, np.Node)
+		if err != nil {
+			env.Logf("warning", "not relaxed (%s): %v", how, err)
+			return err
+		}
+		env.Logf("warning", "relaxed PDB %s for node %s (%s, %d of %d): %s; restored when the node is drained, at the latest at %s",
+			key, np.Node, how, rec.Count, cfg.max(), r.What, rec.Expires.Local().Format(time.TimeOnly))
+		return nil
 	}
 	env.Node(np.Node, runbook.NodeDraining, fmt.Sprintf("evicting %d pod(s)", total))
 	err := d.Drain(ctx, np)
