@@ -99,18 +99,20 @@ func restored(t *testing.T, ns string) {
 // TestBudgetRelaxAfterKill9: drydock relaxes a stalled budget (allowBudgetRelax) and is killed -9
 // before it can restore it. Once the relaxation's expiry has passed, `drydock runs --repair` restores
 // the budget; and so does the next drydock command that runs steps (here the rollback of the killed
-// run, which also uncordons its node). Before the expiry, the repair leaves a relaxation alone.
+// run, which also uncordons its node). Before the expiry, the repair leaves a relaxation alone, and
+// the killed run's own rollback restores it from its journal.
 func TestBudgetRelaxAfterKill9(t *testing.T) {
 	simcluster.Need(t)
-	for _, via := range []string{"runs --repair", "the next command"} {
+	for _, via := range []string{"runs --repair", "the next command", "the rollback"} {
 		t.Run(via, func(t *testing.T) {
-			name := "relax-kill-repair"
-			if via != "runs --repair" {
-				name = "relax-kill-next"
-			}
+			name := map[string]string{"runs --repair": "relax-kill-repair", "the next command": "relax-kill-next", "the rollback": "relax-kill-undo"}[via]
 			ns, node := relaxScenario(t, name)
 			p := newProc(t)
-			cmd := p.command("drain", node, "--allow-budget-relax", "1", "--relax-expiry", "4s", "--stall-timeout", "2s", "--timeout", "5m")
+			expiry := "4s"
+			if via == "the rollback" {
+				expiry = "10m"
+			}
+			cmd := p.command("drain", node, "--allow-budget-relax", "1", "--relax-expiry", expiry, "--stall-timeout", "2s", "--timeout", "5m")
 			var buf bytes.Buffer
 			out := &syncWriter{w: &buf}
 			cmd.Stdout, cmd.Stderr = out, out
@@ -133,6 +135,18 @@ func TestBudgetRelaxAfterKill9(t *testing.T) {
 			}
 			if pdb, _ := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(context.Background(), "front", metav1.GetOptions{}); pdb.Labels[drain.LabelRelaxedBy] == "" {
 				t.Fatal("the repair restored a relaxation before its expiry")
+			}
+			if via == "the rollback" {
+				// Not expired: the run's rollback restores what its journal says it relaxed.
+				got, code := p.run("rollback", id, "--yes")
+				if code != 0 || !strings.Contains(got, "PDB "+ns+"/front restored") {
+					t.Fatalf("rollback before the expiry: exit %d\n%s", code, got)
+				}
+				restored(t, ns)
+				if n, _ := cluster.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{}); n.Spec.Unschedulable {
+					t.Fatal("the rollback left the node cordoned")
+				}
+				return
 			}
 			time.Sleep(time.Until(expires) + time.Second)
 

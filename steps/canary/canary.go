@@ -251,5 +251,7 @@ func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	return rollout.Undo(ctx, env, s.Action)
 }
 
-// Access says what the step needs: a drain's permissions.
-func (s *Step) Access() []runbook.Access { return drain.AccessFor(s.Drain) }
+// Access says what the step needs: a drain's permissions and what its health gates watch.
+func (s *Step) Access() []runbook.Access {
+	return append(drain.AccessFor(s.Drain), rollout.GatesAccess()...)
+}
