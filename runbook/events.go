@@ -236,6 +236,14 @@ type UnhealthyPod struct {
 	Since       time.Time `json:"since,omitzero"` // when it was created (a replacement) or deleted
 }
 
+// where says where the pod is: "on NODE" or "not scheduled".
+func (u UnhealthyPod) where() string {
+	if u.Node == "" {
+		return "not scheduled"
+	}
+	return "on " + u.Node
+}
+
 // maxChainLines is how many unhealthy pods a chain lists for people (JSON has them all).
 const maxChainLines = 8
 
@@ -250,11 +258,7 @@ func (c *BudgetChain) Lines() []string {
 			out = append(out, fmt.Sprintf("  and %d more not healthy", len(c.Unhealthy)-i))
 			break
 		}
-		where := "not scheduled"
-		if u.Node != "" {
-			where = "on " + u.Node
-		}
-		out = append(out, fmt.Sprintf("  %s (%s): %s", u.Pod, where, u.Reason))
+		out = append(out, fmt.Sprintf("  %s (%s): %s", u.Pod, u.where(), u.Reason))
 	}
 	if c.Fix != "" {
 		out = append(out, "  fix: "+c.Fix)
@@ -291,11 +295,7 @@ func (c *BudgetChain) Why() string {
 			pods = append(pods, fmt.Sprintf("and %d more", len(c.Unhealthy)-i))
 			break
 		}
-		where := "not scheduled"
-		if u.Node != "" {
-			where = "on " + u.Node
-		}
-		pods = append(pods, fmt.Sprintf("%s (%s) %s", u.Pod, where, u.Reason))
+		pods = append(pods, fmt.Sprintf("%s (%s) %s", u.Pod, u.where(), u.Reason))
 	}
 	if len(pods) > 0 {
 		parts = append(parts, "not healthy: "+strings.Join(pods, ", "))

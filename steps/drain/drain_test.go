@@ -239,13 +239,7 @@ func TestTimeoutReportsWhatIsLeft(t *testing.T) {
 func TestStallDetectorFailsFast(t *testing.T) {
 	simcluster.Need(t)
 	s := newScenario(t, 2)
-	s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
-	s.waitReady("web")
-	s.deploy("stuck", 1, func(d *appsv1.Deployment) {
-		d.Spec.Template.Labels["tier"] = "front"
-		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
-	})
-	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil) // 3 pods, 2 healthy: 0 allowed
+	s.stuckBudget()
 	node := s.nodeWithPods("web")
 
 	start := time.Now()
@@ -264,6 +258,19 @@ func TestStallDetectorFailsFast(t *testing.T) {
 	if s.node(node).Spec.Unschedulable {
 		t.Fatal("the node drydock cordoned must be uncordoned after the stall")
 	}
+}
+
+// stuckBudget: web (2 replicas, Ready) and a pod that can never be scheduled, under one budget
+// "front" with minAvailable 2 (3 pods, 2 healthy: no disruption allowed).
+func (s *scenario) stuckBudget() {
+	s.t.Helper()
+	s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
+	s.waitReady("web")
+	s.deploy("stuck", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels["tier"] = "front"
+		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
+	})
+	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil) // 3 pods, 2 healthy: 0 allowed
 }
 
 func (s *scenario) cordon(node string, on bool) {
@@ -442,13 +449,7 @@ func TestBudgetRelaxRestored(t *testing.T) {
 	}{{"after the node", false}, {"after an interruption", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newScenario(t, 2)
-			s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
-			s.waitReady("web")
-			s.deploy("stuck", 1, func(d *appsv1.Deployment) {
-				d.Spec.Template.Labels["tier"] = "front"
-				d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
-			})
-			s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil)
+			s.stuckBudget()
 			node := s.nodeWithPods("web")
 			if tc.interrupt {
 				// Ctrl-C as soon as the budget carries drydock's relaxation.
@@ -507,13 +508,7 @@ func TestBudgetRelaxRestored(t *testing.T) {
 func TestRelaxApprovedAtTheTerminal(t *testing.T) {
 	simcluster.Need(t)
 	s := newScenario(t, 2)
-	s.deploy("web", 2, func(d *appsv1.Deployment) { d.Spec.Template.Labels["tier"] = "front" })
-	s.waitReady("web")
-	s.deploy("stuck", 1, func(d *appsv1.Deployment) {
-		d.Spec.Template.Labels["tier"] = "front"
-		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
-	})
-	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil)
+	s.stuckBudget()
 	node := s.nodeWithPods("web")
 	var once sync.Once
 	s.hook = func(e *runbook.Engine, ev runbook.Event) {
