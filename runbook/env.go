@@ -27,6 +27,9 @@ type Env struct {
 	// PlannedBefore, in the whole-runbook plan, names the nodes earlier node steps will have
 	// upgraded, each with that step's name: a later step leaves them to it.
 	PlannedBefore map[string]string
+	// Planning, in the whole-runbook plan, is what node steps share as they plan one after another
+	// (the drain planner's snapshot of the cluster, played forward batch by batch); nil otherwise.
+	Planning map[string]any
 
 	emit      func(Event)
 	watches   *Watches

@@ -131,6 +131,7 @@ func (e *Engine) PlanNodes(ctx context.Context, rb *Runbook, st *RunState) ([]No
 	watches := NewWatches(e.Kube)
 	defer watches.Shutdown()
 	before := map[string]string{}
+	shared := map[string]any{}
 	var plans []NodePlan
 	runID := "plan"
 	if st != nil && st.ID != "" {
@@ -150,7 +151,7 @@ func (e *Engine) PlanNodes(ctx context.Context, rb *Runbook, st *RunState) ([]No
 			}
 		}
 		env := &Env{RunID: runID, Spec: spec, Runbook: rb, Target: rb.Spec.TargetVersion, Kube: e.Kube, REST: e.REST, DryRun: true,
-			emit: func(Event) {}, index: i, watches: watches, PlannedBefore: before, planState: state}
+			emit: func(Event) {}, index: i, watches: watches, PlannedBefore: before, Planning: shared, planState: state}
 		p, err := np.PlanNodes(ctx, env)
 		if err != nil {
 			return plans, fmt.Errorf("plan step %q: %w", spec.Name, err)

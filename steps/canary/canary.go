@@ -174,10 +174,12 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 		out.Left = []runbook.LeftNode{{Node: node, Reason: why}}
 		return out, nil
 	}
-	plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}).Plan(ctx, []string{node})
+	pl := drain.PlannerFor(env, s.Drain)
+	plan, err := pl.Plan(ctx, []string{node})
 	if err != nil {
 		return nil, err
 	}
+	pl.Advance(plan)
 	out.Batches = []runbook.NodeBatch{{Nodes: drain.Planned(plan, s.Drain)}}
 	return out, nil
 }

@@ -101,6 +101,7 @@ const (
 	BlockLocalVolume   BlockerKind = "local-volume"       // needs --allow-local-volumes
 	BlockNoController  BlockerKind = "no-controller"      // needs --force
 	BlockCapacity      BlockerKind = "capacity"           // does not fit on the nodes that stay
+	BlockDeadlock      BlockerKind = "deadlock"           // a budget whose replacements cannot be placed never recovers
 	BlockOther         BlockerKind = "other"
 )
 
@@ -136,6 +137,8 @@ type NodePlan struct {
 // Plan is the drain of a set of nodes, computed without changing anything.
 type Plan struct {
 	Nodes []NodePlan `json:"nodes"`
+
+	moves map[types.UID]string // where each evicted pod's replacement goes ("": Pending), for Advance
 }
 
 // Blockers returns every blocker of every node.
@@ -164,15 +167,28 @@ type Planner struct {
 	// RunID, when planning a run that is under way: the nodes that run cordoned count as
 	// schedulable for capacity (the run lets them go before it drains the next nodes).
 	RunID string
+	// Snapshot is the cluster as the planner judges it, read on first use; planners that share one
+	// (the steps of a whole-runbook plan) see each other's batches played forward (Advance).
+	*Snapshot
 
+	noFixes bool // a plan made to try a fix: it does not look for fixes of its own
+}
+
+// Snapshot is one consistent read of what a drain plan judges (nodes, pods, budgets, volumes), which
+// Advance moves past each planned batch as the run would leave the cluster.
+type Snapshot struct {
 	pdbs  []policyv1.PodDisruptionBudget
 	nodes []corev1.Node
 	pods  []corev1.Pod
 	pvs   map[string]*corev1.PersistentVolume
+	moved map[types.UID]bool // pods Advance moved to another node: replacements of pods the filters let go
 }
 
 // load reads nodes, pods, budgets and volumes once.
 func (pl *Planner) load(ctx context.Context) error {
+	if pl.Snapshot == nil {
+		pl.Snapshot = &Snapshot{}
+	}
 	if pl.nodes != nil {
 		return nil
 	}
@@ -226,13 +242,16 @@ func (pl *Planner) Plan(ctx context.Context, nodeNames []string) (*Plan, error) 
 		allEvicted = append(allEvicted, evicted...)
 		plan.Nodes = append(plan.Nodes, np)
 	}
-	for _, b := range pl.capacity(allEvicted, draining) {
+	blockers, moves := pl.capacity(allEvicted, draining)
+	blockers = append(blockers, pl.deadlocks(ctx, nodeNames, allEvicted, blockers, moves)...)
+	for _, b := range blockers {
 		for i := range plan.Nodes {
 			if plan.Nodes[i].Node == b.Node {
 				plan.Nodes[i].Blockers = append(plan.Nodes[i].Blockers, b)
 			}
 		}
 	}
+	plan.moves = moves
 	return plan, nil
 }
 
@@ -281,7 +300,7 @@ func (pl *Planner) planNode(ctx context.Context, node *corev1.Node) (NodePlan, [
 	for i := range onNode {
 		p := &onNode[i]
 		r := ref(p)
-		if deletable[r.String()] {
+		if deletable[r.String()] || pl.moved[p.UID] {
 			r.PDBs = pl.pdbsOf(p)
 			np.Evict = append(np.Evict, r)
 			evicted = append(evicted, *p)
@@ -451,7 +470,11 @@ func sortPods(pods []PodRef, order string) {
 // taints, the node affinity of their bound PersistentVolumes (a zonal disk), required pod
 // anti-affinity (both ways), topology spread with whenUnsatisfiable: DoNotSchedule, and room for
 // their requests (first fit, largest first). A pod that fits nowhere would stay Pending: a blocker.
-func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Blocker {
+//
+// moves says where each evicted pod's replacement would go, by the evicted pod's UID ("": nowhere,
+// it stays Pending).
+func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) (blockers []Blocker, moves map[types.UID]string) {
+	moves = map[types.UID]string{}
 	type room struct {
 		node      *corev1.Node
 		free      corev1.ResourceList
@@ -495,7 +518,6 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 		rj := resourcehelper.PodRequests(&evicted[j], resourcehelper.PodResourcesOptions{})
 		return ri.Cpu().Cmp(*rj.Cpu()) > 0
 	})
-	var out []Blocker
 	logger := klog.Background()
 	for i := range evicted {
 		p := &evicted[i]
@@ -541,8 +563,10 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 		}
 		if placed != nil {
 			podsOn[placed.node.Name] = append(podsOn[placed.node.Name], p)
+			moves[p.UID] = placed.node.Name
 			continue
 		}
+		moves[p.UID] = ""
 		var why, fix string
 		switch {
 		case eligible == 0:
@@ -556,10 +580,10 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) []Bl
 		default:
 			why, fix = fmt.Sprintf("no node that stays schedulable has room for its requests (cpu %s, memory %s)", req.Cpu(), req.Memory()), "add or uncordon nodes that can take it, or drain fewer nodes at once"
 		}
-		out = append(out, Blocker{Kind: BlockCapacity, Node: p.Spec.NodeName, Pod: ref(p).String(), Fatal: true,
+		blockers = append(blockers, Blocker{Kind: BlockCapacity, Node: p.Spec.NodeName, Pod: ref(p).String(), Fatal: true,
 			Message: fmt.Sprintf("%s would stay Pending: %s", ref(p), why), Fix: fix})
 	}
-	return out
+	return blockers, moves
 }
 
 // volumesReach says whether every PersistentVolume the pod's claims are bound to may be used on node.

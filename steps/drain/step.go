@@ -273,10 +273,12 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	if len(pending) == 0 {
 		return out, nil
 	}
-	plan, err := (&Planner{Client: env.Kube, Options: s.Options, RunID: env.RunID}).Plan(ctx, pending)
+	pl := PlannerFor(env, s.Options)
+	plan, err := pl.Plan(ctx, pending)
 	if err != nil {
 		return nil, err
 	}
+	pl.Advance(plan)
 	out.Batches = []runbook.NodeBatch{{Nodes: Planned(plan, s.Options)}}
 	return out, nil
 }

@@ -206,7 +206,7 @@ func (s *Step) planGroups(ctx context.Context, env *runbook.Env, groups []Group)
 	for i := range list.Items {
 		byName[list.Items[i].Name] = &list.Items[i]
 	}
-	planner := &drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}
+	planner := drain.PlannerFor(env, s.Drain) // shared with the steps before it in the whole-runbook plan, played forward
 	out := &runbook.NodePlan{}
 	for _, g := range groups {
 		var pending []string
@@ -228,6 +228,7 @@ func (s *Step) planGroups(ctx context.Context, env *runbook.Env, groups []Group)
 				return nil, err
 			}
 			pending = pending[n:]
+			planner.Advance(plan)
 			out.Batches = append(out.Batches, runbook.NodeBatch{Group: g.Name, Nodes: drain.Planned(plan, s.Drain)})
 		}
 	}
