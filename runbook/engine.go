@@ -231,8 +231,12 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	// The whole-runbook plan, read-only and before the lock: a certain blocker anywhere, or a node
 	// that does not exist, stops the run before anything moves and leaves no run behind.
 	plans, err := e.PlanNodes(ctx, rb, st)
+	var forecast *RunForecast
+	if len(plans) > 0 {
+		forecast = e.ForecastRun(rb, plans)
+	}
 	if len(plans) > 0 && e.Sink != nil {
-		e.Sink.Emit(&RunPlanned{Meta: Meta{Time: time.Now(), RunID: st.ID}, Steps: plans})
+		e.Sink.Emit(&RunPlanned{Meta: Meta{Time: time.Now(), RunID: st.ID}, Steps: plans, Forecast: forecast})
 	}
 	var bpe *BlockedPlanError
 	if errors.As(err, &bpe) {
@@ -250,6 +254,7 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	}
 	defer release()
 	s.rb = rb
+	s.sum.forecast = forecast // the summary sets it against what each step took
 
 	runCtx, stop := s.hold(ctx)
 	defer stop()

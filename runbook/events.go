@@ -337,6 +337,8 @@ type RollbackPointSet struct {
 type RunPlanned struct {
 	Meta
 	Steps []NodePlan `json:"steps"`
+	// Forecast is how long the run should take (each node step's forecast is in Steps).
+	Forecast *RunForecast `json:"forecast,omitempty"`
 }
 
 // RunFinished: the run ended for now. Status is a RunStatus.

@@ -25,12 +25,16 @@ type NodePlan struct {
 	// Proceed: the runbook lets the step start despite a certain blocker (onBlocked: proceed); the
 	// step still refuses a node whose blocker has not cleared when it gets there.
 	Proceed bool `json:"proceed,omitempty"`
+	// Forecast is how long the step should take, from durations measured on the cluster.
+	Forecast *StepForecast `json:"forecast,omitempty"`
 }
 
 // NodeBatch is nodes drained together.
 type NodeBatch struct {
 	Group string        `json:"group,omitempty"`
 	Nodes []PlannedNode `json:"nodes"`
+	// Forecast: the batch's nodes side by side, then the wait for the cluster to be healthy again.
+	Forecast *Estimate `json:"forecast,omitempty"`
 }
 
 // PlannedNode is one node of the plan.
@@ -42,6 +46,8 @@ type PlannedNode struct {
 	// Blockers: an error is certain (the drain cannot finish until it is fixed: a budget that never
 	// allows an eviction, pods that cannot move); a warning may clear by itself (a budget at zero now).
 	Blockers []Finding `json:"blockers,omitempty"`
+	// Forecast is how long the node should take.
+	Forecast *NodeForecast `json:"forecast,omitempty"`
 }
 
 // LeftNode is a node a step leaves alone.

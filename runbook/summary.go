@@ -24,6 +24,16 @@ type RunSummary struct {
 	Blockers []string       `json:"blockers,omitempty"` // pod: reason, each once
 	Backup   string         `json:"backup,omitempty"`   // the rollback point, if the run made one
 	Left     []string       `json:"left,omitempty"`     // steps not done, what was not undone
+	// Forecast is each forecast step's forecast (made as the session began) against what it took.
+	Forecast []ForecastCheck `json:"forecast,omitempty"`
+}
+
+// ForecastCheck is a step's forecast against what it took (its last attempt, start to finish).
+type ForecastCheck struct {
+	Step     string   `json:"step"`
+	Forecast Estimate `json:"forecast"`
+	From     string   `json:"from"`
+	Took     Duration `json:"took"`
 }
 
 // GroupSummary is the nodes of one group (or of a step without groups) upgraded in the session.
@@ -52,6 +62,7 @@ type summarizer struct {
 	pods     int
 	blockers []string
 	backup   string
+	forecast *RunForecast
 }
 
 func newSummarizer(now time.Time) *summarizer {
@@ -121,6 +132,13 @@ func (s *summarizer) summary(st *RunState, status RunStatus, now time.Time) *Run
 	if out.Backup == "" {
 		if p := st.RollbackPoint(RollbackPointVeleroBackup); p != nil {
 			out.Backup = p.String() // made in an earlier session of the run
+		}
+	}
+	if s.forecast != nil {
+		for _, f := range s.forecast.Steps {
+			if took, ok := st.took(f.Step); ok {
+				out.Forecast = append(out.Forecast, ForecastCheck{Step: f.Step, Forecast: f.Estimate, From: f.From, Took: Duration{took.Round(100 * time.Millisecond)}})
+			}
 		}
 	}
 	for _, step := range st.Steps {

@@ -66,6 +66,7 @@ unless --keep-cordoned. A drain is a one-step run: same journal, lock and exit c
 	cmd.Flags().IntVar(&o.RelaxMax, "allow-budget-relax", 0, "when a budget stalls the drain (--stall-timeout), relax it this many times per node (one more disruption each, or AlwaysAllow for a pod that is not Ready) and restore it after the node")
 	cmd.Flags().DurationVar(&o.RelaxExpiry, "relax-expiry", 30*time.Minute, "a relaxed budget is restored this long after the change at the latest, even if drydock dies (the next drydock command restores it)")
 	cmd.Flags().DurationVar(&o.Settings.StallTimeout.Duration, "stall-timeout", 10*time.Minute, "fail early, saying why, when a budget has allowed no eviction this long while its unhealthy pods cannot start")
+	cmd.Flags().StringVar(&o.Settings.MaxNodeDrainTime, "max-node-drain-time", "", "flag in the plan a node whose forecast drain takes longer: a duration, or the platform's bound: eks (15m), aks (30m), gke (1h)")
 	return cmd
 }
 
@@ -107,6 +108,9 @@ func (o *DrainOptions) Validate() error {
 		return exitcode.UsageError(fmt.Errorf("drain: --relax-expiry must be at least 1s"))
 	case o.Settings.StallTimeout.Duration != 0 && o.Settings.StallTimeout.Duration < time.Second:
 		return exitcode.UsageError(fmt.Errorf("drain: --stall-timeout must be at least 1s"))
+	}
+	if errs := o.Settings.Options.Validate(""); len(errs) > 0 {
+		return exitcode.UsageError(fmt.Errorf("drain: --max-node-drain-time: %s", errs[0].Message))
 	}
 	return nil
 }

@@ -95,6 +95,9 @@ type RunbookPlan struct {
 	Steps           []runbook.StepPlan `json:"steps"`
 	// Nodes is the whole-runbook plan: every node step's nodes in order, by batch, with blockers.
 	Nodes []runbook.NodePlan `json:"nodes,omitempty"`
+	// Forecast is how long the run should take: node steps from the plan and durations measured on
+	// the cluster, other steps from the last finished run of this runbook on this cluster.
+	Forecast *runbook.RunForecast `json:"forecast,omitempty"`
 }
 
 // DeepCopyObject copies the plan (runtime.Object).

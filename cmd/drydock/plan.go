@@ -16,6 +16,8 @@ import (
 type PlanOptions struct {
 	Print *ObjectPrintFlags
 	Path  string
+	// StateDir holds the journals of earlier runs, which forecast the steps no model covers.
+	StateDir string
 
 	f *Factory
 }
@@ -33,6 +35,7 @@ func NewPlanCommand(f *Factory, runF func(*PlanOptions) error) *cobra.Command {
 		RunE: runE(f, o, runF),
 	}
 	o.Print.AddFlags(cmd)
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", runbook.DefaultStateDir(), "local directory of the run journals (earlier runs forecast the steps no model covers)")
 	return cmd
 }
 
@@ -51,7 +54,7 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := newRunner(o.f, &RunFlags{Output: "text"})
+	r, err := newRunner(o.f, &RunFlags{Output: "text", StateFlags: StateFlags{StateDir: o.StateDir}})
 	if err != nil {
 		return err
 	}
@@ -75,6 +78,7 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 		blocked = fmt.Errorf("plan: runbook %q: %w", rb.Metadata.Name, blocked)
 	}
 	plan := &RunbookPlan{TypeMeta: typeMeta(KindRunbookPlan), Runbook: rb.Metadata.Name, Target: rb.Spec.TargetVersion, Cluster: r.engine.Cluster, Steps: steps, Nodes: nodes}
+	plan.Forecast = r.engine.ForecastRun(rb, nodes)
 	if !o.Print.Text() {
 		if err := o.Print.Print(plan, o.f.out()); err != nil {
 			return err
@@ -101,6 +105,9 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 		for _, l := range printer.DescribeNodePlans(plan.Nodes) {
 			fmt.Fprintln(out, "  "+l.Text)
 		}
+	}
+	for _, l := range printer.DescribeForecast(plan.Forecast) {
+		fmt.Fprintln(out, l)
 	}
 	return blocked
 }

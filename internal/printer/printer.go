@@ -69,6 +69,9 @@ func Lines(e runbook.Event) []string {
 		for _, l := range DescribeNodePlans(p.Steps) {
 			out = append(out, "run "+runbook.MetaOf(e).RunID+": plan: "+l.Text)
 		}
+		for _, l := range DescribeForecast(p.Forecast) {
+			out = append(out, "run "+runbook.MetaOf(e).RunID+": plan: "+l)
+		}
 	}
 	if p, ok := e.(*runbook.PodChanged); ok && p.Chain != nil {
 		// Why the budget refuses: its unhealthy pods, where and why, and the patch that lets the drain go on.
@@ -115,6 +118,21 @@ func DescribeSummary(s *runbook.RunSummary) []string {
 	for _, l := range s.Left {
 		out = append(out, "  left to do: "+l)
 	}
+	off := func(forecast, took time.Duration) string {
+		if forecast <= 0 {
+			return ""
+		}
+		return fmt.Sprintf(", %+.0f%%", 100*(float64(took)-float64(forecast))/float64(forecast))
+	}
+	var all runbook.Estimate
+	var took time.Duration
+	for _, f := range s.Forecast {
+		out = append(out, fmt.Sprintf("  forecast against actual: %s %s, took %s%s", f.Step, forecastText(f.Forecast), f.Took, off(f.Forecast.Expected.Duration, f.Took.Duration)))
+		all, took = all.Plus(f.Forecast), took+f.Took.Duration
+	}
+	if len(s.Forecast) > 1 {
+		out = append(out, fmt.Sprintf("  forecast against actual: these steps together %s, took %s%s", forecastText(all), took.Round(100*time.Millisecond), off(all.Expected.Duration, took)))
+	}
 	return out
 }
 
@@ -141,6 +159,9 @@ func DescribeNodePlans(plans []runbook.NodePlan) []PlanLine {
 				head += " (onBlocked: proceed: it starts anyway)"
 			}
 		}
+		if f := p.Forecast; f != nil {
+			head += ", forecast " + forecastText(f.Total)
+		}
 		add(false, "%s", head)
 		for i, b := range p.Batches {
 			var names []string
@@ -151,7 +172,11 @@ func DescribeNodePlans(plans []runbook.NodePlan) []PlanLine {
 			if b.Group != "" {
 				group = " group " + b.Group
 			}
-			add(false, "  batch %d%s: %s", i+1, group, strings.Join(names, ", "))
+			took := ""
+			if b.Forecast != nil {
+				took = " " + forecastText(*b.Forecast)
+			}
+			add(false, "  batch %d%s%s: %s", i+1, group, took, strings.Join(names, ", "))
 			for _, n := range b.Nodes {
 				for _, f := range n.Blockers {
 					level := "WAIT "
@@ -169,6 +194,40 @@ func DescribeNodePlans(plans []runbook.NodePlan) []PlanLine {
 		for _, l := range p.Left {
 			add(false, "  left alone: %s (%s)", l.Node, l.Reason)
 		}
+		if f := p.Forecast; f != nil {
+			for _, c := range f.CriticalPath {
+				add(false, "  critical path: %s", c)
+			}
+			for _, a := range f.Assumed {
+				add(false, "  assumed: %s", a)
+			}
+		}
+	}
+	return out
+}
+
+func forecastText(e runbook.Estimate) string {
+	if e.Never() {
+		return "never (blocked)"
+	}
+	return e.String()
+}
+
+// DescribeForecast is the run's forecast: the total, then each step's and where it comes from.
+func DescribeForecast(f *runbook.RunForecast) []string {
+	if f == nil {
+		return nil
+	}
+	out := []string{"Forecast: " + forecastText(f.Total)}
+	for _, s := range f.Steps {
+		from := "from the plan and durations measured on the cluster"
+		if s.From != "model" {
+			from = "as long as in " + s.From
+		}
+		out = append(out, fmt.Sprintf("  %s: %s (%s)", s.Step, forecastText(s.Estimate), from))
+	}
+	if len(f.Unknown) > 0 {
+		out = append(out, "  not counted (no model, no earlier run of this runbook on this cluster): "+strings.Join(f.Unknown, ", "))
 	}
 	return out
 }

@@ -154,11 +154,13 @@ type dialog struct {
 
 // Model is the screen's state.
 type Model struct {
-	Info     Info
-	RunID    string
-	Runbook  string
-	Cluster  string
-	Steps    []*Step
+	Info    Info
+	RunID   string
+	Runbook string
+	Cluster string
+	Steps   []*Step
+	// Plans are the node steps' parts of the whole-runbook plan, by step, with their forecasts.
+	Plans    map[string]*runbook.NodePlan
 	Selected int
 	Detail   bool // enter: the detail pane takes the whole width
 	Log      []LogLine
@@ -426,7 +428,12 @@ func (m *Model) Apply(ev runbook.Event) {
 		}
 		return
 	case *runbook.RunPlanned:
-		// The plan's lines go to the log (the blockers as errors), after its summary.
+		// The plan's lines go to the log (the blockers as errors), after its summary; each node
+		// step's part is kept: the ETA starts from its forecast.
+		m.Plans = map[string]*runbook.NodePlan{}
+		for i := range e.Steps {
+			m.Plans[e.Steps[i].Step] = &e.Steps[i]
+		}
 		m.log(runbook.EventTime(ev), "info", text)
 		for _, l := range printer.DescribeNodePlans(e.Steps) {
 			lv := "info"
@@ -434,6 +441,9 @@ func (m *Model) Apply(ev runbook.Event) {
 				lv = "error"
 			}
 			m.log(runbook.EventTime(ev), lv, strings.TrimSpace(l.Text))
+		}
+		for _, l := range printer.DescribeForecast(e.Forecast) {
+			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l))
 		}
 		return
 	}
@@ -963,11 +973,16 @@ func (m Model) countdown(s *Step) string {
 	return " (" + short(left.Round(time.Second)) + " left)"
 }
 
-// eta is the time the step's remaining nodes will take at the pace its upgraded nodes took, cordon
-// to upgraded (skipped nodes take no time and do not count); none before a node was measured.
+// eta is the time the step's remaining nodes will take. With the plan's forecast: the forecast of
+// the batches not yet done, scaled by how the nodes done so far compared with their forecast (cordon
+// to upgraded). Without one: at the pace its upgraded nodes took (skipped nodes take no time and do
+// not count); none before a node was measured.
 func (m Model) eta(s *Step) string {
 	if s.Status != Running {
 		return ""
+	}
+	if d, ok := forecastLeft(s, m.Plans[s.Name]); ok {
+		return "  ETA ~" + short(d.Round(time.Second))
 	}
 	var took time.Duration
 	measured, left := 0, 0
@@ -984,6 +999,39 @@ func (m Model) eta(s *Step) string {
 		return ""
 	}
 	return "  ETA ~" + short(took/time.Duration(measured)*time.Duration(left))
+}
+
+// forecastLeft is the forecast of the step's batches not finished yet, scaled by actual/forecast of
+// its nodes done so far (within a quarter and four times).
+func forecastLeft(s *Step, plan *runbook.NodePlan) (time.Duration, bool) {
+	if plan == nil || plan.Forecast == nil || plan.Forecast.Total.Never() {
+		return 0, false
+	}
+	var left, forecast, took time.Duration
+	for _, b := range plan.Batches {
+		if b.Forecast == nil {
+			return 0, false
+		}
+		done := true
+		for _, pn := range b.Nodes {
+			n := s.Nodes[pn.Node]
+			if n != nil && n.Took > 0 && pn.Forecast != nil {
+				forecast += pn.Forecast.Cycle.Expected.Duration
+				took += n.Took
+			}
+			if n == nil || (n.State != runbook.NodeUpgraded && n.State != runbook.NodeSkipped) {
+				done = false
+			}
+		}
+		if !done {
+			left += b.Forecast.Expected.Duration
+		}
+	}
+	scale := 1.0
+	if forecast > 0 {
+		scale = min(4, max(0.25, float64(took)/float64(forecast)))
+	}
+	return time.Duration(float64(left) * scale), true
 }
 
 func (m Model) detail(w, h int) string {

@@ -475,3 +475,36 @@ func TestRefusedBeforeItStarted(t *testing.T) {
 		t.Errorf("detail of a refused run: %q", d)
 	}
 }
+
+// TestETAFromForecast: with the plan's forecast the ETA is there before any node finished, and as
+// nodes finish it is the forecast of the batches left, scaled by how the done nodes compared.
+func TestETAFromForecast(t *testing.T) {
+	t.Parallel()
+	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
+	est := func(d time.Duration) runbook.Estimate { return runbook.Est(d, d, d) }
+	batch := func(d time.Duration, nodes ...string) runbook.NodeBatch {
+		b := runbook.NodeBatch{Forecast: &runbook.Estimate{}}
+		*b.Forecast = est(d)
+		for _, n := range nodes {
+			b.Nodes = append(b.Nodes, runbook.PlannedNode{Node: n, Forecast: &runbook.NodeForecast{Cycle: est(d)}})
+		}
+		return b
+	}
+	plan := runbook.NodePlan{Step: "fleet", Kind: "nodegroups", Forecast: &runbook.StepForecast{Total: est(3 * time.Minute)},
+		Batches: []runbook.NodeBatch{batch(time.Minute, "b"), batch(time.Minute, "c"), batch(time.Minute, "d")}}
+	evs := append([]runbook.Event{&runbook.RunPlanned{Meta: at(1), Steps: []runbook.NodePlan{plan}}}, started()...)
+	evs = append(evs, &runbook.StepStarted{Meta: at(10), Kind: "nodegroups", Attempt: 1},
+		&runbook.NodeChanged{Meta: at(10), Node: "b", State: runbook.NodeWaiting},
+		&runbook.NodeChanged{Meta: at(10), Node: "c", State: runbook.NodeWaiting},
+		&runbook.NodeChanged{Meta: at(10), Node: "d", State: runbook.NodeWaiting},
+		&runbook.NodeChanged{Meta: at(11), Node: "b", State: runbook.NodeCordoned})
+	m := feed(newModel(nil), evs...)
+	if got := m.eta(m.step("fleet")); got != "  ETA ~3m00s" {
+		t.Errorf("before any node finished, the forecast: %q", got)
+	}
+	// b took 2 minutes against a forecast of 1: the two batches left should take 4.
+	m = feed(m, &runbook.NodeChanged{Meta: at(131), Node: "b", State: runbook.NodeUpgraded})
+	if got := m.eta(m.step("fleet")); got != "  ETA ~4m00s" {
+		t.Errorf("refined by the node done: %q", got)
+	}
+}

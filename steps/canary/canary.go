@@ -8,8 +8,8 @@
 //     soak: 10m
 //     health: {namespaces: [shop], probeURL: "https://shop.example/healthz"}
 //
-// The node is the one named, or the one whose drain disturbs least (fewest pods to move, nothing
-// blocking). After the per-node cycle the cluster must be healthy again, then stay healthy for the
+// The node is the one named, or the one whose drain tests the most: the most budgets and workloads
+// its evicted pods belong to, moving no more pods than a typical node (maxEvict), nothing blocking. After the per-node cycle the cluster must be healthy again, then stay healthy for the
 // soak. A failed canary is rolled back at once (uncordoned, the rollback action run) and the run
 // ends with exit 4. The canary pauses after itself unless the runbook says `pause: none`.
 package canary
@@ -18,7 +18,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,15 +35,19 @@ import (
 // Kind registers the step.
 var Kind = runbook.Kind{
 	Name:        "canary",
-	Description: "upgrade one node (named, or the least disruptive), wait until healthy, soak, then pause for a person",
+	Description: "upgrade one node (named, or the one whose drain tests the most budgets and workloads), wait until healthy, soak, then pause for a person",
 	Phase:       runbook.PhaseNodes,
 	New:         func() runbook.Step { return &Step{} },
 }
 
 // Step is the canary step's settings.
 type Step struct {
-	// Node names the canary.
+	// Node names the canary (default: the candidate whose drain tests the most budgets and
+	// workloads within maxEvict).
 	Node string `json:"node,omitempty"`
+	// MaxEvict bounds how many pods the chosen canary's drain may move (default: as many as the
+	// median candidate moves).
+	MaxEvict int `json:"maxEvict,omitempty" jsonschema:"minimum=1"`
 	// Selector limits the candidates (default: every node).
 	Selector string `json:"selector,omitempty"`
 	// Action upgrades the node.
@@ -69,6 +76,7 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 		errs = append(errs, runbook.FieldError{Field: "selector", Message: "give node or selector, not both"})
 	}
 	errs = append(errs, s.Health.Validate("health")...)
+	errs = append(errs, s.Drain.Validate("drain")...)
 	return errs
 }
 
@@ -80,7 +88,10 @@ func (s *Step) soak() runbook.Duration {
 }
 
 // Pick chooses the canary node: the named one; else, among the candidates not yet upgraded, the
-// one with nothing blocking its drain and the fewest pods to move (ties: by name).
+// one whose drain tests the most: the most distinct PodDisruptionBudgets and workloads its evicted
+// pods belong to, with nothing certain blocking it, moving at most maxEvict pods (default: as many as
+// the median candidate moves, so the canary is never more disruptive than a typical node). Ties: fewer
+// pods to move, then by name. It says why, and what the drain will exercise.
 func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, error) {
 	if s.Node != "" {
 		return s.Node, []string{"canary node " + s.Node + " (named in the runbook)"}, nil
@@ -100,31 +111,87 @@ func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, er
 	}
 	sort.Strings(names)
 	planner := &drain.Planner{Client: env.Kube, Options: s.Drain}
-	type cand struct {
-		name    string
-		pods    int
-		blocked bool
-	}
-	var cands []cand
+	var cands []candidate
 	for _, n := range names {
 		plan, err := planner.Plan(ctx, []string{n})
 		if err != nil {
 			return "", nil, err
 		}
-		cands = append(cands, cand{n, len(plan.Nodes[0].Evict), plan.Fatal()})
+		cands = append(cands, coverage(n, plan))
 	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		if cands[i].blocked != cands[j].blocked {
-			return !cands[i].blocked
+	bound, why := s.MaxEvict, "maxEvict"
+	if bound == 0 {
+		counts := make([]int, len(cands))
+		for i, c := range cands {
+			counts[i] = c.pods
 		}
-		return cands[i].pods < cands[j].pods
-	})
-	c := cands[0]
-	why := fmt.Sprintf("canary node %s: the least disruptive of %d candidates (%d pod(s) to move)", c.name, len(cands), c.pods)
-	if c.blocked {
-		why += "; but its drain is blocked"
+		sort.Ints(counts)
+		bound, why = max(1, counts[len(counts)/2]), "the median candidate's"
 	}
-	return c.name, []string{why}, nil
+	c := best(cands, bound)
+	if c.pods == 0 {
+		return c.name, []string{fmt.Sprintf("canary node %s: no candidate of %d has pods to move within the bound (%d, %s): the canary tests the upgrade action only", c.name, len(cands), bound, why)}, nil
+	}
+	out := fmt.Sprintf("canary node %s: of %d candidates, its drain tests the most within the bound of %d pod(s) to move (%s): %d pod(s) of %d workload(s) (%s) under %d budget(s) (%s)",
+		c.name, len(cands), bound, why, c.pods, len(c.workloads), strings.Join(c.workloads, ", "), len(c.budgets), strings.Join(c.budgets, ", "))
+	if len(c.budgets) == 0 {
+		out = fmt.Sprintf("canary node %s: of %d candidates, its drain tests the most within the bound of %d pod(s) to move (%s): %d pod(s) of %d workload(s) (%s); no candidate's pods are under a budget",
+			c.name, len(cands), bound, why, c.pods, len(c.workloads), strings.Join(c.workloads, ", "))
+	}
+	if c.blocked {
+		out += "; but its drain is blocked"
+	}
+	return c.name, []string{out}, nil
+}
+
+// candidate is what a candidate node's drain would exercise.
+type candidate struct {
+	name               string
+	pods               int
+	workloads, budgets []string
+	blocked            bool
+}
+
+func coverage(name string, plan *drain.Plan) candidate {
+	c := candidate{name: name, pods: len(plan.Nodes[0].Evict), blocked: plan.Fatal()}
+	w, b := map[string]bool{}, map[string]bool{}
+	for _, p := range plan.Nodes[0].Evict {
+		owner := p.Owner
+		if owner == "" {
+			owner = "Pod/" + p.Name
+		}
+		w[p.Namespace+"/"+owner] = true
+		for _, k := range p.PDBs {
+			b[k] = true
+		}
+	}
+	c.workloads, c.budgets = slices.Sorted(maps.Keys(w)), slices.Sorted(maps.Keys(b))
+	return c
+}
+
+// best is the candidate that tests the most within bound pods to move; unblocked ones first; when
+// every candidate moves more than bound, the one that moves fewest.
+func best(cands []candidate, bound int) candidate {
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.blocked != b.blocked {
+			return !a.blocked
+		}
+		if (a.pods <= bound) != (b.pods <= bound) {
+			return a.pods <= bound
+		}
+		if a.pods > bound {
+			return a.pods < b.pods
+		}
+		if len(a.budgets) != len(b.budgets) {
+			return len(a.budgets) > len(b.budgets)
+		}
+		if len(a.workloads) != len(b.workloads) {
+			return len(a.workloads) > len(b.workloads)
+		}
+		return a.pods < b.pods
+	})
+	return cands[0]
 }
 
 // Plan says which node and what will happen.
@@ -181,6 +248,9 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	}
 	pl.Advance(plan)
 	out.Batches = []runbook.NodeBatch{{Nodes: drain.Planned(plan, s.Drain)}}
+	act, assumed := s.Action.Forecast()
+	soak := s.soak().Duration
+	runbook.ForecastNodes(out, &act, runbook.Est(soak, soak, soak), assumed)
 	return out, nil
 }
 

@@ -538,3 +538,49 @@ func TestRelaxApprovedAtTheTerminal(t *testing.T) {
 		t.Fatal("the relaxation is not in the journal")
 	}
 }
+
+// TestDeadlockFoundAndReal: a budget that needs the node the drain takes away (two replicas pinned
+// to one node, one disruption allowed) is found by the plan before anything moves, with the budget
+// fix; and it is a real deadlock: driven past the plan, the drain stalls on that budget.
+func TestDeadlockFoundAndReal(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 2)
+	pinned := s.nodes[0]
+	s.deploy("pinned", 2, func(d *appsv1.Deployment) { d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = pinned })
+	s.waitReady("pinned")
+	s.pdb("pinned", map[string]string{"app": "pinned"}, nil, ptr(intstr.FromInt32(1)))
+
+	plan, err := (&drain.Planner{Client: cluster.Client}).Plan(s.ctx, []string{pinned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl *drain.Blocker
+	for _, b := range plan.Blockers() {
+		if b.Kind == drain.BlockDeadlock {
+			dl = &b
+		}
+	}
+	if dl == nil || !dl.Fatal || !strings.Contains(dl.Message, "PodDisruptionBudget "+s.ns+"/pinned allows 1 disruption(s) at once, but 2 of its 2 pod(s)") ||
+		!strings.Contains(dl.Fix, "allow 2 disruption(s)") {
+		t.Fatalf("want the deadlock with the budget fix, got %+v", plan.Blockers())
+	}
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s]}", pinned), "2m")
+	if exitcode.For(err) != exitcode.Blocked || !strings.Contains(rec.Text(), "deadlock: PodDisruptionBudget "+s.ns+"/pinned") {
+		t.Fatalf("the run must stop before anything moves (exit 3) naming the deadlock: exit %d %v\n%s", exitcode.For(err), err, rec.Text())
+	}
+	if s.node(pinned).Spec.Unschedulable {
+		t.Fatal("nothing may move: the node was cordoned")
+	}
+
+	// Past the plan, straight at the eviction API: the first pod goes, its replacement has nowhere
+	// to go, and the budget holds the second for ever; the stall detector says so.
+	s.cordon(pinned, true)
+	defer s.cordon(pinned, false)
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	err = (&drain.Drainer{Client: cluster.Client, Options: drain.Options{StallTimeout: runbook.Duration{Duration: 3 * time.Second}}}).Drain(ctx, plan.Nodes[0])
+	var se *drain.StalledError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), s.ns+"/pinned") {
+		t.Fatalf("the drain past a deadlock must stall on the budget, got %v", err)
+	}
+}

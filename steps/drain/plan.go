@@ -61,6 +61,48 @@ type Options struct {
 	// AllowBudgetRelax lets drydock relax a budget that stalls the drain, for that node only, and
 	// restore it afterwards (see BudgetRelax); without it a stall fails the drain with the fix.
 	AllowBudgetRelax *BudgetRelax `json:"allowBudgetRelax,omitempty"`
+	// MaxNodeDrainTime flags in the plan, before anything moves, a node whose forecast drain takes
+	// longer: the time your platform gives a node's drain before it fails the upgrade. A duration, or
+	// the platform: eks (15m), aks (30m), gke (1h).
+	MaxNodeDrainTime string `json:"maxNodeDrainTime,omitempty" jsonschema:"pattern=^(eks|aks|gke|([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"`
+}
+
+// DrainLimits are the platforms' bounds on one node's drain during a managed upgrade.
+var DrainLimits = map[string]struct {
+	Limit time.Duration
+	Why   string
+}{
+	// https://docs.aws.amazon.com/eks/latest/userguide/managed-node-update-behavior.html: "If the
+	// pods don't leave the node within 15 minutes ... the upgrade fails with a PodEvictionFailure".
+	"eks": {15 * time.Minute, "EKS fails a managed node group's update when a node's pods have not left within 15 minutes (PodEvictionFailure)"},
+	// https://learn.microsoft.com/azure/aks/upgrade-cluster: drainTimeoutInMinutes, default 30.
+	"aks": {30 * time.Minute, "AKS fails the upgrade when a node's drain passes drainTimeoutInMinutes (default 30)"},
+	// https://cloud.google.com/kubernetes-engine/docs/concepts/node-pool-upgrade-strategies: GKE
+	// respects PodDisruptionBudgets for up to 60 minutes, then deletes the pods anyway.
+	"gke": {time.Hour, "GKE respects PodDisruptionBudgets for at most 60 minutes of a node's upgrade, then deletes the pods"},
+}
+
+// drainLimit is MaxNodeDrainTime as a duration and what it stands for (0: none).
+func (o Options) drainLimit() (time.Duration, string, error) {
+	if o.MaxNodeDrainTime == "" {
+		return 0, "", nil
+	}
+	if l, ok := DrainLimits[o.MaxNodeDrainTime]; ok {
+		return l.Limit, l.Why, nil
+	}
+	d, err := time.ParseDuration(o.MaxNodeDrainTime)
+	if err != nil || d <= 0 {
+		return 0, "", fmt.Errorf("%q is neither a platform (eks, aks, gke) nor a duration such as 20m", o.MaxNodeDrainTime)
+	}
+	return d, "maxNodeDrainTime", nil
+}
+
+// Validate checks the options that the schema cannot.
+func (o Options) Validate(prefix string) []runbook.FieldError {
+	if _, _, err := o.drainLimit(); err != nil {
+		return []runbook.FieldError{{Field: strings.TrimPrefix(prefix+".maxNodeDrainTime", "."), Message: err.Error()}}
+	}
+	return nil
 }
 
 // stallTimeout is StallTimeout or its default.
@@ -102,6 +144,7 @@ const (
 	BlockNoController  BlockerKind = "no-controller"      // needs --force
 	BlockCapacity      BlockerKind = "capacity"           // does not fit on the nodes that stay
 	BlockDeadlock      BlockerKind = "deadlock"           // a budget whose replacements cannot be placed never recovers
+	BlockSlow          BlockerKind = "slow"               // the forecast drain is longer than maxNodeDrainTime
 	BlockOther         BlockerKind = "other"
 )
 
@@ -132,6 +175,8 @@ type NodePlan struct {
 	Evict           []PodRef     `json:"evict"`
 	Skip            []SkippedPod `json:"skip"`
 	Blockers        []Blocker    `json:"blockers"`
+	// Forecast is how long the drain should take (forecast.go).
+	Forecast *runbook.NodeForecast `json:"forecast,omitempty"`
 }
 
 // Plan is the drain of a set of nodes, computed without changing anything.
@@ -182,6 +227,8 @@ type Snapshot struct {
 	pods  []corev1.Pod
 	pvs   map[string]*corev1.PersistentVolume
 	moved map[types.UID]bool // pods Advance moved to another node: replacements of pods the filters let go
+	// measured: each workload's start-up, creation to Ready, measured once (forecast.go)
+	measured map[string]Startup
 }
 
 // load reads nodes, pods, budgets and volumes once.
@@ -252,6 +299,7 @@ func (pl *Planner) Plan(ctx context.Context, nodeNames []string) (*Plan, error) 
 		}
 	}
 	plan.moves = moves
+	pl.forecast(plan, allEvicted, moves)
 	return plan, nil
 }
 
@@ -469,7 +517,8 @@ func sortPods(pods []PodRef, order string) {
 // scheduler would have to place them: nodeSelector, required node affinity, NoSchedule/NoExecute
 // taints, the node affinity of their bound PersistentVolumes (a zonal disk), required pod
 // anti-affinity (both ways), topology spread with whenUnsatisfiable: DoNotSchedule, and room for
-// their requests (first fit, largest first). A pod that fits nowhere would stay Pending: a blocker.
+// their requests (largest first, each on the node with the fewest pods that takes it, as the
+// scheduler's spreading would). A pod that fits nowhere would stay Pending: a blocker.
 //
 // moves says where each evicted pod's replacement would go, by the evicted pod's UID ("": nowhere,
 // it stays Pending).
@@ -526,6 +575,8 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) (blo
 		var placed *room
 		var eligible, volumeOK, antiOK, spreadOK int
 		var spreadWhy, antiWhy string
+		// As the scheduler spreads (least allocated, default pod spreading): the emptiest node first.
+		sort.SliceStable(rooms, func(i, j int) bool { return len(podsOn[rooms[i].node.Name]) < len(podsOn[rooms[j].node.Name]) })
 		for _, r := range rooms {
 			if ok, _ := affinity.Match(r.node); !ok {
 				continue

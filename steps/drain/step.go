@@ -63,7 +63,7 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 	if _, err := labels.Parse(s.Selector); err != nil {
 		errs = append(errs, runbook.FieldError{Field: "selector", Message: err.Error()})
 	}
-	return errs
+	return append(errs, s.Options.Validate("")...)
 }
 
 // ResolveNodes returns the node names the step drains, sorted.
@@ -129,6 +129,9 @@ func DescribePlan(plan *Plan) []string {
 			}
 		}
 		out = append(out, fmt.Sprintf("node %s: %s, evict %d pod(s), skip %d", n.Node, cordon, evict, len(n.Skip)))
+		if f := n.Forecast; f != nil && !f.Drain.Never() && evict > 0 {
+			out = append(out, fmt.Sprintf("  forecast: the drain takes %s, paced by %s", f.Drain, f.PacedBy))
+		}
 		for _, p := range n.Evict {
 			if blocked[p.String()] {
 				continue
@@ -245,7 +248,7 @@ func blockerFinding(b Blocker, opts Options) runbook.Finding {
 func Planned(plan *Plan, opts Options) []runbook.PlannedNode {
 	var out []runbook.PlannedNode
 	for _, np := range plan.Nodes {
-		pn := runbook.PlannedNode{Node: np.Node, Evict: len(np.Evict), Skip: len(np.Skip), AlreadyCordoned: np.AlreadyCordoned}
+		pn := runbook.PlannedNode{Node: np.Node, Evict: len(np.Evict), Skip: len(np.Skip), AlreadyCordoned: np.AlreadyCordoned, Forecast: np.Forecast}
 		for _, b := range np.Blockers {
 			pn.Blockers = append(pn.Blockers, blockerFinding(b, opts))
 		}
@@ -280,6 +283,7 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	}
 	pl.Advance(plan)
 	out.Batches = []runbook.NodeBatch{{Nodes: Planned(plan, s.Options)}}
+	runbook.ForecastNodes(out, nil, runbook.Estimate{}, nil)
 	return out, nil
 }
 

@@ -85,6 +85,7 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 		seen[g] = true
 	}
 	errs = append(errs, s.Health.Validate("health")...)
+	errs = append(errs, s.Drain.Validate("drain")...)
 	return errs
 }
 
@@ -194,7 +195,16 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	if err != nil {
 		return nil, err
 	}
-	return s.planGroups(ctx, env, groups)
+	out, err := s.planGroups(ctx, env, groups)
+	if err != nil {
+		return nil, err
+	}
+	act, assumed := s.Action.Forecast()
+	if s.PauseAfterGroup && len(groups) > 1 {
+		assumed = append(assumed, "the pause after each group waits for a person: not counted")
+	}
+	runbook.ForecastNodes(out, &act, runbook.Estimate{}, assumed)
+	return out, nil
 }
 
 func (s *Step) planGroups(ctx context.Context, env *runbook.Env, groups []Group) (*runbook.NodePlan, error) {

@@ -37,6 +37,9 @@ type Action struct {
 	Rollback []string `json:"rollback,omitempty"`
 	// ReadyTimeout bounds the wait for the node to be Ready at the target version (default 10m).
 	ReadyTimeout runbook.Duration `json:"readyTimeout,omitzero"`
+	// ExpectedDuration is how long the action takes on one node until the node is Ready at the target:
+	// the forecast's figure (drydock plan, the ETA); without it the forecast assumes 2m.
+	ExpectedDuration runbook.Duration `json:"expectedDuration,omitzero"`
 }
 
 // Validate checks the action.
