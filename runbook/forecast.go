@@ -36,6 +36,14 @@ func (e Estimate) Longer(o Estimate) Estimate {
 	return Est(max(e.Expected.Duration, o.Expected.Duration), max(e.Low.Duration, o.Low.Duration), max(e.High.Duration, o.High.Duration))
 }
 
+// then is e then o, where either may never end.
+func (e Estimate) then(o Estimate) Estimate {
+	if e.Never() || o.Never() {
+		return Forever
+	}
+	return e.Plus(o)
+}
+
 // Minus is e less o, never below zero.
 func (e Estimate) Minus(o Estimate) Estimate {
 	return Est(max(0, e.Expected.Duration-o.Expected.Duration), max(0, e.Low.Duration-o.High.Duration), max(0, e.High.Duration-o.Low.Duration))
@@ -168,6 +176,7 @@ func ForecastNodes(p *NodePlan, action *Estimate, extra Estimate, assumed []stri
 	}
 	f.Total = f.Total.Plus(extra)
 	if never != "" {
+		f.Total = Forever
 		f.CriticalPath = []string{"never finishes: " + never}
 		p.Forecast = f
 		return
@@ -205,7 +214,7 @@ func (e *Engine) ForecastRun(rb *Runbook, plans []NodePlan) *RunForecast {
 	for _, spec := range rb.Spec.Steps {
 		if p := byStep[spec.Name]; p != nil && p.Forecast != nil {
 			f.Steps = append(f.Steps, NamedEstimate{Step: spec.Name, Estimate: p.Forecast.Total, From: "model"})
-			f.Total = f.Total.Plus(p.Forecast.Total)
+			f.Total = f.Total.then(p.Forecast.Total)
 			continue
 		}
 		if _, ok := spec.Step.(NodePlanner); ok {
@@ -222,7 +231,7 @@ func (e *Engine) ForecastRun(rb *Runbook, plans []NodePlan) *RunForecast {
 		}
 		est := Est(took, took*3/4, took*3/2)
 		f.Steps = append(f.Steps, NamedEstimate{Step: spec.Name, Estimate: est, From: "run " + last.ID})
-		f.Total = f.Total.Plus(est)
+		f.Total = f.Total.then(est)
 	}
 	return f
 }

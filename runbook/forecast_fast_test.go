@@ -41,8 +41,8 @@ func TestForecastNodes(t *testing.T) {
 
 	never := &NodePlan{Batches: []NodeBatch{{Nodes: []PlannedNode{node("a", 10*s, 0, ""), {Node: "z", Forecast: &NodeForecast{Drain: Forever, PacedBy: "never: budget q"}}}}}}
 	ForecastNodes(never, &act, Estimate{}, nil)
-	if cp := never.Forecast.CriticalPath; len(cp) != 1 || !strings.Contains(cp[0], "z: never: budget q") {
-		t.Errorf("never-ending drain: critical path %q", cp)
+	if cp := never.Forecast.CriticalPath; len(cp) != 1 || !strings.Contains(cp[0], "z: never: budget q") || !never.Forecast.Total.Never() {
+		t.Errorf("never-ending drain: critical path %q, total %s", cp, never.Forecast.Total)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,6 +65,11 @@ func TestWholeRunbookPlanStopsBeforeAnythingMoves(t *testing.T) {
 	if code != int(exitcode.Blocked) || !strings.Contains(out, "batch 2 group b: wplan-b-1") || strings.Contains(out, "would stay Pending") || !strings.Contains(out, "BLOCK wplan-b-") || !strings.Contains(out, "minAvailable: 100%") ||
 		!strings.Contains(out, "left alone: wplan-a-1 (upgraded by step canary first)") {
 		t.Fatalf("plan: exit %d, want 3, with the blocker in batch 2 of group b:\n%s", code, out)
+	}
+	// The forecast: per step and batch, the critical path, what it assumed, and the run's total.
+	if !strings.Contains(out, "step fleet (nodegroups): 3 node(s) in 3 batch(es)") || !regexp.MustCompile(`batch 1 group a ~[0-9.]+m?[0-9.]*s \(`).MatchString(out) ||
+		!strings.Contains(out, "critical path: batch") || !strings.Contains(out, "assumed: the upgrade action takes ~2m0s") || !strings.Contains(out, "Forecast: ~") {
+		t.Fatalf("plan: no forecast:\n%s", out)
 	}
 	out, code = runPlain(t, "plan", rb, "-o", "yaml")
 	var plan RunbookPlan
@@ -129,8 +135,8 @@ func TestWholeRunbookPlanStopsBeforeAnythingMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code = p.run("resume", id, "--yes")
-	if code != 0 {
-		t.Fatalf("resume after the fix: exit %d:\n%s", code, out)
+	if code != 0 || !strings.Contains(out, "forecast against actual: fleet ~") {
+		t.Fatalf("resume after the fix: exit %d, want 0 and the fleet's forecast against what it took:\n%s", code, out)
 	}
 	nodesAt(map[string]string{"wplan-a-1": "v1.37.1", "wplan-a-2": "v1.37.1", "wplan-b-1": "v1.37.1", "wplan-b-2": "v1.37.1"})
 }

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -582,5 +583,65 @@ func TestDeadlockFoundAndReal(t *testing.T) {
 	var se *drain.StalledError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), s.ns+"/pinned") {
 		t.Fatalf("the drain past a deadlock must stall on the budget, got %v", err)
+	}
+}
+
+// TestBudgetRelaxLimit: a budget that stalls again after its one allowed relaxation is not relaxed a
+// second time: the drain stops with the stall (its cause: allowBudgetRelax.max reached), the budget
+// is restored and the node uncordoned. Two web pods on the drained node, whose replacements never
+// become Ready (a ReplicaSet whose template changed after its pods started: a Deployment would
+// roll them), under one budget with a pod that can never be scheduled.
+func TestBudgetRelaxLimit(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 2)
+	node, other := s.nodes[0], s.nodes[1]
+	s.cordon(other, true) // both web pods start on node
+	d := simcluster.Deployment(s.ns, "web", 2)
+	d.Spec.Template.Labels["tier"] = "front"
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"scenario": s.ns}
+	rs := &appsv1.ReplicaSet{ObjectMeta: d.ObjectMeta, Spec: appsv1.ReplicaSetSpec{Replicas: d.Spec.Replicas, Selector: d.Spec.Selector, Template: d.Spec.Template}}
+	if _, err := cluster.Client.AppsV1().ReplicaSets(s.ns).Create(s.ctx, rs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		r, err := cluster.Client.AppsV1().ReplicaSets(s.ns).Get(ctx, "web", metav1.GetOptions{})
+		return err == nil && r.Status.ReadyReplicas == 2, nil
+	}); err != nil {
+		t.Fatal("web never Ready")
+	}
+	s.cordon(other, false)
+	patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"pod-ready.stage.kwok.x-k8s.io/delay":"1h"}}}}}`)
+	if _, err := cluster.Client.AppsV1().ReplicaSets(s.ns).Patch(s.ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.deploy("stuck", 1, func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels["tier"] = "front"
+		d.Spec.Template.Spec.NodeSelector["kubernetes.io/hostname"] = "nowhere"
+	})
+	s.pdb("front", map[string]string{"tier": "front"}, ptr(intstr.FromInt32(2)), nil) // 3 pods, 2 healthy: 0 allowed
+
+	st, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s], stallTimeout: 2s, allowBudgetRelax: {max: 1, expiry: 10m}}", node), "2m")
+	var se *drain.StalledError
+	if !errors.As(err, &se) || !errors.Is(err, drain.ErrRelaxLimit) || exitcode.For(err) != exitcode.Blocked {
+		t.Fatalf("want the stall with allowBudgetRelax.max reached (exit 3), got exit %d: %v\n%s", exitcode.For(err), err, rec.Text())
+	}
+	pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(s.ns).Get(s.ctx, "front", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Labels[drain.LabelRelaxedBy] != "" || pdb.Annotations[drain.AnnotationRelaxed] != "" {
+		t.Fatalf("budget not restored: spec %+v, labels %v, annotations %v", pdb.Spec, pdb.Labels, pdb.Annotations)
+	}
+	var relaxed int
+	for _, c := range st.Step("drain").Changes {
+		if c.Kind == "budget-relax" {
+			relaxed++
+		}
+	}
+	if relaxed != 1 {
+		t.Fatalf("journal: %d relaxations, want exactly one (max: 1)", relaxed)
+	}
+	if s.node(node).Spec.Unschedulable {
+		t.Fatal("the node drydock cordoned must be uncordoned after the stall")
 	}
 }
