@@ -130,7 +130,7 @@ func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, er
 	}
 	c := best(cands, bound)
 	if c.pods == 0 {
-		return c.name, []string{fmt.Sprintf("canary node %s: no candidate of %d has pods to move within the bound (%d, %s): the canary tests the upgrade action only", c.name, len(cands), bound, why)}, nil
+		return c.name, []string{fmt.Sprintf("canary node %s: of %d candidates, none whose drain nothing blocks has pods to move within the bound (%d, %s): the canary tests the upgrade action only", c.name, len(cands), bound, why)}, nil
 	}
 	out := fmt.Sprintf("canary node %s: of %d candidates, its drain tests the most within the bound of %d pod(s) to move (%s): %d pod(s) of %d workload(s) (%s) under %d budget(s) (%s)",
 		c.name, len(cands), bound, why, c.pods, len(c.workloads), strings.Join(c.workloads, ", "), len(c.budgets), strings.Join(c.budgets, ", "))
