@@ -435,15 +435,20 @@ func (m *Model) Apply(ev runbook.Event) {
 			m.Plans[e.Steps[i].Step] = &e.Steps[i]
 		}
 		m.log(runbook.EventTime(ev), "info", text)
+		// The certain blockers come last, so that the newest lines on screen say what stops the run.
+		var certain []string
 		for _, l := range printer.DescribeNodePlans(e.Steps) {
-			lv := "info"
 			if l.Certain {
-				lv = "error"
+				certain = append(certain, strings.TrimSpace(l.Text))
+				continue
 			}
-			m.log(runbook.EventTime(ev), lv, strings.TrimSpace(l.Text))
+			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l.Text))
 		}
 		for _, l := range printer.DescribeForecast(e.Forecast) {
 			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l))
+		}
+		for _, l := range certain {
+			m.log(runbook.EventTime(ev), "error", l)
 		}
 		return
 	}

@@ -508,3 +508,18 @@ func TestETAFromForecast(t *testing.T) {
 		t.Errorf("refined by the node done: %q", got)
 	}
 }
+
+// TestPlanBlockersLoggedLast: with a forecast and node lines around them, a plan's certain blockers
+// are the newest log lines, so the screen of a refused run shows what refused it.
+func TestPlanBlockersLoggedLast(t *testing.T) {
+	t.Parallel()
+	est := runbook.Est(time.Minute, time.Minute, time.Minute)
+	plan := runbook.NodePlan{Step: "fleet", Kind: "nodegroups", Forecast: &runbook.StepForecast{Total: runbook.Forever, CriticalPath: []string{"never finishes: b"}, Assumed: []string{"x"}},
+		Batches: []runbook.NodeBatch{{Forecast: &est, Nodes: []runbook.PlannedNode{{Node: "b", Blockers: []runbook.Finding{{Severity: runbook.SeverityError, Object: "pod/db", Message: "never drains"}}}}}},
+		Left:    []runbook.LeftNode{{Node: "a", Reason: "upgraded"}}}
+	m := feed(newModel(nil), &runbook.RunPlanned{Meta: meta("", 1), Steps: []runbook.NodePlan{plan}, Forecast: &runbook.RunForecast{Total: runbook.Forever}})
+	last := m.Log[len(m.Log)-1]
+	if !strings.Contains(last.Text, "BLOCK b pod/db: never drains") {
+		t.Fatalf("the last log line is %q, want the blocker", last.Text)
+	}
+}
