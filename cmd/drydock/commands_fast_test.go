@@ -124,6 +124,21 @@ func TestCommandFlagsToOptions(t *testing.T) {
 				return NewPlanCommand(f, func(o *PlanOptions) error { *ran = o; return nil })
 			}},
 		{
+			name: "rehearse", args: []string{"up.yaml", "--sim-bin", "/opt/kwok", "-o", "json", "--state-dir", "/s"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRehearseCommand(f, func(o *RehearseOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*RehearseOptions); o.Path != "up.yaml" || o.SimBin != "/opt/kwok" || o.Output != "json" || o.StateDir != "/s" {
+					t.Errorf("%+v", o)
+				}
+			},
+		},
+		{name: "rehearse bad output", args: []string{"up.yaml", "-o", "yaml"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewRehearseCommand(f, func(o *RehearseOptions) error { *ran = o; return nil })
+			}},
+		{
 			name: "runs", args: []string{"--from-cluster", "--prune", "--keep-runs", "0", "-o", "yaml", "--state-namespace", "ops"},
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewRunsCommand(f, func(o *RunsOptions) error { *ran = o; return nil })

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -51,10 +52,14 @@ type Workload struct {
 	Replicas  int32                  `json:"replicas"`
 	Selector  *metav1.LabelSelector  `json:"selector"`
 	Template  corev1.PodTemplateSpec `json:"template"`
+	// Startup is how long its pods took from creation to Ready on the live cluster (the mean over
+	// its Ready pods; 0: none to measure).
+	Startup time.Duration `json:"startup,omitempty"`
 }
 
 // Capture reads the cluster's scheduling-relevant state: lists of nodes, namespaces, PriorityClasses,
-// Deployments, StatefulSets, DaemonSets, ReplicaSets no Deployment owns, and PodDisruptionBudgets.
+// Deployments, StatefulSets, DaemonSets, ReplicaSets no Deployment owns, PodDisruptionBudgets, and
+// pods (only their owners and Ready times: each workload's start-up).
 func Capture(ctx context.Context, c kubernetes.Interface) (*State, error) {
 	s := &State{}
 	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -120,6 +125,45 @@ func Capture(ctx context.Context, c kubernetes.Interface) (*State, error) {
 	for _, p := range pdbs.Items {
 		s.Budgets = append(s.Budgets, policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels},
 			Spec: *p.Spec.DeepCopy()})
+	}
+	pods, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("rehearse: list pods: %w", err)
+	}
+	owner := map[string]string{} // ReplicaSet -> its Deployment
+	for _, rs := range rss.Items {
+		if o := metav1.GetControllerOf(&rs); o != nil && o.Kind == "Deployment" {
+			owner[rs.Namespace+"/ReplicaSet/"+rs.Name] = rs.Namespace + "/Deployment/" + o.Name
+		}
+	}
+	took := map[string][]time.Duration{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		o := metav1.GetControllerOf(p)
+		if o == nil {
+			continue
+		}
+		key := p.Namespace + "/" + o.Kind + "/" + o.Name
+		if d, ok := owner[key]; ok {
+			key = d
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue && !p.CreationTimestamp.IsZero() {
+				if d := cond.LastTransitionTime.Sub(p.CreationTimestamp.Time); d >= 0 && d < time.Hour {
+					took[key] = append(took[key], d)
+				}
+			}
+		}
+	}
+	for i := range s.Workloads {
+		w := &s.Workloads[i]
+		if ds := took[w.Namespace+"/"+w.Kind+"/"+w.Name]; len(ds) > 0 {
+			var sum time.Duration
+			for _, d := range ds {
+				sum += d
+			}
+			w.Startup = sum / time.Duration(len(ds))
+		}
 	}
 	sort.Slice(s.Workloads, func(i, j int) bool {
 		a, b := s.Workloads[i], s.Workloads[j]

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -292,3 +293,6 @@ func (w *BudgetWatch) Stop() {
 	close(w.stop)
 	w.f.Shutdown()
 }
+
+// Bin is the path of one of the cluster's binaries (kubectl, kwokctl, ...).
+func (c *Cluster) Bin(name string) string { return filepath.Join(c.binDir, name) }

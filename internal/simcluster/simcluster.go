@@ -64,6 +64,9 @@ type Options struct {
 	// RuntimeConfig enables or disables built-in APIs, as kube-apiserver's --runtime-config
 	// (e.g. "resource.k8s.io/v1beta1=true").
 	RuntimeConfig string
+	// BinDir holds kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+	// kubectl (default: BinDir(), which builds them in a drydock checkout). drydock rehearse's --sim-bin.
+	BinDir string
 	// Previous starts the control plane (apiserver, controller-manager, scheduler) at the previous
 	// minor (PrevBinDir), so that it can be upgraded component by component with UpgradeComponent.
 	// etcd and kwok are the current ones.
@@ -93,7 +96,12 @@ var counter struct {
 
 // Start creates a cluster and waits until its apiserver answers. On error nothing is left running.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	bin, err := BinDir()
+	bin, err := opts.BinDir, error(nil)
+	if bin == "" {
+		bin, err = BinDir()
+	} else if _, serr := os.Stat(filepath.Join(bin, "kwokctl")); serr != nil {
+		err = fmt.Errorf("simcluster: %s has no kwokctl: give a directory with kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl", bin)
+	}
 	if err != nil {
 		return nil, err
 	}

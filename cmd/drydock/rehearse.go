@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/internal/printer"
+	"github.com/drydock-dev/drydock/internal/rehearse"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
+)
+
+// RehearseOptions are the options of `drydock rehearse FILE`.
+type RehearseOptions struct {
+	Path     string
+	SimBin   string
+	Output   string
+	StateDir string
+
+	f *Factory
+}
+
+// NewRehearseCommand returns `drydock rehearse FILE`. runF, when not nil, replaces Run (tests).
+func NewRehearseCommand(f *Factory, runF func(*RehearseOptions) error) *cobra.Command {
+	o := &RehearseOptions{}
+	cmd := &cobra.Command{
+		Use:   "rehearse FILE",
+		Short: "Play a runbook's node steps first on a simulated copy of the cluster: blockers, Pending pods, lowest availability and durations against the forecast",
+		Long: `Copies the scheduling-relevant state of the cluster (nodes with their labels, taints, size and
+version; namespaces; Deployments, StatefulSets, DaemonSets and ReplicaSets with their replicas and pod
+templates; PodDisruptionBudgets; PriorityClasses) into a local simulated cluster (kwok), with each
+workload's pods as slow to become Ready as on the cluster, and runs the runbook's node steps there with
+the node actions simulated. It reads the cluster and writes nothing to it; it never reads a Secret or a
+ConfigMap, and the copied pod templates keep no reference to one.`,
+		Example: `  drydock rehearse upgrade.yaml --sim-bin ~/kwok-bin
+  drydock rehearse upgrade.yaml -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: runE(f, o, runF),
+	}
+	cmd.Flags().StringVar(&o.SimBin, "sim-bin", "", "directory with kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (default: the directory of kwokctl on PATH)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text (the rehearsal's events, then the report) or json (the report)")
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", runbook.DefaultStateDir(), "local directory of the run journals (earlier runs forecast the steps no model covers)")
+	return cmd
+}
+
+// Complete takes the runbook path and finds the simulated cluster's binaries.
+func (o *RehearseOptions) Complete(f *Factory, _ *cobra.Command, args []string) error {
+	o.f, o.Path = f, args[0]
+	if o.SimBin == "" {
+		if p, err := exec.LookPath("kwokctl"); err == nil {
+			o.SimBin = filepath.Dir(p)
+		}
+	}
+	return nil
+}
+
+// Validate checks the flags; no side effects.
+func (o *RehearseOptions) Validate() error {
+	if o.Output != "text" && o.Output != "json" {
+		return exitcode.UsageError(fmt.Errorf("rehearse: -o must be text or json, not %q", o.Output))
+	}
+	return nil
+}
+
+// Run rehearses the runbook and prints the report; exit 3 when the rehearsal did not finish.
+func (o *RehearseOptions) Run(ctx context.Context) error {
+	rb, err := loadRunbook(o.Path)
+	if err != nil {
+		return err
+	}
+	again, err := loadRunbook(o.Path)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.f.RESTConfig()
+	if err != nil {
+		return err
+	}
+	client, err := o.f.KubeClient()
+	if err != nil {
+		return err
+	}
+	var sink runbook.Sink
+	if o.Output == "text" {
+		sink = printer.NewText(o.f.out())
+	}
+	rep, err := rehearse.Run(ctx, rehearse.Options{Live: client, LiveREST: cfg, Runbook: rb, Rehearsal: again, Registry: steps.Registry,
+		SimBin: o.SimBin, Sink: sink, StateDir: o.StateDir})
+	if err != nil {
+		return fmt.Errorf("rehearse %s: %w", o.Path, err)
+	}
+	out := o.f.out()
+	if o.Output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		for _, l := range describeRehearsal(rep) {
+			fmt.Fprintln(out, l)
+		}
+	}
+	if rep.Status != runbook.RunSucceeded {
+		return runbook.Blocked(fmt.Errorf("rehearse %s: the rehearsal did not finish (%s): %s", o.Path, rep.Status, rep.Error))
+	}
+	return nil
+}
+
+func describeRehearsal(r *rehearse.Report) []string {
+	out := []string{"Rehearsal on a simulated copy (" + r.Copied + "): " + string(r.Status)}
+	for _, s := range r.Steps {
+		f := "no forecast"
+		if s.Forecast != nil {
+			f = "forecast " + s.Forecast.String()
+			if e := s.Forecast.Expected.Duration; e > 0 {
+				f += fmt.Sprintf(", %+.0f%%", 100*(float64(s.Took.Duration)-float64(e))/float64(e))
+			}
+		}
+		out = append(out, fmt.Sprintf("  %s: took %s (%s)", s.Step, s.Took, f))
+	}
+	for _, b := range r.Blockers {
+		out = append(out, "  blocker met: "+b)
+	}
+	for _, p := range r.Pending {
+		out = append(out, "  went Pending: "+p)
+	}
+	for _, a := range r.Lowest {
+		out = append(out, fmt.Sprintf("  lowest availability: %s %d of %d Ready", a.Workload, a.Lowest, a.Desired))
+	}
+	if len(r.Left) > 0 {
+		out = append(out, "  not rehearsed: "+strings.Join(r.Left, "; "))
+	}
+	for _, s := range r.Skipped {
+		out = append(out, "  in the copy: "+s)
+	}
+	if r.Error != "" {
+		out = append(out, "  error: "+r.Error)
+	}
+	return out
+}
