@@ -48,7 +48,7 @@ type Report struct {
 	Steps    []StepResult         `json:"steps"`
 	Status   runbook.RunStatus    `json:"status"`
 	Error    string               `json:"error,omitempty"`
-	Blockers []string             `json:"blockers,omitempty"` // pod: what held it
+	Blockers []string             `json:"blockers,omitempty"` // what held pods back (a budget at zero, a refusal), and how many
 	Pending  []string             `json:"pending,omitempty"`  // pods that went Pending (not scheduled)
 	Lowest   []Availability       `json:"lowest,omitempty"`   // the lowest availability each workload reached
 	Left     []string             `json:"left,omitempty"`     // steps not rehearsed, and why
@@ -109,12 +109,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(wctx) }()
-	blocked := map[string]bool{}
+	held := map[string]map[string]bool{} // what held pods back (a budget, or the reason) -> the pods
 	var mu sync.Mutex
 	sink := runbook.SinkFunc(func(ev runbook.Event) {
 		if pc, ok := ev.(*runbook.PodChanged); ok && pc.State == runbook.PodBlocked {
+			what := pc.Reason
+			if pc.PDB != "" {
+				what = "PodDisruptionBudget " + pc.PDB
+			}
 			mu.Lock()
-			blocked[pc.Pod+": "+pc.Reason] = true
+			if held[what] == nil {
+				held[what] = map[string]bool{}
+			}
+			held[what][pc.Pod] = true
 			mu.Unlock()
 		}
 		if o.Sink != nil {
@@ -150,8 +157,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.Steps = append(rep.Steps, r)
 		}
 	}
-	for b := range blocked {
-		rep.Blockers = append(rep.Blockers, b)
+	for what, pods := range held {
+		rep.Blockers = append(rep.Blockers, fmt.Sprintf("%s held %d pod(s) back for a while", what, len(pods)))
 	}
 	sort.Strings(rep.Blockers)
 	rep.Pending, rep.Lowest = w.results()

@@ -2,6 +2,7 @@ package rehearse_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -98,8 +99,13 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	t.Logf("report:\n%s", b)
 	if rep.Status != runbook.RunSucceeded || len(rep.Steps) != 1 || rep.Steps[0].Forecast == nil || rep.Steps[0].Took.Duration <= 0 {
 		t.Fatalf("report: %+v", rep)
+	}
+	if len(rep.Blockers) != 1 || !strings.HasPrefix(rep.Blockers[0], "PodDisruptionBudget shop/web held ") {
+		t.Errorf("blockers met: %q, want the budget that held the pods evicted after the first (how many depends on timing)", rep.Blockers)
 	}
 	lowest := false
 	for _, a := range rep.Lowest {
