@@ -96,7 +96,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	sim, err := simcluster.Start(ctx, simcluster.Options{BinDir: o.SimBin})
 	if err != nil {
-		return nil, fmt.Errorf("rehearse: start the simulated cluster: %w", err)
+		return nil, fmt.Errorf("rehearse: start the simulated cluster (--sim-bin DIR gives kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl): %w", err)
 	}
 	defer sim.Stop() //nolint:errcheck,contextcheck // best effort, even after ctx ended; the watchdog removes it if this process dies
 	if err := state.Apply(ctx, sim, o.Settle); err != nil {
