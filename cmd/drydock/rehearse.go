@@ -119,10 +119,7 @@ func describeRehearsal(r *rehearse.Report) []string {
 	for _, s := range r.Steps {
 		f := "no forecast"
 		if s.Forecast != nil {
-			f = "forecast " + s.Forecast.String()
-			if e := s.Forecast.Expected.Duration; e > 0 {
-				f += fmt.Sprintf(", %+.0f%%", 100*(float64(s.Took.Duration)-float64(e))/float64(e))
-			}
+			f = "forecast " + s.Forecast.String() + printer.Off(s.Forecast.Expected.Duration, s.Took.Duration)
 		}
 		out = append(out, fmt.Sprintf("  %s: took %s (%s)", s.Step, s.Took, f))
 	}

@@ -118,20 +118,14 @@ func DescribeSummary(s *runbook.RunSummary) []string {
 	for _, l := range s.Left {
 		out = append(out, "  left to do: "+l)
 	}
-	off := func(forecast, took time.Duration) string {
-		if forecast <= 0 {
-			return ""
-		}
-		return fmt.Sprintf(", %+.0f%%", 100*(float64(took)-float64(forecast))/float64(forecast))
-	}
 	var all runbook.Estimate
 	var took time.Duration
 	for _, f := range s.Forecast {
-		out = append(out, fmt.Sprintf("  forecast against actual: %s %s, took %s%s", f.Step, forecastText(f.Forecast), f.Took, off(f.Forecast.Expected.Duration, f.Took.Duration)))
+		out = append(out, fmt.Sprintf("  forecast against actual: %s %s, took %s%s", f.Step, forecastText(f.Forecast), f.Took, Off(f.Forecast.Expected.Duration, f.Took.Duration)))
 		all, took = all.Plus(f.Forecast), took+f.Took.Duration
 	}
 	if len(s.Forecast) > 1 {
-		out = append(out, fmt.Sprintf("  forecast against actual: these steps together %s, took %s%s", forecastText(all), took.Round(100*time.Millisecond), off(all.Expected.Duration, took)))
+		out = append(out, fmt.Sprintf("  forecast against actual: these steps together %s, took %s%s", forecastText(all), took.Round(100*time.Millisecond), Off(all.Expected.Duration, took)))
 	}
 	return out
 }
@@ -211,6 +205,14 @@ func forecastText(e runbook.Estimate) string {
 		return "never (blocked)"
 	}
 	return e.String()
+}
+
+// Off is how far took is from forecast, as ", +12%" ("" without a forecast).
+func Off(forecast, took time.Duration) string {
+	if forecast <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %+.0f%%", 100*(float64(took)-float64(forecast))/float64(forecast))
 }
 
 // DescribeForecast is the run's forecast: the total, then each step's and where it comes from.
