@@ -109,12 +109,12 @@ func TestCommandFlagsToOptions(t *testing.T) {
 				return NewRollbackCommand(f, func(o *RollbackOptions) error { *ran = o; return nil })
 			}},
 		{
-			name: "plan jsonpath", args: []string{"up.yaml", "-o", "jsonpath={.steps[*].name}"},
+			name: "plan jsonpath", args: []string{"up.yaml", "-o", "jsonpath={.steps[*].name}", "--state-dir", "/s"},
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewPlanCommand(f, func(o *PlanOptions) error { *ran = o; return nil })
 			},
 			want: func(t *testing.T, got any) {
-				if o := got.(*PlanOptions); o.Path != "up.yaml" || o.Print.Text() {
+				if o := got.(*PlanOptions); o.Path != "up.yaml" || o.Print.Text() || o.StateDir != "/s" {
 					t.Errorf("%+v", o)
 				}
 			},
@@ -191,6 +191,21 @@ func TestCommandFlagsToOptions(t *testing.T) {
 				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
 			}},
 		{name: "drain concurrency 0", args: []string{"n1", "--concurrency", "0"}, code: exitcode.Usage,
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			}},
+		{
+			name: "drain max-node-drain-time", args: []string{"n1", "--max-node-drain-time", "eks"},
+			make: func(f *Factory, ran *any) *cobra.Command {
+				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
+			},
+			want: func(t *testing.T, got any) {
+				if o := got.(*DrainOptions); o.Settings.MaxNodeDrainTime != "eks" {
+					t.Errorf("%+v", o.Settings)
+				}
+			},
+		},
+		{name: "drain max-node-drain-time neither platform nor duration", args: []string{"n1", "--max-node-drain-time", "fargate"}, code: exitcode.Usage,
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewDrainCommand(f, func(o *DrainOptions) error { *ran = o; return nil })
 			}},
