@@ -97,6 +97,9 @@ type StepForecast struct {
 	CriticalPath []string `json:"criticalPath,omitempty"`
 	// Assumed lists what the forecast could not measure on the cluster and took a default for.
 	Assumed []string `json:"assumed,omitempty"`
+	// PlanCost is what planning took on the cluster as this plan was made: drydock plans each batch
+	// again before it moves it, so the forecast counts it per batch.
+	PlanCost PlanCost `json:"planCost"`
 }
 
 // RunForecast is the whole run's forecast: the node steps' and, for the other steps, how long they
@@ -116,20 +119,39 @@ type NamedEstimate struct {
 	From     string   `json:"from"` // "model" or "run <id>"
 }
 
-// perBatch is drydock's own work around a batch: planning it again, cordon and uncordon, the
-// health gates' first verdict.
-var perBatch = Est(2*time.Second, time.Second, 5*time.Second)
+// PlanCost is what planning costs on the cluster, measured while the plan was made: reading the
+// nodes, pods, budgets and volumes (Load), and computing one batch's drain (Batch). A run plans each
+// batch again just before it moves it, and each group as it starts, so this is drydock's own share
+// of every batch (measured on a loaded cluster it is seconds, on an idle one tens of milliseconds).
+type PlanCost struct {
+	Load  time.Duration `json:"load"`
+	Batch time.Duration `json:"batch"`
+}
 
-// perGroup is the node groups' work as a group starts: planning the group again.
-var perGroup = Est(2*time.Second, time.Second, 5*time.Second)
+// perBatchFixed is the rest of drydock's work around a batch: cordon, uncordon, the health gates'
+// first verdict (measured at 0.1–0.2 s on the demo fleet, TestRehearsalPredictsTheDemo).
+const perBatchFixed = 200 * time.Millisecond
+
+// batch is drydock's own work around a batch: planning it again, and the fixed rest.
+func (c PlanCost) batch() Estimate {
+	d := c.Load + c.Batch
+	return Est(perBatchFixed+d, perBatchFixed/2+d/2, 5*perBatchFixed+3*d)
+}
+
+// group is the node groups' work as a group of n batches starts: planning the group again.
+func (c PlanCost) group(n int) Estimate {
+	d := c.Load + c.Batch*time.Duration(n)
+	return Est(d, d/2, 3*d)
+}
 
 // ForecastNodes fills in a node step's forecast from its nodes' drain forecasts: each node's cycle (the
 // drain, then the action until the node is Ready at the target), each batch (its nodes side by
 // side, then the wait for the cluster to be healthy: the last replacements' start-up the action has
 // not already covered), and the step (its batches one after another, then extra, e.g. the soak).
-// action is nil for a step that only drains; assumed says what the forecast could not measure.
-func ForecastNodes(p *NodePlan, action *Estimate, extra Estimate, assumed []string) {
-	f := &StepForecast{Assumed: assumed}
+// action is nil for a step that only drains; assumed says what the forecast could not measure; cost
+// is what planning took while this plan was made (drydock's own work per batch and group).
+func ForecastNodes(p *NodePlan, action *Estimate, extra Estimate, assumed []string, cost PlanCost) {
+	f := &StepForecast{Assumed: assumed, PlanCost: cost}
 	act := Estimate{}
 	if action != nil {
 		act = *action
@@ -166,9 +188,16 @@ func ForecastNodes(p *NodePlan, action *Estimate, extra Estimate, assumed []stri
 		if action != nil {
 			took = took.Plus(settle.Minus(act))
 		}
-		took = took.Plus(perBatch)
+		took = took.Plus(cost.batch())
 		if b.Group != "" && (bi == 0 || p.Batches[bi-1].Group != b.Group) {
-			took = took.Plus(perGroup)
+			n := 0
+			for _, o := range p.Batches[bi:] {
+				if o.Group != b.Group {
+					break
+				}
+				n++
+			}
+			took = took.Plus(cost.group(n))
 		}
 		b.Forecast = &took
 		f.Total = f.Total.Plus(took)
@@ -190,6 +219,29 @@ func ForecastNodes(p *NodePlan, action *Estimate, extra Estimate, assumed []stri
 		f.CriticalPath = append(f.CriticalPath, fmt.Sprintf("batch %d (%s) %s, paced by %s", b.batch+1, strings.Join(names, ", "), b.took, b.why))
 	}
 	p.Forecast = f
+}
+
+// GroupEstimate is a node group's forecast: its batches one after another.
+type GroupEstimate struct {
+	Group    string   `json:"group"`
+	Estimate Estimate `json:"estimate"`
+}
+
+// GroupForecasts are the forecasts of the plan's node groups in the order they run (ForecastNodes
+// first); none for a step without groups.
+func (p *NodePlan) GroupForecasts() []GroupEstimate {
+	var out []GroupEstimate
+	for _, b := range p.Batches {
+		if b.Group == "" || b.Forecast == nil {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Group != b.Group {
+			out = append(out, GroupEstimate{Group: b.Group})
+		}
+		last := &out[len(out)-1]
+		last.Estimate = last.Estimate.then(*b.Forecast)
+	}
+	return out
 }
 
 // ForecastRun is the run's forecast: each node step from its plan (plans, as PlanNodes made them);

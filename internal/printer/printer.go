@@ -195,6 +195,10 @@ func DescribeNodePlans(plans []runbook.NodePlan) []PlanLine {
 			for _, a := range f.Assumed {
 				add(false, "  assumed: %s", a)
 			}
+			if len(p.Batches) > 0 {
+				add(false, "  drydock's own work: planning measured at %s of reads and %s per batch, done again before each batch",
+					f.PlanCost.Load.Round(time.Millisecond), f.PlanCost.Batch.Round(time.Millisecond))
+			}
 		}
 	}
 	return out

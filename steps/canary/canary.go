@@ -250,7 +250,7 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	out.Batches = []runbook.NodeBatch{{Nodes: drain.Planned(plan, s.Drain)}}
 	act, assumed := s.Action.Forecast()
 	soak := s.soak().Duration
-	runbook.ForecastNodes(out, &act, runbook.Est(soak, soak, soak), assumed)
+	runbook.ForecastNodes(out, &act, runbook.Est(soak, soak, soak), assumed, pl.Cost())
 	return out, nil
 }
 

@@ -229,6 +229,22 @@ type Snapshot struct {
 	moved map[types.UID]bool // pods Advance moved to another node: replacements of pods the filters let go
 	// measured: each workload's start-up, creation to Ready, measured once (forecast.go)
 	measured map[string]Startup
+	// What planning cost: the reads (once), and the batches planned (not counting the plans the
+	// deadlock detector makes inside one), for the forecast of drydock's own work (Cost).
+	loadTook, planTook time.Duration
+	plans, depth       int
+}
+
+// Cost is what planning cost on this snapshot so far: its reads, and one batch's plan on average.
+func (s *Snapshot) Cost() runbook.PlanCost {
+	if s == nil {
+		return runbook.PlanCost{}
+	}
+	c := runbook.PlanCost{Load: s.loadTook}
+	if s.plans > 0 {
+		c.Batch = s.planTook / time.Duration(s.plans)
+	}
+	return c
 }
 
 // load reads nodes, pods, budgets and volumes once.
@@ -239,6 +255,8 @@ func (pl *Planner) load(ctx context.Context) error {
 	if pl.nodes != nil {
 		return nil
 	}
+	start := time.Now()
+	defer func() { pl.loadTook = time.Since(start) }()
 	nodes, err := pl.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
@@ -271,6 +289,12 @@ func (pl *Planner) Plan(ctx context.Context, nodeNames []string) (*Plan, error) 
 	if err := pl.load(ctx); err != nil {
 		return nil, err
 	}
+	if pl.depth == 0 {
+		start := time.Now()
+		defer func() { pl.planTook += time.Since(start); pl.plans++ }()
+	}
+	pl.depth++
+	defer func() { pl.depth-- }()
 	draining := map[string]bool{}
 	for _, n := range nodeNames {
 		draining[n] = true
@@ -534,14 +558,18 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) (blo
 	for i := range evicted {
 		leaving[evicted[i].UID] = true
 	}
-	// The pods each node will hold: those that stay, then the ones placed by this simulation.
-	podsOn := map[string][]*corev1.Pod{}
+	// The pods each node will hold: those that stay, then the ones placed by this simulation; and
+	// every pod each node has now (one pass over the pods, not one per node).
+	podsOn, hasNow := map[string][]*corev1.Pod{}, map[string][]*corev1.Pod{}
 	for j := range pl.pods {
 		p := &pl.pods[j]
-		if p.Spec.NodeName == "" || leaving[p.UID] || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		podsOn[p.Spec.NodeName] = append(podsOn[p.Spec.NodeName], p)
+		hasNow[p.Spec.NodeName] = append(hasNow[p.Spec.NodeName], p)
+		if !leaving[p.UID] {
+			podsOn[p.Spec.NodeName] = append(podsOn[p.Spec.NodeName], p)
+		}
 	}
 	var rooms []*room
 	for i := range pl.nodes {
@@ -552,11 +580,7 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) (blo
 		}
 		free := n.Status.Allocatable.DeepCopy()
 		podsLeft := n.Status.Allocatable.Pods().Value()
-		for j := range pl.pods {
-			p := &pl.pods[j]
-			if p.Spec.NodeName != n.Name || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
-			}
+		for _, p := range hasNow[n.Name] {
 			subtract(free, resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}))
 			podsLeft--
 		}

@@ -283,7 +283,7 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	}
 	pl.Advance(plan)
 	out.Batches = []runbook.NodeBatch{{Nodes: Planned(plan, s.Options)}}
-	runbook.ForecastNodes(out, nil, runbook.Estimate{}, nil)
+	runbook.ForecastNodes(out, nil, runbook.Estimate{}, nil, pl.Cost())
 	return out, nil
 }
 

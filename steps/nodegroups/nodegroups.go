@@ -203,7 +203,7 @@ func (s *Step) PlanNodes(ctx context.Context, env *runbook.Env) (*runbook.NodePl
 	if s.PauseAfterGroup && len(groups) > 1 {
 		assumed = append(assumed, "the pause after each group waits for a person: not counted")
 	}
-	runbook.ForecastNodes(out, &act, runbook.Estimate{}, assumed)
+	runbook.ForecastNodes(out, &act, runbook.Estimate{}, assumed, drain.PlannerFor(env, s.Drain).Cost()) // the snapshot planGroups used
 	return out, nil
 }
 
