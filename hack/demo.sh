@@ -40,68 +40,11 @@ k create namespace shop >/dev/null
 k create namespace batch >/dev/null
 k create namespace ledger >/dev/null
 k create namespace monitoring >/dev/null
-k -n shop create deployment web --image=registry.example/web:1 --replicas=8 >/dev/null
-k -n shop create deployment api --image=registry.example/api:1 --replicas=4 >/dev/null
 k -n shop create configmap web-config --from-literal=mode=production >/dev/null
 k -n shop create secret generic api-credentials --from-literal=token=demo >/dev/null
 k -n shop create service clusterip web --tcp=80:8080 >/dev/null
-k -n batch create deployment worker --image=registry.example/worker:1 --replicas=6 >/dev/null
-k -n shop create pdb web --selector=app=web --max-unavailable=1 >/dev/null
-k -n shop create pdb api --selector=app=api --min-available=3 >/dev/null
-k -n batch create pdb worker --selector=app=worker --max-unavailable=25% >/dev/null
-k apply -f - >/dev/null <<'YAML'
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: shop}
-spec:
-  serviceName: db
-  replicas: 3
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec: {containers: [{name: db, image: registry.example/db:16}]}
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: db, namespace: shop}
-spec: {maxUnavailable: 1, selector: {matchLabels: {app: db}}}
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: node-exporter, namespace: monitoring}
-spec:
-  selector: {matchLabels: {app: node-exporter}}
-  template:
-    metadata: {labels: {app: node-exporter}}
-    spec: {containers: [{name: exporter, image: registry.example/node-exporter:1}]}
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: log-shipper, namespace: monitoring}
-spec:
-  selector: {matchLabels: {app: log-shipper}}
-  template:
-    metadata: {labels: {app: log-shipper}}
-    spec: {containers: [{name: shipper, image: registry.example/log-shipper:2}]}
----
-# The trap: a budget that allows no eviction, ever: any node with a ledger pod could never be drained.
-# Pre-flight flags it; the runbook's fix step relaxes it to one pod at a time (hack/demo/fixes.yaml).
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: ledger, namespace: ledger}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: ledger}}
-  template:
-    metadata: {labels: {app: ledger}}
-    spec:
-      containers: [{name: ledger, image: registry.example/ledger:3}]
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: ledger, namespace: ledger}
-spec: {minAvailable: 100%, selector: {matchLabels: {app: ledger}}}
-YAML
+# The workloads and their budgets (the proof that rehearsals predict the demo applies the same file).
+k apply -f hack/demo/workloads.yaml >/dev/null
 
 # A Helm release as Helm v3 stores it (JSON, gzip, base64, in a Secret): its manifest still renders an
 # Ingress through networking.k8s.io/v1beta1, removed in 1.22. Helm could not upgrade it after the upgrade.

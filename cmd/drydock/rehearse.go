@@ -13,6 +13,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/printer"
 	"github.com/drydock-dev/drydock/internal/rehearse"
+	"github.com/drydock-dev/drydock/internal/tui"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
 )
@@ -23,8 +24,10 @@ type RehearseOptions struct {
 	SimBin   string
 	Output   string
 	StateDir string
+	NoTUI    bool
 
-	f *Factory
+	f         *Factory
+	outputSet bool
 }
 
 // NewRehearseCommand returns `drydock rehearse FILE`. runF, when not nil, replaces Run (tests).
@@ -35,10 +38,14 @@ func NewRehearseCommand(f *Factory, runF func(*RehearseOptions) error) *cobra.Co
 		Short: "Play a runbook's node steps first on a simulated copy of the cluster: blockers, Pending pods, lowest availability and durations against the forecast",
 		Long: `Copies the scheduling-relevant state of the cluster (nodes with their labels, taints, size and
 version; namespaces; Deployments, StatefulSets, DaemonSets and ReplicaSets with their replicas and pod
-templates; PodDisruptionBudgets; PriorityClasses) into a local simulated cluster (kwok), with each
+templates, each pod on the node it runs on; pods no controller owns; bound claims with their volumes'
+zones; PodDisruptionBudgets; PriorityClasses) into a local simulated cluster (kwok), with each
 workload's pods as slow to become Ready as on the cluster, and runs the runbook's node steps there with
-the node actions simulated. It reads the cluster and writes nothing to it; it never reads a Secret or a
-ConfigMap, and the copied pod templates keep no reference to one.`,
+the node actions simulated (the node reports the target after action.expectedDuration). It reports the
+blockers met, the pods that went Pending, the lowest availability of each workload, and the duration of
+each step and node group against the forecast. On a terminal the run on the copy is shown as a run is.
+It reads the cluster and writes nothing to it; it never reads a Secret or a ConfigMap, and the copied
+pod templates keep no reference to one.`,
 		Example: `  drydock rehearse upgrade.yaml --sim-bin ~/kwok-bin
   drydock rehearse upgrade.yaml -o json`,
 		Args: cobra.ExactArgs(1),
@@ -46,13 +53,15 @@ ConfigMap, and the copied pod templates keep no reference to one.`,
 	}
 	cmd.Flags().StringVar(&o.SimBin, "sim-bin", "", "directory with kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (default: the directory of kwokctl on PATH)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text (the rehearsal's events, then the report) or json (the report)")
+	cmd.Flags().BoolVar(&o.NoTUI, "no-tui", false, "print plain lines even on a terminal (the screen is used only when stdin, stdout and stderr are terminals)")
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", runbook.DefaultStateDir(), "local directory of the run journals (earlier runs forecast the steps no model covers)")
 	return cmd
 }
 
 // Complete takes the runbook path and finds the simulated cluster's binaries.
-func (o *RehearseOptions) Complete(f *Factory, _ *cobra.Command, args []string) error {
+func (o *RehearseOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Path = f, args[0]
+	o.outputSet = cmd.Flags().Changed("output")
 	if o.SimBin == "" {
 		if p, err := exec.LookPath("kwokctl"); err == nil {
 			o.SimBin = filepath.Dir(p)
@@ -87,12 +96,25 @@ func (o *RehearseOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var sink runbook.Sink
-	if o.Output == "text" {
-		sink = printer.NewText(o.f.out())
+	opts := rehearse.Options{Live: client, LiveREST: cfg, Runbook: rb, Rehearsal: again, Registry: steps.Registry,
+		SimBin: o.SimBin, StateDir: o.StateDir}
+	var rep *rehearse.Report
+	work := func(ctx context.Context, sink runbook.Sink) error {
+		opts.Sink = sink
+		rep, err = rehearse.Run(ctx, opts)
+		return err
 	}
-	rep, err := rehearse.Run(ctx, rehearse.Options{Live: client, LiveREST: cfg, Runbook: rb, Rehearsal: again, Registry: steps.Registry,
-		SimBin: o.SimBin, Sink: sink, StateDir: o.StateDir})
+	switch {
+	case o.f.Prompter().Screen() && !o.NoTUI && !o.outputSet:
+		// The rehearsal's run on the screen, as a run's; it closes by itself and the report follows.
+		info := tui.Info{Command: "rehearse", Context: o.f.ContextName(), Lock: "none (a simulated copy)", Target: rb.Spec.TargetVersion}
+		err = tui.Run(ctx, tui.Options{Info: info, In: o.f.IOStreams.In, Out: o.f.errOut(), Color: o.f.Getenv("NO_COLOR") == "", QuitWhenDone: true},
+			func(ctx context.Context, sink runbook.Sink, _ runbook.Decider) error { return work(ctx, sink) })
+	case o.Output == "text":
+		err = work(ctx, printer.NewText(o.f.out()))
+	default:
+		err = work(ctx, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("rehearse %s: %w", o.Path, err)
 	}
@@ -123,8 +145,15 @@ func describeRehearsal(r *rehearse.Report) []string {
 		}
 		out = append(out, fmt.Sprintf("  %s: took %s (%s)", s.Step, s.Took, f))
 	}
+	for _, g := range r.Groups {
+		f := "no forecast"
+		if g.Forecast != nil {
+			f = "forecast " + g.Forecast.String() + printer.Off(g.Forecast.Expected.Duration, g.Took.Duration)
+		}
+		out = append(out, fmt.Sprintf("    %s group %s: took %s (%s)", g.Step, g.Group, g.Took, f))
+	}
 	for _, b := range r.Blockers {
-		out = append(out, "  blocker met: "+b)
+		out = append(out, "  blocker met: "+b.String())
 	}
 	for _, p := range r.Pending {
 		out = append(out, "  went Pending: "+p)

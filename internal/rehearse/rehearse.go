@@ -10,10 +10,12 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
@@ -36,19 +38,23 @@ type Options struct {
 	SimBin string
 	// Sink sees the rehearsal's events (the run on the copy).
 	Sink runbook.Sink
-	// Settle bounds the wait for the copy's workloads to be Ready (default 5m).
+	// Settle bounds the wait for the copy's workloads to be Ready (default 10m).
 	Settle time.Duration
 	// StateDir holds this machine's journals: earlier runs forecast the steps no model covers.
 	StateDir string
 }
 
+// largeCopy is the number of pods above which the copy's control plane gets higher client rates.
+const largeCopy = 2000
+
 // Report is what the rehearsal met, and how it compared with the forecast.
 type Report struct {
 	Forecast *runbook.RunForecast `json:"forecast,omitempty"`
 	Steps    []StepResult         `json:"steps"`
+	Groups   []GroupResult        `json:"groups,omitempty"` // each node group, in the order they ran
 	Status   runbook.RunStatus    `json:"status"`
 	Error    string               `json:"error,omitempty"`
-	Blockers []string             `json:"blockers,omitempty"` // what held pods back (a budget at zero, a refusal), and how many
+	Blockers []Held               `json:"blockers,omitempty"` // what held pods back (a budget at zero, a refusal), and how many
 	Pending  []string             `json:"pending,omitempty"`  // pods that went Pending (not scheduled)
 	Lowest   []Availability       `json:"lowest,omitempty"`   // the lowest availability each workload reached
 	Left     []string             `json:"left,omitempty"`     // steps not rehearsed, and why
@@ -59,6 +65,14 @@ type Report struct {
 // StepResult is a rehearsed step: its forecast and what it took on the copy.
 type StepResult struct {
 	Step     string            `json:"step"`
+	Forecast *runbook.Estimate `json:"forecast,omitempty"`
+	Took     runbook.Duration  `json:"took"`
+}
+
+// GroupResult is a rehearsed node group: its forecast and what it took on the copy.
+type GroupResult struct {
+	Step     string            `json:"step"`
+	Group    string            `json:"group"`
 	Forecast *runbook.Estimate `json:"forecast,omitempty"`
 	Took     runbook.Duration  `json:"took"`
 }
@@ -75,9 +89,14 @@ type Availability struct {
 // and reports. Nothing is written to the live cluster.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Settle == 0 {
-		o.Settle = 5 * time.Minute
+		o.Settle = 10 * time.Minute
 	}
 	rep := &Report{}
+	say := func(format string, args ...any) {
+		if o.Sink != nil {
+			o.Sink.Emit(runbook.Stamp(&runbook.LogLine{Meta: runbook.Meta{Time: time.Now()}, Stream: "info", Line: "rehearse: " + fmt.Sprintf(format, args...)}))
+		}
+	}
 	live := &runbook.Engine{Registry: o.Registry, Kube: o.Live, REST: o.LiveREST, StateDir: o.StateDir}
 	if o.LiveREST != nil {
 		live.Cluster = o.LiveREST.Host
@@ -92,16 +111,25 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Skipped = state.Skipped
-	rep.Copied = fmt.Sprintf("%d nodes, %d namespaces, %d workloads, %d budgets, %d PriorityClasses", len(state.Nodes), len(state.Namespaces), len(state.Workloads), len(state.Budgets), len(state.PriorityClasses))
+	rep.Copied = fmt.Sprintf("%d nodes, %d namespaces, %d workloads, %d budgets, %d PriorityClasses, %d bound claims", len(state.Nodes), len(state.Namespaces), len(state.Workloads), len(state.Budgets), len(state.PriorityClasses), len(state.Volumes))
+	say("read the cluster (%s); forecast %s; starting a simulated cluster", rep.Copied, rep.Forecast.Total)
 
-	sim, err := simcluster.Start(ctx, simcluster.Options{BinDir: o.SimBin})
+	so := simcluster.Options{BinDir: o.SimBin}
+	if n := state.PodCount(); n > largeCopy {
+		// The copy's controller-manager and scheduler at their default rates (20 and 50 requests a
+		// second) would make the copy, not the cluster, what paces thousands of replacements.
+		so.APIQPS = 200
+	}
+	sim, err := simcluster.Start(ctx, so)
 	if err != nil {
 		return nil, fmt.Errorf("rehearse: start the simulated cluster (--sim-bin DIR gives kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl): %w", err)
 	}
 	defer sim.Stop() //nolint:errcheck,contextcheck // best effort, even after ctx ended; the watchdog removes it if this process dies
+	say("simulated cluster up; creating the copy and waiting for its workloads to be Ready (at most %s)", o.Settle)
 	if err := state.Apply(ctx, sim, o.Settle); err != nil {
 		return nil, err
 	}
+	say("the copy is Ready; running the node steps on it")
 	rep.Left = simulate(o.Rehearsal, sim)
 
 	w := &watcher{client: sim.Client, lowest: map[string]*Availability{}, pending: map[string]bool{}}
@@ -109,25 +137,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(wctx) }()
-	held := map[string]map[string]bool{} // what held pods back (a budget, or the reason) -> the pods
-	var mu sync.Mutex
-	sink := runbook.SinkFunc(func(ev runbook.Event) {
-		if pc, ok := ev.(*runbook.PodChanged); ok && pc.State == runbook.PodBlocked {
-			what := pc.Reason
-			if pc.PDB != "" {
-				what = "PodDisruptionBudget " + pc.PDB
-			}
-			mu.Lock()
-			if held[what] == nil {
-				held[what] = map[string]bool{}
-			}
-			held[what][pc.Pod] = true
-			mu.Unlock()
-		}
-		if o.Sink != nil {
-			o.Sink.Emit(ev)
-		}
-	})
+	met := &Met{}
+	sink := runbook.MultiSink{met}
+	if o.Sink != nil {
+		sink = append(sink, o.Sink)
+	}
 	dir, err := os.MkdirTemp("", "drydock-rehearse-")
 	if err != nil {
 		stop()
@@ -157,10 +171,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.Steps = append(rep.Steps, r)
 		}
 	}
-	for what, pods := range held {
-		rep.Blockers = append(rep.Blockers, fmt.Sprintf("%s held %d pod(s) back for a while", what, len(pods)))
+	rep.Blockers = met.Held()
+	rep.Groups = met.GroupTook()
+	for i := range rep.Groups {
+		g := &rep.Groups[i]
+		for _, p := range plans {
+			if p.Step != g.Step {
+				continue
+			}
+			for _, f := range p.GroupForecasts() {
+				if f.Group == g.Group {
+					g.Forecast = &f.Estimate
+				}
+			}
+		}
 	}
-	sort.Strings(rep.Blockers)
 	rep.Pending, rep.Lowest = w.results()
 	return rep, nil
 }
@@ -187,7 +212,9 @@ func simulate(rb *runbook.Runbook, sim *simcluster.Cluster) []string {
 		}
 		if action != nil {
 			est, _ := action.Forecast() // expectedDuration, or what the forecast assumes
-			wait := est.Expected.Duration
+			// The node reports the target when the action is expected to end: the sleep, less what
+			// starting kubectl and its patch take (about 0.3 s).
+			wait := max(0, est.Expected.Duration-300*time.Millisecond)
 			patch := `{"status":{"nodeInfo":{"kubeletVersion":"{{.TargetVersion}}"}}}`
 			*action = rollout.Action{Exec: []string{"sh", "-c", fmt.Sprintf("sleep %.1f && %s --kubeconfig %s patch node {{.Node.Name}} --subresource=status -p '%s' >/dev/null",
 				wait.Seconds(), sim.Bin("kubectl"), sim.Kubeconfig, patch)}, ReadyTimeout: action.ReadyTimeout, ExpectedDuration: action.ExpectedDuration}
@@ -202,7 +229,8 @@ func simulate(rb *runbook.Runbook, sim *simcluster.Cluster) []string {
 	return left
 }
 
-// watcher samples the copy: pods not scheduled, and each workload's Ready pods.
+// watcher follows the copy through informers (one watch per kind, not a list every moment: a copy
+// may hold thousands of pods): pods not scheduled, and each workload's Ready pods.
 type watcher struct {
 	client  kubernetes.Interface
 	mu      sync.Mutex
@@ -211,55 +239,47 @@ type watcher struct {
 }
 
 func (w *watcher) run(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		w.sample(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	f := informers.NewSharedInformerFactory(w.client, 0)
+	on := func(inf cache.SharedIndexInformer, see func(any)) {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: see, UpdateFunc: func(_, o any) { see(o) }})
 	}
+	on(f.Core().V1().Pods().Informer(), func(o any) {
+		p, ok := o.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				w.mu.Lock()
+				w.pending[p.Namespace+"/"+p.Name+": "+c.Message] = true
+				w.mu.Unlock()
+			}
+		}
+	})
+	on(f.Apps().V1().Deployments().Informer(), func(o any) {
+		if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Replicas != nil {
+			w.see(d.Namespace+"/Deployment/"+d.Name, d.Status.ReadyReplicas, *d.Spec.Replicas)
+		}
+	})
+	on(f.Apps().V1().StatefulSets().Informer(), func(o any) {
+		if s, ok := o.(*appsv1.StatefulSet); ok && s.Spec.Replicas != nil {
+			w.see(s.Namespace+"/StatefulSet/"+s.Name, s.Status.ReadyReplicas, *s.Spec.Replicas)
+		}
+	})
+	f.Start(ctx.Done())
+	<-ctx.Done()
+	f.Shutdown()
 }
 
-func (w *watcher) sample(ctx context.Context) {
-	pods, err := w.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-	if err == nil {
-		for _, p := range pods.Items {
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-					w.mu.Lock()
-					w.pending[p.Namespace+"/"+p.Name+": "+c.Message] = true
-					w.mu.Unlock()
-				}
-			}
-		}
+func (w *watcher) see(key string, ready, desired int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a := w.lowest[key]
+	if a == nil {
+		a = &Availability{Workload: key, Lowest: ready, Desired: desired}
+		w.lowest[key] = a
 	}
-	see := func(key string, ready, desired int32) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		a := w.lowest[key]
-		if a == nil {
-			a = &Availability{Workload: key, Lowest: ready, Desired: desired}
-			w.lowest[key] = a
-		}
-		a.Lowest = min(a.Lowest, ready)
-	}
-	if ds, err := w.client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{ResourceVersion: "0"}); err == nil {
-		for _, d := range ds.Items {
-			if d.Spec.Replicas != nil {
-				see(d.Namespace+"/Deployment/"+d.Name, d.Status.ReadyReplicas, *d.Spec.Replicas)
-			}
-		}
-	}
-	if ss, err := w.client.AppsV1().StatefulSets("").List(ctx, metav1.ListOptions{ResourceVersion: "0"}); err == nil {
-		for _, s := range ss.Items {
-			if s.Spec.Replicas != nil {
-				see(s.Namespace+"/StatefulSet/"+s.Name, s.Status.ReadyReplicas, *s.Spec.Replicas)
-			}
-		}
-	}
+	a.Lowest = min(a.Lowest, ready)
 }
 
 // results are the pods that went Pending and the workloads that ever had fewer Ready pods than

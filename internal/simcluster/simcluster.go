@@ -67,6 +67,10 @@ type Options struct {
 	// BinDir holds kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 	// kubectl (default: BinDir(), which builds them in a drydock checkout). drydock rehearse's --sim-bin.
 	BinDir string
+	// APIQPS raises the client rate of the controller-manager and the scheduler (requests per second,
+	// burst twice that; 0: their defaults, 20 and 50): a cluster of thousands of pods creates and
+	// schedules their replacements no faster than that.
+	APIQPS int
 	// Previous starts the control plane (apiserver, controller-manager, scheduler) at the previous
 	// minor (PrevBinDir), so that it can be upgraded component by component with UpgradeComponent.
 	// etcd and kwok are the current ones.
@@ -161,6 +165,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		"@READY_MS@", strconv.FormatInt(opts.PodReadyDelay.Milliseconds(), 10),
 		"@DELETE_MS@", strconv.FormatInt(opts.PodDeleteDelay.Milliseconds(), 10),
 		"@COMPLETE_MS@", strconv.FormatInt(opts.PodCompleteDelay.Milliseconds(), 10),
+		"@CONTROL_PLANE_PATCHES@", controlPlanePatches(opts.APIQPS),
 	).Replace(stagesTemplate)
 	configPath := filepath.Join(c.WorkDir, "kwok.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
@@ -220,6 +225,19 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// controlPlanePatches are kwokctl's componentsPatches giving the controller-manager and the
+// scheduler a client rate of qps (none for 0).
+func controlPlanePatches(qps int) string {
+	if qps == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
+		fmt.Fprintf(&b, "- name: %s\n  extraArgs:\n  - key: kube-api-qps\n    value: \"%d\"\n  - key: kube-api-burst\n    value: \"%d\"\n", c, qps, 2*qps)
+	}
+	return b.String()
 }
 
 // componentsFile keeps how each control-plane component was started (argv, environment, directory),

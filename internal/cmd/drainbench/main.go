@@ -101,6 +101,8 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 	}
 	times := map[string][]time.Duration{}
 	var forecasts []time.Duration
+	var rehearsed time.Duration
+	var rehearsalMet []string
 	fmt.Printf("drain of a node with k=%d pods, PDB maxUnavailable: 1, pod readiness delay D=%s, %d repetitions each\n", k, delay, reps)
 	for r := 0; r < reps; r++ {
 		for _, tool := range []string{"drydock", "drydock-faults", "kubectl"} {
@@ -116,6 +118,12 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 					return err
 				}
 				forecasts = append(forecasts, f)
+				if r == 0 {
+					// What a rehearsal on a simulated copy of this cluster says, once (it takes a minute).
+					if rehearsed, rehearsalMet, err = rehearsalOf(drydock, c.Kubeconfig, bin, src); err != nil {
+						return err
+					}
+				}
 			}
 			cmd := tools[tool](src)
 			start := time.Now()
@@ -146,7 +154,12 @@ func run(k int, delay time.Duration, reps int, drydock string, rolloutOnly, drai
 	fmt.Printf("kubectl/drydock             %.2f   (target >= 2)\n", ratio(kc, dd))
 	fc := median(forecasts)
 	fmt.Printf("drydock/its forecast        %.2f   (forecast %.2fs; target within 0.75..1.25)\n", ratio(dd, fc), fc.Seconds())
-	if ratio(dd, lower) > 1.15 || ratio(kc, dd) < 2 || ratio(df, dd) > 1.3 || ratio(dd, fc) < 0.75 || ratio(dd, fc) > 1.25 {
+	fmt.Printf("drydock/its rehearsal       %.2f   (rehearsal %.2fs; target within 0.75..1.25)\n", ratio(dd, rehearsed), rehearsed.Seconds())
+	budget := "PodDisruptionBudget drydock-0/app" // the rehearsed drain is the first drydock one
+	fmt.Printf("blockers the rehearsal met: %s (the real drain waits on %s for every pod after the first)\n", strings.Join(rehearsalMet, "; "), budget)
+	metBudget := len(rehearsalMet) == 1 && strings.HasPrefix(rehearsalMet[0], budget+" ")
+	if ratio(dd, lower) > 1.15 || ratio(kc, dd) < 2 || ratio(df, dd) > 1.3 || ratio(dd, fc) < 0.75 || ratio(dd, fc) > 1.25 ||
+		ratio(dd, rehearsed) < 0.75 || ratio(dd, rehearsed) > 1.25 || !metBudget {
 		fmt.Println("TARGET MISSED")
 	}
 	c.Stop()
@@ -224,6 +237,54 @@ func cleanup(ctx context.Context, c *simcluster.Cluster, name string) error {
 		return err
 	}
 	return nil
+}
+
+// rehearsalOf rehearses draining node on a simulated copy of the cluster (`drydock rehearse` of a
+// runbook with one drain step): what the drain took there, and the blockers it met.
+func rehearsalOf(drydock, kubeconfig, simBin, node string) (time.Duration, []string, error) {
+	dir, err := os.MkdirTemp("", "drainbench-rehearse-")
+	if err != nil {
+		return 0, nil, err
+	}
+	defer os.RemoveAll(dir)
+	rb := filepath.Join(dir, "drain.yaml")
+	text := fmt.Sprintf(`apiVersion: drydock.dev/v1alpha1
+kind: Runbook
+metadata: {name: drainbench}
+spec:
+  targetVersion: %s
+  steps:
+    - {name: drain, type: drain, with: {nodes: [%s]}}
+`, simcluster.KubernetesVersion, node)
+	if err := os.WriteFile(rb, []byte(text), 0o644); err != nil {
+		return 0, nil, err
+	}
+	out, err := exec.Command(drydock, "rehearse", rb, "-o", "json", "--kubeconfig", kubeconfig, "--sim-bin", simBin, "--state-dir", filepath.Join(dir, "state")).Output()
+	if err != nil {
+		return 0, nil, fmt.Errorf("drydock rehearse: %w\n%s", err, out)
+	}
+	var rep struct {
+		Steps []struct {
+			Took string `json:"took"`
+		} `json:"steps"`
+		Blockers []struct {
+			What    string `json:"what"`
+			Pods    int    `json:"pods"`
+			Longest string `json:"longest"`
+		} `json:"blockers"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return 0, nil, fmt.Errorf("drydock rehearse -o json: %w", err)
+	}
+	if len(rep.Steps) != 1 {
+		return 0, nil, fmt.Errorf("drydock rehearse -o json: no step in %s", out)
+	}
+	took, err := time.ParseDuration(rep.Steps[0].Took)
+	var met []string
+	for _, b := range rep.Blockers {
+		met = append(met, fmt.Sprintf("%s (%d pods, the longest %s)", b.What, b.Pods, b.Longest))
+	}
+	return took, met, err
 }
 
 // forecastOf is the drain forecast `drydock drain NODE --dry-run -o json` gives for node.
