@@ -160,13 +160,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	defer unlock()
 
-	config := strings.NewReplacer(
-		"@ETCD_PEER_PORT@", strconv.Itoa(ports[4]),
-		"@READY_MS@", strconv.FormatInt(opts.PodReadyDelay.Milliseconds(), 10),
-		"@DELETE_MS@", strconv.FormatInt(opts.PodDeleteDelay.Milliseconds(), 10),
-		"@COMPLETE_MS@", strconv.FormatInt(opts.PodCompleteDelay.Milliseconds(), 10),
-		"@CONTROL_PLANE_PATCHES@", controlPlanePatches(opts.APIQPS),
-	).Replace(stagesTemplate)
+	config := kwokConfig(opts, ports[4])
 	configPath := filepath.Join(c.WorkDir, "kwok.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return nil, fmt.Errorf("simcluster: %w", err)
@@ -225,6 +219,17 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// kwokConfig is kwokctl's configuration for opts (stages.yaml filled in).
+func kwokConfig(opts Options, etcdPeerPort int) string {
+	return strings.NewReplacer(
+		"@ETCD_PEER_PORT@", strconv.Itoa(etcdPeerPort),
+		"@READY_MS@", strconv.FormatInt(opts.PodReadyDelay.Milliseconds(), 10),
+		"@DELETE_MS@", strconv.FormatInt(opts.PodDeleteDelay.Milliseconds(), 10),
+		"@COMPLETE_MS@", strconv.FormatInt(opts.PodCompleteDelay.Milliseconds(), 10),
+		"@CONTROL_PLANE_PATCHES@", controlPlanePatches(opts.APIQPS),
+	).Replace(stagesTemplate)
 }
 
 // controlPlanePatches are kwokctl's componentsPatches giving the controller-manager and the
