@@ -144,6 +144,26 @@ func (c PlanCost) group(n int) Estimate {
 	return Est(d, d/2, 3*d)
 }
 
+// OwnWork is drydock's own work over the plan's batches and groups at cost: what ForecastNodes
+// counts for it.
+func (c PlanCost) OwnWork(p *NodePlan) time.Duration {
+	var d time.Duration
+	for bi, b := range p.Batches {
+		d += c.batch().Expected.Duration
+		if b.Group != "" && (bi == 0 || p.Batches[bi-1].Group != b.Group) {
+			n := 0
+			for _, o := range p.Batches[bi:] {
+				if o.Group != b.Group {
+					break
+				}
+				n++
+			}
+			d += c.group(n).Expected.Duration
+		}
+	}
+	return d
+}
+
 // ForecastNodes fills in a node step's forecast from its nodes' drain forecasts: each node's cycle (the
 // drain, then the action until the node is Ready at the target), each batch (its nodes side by
 // side, then the wait for the cluster to be healthy: the last replacements' start-up the action has

@@ -44,6 +44,9 @@ func TestForecastNodes(t *testing.T) {
 			t.Errorf("grouped batch %d: %s, want %s", i+1, got, want)
 		}
 	}
+	if own := (PlanCost{Load: 300 * time.Millisecond, Batch: 500 * time.Millisecond}).OwnWork(grouped); own != 5100*time.Millisecond {
+		t.Errorf("own work over the grouped plan: %s, want 3 × 1 s + the groups' 1.3 s and 0.8 s", own)
+	}
 	if g := grouped.GroupForecasts(); len(g) != 2 || g[0].Group != "g" || g[0].Estimate.Expected.Duration != 31300*time.Millisecond || g[1].Estimate.Expected.Duration != 15800*time.Millisecond {
 		t.Errorf("group forecasts: %+v", g)
 	}

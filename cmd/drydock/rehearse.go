@@ -141,16 +141,16 @@ func describeRehearsal(r *rehearse.Report) []string {
 	for _, s := range r.Steps {
 		f := "no forecast"
 		if s.Forecast != nil {
-			f = "forecast " + s.Forecast.String() + printer.Off(s.Forecast.Expected.Duration, s.Took.Duration)
+			f = "forecast " + s.Forecast.String() + printer.Off(s.Forecast.Expected.Duration, s.Adjusted.Duration)
 		}
-		out = append(out, fmt.Sprintf("  %s: took %s (%s)", s.Step, s.Took, f))
+		out = append(out, fmt.Sprintf("  %s: took %s on the copy; on the cluster ~%s with drydock's own work there (+%s) (%s)", s.Step, s.Took, s.Adjusted, s.LiveWork, f))
 	}
 	for _, g := range r.Groups {
 		f := "no forecast"
 		if g.Forecast != nil {
-			f = "forecast " + g.Forecast.String() + printer.Off(g.Forecast.Expected.Duration, g.Took.Duration)
+			f = "forecast " + g.Forecast.String() + printer.Off(g.Forecast.Expected.Duration, g.Adjusted.Duration)
 		}
-		out = append(out, fmt.Sprintf("    %s group %s: took %s (%s)", g.Step, g.Group, g.Took, f))
+		out = append(out, fmt.Sprintf("    %s group %s: took %s on the copy, ~%s on the cluster (%s)", g.Step, g.Group, g.Took, g.Adjusted, f))
 	}
 	for _, b := range r.Blockers {
 		out = append(out, "  blocker met: "+b.String())

@@ -154,9 +154,9 @@ func TestRehearsalPredictsTheDemo(t *testing.T) {
 		realTotal += took
 		for _, r := range rep.Steps {
 			if r.Step == s.Name {
-				off(s.Name+" (rehearsal)", r.Took.Duration, took)
+				off(s.Name+" (rehearsal)", r.Adjusted.Duration, took)
 				off(s.Name+" (forecast)", r.Forecast.Expected.Duration, took)
-				rehearsed += r.Took.Duration
+				rehearsed += r.Adjusted.Duration
 				forecast += r.Forecast.Expected.Duration
 			}
 		}

@@ -19,6 +19,7 @@ type Met struct {
 	groups   []groupSpan                 // in the order they started
 	groupOf  map[string]string           // step/node -> its group
 	stepEnds map[string]time.Time
+	costs    map[string]runbook.PlanCost // each node step's planning cost, as the run planned it
 }
 
 // hold is how long one pod was held back: from its first refusal to its eviction.
@@ -78,6 +79,15 @@ func (m *Met) Emit(ev runbook.Event) {
 			}
 		}
 		m.groups = append(m.groups, groupSpan{step: step, group: group, start: runbook.EventTime(e)})
+	case *runbook.RunPlanned:
+		for _, p := range e.Steps {
+			if p.Forecast != nil {
+				if m.costs == nil {
+					m.costs = map[string]runbook.PlanCost{}
+				}
+				m.costs[p.Step] = p.Forecast.PlanCost
+			}
+		}
 	case *runbook.StepFinished:
 		m.end(runbook.MetaOf(e).Step, runbook.EventTime(e))
 	case *runbook.StepFailed:
@@ -90,6 +100,14 @@ func (m *Met) end(step string, at time.Time) {
 		m.stepEnds = map[string]time.Time{}
 	}
 	m.stepEnds[step] = at
+}
+
+// PlanCost is what planning cost in the run, for a node step.
+func (m *Met) PlanCost(step string) (runbook.PlanCost, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.costs[step]
+	return c, ok
 }
 
 // Held is what held pods back: a budget at zero ("PodDisruptionBudget ns/name") or a refusal's

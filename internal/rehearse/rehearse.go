@@ -62,11 +62,17 @@ type Report struct {
 	Skipped  []string             `json:"skipped,omitempty"`  // what the copy changed or left out
 }
 
-// StepResult is a rehearsed step: its forecast and what it took on the copy.
+// StepResult is a rehearsed step: its forecast, what it took on the copy, and what that means on
+// the cluster.
 type StepResult struct {
 	Step     string            `json:"step"`
 	Forecast *runbook.Estimate `json:"forecast,omitempty"`
 	Took     runbook.Duration  `json:"took"`
+	// LiveWork is how much longer drydock's own work (planning each batch and group again) takes on
+	// the cluster than on the copy, as measured on both; Adjusted is Took plus that: the rehearsal's
+	// prediction for the cluster.
+	LiveWork runbook.Duration `json:"liveWork"`
+	Adjusted runbook.Duration `json:"adjusted"`
 }
 
 // GroupResult is a rehearsed node group: its forecast and what it took on the copy.
@@ -75,6 +81,7 @@ type GroupResult struct {
 	Group    string            `json:"group"`
 	Forecast *runbook.Estimate `json:"forecast,omitempty"`
 	Took     runbook.Duration  `json:"took"`
+	Adjusted runbook.Duration  `json:"adjusted"` // Took with drydock's own work as long as on the cluster (StepResult)
 }
 
 // Availability is the fewest Ready pods a workload had during the rehearsal.
@@ -168,6 +175,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					r.Forecast = &f.Estimate
 				}
 			}
+			// The copy's apiserver is local and idle; the cluster's answers at its own pace, and
+			// drydock plans every batch again on it. Both were measured (planning the run here, and
+			// the plan on the cluster): the difference is added, so that the rehearsal says how long
+			// the step takes there.
+			r.Adjusted = r.Took
+			for i := range plans {
+				if plans[i].Step != s.Name || plans[i].Forecast == nil {
+					continue
+				}
+				if copyCost, ok := met.PlanCost(s.Name); ok {
+					live := plans[i].Forecast.PlanCost
+					r.LiveWork = runbook.Duration{Duration: (live.OwnWork(&plans[i]) - copyCost.OwnWork(&plans[i])).Round(100 * time.Millisecond)}
+					r.Adjusted.Duration = max(0, r.Took.Duration+r.LiveWork.Duration)
+				}
+			}
 			rep.Steps = append(rep.Steps, r)
 		}
 	}
@@ -183,6 +205,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				if f.Group == g.Group {
 					g.Forecast = &f.Estimate
 				}
+			}
+			g.Adjusted = g.Took
+			if copyCost, ok := met.PlanCost(p.Step); ok && p.Forecast != nil {
+				sub := runbook.NodePlan{}
+				for _, b := range p.Batches {
+					if b.Group == g.Group {
+						sub.Batches = append(sub.Batches, b)
+					}
+				}
+				g.Adjusted.Duration = max(0, g.Took.Duration+(p.Forecast.PlanCost.OwnWork(&sub)-copyCost.OwnWork(&sub)).Round(100*time.Millisecond))
 			}
 		}
 	}
