@@ -16,7 +16,7 @@ PROM_BIN    = $(shell hack/prom-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: lint release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight
+.PHONY: lint release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight bench-rehearse
 
 all: build
 
@@ -89,6 +89,11 @@ clean:
 bench: build test-deps
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/drainbench -drydock bin/drydock
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/preflightbench -drydock bin/drydock
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/rehearsebench -drydock bin/drydock
+
+## bench-rehearse: only drydock rehearse at scale (500 nodes, 15,000 pods; about 20 minutes)
+bench-rehearse: build test-deps
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/rehearsebench -drydock bin/drydock
 
 ## bench-preflight: only the pre-flight benchmark (about a minute)
 bench-preflight: build test-deps

@@ -5,9 +5,9 @@
 # minAvailable: 100% trap), a StatefulSet, DaemonSets, an object applied through an API v1.37 no longer
 # serves, a Helm release whose stored manifest still uses a removed API, two add-ons installed with Helm
 # a version ago (a CNI-like DaemonSet and a mesh-like Deployment), and a real Velero server with MinIO;
-# then it runs drydock preflight and the upgrade runbook examples/demo.yaml, and prints the versions
-# before and after. Everything is removed again at the end, whatever happens (make demo-down cleans up
-# after a demo that was killed).
+# then it runs drydock preflight, plans and rehearses (on a simulated copy) and runs the upgrade runbook
+# examples/demo.yaml, and prints the versions before and after. Everything is removed again at the
+# end, whatever happens (make demo-down cleans up after a demo that was killed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DRYDOCK_CLUSTER_BIN:?run through make demo}"
@@ -100,5 +100,8 @@ echo "# The operator applies the fixes pre-flight named: the storage class throu
 echo "# ledger's budget one pod at a time."
 show kubectl apply -f hack/demo/fixes.yaml
 show bin/drydock plan examples/demo.yaml
+echo
+echo "# Before the change window: the node steps played on a simulated copy of this cluster."
+show bin/drydock rehearse examples/demo.yaml --sim-bin "$DRYDOCK_CLUSTER_BIN" --no-tui
 show bin/drydock run examples/demo.yaml "${yes[@]}"
 versions after
