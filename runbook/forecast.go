@@ -144,22 +144,29 @@ func (c PlanCost) group(n int) Estimate {
 	return Est(d, d/2, 3*d)
 }
 
+// around is drydock's own work around batch bi of p: the batch's, and, for a group's first batch,
+// planning the group again (its n batches).
+func (c PlanCost) around(p *NodePlan, bi int) Estimate {
+	e, b := c.batch(), p.Batches[bi]
+	if b.Group != "" && (bi == 0 || p.Batches[bi-1].Group != b.Group) {
+		n := 0
+		for _, o := range p.Batches[bi:] {
+			if o.Group != b.Group {
+				break
+			}
+			n++
+		}
+		e = e.Plus(c.group(n))
+	}
+	return e
+}
+
 // OwnWork is drydock's own work over the plan's batches and groups at cost: what ForecastNodes
 // counts for it.
 func (c PlanCost) OwnWork(p *NodePlan) time.Duration {
 	var d time.Duration
-	for bi, b := range p.Batches {
-		d += c.batch().Expected.Duration
-		if b.Group != "" && (bi == 0 || p.Batches[bi-1].Group != b.Group) {
-			n := 0
-			for _, o := range p.Batches[bi:] {
-				if o.Group != b.Group {
-					break
-				}
-				n++
-			}
-			d += c.group(n).Expected.Duration
-		}
+	for bi := range p.Batches {
+		d += c.around(p, bi).Expected.Duration
 	}
 	return d
 }
@@ -208,17 +215,7 @@ func ForecastNodes(p *NodePlan, action *Estimate, extra Estimate, assumed []stri
 		if action != nil {
 			took = took.Plus(settle.Minus(act))
 		}
-		took = took.Plus(cost.batch())
-		if b.Group != "" && (bi == 0 || p.Batches[bi-1].Group != b.Group) {
-			n := 0
-			for _, o := range p.Batches[bi:] {
-				if o.Group != b.Group {
-					break
-				}
-				n++
-			}
-			took = took.Plus(cost.group(n))
-		}
+		took = took.Plus(cost.around(p, bi))
 		b.Forecast = &took
 		f.Total = f.Total.Plus(took)
 		batches = append(batches, paced{bi, took, why})
