@@ -235,3 +235,71 @@ func TestTUIOperatorStory(t *testing.T) {
 		t.Errorf("the closing lines do not name the node left upgraded:\n%s", scr)
 	}
 }
+
+// TestRehearseOnScreen runs `drydock rehearse` on a terminal (tmux): the copy's run is on the
+// terminal UI as a run is, the screen closes by itself when the rehearsal ends, and the report
+// follows with each node group; exit 0. Its two nodes are tainted so that no other test's pods land
+// on them.
+func TestRehearseOnScreen(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	taint := []corev1.Taint{{Key: "drydock.dev/rehearse-test", Value: "only", Effect: corev1.TaintEffectNoSchedule}}
+	for n, g := range map[string]string{"rh-1": "a", "rh-2": "b"} {
+		if _, err := cluster.CreateNode(ctx, n, simcluster.NodeOptions{KubeletVersion: "v1.36.3", Taints: taint,
+			Labels: map[string]string{"drydock.dev/rh-group": g, "drydock.dev/rh": "yes"}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.Client.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{}) })
+	}
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rh"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), "rh", metav1.DeleteOptions{}) })
+	d := simcluster.Deployment("rh", "web", 2)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"drydock.dev/rh": "yes"}
+	d.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "drydock.dev/rehearse-test", Operator: corev1.TolerationOpExists}}
+	if _, err := cluster.Client.AppsV1().Deployments("rh").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitDeploymentReady(ctx, "rh", "web", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := writeRunbook(t, "rh", `    - name: fleet
+      type: nodegroups
+      with:
+        groupBy: drydock.dev/rh-group
+        selector: drydock.dev/rh=yes
+        action: {exec: [upgrade-node], expectedDuration: 1s}
+        health: {namespaces: [rh], timeout: 1m}
+`)
+	dir := t.TempDir()
+	exitFile := filepath.Join(dir, "exit")
+	s := &tmuxSession{t: t, socket: fmt.Sprintf("drydock-rh-%d", os.Getpid())}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", s.socket, "kill-server").Run() })
+	cmdline := fmt.Sprintf("%q rehearse %q --kubeconfig %q --sim-bin %q --state-dir %q; echo $? > %q; sleep 600",
+		drydockBinary(t), rb, cluster.Kubeconfig, bin, filepath.Join(dir, "state"), exitFile)
+	s.tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", "-e", "TERM=xterm-256color", cmdline)
+	s.waitFor("drydock rehearse", 90*time.Second) // the screen's title
+	scr := s.waitFor("Rehearsal on a simulated copy", 4*time.Minute)
+	for _, want := range []string{": succeeded", "fleet group a: took", "fleet group b: took", "on the cluster"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("the report after the screen lacks %q:\n%s", want, scr)
+		}
+	}
+	waitFile(t, exitFile, 30*time.Second)
+	var code string
+	for range 50 {
+		if b, _ := os.ReadFile(exitFile); len(b) > 0 {
+			code = strings.TrimSpace(string(b))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != "0" {
+		t.Errorf("exit %q, want 0:\n%s", code, s.screen())
+	}
+}
