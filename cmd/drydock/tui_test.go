@@ -254,7 +254,9 @@ func TestRehearseOnScreen(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rh"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), "rh", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Namespaces().Delete(context.Background(), "rh", metav1.DeleteOptions{})
+	})
 	d := simcluster.Deployment("rh", "web", 2)
 	d.Spec.Template.Spec.NodeSelector = map[string]string{"drydock.dev/rh": "yes"}
 	d.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "drydock.dev/rehearse-test", Operator: corev1.TolerationOpExists}}
