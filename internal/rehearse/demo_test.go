@@ -32,11 +32,7 @@ const root = "../.."
 func TestRehearsalPredictsTheDemo(t *testing.T) {
 	simcluster.Need(t)
 	ctx := context.Background()
-	live, err := simcluster.Start(ctx, simcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Stop() //nolint:errcheck
+	live := startLive(t)
 	for _, g := range []struct {
 		name string
 		n    int

@@ -40,6 +40,30 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.next.RoundTrip(req)
 }
 
+// startLive starts a simulated cluster to stand for the live one, stopped when the test ends.
+func startLive(t *testing.T) *simcluster.Cluster {
+	t.Helper()
+	live, err := simcluster.Start(context.Background(), simcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = live.Stop() })
+	return live
+}
+
+// recording is a client of live whose every request rec notes.
+func recording(t *testing.T, live *simcluster.Cluster) (*recorder, *rest.Config, kubernetes.Interface) {
+	t.Helper()
+	rec := &recorder{}
+	cfg := rest.CopyConfig(live.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec }
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, cfg, client
+}
+
 // TestRehearsal: a "live" simulated cluster (three nodes at v1.36.3, a Deployment under a budget,
 // a Secret and a ConfigMap) is copied into a second one where the node groups run; the report
 // has every node step with its forecast, the budget's lowest availability, and nothing was written
@@ -47,11 +71,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestRehearsal(t *testing.T) {
 	simcluster.Need(t)
 	ctx := context.Background()
-	live, err := simcluster.Start(ctx, simcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Stop() //nolint:errcheck
+	live := startLive(t)
 	for n, g := range map[string]string{"g-1": "a", "g-2": "a", "g-3": "b"} {
 		if _, err := live.CreateNode(ctx, n, simcluster.NodeOptions{KubeletVersion: "v1.36.3", Labels: map[string]string{"group": g}}); err != nil {
 			t.Fatal(err)
@@ -77,13 +97,7 @@ func TestRehearsal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rec := &recorder{}
-	cfg := rest.CopyConfig(live.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec }
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, cfg, client := recording(t, live)
 	text := `apiVersion: drydock.dev/v1alpha1
 kind: Runbook
 metadata: {name: rehearsed}
@@ -154,11 +168,7 @@ spec:
 func TestCopyKeepsVolumesWhereTheyAre(t *testing.T) {
 	simcluster.Need(t)
 	ctx := context.Background()
-	live, err := simcluster.Start(ctx, simcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Stop() //nolint:errcheck
+	live := startLive(t)
 	for _, n := range []string{"v-1", "v-2", "v-3"} {
 		if _, err := live.CreateNode(ctx, n, simcluster.NodeOptions{}); err != nil {
 			t.Fatal(err)
@@ -216,13 +226,7 @@ func TestCopyKeepsVolumesWhereTheyAre(t *testing.T) {
 		t.Fatalf("live: the replicas are not all Ready on v-3: %v", err)
 	}
 
-	rec := &recorder{}
-	cfg := rest.CopyConfig(live.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec }
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, _, client := recording(t, live)
 	state, err := rehearse.Capture(ctx, client)
 	if err != nil {
 		t.Fatal(err)
