@@ -124,12 +124,12 @@ func TestCommandFlagsToOptions(t *testing.T) {
 				return NewPlanCommand(f, func(o *PlanOptions) error { *ran = o; return nil })
 			}},
 		{
-			name: "rehearse", args: []string{"up.yaml", "--sim-bin", "/opt/kwok", "-o", "json", "--state-dir", "/s"},
+			name: "rehearse", args: []string{"up.yaml", "--sim-bin", "/opt/kwok", "-o", "json", "--state-dir", "/s", "--no-tui"},
 			make: func(f *Factory, ran *any) *cobra.Command {
 				return NewRehearseCommand(f, func(o *RehearseOptions) error { *ran = o; return nil })
 			},
 			want: func(t *testing.T, got any) {
-				if o := got.(*RehearseOptions); o.Path != "up.yaml" || o.SimBin != "/opt/kwok" || o.Output != "json" || o.StateDir != "/s" {
+				if o := got.(*RehearseOptions); o.Path != "up.yaml" || o.SimBin != "/opt/kwok" || o.Output != "json" || o.StateDir != "/s" || !o.NoTUI || !o.outputSet {
 					t.Errorf("%+v", o)
 				}
 			},
