@@ -34,6 +34,9 @@ func (s *tmuxSession) tmux(args ...string) string {
 
 func (s *tmuxSession) screen() string { return s.tmux("capture-pane", "-p", "-t", "e2e") }
 
+// history is the screen with what scrolled off it (for failures: a plan's blockers scroll away).
+func (s *tmuxSession) history() string { return s.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "e2e") }
+
 func (s *tmuxSession) waitFor(text string, timeout time.Duration) string {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -43,7 +46,7 @@ func (s *tmuxSession) waitFor(text string, timeout time.Duration) string {
 			return scr
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("the screen did not show %q within %s:\n%s", text, timeout, scr)
+			s.t.Fatalf("the screen did not show %q within %s:\n%s", text, timeout, s.history())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
