@@ -9,40 +9,81 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 )
 
-// TestKwokConfig: the configuration kwokctl gets parses, document by document, with or without the
-// control plane's client rates; the rates reach the controller-manager and the scheduler; and the
-// options (bind address, etcd peer port) stay where kwokctl reads them (a placeholder once replaced
-// inside a comment broke the first document, and kwokctl silently fell back to its defaults).
+// TestKwokConfig: the configuration kwokctl gets parses, document by document, whatever the options;
+// the client rates reach the controller-manager and the scheduler; kwok's pod workers reach a
+// KwokConfiguration; the pod-create Stage writes its event unless told not to; and the options (bind
+// address, etcd peer port) stay where kwokctl reads them (a placeholder once replaced inside a
+// comment broke the first document, and kwokctl silently fell back to its defaults).
 func TestKwokConfig(t *testing.T) {
 	t.Parallel()
-	for _, qps := range []int{0, 300} {
-		cfg := kwokConfig(Options{APIQPS: qps}, 4242)
-		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(cfg)), 4096)
-		var first map[string]any
-		for i := 0; ; i++ {
-			var doc map[string]any
-			err := dec.Decode(&doc)
-			if errors.Is(err, io.EOF) {
-				break
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		patched int  // components patched
+		workers any  // kwok's podPlayStageParallelism, nil for kwok's default
+		event   bool // the pod-create Stage records an event
+	}{
+		{name: "defaults", opts: Options{}, patched: 1, event: true},
+		{name: "client rates", opts: Options{APIQPS: 300}, patched: 3, event: true},
+		{name: "large copy", opts: Options{APIQPS: 200, PodWorkers: 32, NoPodEvents: true}, patched: 3, workers: int64(32)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := kwokConfig(tc.opts, 4242)
+			dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(cfg)), 4096)
+			var first map[string]any
+			var workers any
+			event := false
+			for i := 0; ; i++ {
+				var doc map[string]any
+				err := dec.Decode(&doc)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("document %d: %v\n%s", i, err, cfg)
+				}
+				if i == 0 {
+					first = doc
+				}
+				switch doc["kind"] {
+				case "KwokConfiguration":
+					o, _ := doc["options"].(map[string]any)
+					workers = number(o["podPlayStageParallelism"])
+				case "Stage":
+					if m, _ := doc["metadata"].(map[string]any); m["name"] == "pod-create" {
+						s, _ := doc["spec"].(map[string]any)
+						next, _ := s["next"].(map[string]any)
+						_, event = next["event"]
+						if next["statusTemplate"] == nil {
+							t.Errorf("pod-create has no status template: %v", next)
+						}
+					}
+				}
 			}
-			if err != nil {
-				t.Fatalf("APIQPS %d: document %d: %v\n%s", qps, i, err, cfg)
+			opts, _ := first["options"].(map[string]any)
+			if first["kind"] != "KwokctlConfiguration" || opts["bindAddress"] != "127.0.0.1" || number(opts["etcdPeerPort"]) != int64(4242) {
+				t.Fatalf("first document %v", first)
 			}
-			if i == 0 {
-				first = doc
+			if patches, _ := first["componentsPatches"].([]any); len(patches) != tc.patched {
+				t.Errorf("%d components patched, want %d: %v", len(patches), tc.patched, patches)
 			}
-		}
-		opts, _ := first["options"].(map[string]any)
-		if first["kind"] != "KwokctlConfiguration" || opts["bindAddress"] != "127.0.0.1" || opts["etcdPeerPort"] != float64(4242) && opts["etcdPeerPort"] != int64(4242) {
-			t.Fatalf("APIQPS %d: first document %v", qps, first)
-		}
-		patches, _ := first["componentsPatches"].([]any)
-		want := 1
-		if qps > 0 {
-			want = 3
-		}
-		if len(patches) != want {
-			t.Errorf("APIQPS %d: %d components patched, want %d: %v", qps, len(patches), want, patches)
-		}
+			if workers != tc.workers {
+				t.Errorf("kwok's pod workers %v, want %v", workers, tc.workers)
+			}
+			if event != tc.event {
+				t.Errorf("pod-create records an event: %v, want %v", event, tc.event)
+			}
+		})
 	}
+}
+
+// number is a decoded YAML number as an int64 (the decoder gives int64 or float64), else v.
+func number(v any) any {
+	switch n := v.(type) {
+	case float64:
+		return int64(n)
+	case int:
+		return int64(n)
+	}
+	return v
 }

@@ -40,6 +40,11 @@ var stagesTemplate string
 // which a cluster started with Options.Previous runs until it is upgraded.
 const PreviousVersion = "v1.36.3"
 
+// RunningAnnotation on a pod made bound to a node makes kwok report it Running and Ready at once, in
+// one status write (without it a pod goes Pending, then Ready after its ready delay): for copies of
+// pods that already run elsewhere.
+const RunningAnnotation = "simcluster.drydock.dev/running"
+
 // KubernetesVersion is the version the simulated control plane is built at (hack/cluster-bin.sh).
 const KubernetesVersion = "v1.37.1"
 
@@ -71,6 +76,18 @@ type Options struct {
 	// burst twice that; 0: their defaults, 20 and 50): a cluster of thousands of pods creates and
 	// schedules their replacements no faster than that.
 	APIQPS int
+	// PodWorkers is how many pods kwok takes through their stages at once (kwok's
+	// podPlayStageParallelism; 0: kwok's default, 4). kwok's requests wait on the apiserver, not on
+	// a rate limit: thousands of pods need more workers to be started in minutes.
+	PodWorkers int
+	// NoPodEvents leaves out the event kwok writes for every pod it starts ("Created container"):
+	// one write fewer per pod, for copies of thousands of pods where nobody reads them.
+	NoPodEvents bool
+	// HoldControllers are controllers the controller-manager starts without (kube-controller-manager
+	// --controllers), until ReleaseControllers: a copy of running pods creates the ReplicaSets and
+	// their pods itself, on their nodes, and none of them must be made twice. The controller-manager
+	// then runs without leader election, so that its restart takes effect at once.
+	HoldControllers []string
 	// Previous starts the control plane (apiserver, controller-manager, scheduler) at the previous
 	// minor (PrevBinDir), so that it can be upgraded component by component with UpgradeComponent.
 	// etcd and kwok are the current ones.
@@ -228,21 +245,91 @@ func kwokConfig(opts Options, etcdPeerPort int) string {
 		"@READY_MS@", strconv.FormatInt(opts.PodReadyDelay.Milliseconds(), 10),
 		"@DELETE_MS@", strconv.FormatInt(opts.PodDeleteDelay.Milliseconds(), 10),
 		"@COMPLETE_MS@", strconv.FormatInt(opts.PodCompleteDelay.Milliseconds(), 10),
-		"@CONTROL_PLANE_PATCHES@", controlPlanePatches(opts.APIQPS),
-	).Replace(stagesTemplate)
+		"@CONTROL_PLANE_PATCHES@", controlPlanePatches(opts.APIQPS, opts.HoldControllers),
+		"@POD_CREATE_EVENT@", podCreateEvent(opts.NoPodEvents),
+	).Replace(stagesTemplate) + kwokOptions(opts.PodWorkers)
+}
+
+// podCreateEvent is the event of the pod-create Stage (none with NoPodEvents).
+func podCreateEvent(none bool) string {
+	if none {
+		return ""
+	}
+	return "    event:\n      type: Normal\n      reason: Created\n      message: Created container\n"
+}
+
+// kwokOptions is a KwokConfiguration document (kwokctl hands it to kwok) with kwok's pod workers,
+// or nothing when kwok's default is kept.
+func kwokOptions(podWorkers int) string {
+	if podWorkers <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  podPlayStageParallelism: %d\n", podWorkers)
 }
 
 // controlPlanePatches are kwokctl's componentsPatches giving the controller-manager and the
-// scheduler a client rate of qps (none for 0).
-func controlPlanePatches(qps int) string {
-	if qps == 0 {
-		return ""
+// scheduler a client rate of qps (none for 0), and the controller-manager its held controllers.
+func controlPlanePatches(qps int, hold []string) string {
+	args := map[string][]string{}
+	if qps > 0 {
+		for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
+			args[c] = append(args[c], "kube-api-qps", strconv.Itoa(qps), "kube-api-burst", strconv.Itoa(2*qps))
+		}
+	}
+	if len(hold) > 0 {
+		args["kube-controller-manager"] = append(args["kube-controller-manager"], "controllers", heldControllers(hold), "leader-elect", "false")
 	}
 	var b strings.Builder
 	for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
-		fmt.Fprintf(&b, "- name: %s\n  extraArgs:\n  - key: kube-api-qps\n    value: \"%d\"\n  - key: kube-api-burst\n    value: \"%d\"\n", c, qps, 2*qps)
+		if len(args[c]) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "- name: %s\n  extraArgs:\n", c)
+		for i := 0; i < len(args[c]); i += 2 {
+			fmt.Fprintf(&b, "  - key: %s\n    value: %q\n", args[c][i], args[c][i+1])
+		}
 	}
 	return b.String()
+}
+
+// heldControllers is the controller-manager's --controllers without hold.
+func heldControllers(hold []string) string {
+	out := []string{"*"}
+	for _, h := range hold {
+		out = append(out, "-"+h)
+	}
+	return strings.Join(out, ",")
+}
+
+// ReleaseControllers restarts the controller-manager with every controller (Options.HoldControllers
+// held some back), and returns once the new process runs. Nothing to do when none was held.
+func (c *Cluster) ReleaseControllers(ctx context.Context) error {
+	p, err := c.component("kube-controller-manager")
+	if err != nil {
+		return err
+	}
+	kept := p.Argv[:0:0]
+	for _, a := range p.Argv {
+		if !strings.HasPrefix(a, "--controllers=") {
+			kept = append(kept, a)
+		}
+	}
+	if len(kept) == len(p.Argv) {
+		return nil
+	}
+	if err := p.stop(ctx); err != nil {
+		return err
+	}
+	p.Argv = kept
+	if err := p.start(); err != nil {
+		return err
+	}
+	all, err := c.loadComponents()
+	if err != nil {
+		return err
+	}
+	all[p.Name] = p // a later restart starts it with every controller
+	return c.saveComponents(all)
 }
 
 // componentsFile keeps how each control-plane component was started (argv, environment, directory),

@@ -389,3 +389,88 @@ func TestUpgradeControlPlaneComponentByComponent(t *testing.T) {
 		t.Error("etcd is not a control-plane member UpgradeComponent takes")
 	}
 }
+
+// TestHeldControllersAndRunningPods: with the Deployment and ReplicaSet controllers held, a
+// Deployment makes no ReplicaSet; a pod made bound with RunningAnnotation is Running and Ready at
+// once (long before the cluster's ready delay) in one status write; a pod made without it is not;
+// once the controllers are released, the Deployment gets its ReplicaSet.
+func TestHeldControllersAndRunningPods(t *testing.T) {
+	simcluster.Need(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := simcluster.Start(ctx, simcluster.Options{PodReadyDelay: time.Hour, HoldControllers: []string{"deployment", "replicaset"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	if _, err := c.CreateNode(ctx, "held-1", simcluster.NodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitNodeReady(ctx, "held-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.AppsV1().Deployments("default").Create(ctx, simcluster.Deployment("default", "held", 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name string, running bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: corev1.PodSpec{NodeName: "held-1", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+		if running {
+			p.Annotations = map[string]string{simcluster.RunningAnnotation: "true"}
+		}
+		return p
+	}
+	w, err := c.Client.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", "copied").String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for name, running := range map[string]bool{"copied": true, "new": false} {
+		if _, err := c.Client.CoreV1().Pods("default").Create(ctx, pod(name, running), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Made, then one status write, which makes it Running and Ready.
+	writes := 0
+	timeout := time.After(30 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case ev := <-w.ResultChan():
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type != watch.Modified {
+				continue
+			}
+			writes++
+			ready = p.Status.Phase == corev1.PodRunning && podReady(p)
+		case <-timeout:
+			t.Fatalf("the pod made running is not Running and Ready within 30s (ready delay 1h); %d writes", writes)
+		}
+	}
+	if writes != 1 {
+		t.Errorf("the pod made running took %d writes after its creation to be Ready, want 1", writes)
+	}
+	if p, err := c.Client.CoreV1().Pods("default").Get(ctx, "new", metav1.GetOptions{}); err != nil || podReady(p) {
+		t.Errorf("a pod made without the annotation is Ready before its delay: %v", err)
+	}
+	if rs, err := c.Client.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{}); err != nil || len(rs.Items) != 0 {
+		t.Fatalf("the held Deployment controller made ReplicaSets: %v %d", err, len(rs.Items))
+	}
+	if err := c.ReleaseControllers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		rs, err := c.Client.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{})
+		return err == nil && len(rs.Items) == 1 && rs.Items[0].Status.Replicas == 1, nil
+	}); err != nil {
+		t.Fatalf("after ReleaseControllers the Deployment has no ReplicaSet with its pod: %v", err)
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
