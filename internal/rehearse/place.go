@@ -15,11 +15,12 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
-// placer binds the copy's first pods to the nodes their originals ran on. While it works every node
-// of the copy is cordoned, so the scheduler places nothing but the DaemonSets' pods (which tolerate
-// it); binding is not scheduling, and a cordon does not refuse it. When every copied pod is placed
-// the nodes are uncordoned, and from then on the scheduler places the replacements as it would on
-// the cluster.
+// placer binds a StatefulSet's first pods (made by the copy's StatefulSet controller, by name) to the
+// nodes their originals ran on. While it works every node of the copy is cordoned, so the scheduler
+// places nothing but the DaemonSets' pods (which tolerate it); binding is not scheduling, and a cordon
+// does not refuse it. When every copied pod is placed the nodes are uncordoned, and from then on the
+// scheduler places the replacements as it would on the cluster. (Deployments' and ReplicaSets' pods
+// are made on their nodes: stamp.)
 type placer struct {
 	client kubernetes.Interface
 	mu     sync.Mutex
@@ -33,13 +34,12 @@ type spots struct {
 	namespace string
 	selector  labels.Selector
 	byName    map[string]string // a StatefulSet's pod -> its node
-	nodes     []string          // where the other pods go, one each
 }
 
 func newPlacer(c kubernetes.Interface, ws []Workload) (*placer, error) {
 	p := &placer{client: c}
 	for _, w := range ws {
-		if w.Kind == "DaemonSet" || len(w.Pods) == 0 {
+		if w.Kind != "StatefulSet" || len(w.Pods) == 0 {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(w.Selector)
@@ -48,11 +48,7 @@ func newPlacer(c kubernetes.Interface, ws []Workload) (*placer, error) {
 		}
 		sp := &spots{namespace: w.Namespace, selector: sel, byName: map[string]string{}}
 		for _, pod := range w.Pods {
-			if w.Kind == "StatefulSet" {
-				sp.byName[pod.Name] = pod.Node
-			} else {
-				sp.nodes = append(sp.nodes, pod.Node)
-			}
+			sp.byName[pod.Name] = pod.Node
 		}
 		p.spots = append(p.spots, sp)
 		p.want += len(w.Pods)
@@ -70,11 +66,6 @@ func (p *placer) spot(pod *corev1.Pod) string {
 		}
 		if n, ok := sp.byName[pod.Name]; ok {
 			delete(sp.byName, pod.Name)
-			return n
-		}
-		if len(sp.nodes) > 0 {
-			n := sp.nodes[0]
-			sp.nodes = sp.nodes[1:]
 			return n
 		}
 	}

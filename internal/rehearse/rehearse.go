@@ -121,12 +121,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Copied = fmt.Sprintf("%d nodes, %d namespaces, %d workloads, %d budgets, %d PriorityClasses, %d bound claims", len(state.Nodes), len(state.Namespaces), len(state.Workloads), len(state.Budgets), len(state.PriorityClasses), len(state.Volumes))
 	say("read the cluster (%s); forecast %s; starting a simulated cluster", rep.Copied, rep.Forecast.Total)
 
-	so := simcluster.Options{BinDir: o.SimBin}
-	if n := state.PodCount(); n > largeCopy {
-		// The copy's controller-manager and scheduler at their default rates (20 and 50 requests a
-		// second) would make the copy, not the cluster, what paces thousands of replacements.
-		so.APIQPS = 200
-	}
+	so := SimOptions(state, o.SimBin)
 	sim, err := simcluster.Start(ctx, so)
 	if err != nil {
 		return nil, fmt.Errorf("rehearse: start the simulated cluster (--sim-bin DIR gives kwokctl, kwok, etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl): %w", err)

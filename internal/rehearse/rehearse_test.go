@@ -231,7 +231,7 @@ func TestCopyKeepsVolumesWhereTheyAre(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := simcluster.Start(ctx, simcluster.Options{})
+	sim, err := simcluster.Start(ctx, rehearse.SimOptions(state, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func run(nodes, groups, pods, replicas int, maxUnavailable string, action time.D
 		return err
 	}
 	start := time.Now()
-	live, err := simcluster.Start(ctx, simcluster.Options{APIQPS: 500})
+	live, err := simcluster.Start(ctx, simcluster.Options{APIQPS: 500, PodWorkers: 32, NoPodEvents: true})
 	if err != nil {
 		return err
 	}
