@@ -35,7 +35,9 @@ func (s *tmuxSession) tmux(args ...string) string {
 func (s *tmuxSession) screen() string { return s.tmux("capture-pane", "-p", "-t", "e2e") }
 
 // history is the screen with what scrolled off it (for failures: a plan's blockers scroll away).
-func (s *tmuxSession) history() string { return s.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "e2e") }
+func (s *tmuxSession) history() string {
+	return s.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "e2e")
+}
 
 func (s *tmuxSession) waitFor(text string, timeout time.Duration) string {
 	s.t.Helper()
