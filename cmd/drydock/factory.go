@@ -67,7 +67,7 @@ func NewFactory(streams genericiooptions.IOStreams, flags *genericclioptions.Con
 		if err != nil {
 			return nil, fmt.Errorf("load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)
 		}
-		return kube.Resilient(cfg), nil
+		return kube.Resilient(kube.Rated(cfg)), nil
 	})
 	f.KubeClient = sync.OnceValues(func() (kubernetes.Interface, error) {
 		cfg, err := f.RESTConfig()
@@ -116,7 +116,7 @@ func NewFactory(streams genericiooptions.IOStreams, flags *genericclioptions.Con
 		if err != nil {
 			return nil, fmt.Errorf("context %q: %w", name, err)
 		}
-		return kube.Resilient(cfg), nil
+		return kube.Resilient(kube.Rated(cfg)), nil
 	}
 	f.Clock = func() clock.Clock { return clock.RealClock{} }
 	f.Prompter = sync.OnceValue(func() Prompter { return newTerminalPrompter(streams, f.Getenv) })

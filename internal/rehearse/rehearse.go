@@ -150,7 +150,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	e := &runbook.Engine{Registry: o.Registry, Kube: sim.Client, REST: sim.Config, StateDir: dir, NoMirror: true,
+	// drydock plays the runbook on the copy at the client rate it has on the cluster: at scale its
+	// own requests are part of how long a batch takes.
+	cfg := rest.CopyConfig(sim.Config)
+	if o.LiveREST != nil {
+		cfg.QPS, cfg.Burst, cfg.RateLimiter = o.LiveREST.QPS, o.LiveREST.Burst, nil
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("rehearse: a client of the copy: %w", err)
+	}
+	e := &runbook.Engine{Registry: o.Registry, Kube: kc, REST: cfg, StateDir: dir, NoMirror: true,
 		Decider: runbook.AlwaysContinue, Sink: sink, Cluster: sim.Config.Host}
 	st, runErr := e.Start(ctx, o.Rehearsal)
 	stop()
