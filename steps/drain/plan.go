@@ -606,7 +606,10 @@ func (pl *Planner) capacity(evicted []corev1.Pod, draining map[string]bool) (blo
 				continue
 			}
 			if _, untolerated := corev1helpers.FindMatchingUntoleratedTaint(logger, r.node.Spec.Taints, p.Spec.Tolerations, func(t *corev1.Taint) bool {
-				if r.returning && t.Key == corev1.TaintNodeUnschedulable {
+				// The node controller's mirror of a cordon: gone with the cordon (returning), or going
+				// (the cordon is lifted: the controller takes the taint away moments later, and the
+				// plan of the next batch or group may come first).
+				if t.Key == corev1.TaintNodeUnschedulable && (r.returning || !r.node.Spec.Unschedulable) {
 					return false
 				}
 				return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute

@@ -26,6 +26,13 @@ func planNode(name, zone string) *corev1.Node {
 	}
 }
 
+// tainted gives n a NoSchedule taint key, and a cordon if cordoned.
+func tainted(n *corev1.Node, key string, cordoned bool) *corev1.Node {
+	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: key, Effect: corev1.TaintEffectNoSchedule})
+	n.Spec.Unschedulable = cordoned
+	return n
+}
+
 func planPod(name, node string, mutate ...func(*corev1.Pod)) *corev1.Pod {
 	yes := true
 	p := &corev1.Pod{
@@ -111,6 +118,15 @@ func TestPlanPredictsPending(t *testing.T) {
 		{"zonal volume: no other node in its zone",
 			[]runtime.Object{planNode("a1", "a"), planNode("b1", "b"), zonalPV("data-db-0", "a"), planPod("db-0", "a1", claim("data-db-0"))},
 			[]string{"a1"}, "its PersistentVolume can only be used on nodes"},
+		{"taint: the only other node is tainted",
+			[]runtime.Object{planNode("n1", "a"), tainted(planNode("n2", "a"), "dedicated", false), planPod("db-0", "n1")},
+			[]string{"n1"}, "no node that stays schedulable matches"},
+		{"taint: the other node's cordon was just lifted, the node controller's taint not yet",
+			[]runtime.Object{planNode("n1", "a"), tainted(planNode("n2", "a"), corev1.TaintNodeUnschedulable, false), planPod("db-0", "n1")},
+			[]string{"n1"}, ""},
+		{"taint: the other node is cordoned",
+			[]runtime.Object{planNode("n1", "a"), tainted(planNode("n2", "a"), corev1.TaintNodeUnschedulable, true), planPod("db-0", "n1")},
+			[]string{"n1"}, "no node that stays schedulable matches"},
 		{"zonal volume: another node in its zone",
 			[]runtime.Object{planNode("a1", "a"), planNode("a2", "a"), planNode("b1", "b"), zonalPV("data-db-0", "a"), planPod("db-0", "a1", claim("data-db-0"))},
 			[]string{"a1"}, ""},
