@@ -259,12 +259,29 @@ func podCreateEvent(none bool) string {
 }
 
 // kwokOptions is a KwokConfiguration document (kwokctl hands it to kwok) with kwok's pod workers,
-// or nothing when kwok's default is kept.
+// or nothing when kwok's default is kept. kwok does not default the options of a configuration it is
+// given (a zero node-lease parallelism stops it at start), so every option kwok defaults is here with
+// kwok's default (sigs.k8s.io/kwok/pkg/apis/config/v1alpha1, SetObjectDefaults_KwokConfiguration).
 func kwokOptions(podWorkers int) string {
 	if podWorkers <= 0 {
 		return ""
 	}
-	return fmt.Sprintf("---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  podPlayStageParallelism: %d\n", podWorkers)
+	return fmt.Sprintf(`---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  cidr: 10.0.0.0/24
+  manageAllNodes: false
+  enableDebuggingHandlers: true
+  enableContentionProfiling: false
+  enableProfilingHandler: true
+  podPlayStageParallelism: %d
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+`, podWorkers)
 }
 
 // controlPlanePatches are kwokctl's componentsPatches giving the controller-manager and the

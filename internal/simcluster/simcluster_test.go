@@ -390,7 +390,8 @@ func TestUpgradeControlPlaneComponentByComponent(t *testing.T) {
 	}
 }
 
-// TestHeldControllersAndRunningPods: with the Deployment and ReplicaSet controllers held, a
+// TestHeldControllersAndRunningPods (on a cluster with 8 kwok pod workers, which kwok must be
+// given every option it defaults for, and no pod events): with the Deployment and ReplicaSet controllers held, a
 // Deployment makes no ReplicaSet; a pod made bound with RunningAnnotation is Running and Ready at
 // once (long before the cluster's ready delay) in one status write; a pod made without it is not;
 // once the controllers are released, the Deployment gets its ReplicaSet.
@@ -398,7 +399,7 @@ func TestHeldControllersAndRunningPods(t *testing.T) {
 	simcluster.Need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := simcluster.Start(ctx, simcluster.Options{PodReadyDelay: time.Hour, HoldControllers: []string{"deployment", "replicaset"}})
+	c, err := simcluster.Start(ctx, simcluster.Options{PodReadyDelay: time.Hour, HoldControllers: []string{"deployment", "replicaset"}, PodWorkers: 8, NoPodEvents: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +464,10 @@ func TestHeldControllersAndRunningPods(t *testing.T) {
 		return err == nil && len(rs.Items) == 1 && rs.Items[0].Status.Replicas == 1, nil
 	}); err != nil {
 		t.Fatalf("after ReleaseControllers the Deployment has no ReplicaSet with its pod: %v", err)
+	}
+	// NoPodEvents: kwok started "new" long ago, without its event.
+	if evs, err := c.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=new,reason=Created"}); err != nil || len(evs.Items) > 0 {
+		t.Errorf("events for a started pod with NoPodEvents: %v %d", err, len(evs.Items))
 	}
 }
 
