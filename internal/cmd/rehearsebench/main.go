@@ -34,12 +34,15 @@ func main() {
 	maxUnavailable := flag.String("max-unavailable", "50%", "the runbook's nodegroups maxUnavailable")
 	action := flag.Duration("action", 5*time.Second, "the node action's expectedDuration")
 	drydock := flag.String("drydock", "bin/drydock", "the drydock binary")
+	flag.IntVar(&podsPerSecond, "pods-per-second", 60, "the pace at which the live cluster's pods are made")
 	flag.Parse()
 	if err := run(*nodes, *groups, *pods, *replicas, *maxUnavailable, *action, *drydock); err != nil {
 		fmt.Fprintln(os.Stderr, "rehearsebench:", err)
 		os.Exit(1)
 	}
 }
+
+var podsPerSecond int
 
 func run(nodes, groups, pods, replicas int, maxUnavailable string, action time.Duration, drydock string) error {
 	ctx := context.Background()
@@ -69,7 +72,13 @@ func run(nodes, groups, pods, replicas int, maxUnavailable string, action time.D
 	}
 	workloads := pods / replicas
 	tenth := intstr.FromString("10%")
+	// Made at about the pace the simulated kubelets start pods: all at once, the pods would wait for
+	// them minutes, and that wait is what the rehearsal would measure as each workload's start-up.
+	pace := time.Duration(float64(time.Second) * float64(replicas) / float64(podsPerSecond))
 	for i := range workloads {
+		if i > 0 {
+			time.Sleep(pace)
+		}
 		ns := fmt.Sprintf("team-%d", i%10)
 		if i < 10 {
 			if _, err := live.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
