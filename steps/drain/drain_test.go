@@ -179,6 +179,65 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 	}
 }
 
+// TestPodsArrivingAfterThePlanAreDrained: a drain of two nodes plans both first; a pod that reaches
+// the second node after that (here: as soon as the first is cordoned), before the second is
+// cordoned, is drained with it, not left on a node that will be upgraded.
+func TestPodsArrivingAfterThePlanAreDrained(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 3)
+	n1, n2, n3 := s.nodes[0], s.nodes[1], s.nodes[2]
+	// The late pod runs on n2 (n3 is cordoned then); drained, it goes to n3.
+	for _, n := range []string{n2, n3} {
+		if _, err := cluster.Client.CoreV1().Nodes().Patch(s.ctx, n, types.MergePatchType, []byte(`{"metadata":{"labels":{"late":"here"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.cordon(n3, true)
+	s.deploy("late", 0, func(d *appsv1.Deployment) { d.Spec.Template.Spec.NodeSelector["late"] = "here" })
+	var late *corev1.Pod
+	var once sync.Once
+	s.hook = func(_ *runbook.Engine, ev runbook.Event) {
+		if c, ok := ev.(*runbook.NodeChanged); !ok || c.Node != n1 || c.State != runbook.NodeCordoned {
+			return
+		}
+		once.Do(func() {
+			if _, err := cluster.Client.AppsV1().Deployments(s.ns).Patch(s.ctx, "late", types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
+				t.Error(err)
+				return
+			}
+			_ = wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				pods, err := cluster.Client.CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=late"})
+				if err != nil || len(pods.Items) != 1 || pods.Items[0].Spec.NodeName != n2 || !simcluster.PodReady(&pods.Items[0]) {
+					return false, nil
+				}
+				late = &pods.Items[0]
+				return true, nil
+			})
+			s.cordon(n3, false)
+		})
+	}
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s]}", n1, n2), "1m")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rec.Text())
+	}
+	if late == nil {
+		t.Fatalf("the late pod never ran on %s: the test proves nothing", n2)
+	}
+	p, err := cluster.Client.CoreV1().Pods(s.ns).Get(s.ctx, late.Name, metav1.GetOptions{})
+	if err == nil && p.UID == late.UID {
+		t.Fatalf("pod %s reached %s after the plan and is still there after its drain:\n%s", late.Name, n2, rec.Text())
+	}
+	if err := wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cluster.Client.CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=late"})
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].Spec.NodeName == n3, nil
+	}); err != nil {
+		t.Errorf("the late pod's replacement should run on %s", n3)
+	}
+	if !strings.Contains(rec.Text(), "arrived after the plan") {
+		t.Errorf("the run should say why it planned %s again:\n%s", n2, rec.Text())
+	}
+}
+
 // TestTimeoutReportsWhatIsLeft: a budget that allows no disruption now (one replica elsewhere
 // never becomes Ready): the drain waits, times out, names each pod left with its budget and
 // numbers, and uncordons the node it cordoned.

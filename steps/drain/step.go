@@ -298,6 +298,10 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 	if err := Cordon(ctx, env, np.Node); err != nil {
 		return err
 	}
+	np, err := replanLate(ctx, env, np, opts)
+	if err != nil {
+		return err
+	}
 	total := len(np.Evict)
 	d := &Drainer{Client: env.Kube, Options: opts, Watches: env.Watches(), Progress: PodReporter(env, np.Node, total)}
 	// A budget is relaxed for this node when allowBudgetRelax lets the stall detector do it, or when
@@ -325,7 +329,7 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 		return nil
 	}
 	env.Node(np.Node, runbook.NodeDraining, fmt.Sprintf("evicting %d pod(s)", total))
-	err := d.Drain(ctx, np)
+	err = d.Drain(ctx, np)
 	// The budgets relaxed for this node go back as they were, whatever the drain's outcome.
 	if rerr := restoreAfter(ctx, env, np.Node); rerr != nil {
 		err = errors.Join(err, rerr)
@@ -335,6 +339,50 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 	}
 	nodeEvent(ctx, env, np.Node, "Drained", fmt.Sprintf("drydock run %s drained the node (%d pods moved)", env.RunID, total))
 	return env.MarkDone(ctx, "drained/"+np.Node)
+}
+
+// replanLate plans the node's drain again when pods reached it after the plan was made and before
+// its cordon (the replacement of a pod drained from a node before it, a scale-up): the plan only
+// knows the pods that were there, and a pod it does not know would stay on the node through its
+// upgrade. The node is cordoned now, so no more arrive; one list of the node's pods checks.
+func replanLate(ctx context.Context, env *runbook.Env, np NodePlan, opts Options) (NodePlan, error) {
+	var pods *corev1.PodList
+	if err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+		var err error
+		pods, err = env.Kube.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + np.Node})
+		return err
+	}); err != nil {
+		return np, fmt.Errorf("drain node %q: list its pods after the cordon: %w", np.Node, err)
+	}
+	known := map[string]bool{}
+	for _, p := range np.Evict {
+		known[p.UID] = true
+	}
+	for _, s := range np.Skip {
+		known[s.Pod.UID] = true
+	}
+	for _, b := range np.Blockers {
+		known[b.Pod] = true
+	}
+	var late []string
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == np.Node && !known[string(p.UID)] && !known[p.Namespace+"/"+p.Name] {
+			late = append(late, p.Namespace+"/"+p.Name)
+		}
+	}
+	if len(late) == 0 {
+		return np, nil
+	}
+	sort.Strings(late)
+	env.Logf("info", "node %s: %d pod(s) arrived after the plan (%s): planning its drain again", np.Node, len(late), strings.Join(late, ", "))
+	plan, err := (&Planner{Client: env.Kube, Options: opts, RunID: env.RunID}).Plan(ctx, []string{np.Node})
+	if err != nil {
+		return np, fmt.Errorf("drain node %q: plan again: %w", np.Node, err)
+	}
+	if err := Refuse(env, plan, opts); err != nil {
+		return np, err
+	}
+	return plan.Nodes[0], nil
 }
 
 // restoreAfter restores the budgets relaxed for node within CleanupTimeout, even when ctx is over
