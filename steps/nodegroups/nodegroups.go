@@ -331,9 +331,13 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		}
 	}
 	for len(pending) > 0 {
-		n, err := s.batchThatFits(ctx, env, pending[:min(batch, len(pending))])
+		n, plan, err := s.batchThatFits(ctx, env, pending[:min(batch, len(pending))])
 		if err != nil {
 			return err
+		}
+		planned := map[string]*drain.NodePlan{}
+		for i := range plan.Nodes {
+			planned[plan.Nodes[i].Node] = &plan.Nodes[i]
 		}
 		nodes := pending[:n]
 		pending = pending[n:]
@@ -345,7 +349,7 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				skipped, err := rollout.CycleNode(bctx, env, node, s.Action, s.Drain)
+				skipped, err := rollout.CyclePlanned(bctx, env, node, planned[node], s.Action, s.Drain)
 				if err != nil {
 					mu.Lock()
 					if first == nil {
@@ -389,13 +393,14 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 // batchThatFits is how many of nodes (a prefix, at least one) the run drains at once now: the drain
 // of the candidates is planned together and the batch shrinks until the evicted pods fit on the
 // nodes that stay (draining every node a workload may run on at once would leave its replacements
-// Pending and its budget stuck at zero).
-func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []string) (int, error) {
-	n, _, err := fit(ctx, &drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}, nodes)
+// Pending and its budget stuck at zero). Its plan is each node's drain: the nodes start at once, right
+// after it.
+func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []string) (int, *drain.Plan, error) {
+	n, plan, err := fit(ctx, &drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}, nodes)
 	if err == nil && n < len(nodes) {
 		env.Progress(fmt.Sprintf("%d nodes at once would leave pods with nowhere to go: draining %d", len(nodes), n), 0, 0)
 	}
-	return n, err
+	return n, plan, err
 }
 
 // fit is the longest prefix of nodes, down to one node, whose drain leaves every pod a place to go

@@ -3,11 +3,13 @@ package rollout_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
@@ -96,6 +100,28 @@ func workload(t *testing.T, ns, name string, replicas int32, selector map[string
 }
 
 type recorder = printer.Recorder
+
+// countPodLists is a client of the cluster that counts the lists of every pod of the cluster.
+func countPodLists(t *testing.T, n *atomic.Int32) kubernetes.Interface {
+	cfg := rest.CopyConfig(cluster.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(r *http.Request) (*http.Response, error) {
+			if q := r.URL.Query(); r.Method == http.MethodGet && r.URL.Path == "/api/v1/pods" && q.Get("watch") != "true" && q.Get("fieldSelector") == "" {
+				n.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func engine(t *testing.T, d runbook.Decider) (*runbook.Engine, *recorder) {
 	rec := &recorder{}
@@ -264,6 +290,8 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
 	events, stop := timeline(t, "grp")
 	defer stop()
 	e, rec := engine(t, runbook.AlwaysContinue)
+	var lists atomic.Int32
+	e.Kube = countPodLists(t, &lists)
 	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: fleet
       type: nodegroups
       with:
@@ -315,6 +343,13 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
 	}
 	if strings.Join(order, ",") != "beta,alpha,gamma" {
 		t.Fatalf("groups ran in the order %v, want beta, alpha, gamma", order)
+	}
+	// Every pod of the cluster is read once for the run's plan, once per group (planned again as it
+	// starts) and once per batch, not once per node: 1 + 3 + 5 (beta 2+2, alpha 2+1, gamma 2), and
+	// the health gates' informer: 10 (19 when each node planned its drain again), one more allowed
+	// for a relist of that informer.
+	if n := lists.Load(); n > 11 {
+		t.Errorf("all pods were listed %d times for 3 groups in 5 batches of 9 nodes: each node planned its drain again", n)
 	}
 	maxSeen := 0
 	cur := map[string]bool{}
