@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,15 +18,13 @@ import (
 )
 
 // explainer answers "why does this budget refuse?" for the pods of a drain that wait on one: it
-// lists the budget's pods (at most once per interval per budget, shared by every pod waiting on it)
-// and names those that do not count as healthy, where they are and why.
+// lists the budget's pods (at most once per interval per budget, shared by every pod and every drain
+// waiting on it: the list is kept with the budgets) and names those that do not count as healthy,
+// where they are and why.
 type explainer struct {
 	client kubernetes.Interface
 	bud    *budgets
 	every  time.Duration
-
-	mu     sync.Mutex
-	listed map[string]listedPods
 }
 
 type listedPods struct {
@@ -37,7 +34,7 @@ type listedPods struct {
 }
 
 func newExplainer(client kubernetes.Interface, bud *budgets, every time.Duration) *explainer {
-	return &explainer{client: client, bud: bud, every: every, listed: map[string]listedPods{}}
+	return &explainer{client: client, bud: bud, every: every}
 }
 
 // chain explains budget key for the pod blocked (nil when it is not known); nil when the budget is
@@ -57,9 +54,10 @@ func (x *explainer) chain(ctx context.Context, key string, blocked *corev1.Pod) 
 }
 
 func (x *explainer) pods(ctx context.Context, key string, pdb *policyv1.PodDisruptionBudget) ([]corev1.Pod, error) {
-	x.mu.Lock()
-	l, ok := x.listed[key]
-	x.mu.Unlock()
+	b := x.bud
+	b.listMu.Lock()
+	l, ok := b.listed[key]
+	b.listMu.Unlock()
 	if ok && time.Since(l.at) < x.every {
 		return l.pods, l.err
 	}
@@ -67,19 +65,29 @@ func (x *explainer) pods(ctx context.Context, key string, pdb *policyv1.PodDisru
 	if err != nil {
 		return nil, fmt.Errorf("selector of PDB %s: %w", key, err)
 	}
-	var list *corev1.PodList
-	err = kube.Retry(ctx, nil, func(ctx context.Context) error {
-		var err error
-		list, err = x.client.CoreV1().Pods(pdb.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: "0"})
-		return err
+	// Drains asking at the same moment share one list.
+	v, _, _ := b.listing.Do(key, func() (any, error) {
+		var list *corev1.PodList
+		err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+			var err error
+			list, err = x.client.CoreV1().Pods(pdb.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: "0"})
+			return err
+		})
+		l := listedPods{at: time.Now(), err: err}
+		if err == nil {
+			l.pods = list.Items
+		}
+		if ctx.Err() == nil { // not an error of this caller's own end, which the others would get
+			b.listMu.Lock()
+			if b.listed == nil {
+				b.listed = map[string]listedPods{}
+			}
+			b.listed[key] = l
+			b.listMu.Unlock()
+		}
+		return l, nil
 	})
-	l = listedPods{at: time.Now(), err: err}
-	if err == nil {
-		l.pods = list.Items
-	}
-	x.mu.Lock()
-	x.listed[key] = l
-	x.mu.Unlock()
+	l = v.(listedPods)
 	return l.pods, l.err
 }
 

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -153,5 +158,49 @@ func TestStuckChain(t *testing.T) {
 				t.Fatalf("%d evictions sent past a budget at zero", api.evictions())
 			}
 		})
+	}
+}
+
+// TestExplainersShareTheBudgetsPods: the drains of a batch (one explainer each) ask at once why the
+// same budget refuses: its pods are listed once for all of them, and again only when the list is
+// older than a drain's interval.
+func TestExplainersShareTheBudgetsPods(t *testing.T) {
+	t.Parallel()
+	budget := fakeBudget(0, nil)
+	api := fake.NewClientset(fakePod("web-a", true), fakePod("web-b", false), budget)
+	var lists atomic.Int32
+	api.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
+		time.Sleep(50 * time.Millisecond) // the others ask while it is under way
+		return false, nil, nil
+	})
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	if err := store.Add(budget); err != nil {
+		t.Fatal(err)
+	}
+	bud := &budgets{store: store}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := newExplainer(api, bud, time.Minute)
+			for range 3 {
+				if c := x.chain(ctx, "ns/web", nil); c == nil || len(c.Unhealthy) != 1 || c.Unhealthy[0].Pod != "ns/web-b" {
+					t.Errorf("chain %+v: want web-b not Ready", c)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := lists.Load(); n != 1 {
+		t.Fatalf("20 drains listed the budget's pods %d times, want once", n)
+	}
+	// A drain whose interval has passed lists them again.
+	time.Sleep(10 * time.Millisecond)
+	newExplainer(api, bud, 5*time.Millisecond).chain(ctx, "ns/web", nil)
+	if n := lists.Load(); n != 2 {
+		t.Fatalf("listed %d times, want a second list once the interval passed", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,6 +91,12 @@ type budgets struct {
 	spentAt map[string]time.Time
 	seenRV  map[string]string
 	store   cache.Store
+
+	// Each budget's pods as the explainer last listed them, shared by every drain of the process:
+	// nodegroups drains a batch's nodes at once, and their pods wait on the same budgets.
+	listMu  sync.Mutex
+	listed  map[string]listedPods
+	listing singleflight.Group
 }
 
 // spentFor is how long an answer counts against a budget whose status has not moved since: long
