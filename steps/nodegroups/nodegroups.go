@@ -20,10 +20,12 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/drain"
 	"github.com/drydock-dev/drydock/steps/rollout"
@@ -335,12 +337,12 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		if err != nil {
 			return err
 		}
-		planned := map[string]*drain.NodePlan{}
-		for i := range plan.Nodes {
-			planned[plan.Nodes[i].Node] = &plan.Nodes[i]
-		}
 		nodes := pending[:n]
 		pending = pending[n:]
+		planned, err := s.cordonBatch(ctx, env, plan)
+		if err != nil {
+			return rollout.AfterFailure(ctx, env, err, nodes)
+		}
 		bctx, cancel := context.WithCancelCause(ctx)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -388,6 +390,43 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		}
 	}
 	return nil
+}
+
+// cordonBatch refuses the batch when a blocker is certain, then cordons its nodes before any of
+// them drains (as kubectl drain does with several nodes): a pod evicted from one would otherwise find
+// a place on another not yet cordoned and move twice. It returns the plans of the nodes it cordoned
+// (refused already); the others (at the target already, or drained in an earlier attempt) are
+// decided by their own cycle.
+func (s *Step) cordonBatch(ctx context.Context, env *runbook.Env, plan *drain.Plan) (map[string]*drain.NodePlan, error) {
+	todo := &drain.Plan{}
+	for _, np := range plan.Nodes {
+		if env.Done("upgraded/"+np.Node) || env.Done("drained/"+np.Node) {
+			continue
+		}
+		var n *corev1.Node
+		if err := kube.Retry(ctx, nil, func(ctx context.Context) error {
+			var err error
+			n, err = env.Kube.CoreV1().Nodes().Get(ctx, np.Node, metav1.GetOptions{})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("node %q: %w", np.Node, err)
+		}
+		if !rollout.Upgraded(n, env.Target) {
+			todo.Nodes = append(todo.Nodes, np)
+		}
+	}
+	if err := drain.Refuse(env, todo, s.Drain); err != nil {
+		return nil, err
+	}
+	planned := map[string]*drain.NodePlan{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range todo.Nodes {
+		np := &todo.Nodes[i]
+		planned[np.Node] = np
+		g.Go(func() error { return drain.Cordon(gctx, env, np.Node) })
+	}
+	return planned, g.Wait()
 }
 
 // batchThatFits is how many of nodes (a prefix, at least one) the run drains at once now: the drain

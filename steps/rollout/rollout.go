@@ -113,10 +113,11 @@ func CycleNode(ctx context.Context, env *runbook.Env, node string, action Action
 	return CyclePlanned(ctx, env, node, nil, action, opts)
 }
 
-// CyclePlanned is CycleNode with the node's drain planned already: nodegroups plans each batch as a
-// whole just before it starts, and planning each of its nodes again would read every pod of the
-// cluster once per node (at 15,000 pods and 50 nodes a batch, gigabytes for drydock and most of the
-// apiserver's time). planned nil, or another node's plan, plans the drain here.
+// CyclePlanned is CycleNode with the node's drain planned, and its blockers reported and refused,
+// by the caller: nodegroups plans each batch as a whole just before it starts, and planning each of
+// its nodes again would read every pod of the cluster once per node (at 15,000 pods and 50 nodes a
+// batch, gigabytes for drydock and most of the apiserver's time). planned nil, or another node's
+// plan, plans the drain here and refuses it when a blocker is certain.
 func CyclePlanned(ctx context.Context, env *runbook.Env, node string, planned *drain.NodePlan, action Action, opts drain.Options) (skipped bool, err error) {
 	if env.Done("upgraded/" + node) {
 		return false, nil
@@ -138,16 +139,17 @@ func CyclePlanned(ctx context.Context, env *runbook.Env, node string, planned *d
 		}
 	}
 	if !env.Done("drained/" + node) {
-		var plan *drain.Plan
-		if planned != nil && planned.Node == node {
-			plan = &drain.Plan{Nodes: []drain.NodePlan{*planned}}
-		} else if plan, err = (&drain.Planner{Client: env.Kube, Options: opts}).Plan(ctx, []string{node}); err != nil {
-			return false, err
+		if planned == nil || planned.Node != node {
+			plan, err := (&drain.Planner{Client: env.Kube, Options: opts}).Plan(ctx, []string{node})
+			if err != nil {
+				return false, err
+			}
+			if err := drain.Refuse(env, plan, opts); err != nil {
+				return false, err
+			}
+			planned = &plan.Nodes[0]
 		}
-		if err := drain.Refuse(env, plan, opts); err != nil {
-			return false, err
-		}
-		if err := drain.DrainPlanned(ctx, env, plan.Nodes[0], opts); err != nil {
+		if err := drain.DrainPlanned(ctx, env, *planned, opts); err != nil {
 			return false, err
 		}
 	}

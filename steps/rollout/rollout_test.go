@@ -101,13 +101,17 @@ func workload(t *testing.T, ns, name string, replicas int32, selector map[string
 
 type recorder = printer.Recorder
 
-// countPodLists is a client of the cluster that counts the lists of every pod of the cluster.
+// countPodLists is a client of the cluster that counts the lists of every pod of the cluster (and
+// patches grp-beta-2 a second late).
 func countPodLists(t *testing.T, n *atomic.Int32) kubernetes.Interface {
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTrip(func(r *http.Request) (*http.Response, error) {
 			if q := r.URL.Query(); r.Method == http.MethodGet && r.URL.Path == "/api/v1/pods" && q.Get("watch") != "true" && q.Get("fieldSelector") == "" {
 				n.Add(1)
+			}
+			if r.Method == http.MethodPatch && r.URL.Path == "/api/v1/nodes/grp-beta-2" {
+				time.Sleep(time.Second)
 			}
 			return rt.RoundTrip(r)
 		})
@@ -292,6 +296,15 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
 	e, rec := engine(t, runbook.AlwaysContinue)
 	var lists atomic.Int32
 	e.Kube = countPodLists(t, &lists)
+	// A batch's nodes are all cordoned before any of them drains, however slow one cordon is: the
+	// cordon of grp-beta-2 (the first batch with grp-beta-1) takes a second longer.
+	var early atomic.Bool
+	e.Sink = runbook.SinkFunc(func(ev runbook.Event) {
+		rec.Emit(ev)
+		if c, ok := ev.(*runbook.NodeChanged); ok && c.Node == "grp-beta-1" && c.State == runbook.NodeDraining && !node(t, "grp-beta-2").Spec.Unschedulable {
+			early.Store(true)
+		}
+	})
 	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: fleet
       type: nodegroups
       with:
@@ -350,6 +363,9 @@ func TestNodeGroupsOneGroupAtATime(t *testing.T) {
 	// for a relist of that informer.
 	if n := lists.Load(); n > 11 {
 		t.Errorf("all pods were listed %d times for 3 groups in 5 batches of 9 nodes: each node planned its drain again", n)
+	}
+	if early.Load() {
+		t.Errorf("grp-beta-1 drained while grp-beta-2, of the same batch, was not cordoned yet: its pods could land there and move twice")
 	}
 	maxSeen := 0
 	cur := map[string]bool{}
