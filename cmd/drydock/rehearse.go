@@ -161,6 +161,13 @@ func describeRehearsal(r *rehearse.Report) []string {
 	for _, a := range r.Lowest {
 		out = append(out, fmt.Sprintf("  lowest availability: %s %d of %d Ready", a.Workload, a.Lowest, a.Desired))
 	}
+	if l := r.CopyLag; l != nil {
+		line := fmt.Sprintf("  the copy's pace: its %d new pods were Ready a median %s (p90 %s) after the start-up measured on the cluster", l.Pods, l.Median, l.P90)
+		if l.Saturated() {
+			line += ": this machine could not keep up with the copy, so the durations above are upper bounds (the cluster's own control plane makes its pods sooner)"
+		}
+		out = append(out, line)
+	}
 	if len(r.Left) > 0 {
 		out = append(out, "  not rehearsed: "+strings.Join(r.Left, "; "))
 	}

@@ -46,3 +46,40 @@ func TestMet(t *testing.T) {
 		t.Errorf("groups: %+v", g)
 	}
 }
+
+// TestLag: the copy's lag over the pods it made during the run (median, p90), and when it means the
+// copy, not the cluster's start-ups, paced the run.
+func TestLag(t *testing.T) {
+	t.Parallel()
+	s := func(secs ...float64) []time.Duration {
+		var out []time.Duration
+		for _, x := range secs {
+			out = append(out, time.Duration(x*float64(time.Second)))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		lags        []time.Duration
+		median, p90 time.Duration
+		saturated   bool
+	}{
+		{"none", nil, 0, 0, false},
+		{"on time (whole-second timestamps: a little early or late)", s(-0.4, 0.2, 0.6, 0.8, -0.9), 200 * time.Millisecond, 800 * time.Millisecond, false},
+		{"one slow pod", s(0, 0, 0, 0, 0, 0, 0, 0, 0, 30), 0, 30 * time.Second, false},
+		{"a copy that cannot keep up", s(2, 3, 5, 8, 13, 21), 8 * time.Second, 21 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := lagOf(tc.lags)
+			if tc.lags == nil {
+				if l != nil || l.Saturated() {
+					t.Fatalf("lag %+v of no pods", l)
+				}
+				return
+			}
+			if l.Pods != len(tc.lags) || l.Median.Duration != tc.median || l.P90.Duration != tc.p90 || l.Saturated() != tc.saturated {
+				t.Fatalf("lag %+v saturated %v, want median %s p90 %s saturated %v", l, l.Saturated(), tc.median, tc.p90, tc.saturated)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -60,6 +61,34 @@ type Report struct {
 	Left     []string             `json:"left,omitempty"`     // steps not rehearsed, and why
 	Copied   string               `json:"copied"`             // what the copy held
 	Skipped  []string             `json:"skipped,omitempty"`  // what the copy changed or left out
+	CopyLag  *Lag                 `json:"copyLag,omitempty"`  // how far behind the copy made the run's new pods Ready
+}
+
+// Lag is how much longer the copy took to make the run's new pods Ready than it was told to: each
+// pod's creation to Ready, less the start-up it was given (the cluster's, as measured there). A
+// copy that cannot keep up (a large cluster rehearsed on a small machine) makes every wave of a drain
+// longer than it is on the cluster, and then the rehearsal's durations are upper bounds.
+type Lag struct {
+	Pods   int              `json:"pods"`
+	Median runbook.Duration `json:"median"`
+	P90    runbook.Duration `json:"p90"`
+}
+
+// Saturated says whether the copy, more than the cluster's start-ups, paced the run: its pods came up
+// a median of 2 s or more late (the timestamps it is measured from have whole seconds).
+func (l *Lag) Saturated() bool { return l != nil && l.Median.Duration >= 2*time.Second }
+
+// lagOf summarises the lags of the pods seen; nil without any.
+func lagOf(lags []time.Duration) *Lag {
+	if len(lags) == 0 {
+		return nil
+	}
+	s := slices.Clone(lags)
+	slices.Sort(s)
+	at := func(q float64) runbook.Duration {
+		return runbook.Duration{Duration: max(0, s[min(len(s)-1, int(q*float64(len(s))))]).Round(100 * time.Millisecond)}
+	}
+	return &Lag{Pods: len(s), Median: at(0.5), P90: at(0.9)}
 }
 
 // StepResult is a rehearsed step: its forecast, what it took on the copy, and what that means on
@@ -134,7 +163,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	say("the copy is Ready; running the node steps on it")
 	rep.Left = simulate(o.Rehearsal, sim)
 
-	w := &watcher{client: sim.Client, lowest: map[string]*Availability{}, pending: map[string]bool{}}
+	w := &watcher{client: sim.Client, lowest: map[string]*Availability{}, pending: map[string]bool{}, since: time.Now(), ready: map[types.UID]bool{}}
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -225,6 +254,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.Pending, rep.Lowest = w.results()
+	w.mu.Lock()
+	rep.CopyLag = lagOf(w.lags)
+	w.mu.Unlock()
 	return rep, nil
 }
 
@@ -268,12 +300,16 @@ func simulate(rb *runbook.Runbook, sim *simcluster.Cluster) []string {
 }
 
 // watcher follows the copy through informers (one watch per kind, not a list every moment: a copy
-// may hold thousands of pods): pods not scheduled, and each workload's Ready pods.
+// may hold thousands of pods): pods not scheduled, each workload's Ready pods, and how late the pods
+// made since the run started became Ready.
 type watcher struct {
 	client  kubernetes.Interface
 	mu      sync.Mutex
 	lowest  map[string]*Availability
 	pending map[string]bool
+	since   time.Time
+	ready   map[types.UID]bool
+	lags    []time.Duration
 }
 
 func (w *watcher) run(ctx context.Context) {
@@ -292,6 +328,9 @@ func (w *watcher) run(ctx context.Context) {
 				w.pending[p.Namespace+"/"+p.Name+": "+c.Message] = true
 				w.mu.Unlock()
 			}
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				w.readyAt(p, c.LastTransitionTime.Time)
+			}
 		}
 	})
 	on(f.Apps().V1().Deployments().Informer(), func(o any) {
@@ -307,6 +346,21 @@ func (w *watcher) run(ctx context.Context) {
 	f.Start(ctx.Done())
 	<-ctx.Done()
 	f.Shutdown()
+}
+
+// readyAt counts the lag of a pod made since the run started with the start-up the copy gave it,
+// the first time it is seen Ready.
+func (w *watcher) readyAt(p *corev1.Pod, at time.Time) {
+	told, err := time.ParseDuration(p.Annotations[readyDelay])
+	if err != nil || p.CreationTimestamp.Time.Before(w.since.Truncate(time.Second)) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ready[p.UID] {
+		w.ready[p.UID] = true
+		w.lags = append(w.lags, at.Sub(p.CreationTimestamp.Time)-told)
+	}
 }
 
 func (w *watcher) see(key string, ready, desired int32) {

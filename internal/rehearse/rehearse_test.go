@@ -139,6 +139,10 @@ spec:
 	if len(rep.Blockers) != 1 || rep.Blockers[0].What != "PodDisruptionBudget shop/web" || rep.Blockers[0].Pods < 1 {
 		t.Errorf("blockers met: %q, want the budget that held the pods evicted after the first (how many depends on timing)", rep.Blockers)
 	}
+	// The copy made the replacements Ready about when it was told to (an idle copy of a few pods).
+	if l := rep.CopyLag; l == nil || l.Pods < 1 || l.Saturated() {
+		t.Errorf("the copy's lag: %+v, want the replacements counted and on time", l)
+	}
 	lowest := false
 	for _, a := range rep.Lowest {
 		lowest = lowest || (a.Workload == "shop/Deployment/web" && a.Lowest >= 3 && a.Lowest < 4)

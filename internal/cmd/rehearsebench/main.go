@@ -158,6 +158,10 @@ spec:
 		Copied   string            `json:"copied"`
 		Blockers []json.RawMessage `json:"blockers"`
 		Pending  []string          `json:"pending"`
+		CopyLag  *struct {
+			Median string `json:"median"`
+			P90    string `json:"p90"`
+		} `json:"copyLag"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return fmt.Errorf("drydock rehearse -o json: %w", err)
@@ -166,7 +170,11 @@ spec:
 	for _, s := range rep.Steps {
 		fmt.Printf("; %s took %s on the copy", s.Step, s.Took)
 	}
-	fmt.Printf("; %d budgets held pods back; %d pods went Pending\n", len(rep.Blockers), len(rep.Pending))
+	fmt.Printf("; %d budgets held pods back; %d pods went Pending", len(rep.Blockers), len(rep.Pending))
+	if rep.CopyLag != nil {
+		fmt.Printf("; the copy made new pods Ready a median %s (p90 %s) later than told", rep.CopyLag.Median, rep.CopyLag.P90)
+	}
+	fmt.Println()
 	fmt.Printf("drydock rehearse took %s in all (target < 10m), drydock's peak memory %d MiB\n", took.Round(time.Second), rss>>20)
 	if took > 10*time.Minute || rep.Status != "succeeded" {
 		fmt.Println("TARGET MISSED")
