@@ -42,8 +42,10 @@ templates, each pod on the node it runs on; pods no controller owns; bound claim
 zones; PodDisruptionBudgets; PriorityClasses) into a local simulated cluster (kwok), with each
 workload's pods as slow to become Ready as on the cluster, and runs the runbook's node steps there with
 the node actions simulated (the node reports the target after action.expectedDuration). It reports the
-blockers met, the pods that went Pending, the lowest availability of each workload, and the duration of
-each step and node group against the forecast. On a terminal the run on the copy is shown as a run is.
+blockers met, the budgets taken to their limit without a wait (on the cluster, where the scheduler puts
+each replacement decides whether a drain waits for one), the pods the run made Pending (those Pending
+before it apart), the lowest availability of each workload the run lowered, and the duration of each
+step and node group against the forecast. On a terminal the run on the copy is shown as a run is.
 It reads the cluster and writes nothing to it; it never reads a Secret or a ConfigMap, and the copied
 pod templates keep no reference to one.`,
 		Example: `  drydock rehearse upgrade.yaml --sim-bin ~/kwok-bin
@@ -155,11 +157,26 @@ func describeRehearsal(r *rehearse.Report) []string {
 	for _, b := range r.Blockers {
 		out = append(out, "  blocker met: "+b.String())
 	}
+	if len(r.AtLimit) > 0 {
+		out = append(out, "  at its limit, no wait here (where the scheduler puts each replacement decides whether a drain waits; on the cluster, expect a wait of a start-up): "+strings.Join(r.AtLimit, ", "))
+	}
 	for _, p := range r.Pending {
 		out = append(out, "  went Pending: "+p)
 	}
 	for _, a := range r.Lowest {
-		out = append(out, fmt.Sprintf("  lowest availability: %s %d of %d Ready", a.Workload, a.Lowest, a.Desired))
+		line := fmt.Sprintf("  lowest availability: %s %d of %d Ready", a.Workload, a.Lowest, a.Desired)
+		if a.Before < a.Desired {
+			line += fmt.Sprintf(" (%d before the run)", a.Before)
+		}
+		out = append(out, line)
+	}
+	if n := len(r.PendingBefore); n > 0 {
+		names := r.PendingBefore[:min(n, 3)]
+		more := ""
+		if n > 3 {
+			more = fmt.Sprintf(" and %d more", n-3)
+		}
+		out = append(out, fmt.Sprintf("  Pending before the run (the cluster's own, or what the copy could not place; not counted above): %s%s", strings.Join(names, ", "), more))
 	}
 	if l := r.CopyLag; l != nil {
 		line := fmt.Sprintf("  the copy's pace: its %d new pods were Ready a median %s (p90 %s) after the start-up measured on the cluster", l.Pods, l.Median, l.P90)

@@ -41,9 +41,20 @@ func (s *tmuxSession) history() string {
 
 func (s *tmuxSession) waitFor(text string, timeout time.Duration) string {
 	s.t.Helper()
+	return s.waitIn(s.screen, text, timeout)
+}
+
+// waitForPrinted waits for text printed after the screen closed, which may have scrolled off it.
+func (s *tmuxSession) waitForPrinted(text string, timeout time.Duration) string {
+	s.t.Helper()
+	return s.waitIn(s.history, text, timeout)
+}
+
+func (s *tmuxSession) waitIn(capture func() string, text string, timeout time.Duration) string {
+	s.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		scr := s.screen()
+		scr := capture()
 		if strings.Contains(scr, text) {
 			return scr
 		}
@@ -291,7 +302,9 @@ func TestRehearseOnScreen(t *testing.T) {
 		drydockBinary(t), rb, cluster.Kubeconfig, bin, filepath.Join(dir, "state"), exitFile)
 	s.tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", "-e", "TERM=xterm-256color", cmdline)
 	s.waitFor("drydock rehearse", 90*time.Second) // the screen's title
-	scr := s.waitFor("Rehearsal on a simulated copy", 4*time.Minute)
+	// the report follows the screen; the copy holds the shared cluster's other tests' workloads,
+	// so it may be longer than the terminal
+	scr := s.waitForPrinted("Rehearsal on a simulated copy", 4*time.Minute)
 	for _, want := range []string{": succeeded", "fleet group a: took", "fleet group b: took", "on the cluster"} {
 		if !strings.Contains(scr, want) {
 			t.Errorf("the report after the screen lacks %q:\n%s", want, scr)

@@ -167,19 +167,21 @@ func TestRehearsalPredictsTheDemo(t *testing.T) {
 		}
 	}
 	// None missed: whatever held the real run's pods back for a second or more (a wait for a
-	// replacement's start-up; a shorter hold is a race either run may lose) held the rehearsal's too.
-	// None invented: whatever held the rehearsal's pods back for a second or more, the real run at
-	// least brought to zero allowed disruptions. Where the scheduler puts each replacement is its own
-	// tie-break in either cluster, so a budget the real run took to its limit without a wait may make
-	// the rehearsal wait, and that is no invention.
-	t.Logf("blockers: the rehearsal met %q, the real run %q; the real run took to zero: %v", rep.Blockers, real.Held(), atZero)
-	var everHeld []string
+	// replacement's start-up; a shorter hold is a race either run may lose) the rehearsal named: it
+	// held the rehearsal's pods back too, or the report names it at its limit. None invented: whatever
+	// held the rehearsal's pods back for a second or more, the real run at least brought to zero
+	// allowed disruptions. Where the scheduler puts each replacement is its own tie-break in either
+	// cluster (two of db's three pods on the nodes of one batch, or not), so a budget one run took to
+	// its limit without a wait may make the other wait: that is why the report names the budgets at
+	// their limit, and neither a miss nor an invention.
+	t.Logf("blockers: the rehearsal met %q, at the limit %q; the real run %q; the real run took to zero: %v", rep.Blockers, rep.AtLimit, real.Held(), atZero)
+	named := slices.Clone(rep.AtLimit)
 	for _, h := range rep.Blockers {
-		everHeld = append(everHeld, h.What)
+		named = append(named, h.What)
 	}
 	for _, what := range rehearse.Holders(real.Held(), time.Second) {
-		if !slices.Contains(everHeld, what) {
-			t.Errorf("missed: %s held the real run's pods back, never the rehearsal's", what)
+		if !slices.Contains(named, what) {
+			t.Errorf("missed: %s held the real run's pods back; the rehearsal neither met it nor named it at its limit", what)
 		}
 	}
 	met := rehearse.Holders(rep.Blockers, time.Second)

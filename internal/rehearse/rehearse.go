@@ -2,6 +2,7 @@ package rehearse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -56,12 +58,20 @@ type Report struct {
 	Status   runbook.RunStatus    `json:"status"`
 	Error    string               `json:"error,omitempty"`
 	Blockers []Held               `json:"blockers,omitempty"` // what held pods back (a budget at zero, a refusal), and how many
-	Pending  []string             `json:"pending,omitempty"`  // pods that went Pending (not scheduled)
-	Lowest   []Availability       `json:"lowest,omitempty"`   // the lowest availability each workload reached
-	Left     []string             `json:"left,omitempty"`     // steps not rehearsed, and why
-	Copied   string               `json:"copied"`             // what the copy held
-	Skipped  []string             `json:"skipped,omitempty"`  // what the copy changed or left out
-	CopyLag  *Lag                 `json:"copyLag,omitempty"`  // how far behind the copy made the run's new pods Ready
+	Pending  []string             `json:"pending,omitempty"`  // pods the run made Pending (not scheduled), each once: the scheduler's last word, how long
+	Lowest   []Availability       `json:"lowest,omitempty"`   // the lowest availability each workload the run lowered reached
+	// AtLimit are the budgets the run took to zero allowed disruptions that held no pod back here:
+	// whether a drain waits for them depends on where the scheduler puts each replacement (two of a
+	// budget's pods on the nodes of one batch, or one node), a tie-break of its own in either cluster,
+	// so on the cluster one may hold a pod back for a start-up.
+	AtLimit []string `json:"atLimit,omitempty"`
+	// PendingBefore are the copy's pods not scheduled before the run started (the cluster's own, or
+	// what the copy could not place): not the run's doing, so not in Pending.
+	PendingBefore []string `json:"pendingBefore,omitempty"`
+	Left          []string `json:"left,omitempty"`    // steps not rehearsed, and why
+	Copied        string   `json:"copied"`            // what the copy held
+	Skipped       []string `json:"skipped,omitempty"` // what the copy changed or left out
+	CopyLag       *Lag     `json:"copyLag,omitempty"` // how far behind the copy made the run's new pods Ready
 }
 
 // Lag is how much longer the copy took to make the run's new pods Ready than it was told to: each
@@ -113,11 +123,13 @@ type GroupResult struct {
 	Adjusted runbook.Duration  `json:"adjusted"` // Took with drydock's own work as long as on the cluster (StepResult)
 }
 
-// Availability is the fewest Ready pods a workload had during the rehearsal.
+// Availability is the fewest Ready pods a workload had during the rehearsal, and how many it had
+// when the run started.
 type Availability struct {
 	Workload string `json:"workload"`
 	Lowest   int32  `json:"lowest"`
 	Desired  int32  `json:"desired"`
+	Before   int32  `json:"before"`
 }
 
 // Run copies the live cluster into a simulated one, plays the runbook's node steps there with the
@@ -163,11 +175,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	say("the copy is Ready; running the node steps on it")
 	rep.Left = simulate(o.Rehearsal, sim)
 
-	w := &watcher{client: sim.Client, lowest: map[string]*Availability{}, pending: map[string]bool{}, since: time.Now(), ready: map[types.UID]bool{}}
+	w := newWatcher(sim.Client)
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(wctx) }()
+	if err := w.start(wctx, &wg); err != nil {
+		stop()
+		wg.Wait()
+		return nil, err
+	}
 	met := &Met{}
 	sink := runbook.MultiSink{met}
 	if o.Sink != nil {
@@ -253,7 +268,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}
-	rep.Pending, rep.Lowest = w.results()
+	rep.Pending, rep.PendingBefore, rep.Lowest = w.results()
+	rep.AtLimit = w.atLimit(rep.Blockers)
 	w.mu.Lock()
 	rep.CopyLag = lagOf(w.lags)
 	w.mu.Unlock()
@@ -301,95 +317,194 @@ func simulate(rb *runbook.Runbook, sim *simcluster.Cluster) []string {
 
 // watcher follows the copy through informers (one watch per kind, not a list every moment: a copy
 // may hold thousands of pods): pods not scheduled, each workload's Ready pods, and how late the pods
-// made since the run started became Ready.
+// made since the run started became Ready. What the informers' first lists hold is the copy before
+// the run: the baseline a pod Pending or a workload short of Ready is measured against.
 type watcher struct {
 	client  kubernetes.Interface
 	mu      sync.Mutex
 	lowest  map[string]*Availability
-	pending map[string]bool
+	pending map[string]*unplaced // pods the run made unscheduled
+	before  map[string]bool      // pods unscheduled when the run started
+	atZero  map[string]bool      // budgets seen at zero allowed disruptions: true if when the run started
 	since   time.Time
 	ready   map[types.UID]bool
 	lags    []time.Duration
 }
 
-func (w *watcher) run(ctx context.Context) {
+func newWatcher(c kubernetes.Interface) *watcher {
+	return &watcher{client: c, lowest: map[string]*Availability{}, pending: map[string]*unplaced{}, before: map[string]bool{},
+		atZero: map[string]bool{}, ready: map[types.UID]bool{}}
+}
+
+// unplaced is a pod the scheduler could not place during the run: its last word, since when, and
+// when the pod was placed after all.
+type unplaced struct {
+	why           string
+	since, placed time.Time
+}
+
+// start begins watching and returns once every handler has seen the copy as it is (the baseline),
+// so that the run starts after it; the informers stop when ctx ends, and wg is done then.
+func (w *watcher) start(ctx context.Context, wg *sync.WaitGroup) error {
 	f := informers.NewSharedInformerFactory(w.client, 0)
-	on := func(inf cache.SharedIndexInformer, see func(any)) {
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: see, UpdateFunc: func(_, o any) { see(o) }})
-	}
-	on(f.Core().V1().Pods().Informer(), func(o any) {
-		p, ok := o.(*corev1.Pod)
-		if !ok {
-			return
+	var synced []cache.InformerSynced
+	on := func(inf cache.SharedIndexInformer, see func(o any, initial bool)) error {
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+			AddFunc:    see,
+			UpdateFunc: func(_, o any) { see(o, false) },
+		})
+		if err != nil {
+			return err
 		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+		synced = append(synced, reg.HasSynced)
+		return nil
+	}
+	err := errors.Join(
+		on(f.Core().V1().Pods().Informer(), func(o any, initial bool) {
+			if p, ok := o.(*corev1.Pod); ok {
+				w.pod(p, initial)
+			}
+		}),
+		on(f.Apps().V1().Deployments().Informer(), func(o any, initial bool) {
+			if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Replicas != nil {
+				w.see(d.Namespace+"/Deployment/"+d.Name, d.Status.ReadyReplicas, *d.Spec.Replicas, initial)
+			}
+		}),
+		on(f.Apps().V1().StatefulSets().Informer(), func(o any, initial bool) {
+			if s, ok := o.(*appsv1.StatefulSet); ok && s.Spec.Replicas != nil {
+				w.see(s.Namespace+"/StatefulSet/"+s.Name, s.Status.ReadyReplicas, *s.Spec.Replicas, initial)
+			}
+		}),
+		on(f.Policy().V1().PodDisruptionBudgets().Informer(), func(o any, initial bool) {
+			if b, ok := o.(*policyv1.PodDisruptionBudget); ok && b.Status.ObservedGeneration == b.Generation && b.Status.ExpectedPods > 0 && b.Status.DisruptionsAllowed == 0 {
+				key := "PodDisruptionBudget " + b.Namespace + "/" + b.Name
 				w.mu.Lock()
-				w.pending[p.Namespace+"/"+p.Name+": "+c.Message] = true
+				if _, seen := w.atZero[key]; !seen {
+					w.atZero[key] = initial
+				}
 				w.mu.Unlock()
 			}
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				w.readyAt(p, c.LastTransitionTime.Time)
-			}
-		}
-	})
-	on(f.Apps().V1().Deployments().Informer(), func(o any) {
-		if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Replicas != nil {
-			w.see(d.Namespace+"/Deployment/"+d.Name, d.Status.ReadyReplicas, *d.Spec.Replicas)
-		}
-	})
-	on(f.Apps().V1().StatefulSets().Informer(), func(o any) {
-		if s, ok := o.(*appsv1.StatefulSet); ok && s.Spec.Replicas != nil {
-			w.see(s.Namespace+"/StatefulSet/"+s.Name, s.Status.ReadyReplicas, *s.Spec.Replicas)
-		}
-	})
+		}))
+	if err != nil {
+		return fmt.Errorf("rehearse: watch the copy: %w", err)
+	}
 	f.Start(ctx.Done())
-	<-ctx.Done()
-	f.Shutdown()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		f.Shutdown()
+	}()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("rehearse: watch the copy: %w", context.Cause(ctx))
+	}
+	w.mu.Lock()
+	w.since = time.Now()
+	w.mu.Unlock()
+	return nil
+}
+
+// pod notes a pod the scheduler could not place (in the baseline, or left so by the run, with the
+// scheduler's last word) and a new pod's start-up.
+func (w *watcher) pod(p *corev1.Pod, initial bool) {
+	key := p.Namespace + "/" + p.Name
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled {
+			w.mu.Lock()
+			u := w.pending[key]
+			switch {
+			case c.Status == corev1.ConditionTrue:
+				if u != nil && u.placed.IsZero() {
+					u.placed = time.Now()
+				}
+			case initial:
+				w.before[key] = true
+			case w.before[key]: // unplaced before the run: not its doing
+			case u == nil:
+				w.pending[key] = &unplaced{why: c.Message, since: time.Now()}
+			default:
+				u.why = c.Message
+			}
+			w.mu.Unlock()
+		}
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			w.readyAt(p, c.LastTransitionTime.Time)
+		}
+	}
 }
 
 // readyAt counts the lag of a pod made since the run started with the start-up the copy gave it,
 // the first time it is seen Ready.
 func (w *watcher) readyAt(p *corev1.Pod, at time.Time) {
 	told, err := time.ParseDuration(p.Annotations[readyDelay])
-	if err != nil || p.CreationTimestamp.Time.Before(w.since.Truncate(time.Second)) {
+	if err != nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.since.IsZero() || p.CreationTimestamp.Time.Before(w.since.Truncate(time.Second)) {
+		return
+	}
 	if !w.ready[p.UID] {
 		w.ready[p.UID] = true
 		w.lags = append(w.lags, at.Sub(p.CreationTimestamp.Time)-told)
 	}
 }
 
-func (w *watcher) see(key string, ready, desired int32) {
+func (w *watcher) see(key string, ready, desired int32, initial bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	a := w.lowest[key]
 	if a == nil {
+		// a workload first seen after the baseline (made by the run) started from nothing
 		a = &Availability{Workload: key, Lowest: ready, Desired: desired}
+		if initial {
+			a.Before = ready
+		}
 		w.lowest[key] = a
 	}
 	a.Lowest = min(a.Lowest, ready)
 }
 
-// results are the pods that went Pending and the workloads that ever had fewer Ready pods than
-// desired, sorted.
-func (w *watcher) results() ([]string, []Availability) {
+// atLimit are the budgets the run took to zero allowed disruptions (not at zero when it started)
+// that held nothing back, sorted.
+func (w *watcher) atLimit(held []Held) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var pending []string
-	for p := range w.pending {
-		pending = append(pending, p)
+	var out []string
+	for b, before := range w.atZero {
+		if !before && !slices.ContainsFunc(held, func(h Held) bool { return h.What == b }) {
+			out = append(out, b)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// results are the pods the run made Pending (with the scheduler's last word, and whether and when
+// they were placed after all), those Pending before
+// it, and the workloads whose Ready pods the run took below both what they want and what they had
+// when it started, sorted.
+func (w *watcher) results() (pending, before []string, low []Availability) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for p, u := range w.pending {
+		if u.placed.IsZero() {
+			pending = append(pending, p+": "+u.why+" (still Pending when the run ended)")
+		} else {
+			pending = append(pending, fmt.Sprintf("%s: %s (placed after %s)", p, u.why, u.placed.Sub(u.since).Round(time.Second)))
+		}
 	}
 	sort.Strings(pending)
-	var low []Availability
+	for p := range w.before {
+		before = append(before, p)
+	}
+	sort.Strings(before)
 	for _, a := range w.lowest {
-		if a.Lowest < a.Desired {
+		if a.Lowest < a.Desired && a.Lowest < a.Before {
 			low = append(low, *a)
 		}
 	}
 	slices.SortFunc(low, func(a, b Availability) int { return strings.Compare(a.Workload, b.Workload) })
-	return pending, low
+	return pending, before, low
 }
