@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/internal/printer"
@@ -41,6 +44,8 @@ type scenario struct {
 	nodes []string
 	// hook, when set, sees every event of the run with its engine (a person at the screen).
 	hook func(*runbook.Engine, runbook.Event)
+	// beforePatch, when set, runs before each node patch the run sends (a cordon), with the node's name.
+	beforePatch func(node string)
 }
 
 func newScenario(t *testing.T, nodes int) *scenario {
@@ -132,13 +137,34 @@ func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook
 		s.t.Fatal(err)
 	}
 	rec := &recorder{}
-	e := &runbook.Engine{Registry: registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: cluster.Client, StateDir: s.t.TempDir()}
+	var kube kubernetes.Interface = cluster.Client
+	if s.beforePatch != nil {
+		cfg := rest.CopyConfig(cluster.Config)
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTrip(func(r *http.Request) (*http.Response, error) {
+				if node, ok := strings.CutPrefix(r.URL.Path, "/api/v1/nodes/"); ok && r.Method == http.MethodPatch {
+					s.beforePatch(node)
+				}
+				return rt.RoundTrip(r)
+			})
+		})
+		c, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		kube = c
+	}
+	e := &runbook.Engine{Registry: registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: kube, StateDir: s.t.TempDir()}
 	if s.hook != nil {
 		e.Sink = runbook.SinkFunc(func(ev runbook.Event) { rec.Emit(ev); s.hook(e, ev) })
 	}
 	st, err := e.Start(s.ctx, rb)
 	return st, e, rec, err
 }
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func ptr(v intstr.IntOrString) *intstr.IntOrString { return &v }
 
@@ -180,8 +206,8 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 }
 
 // TestPodsArrivingAfterThePlanAreDrained: a drain of two nodes plans both first; a pod that reaches
-// the second node after that (here: as soon as the first is cordoned), before the second is
-// cordoned, is drained with it, not left on a node that will be upgraded.
+// the second node after that (here: while its cordon is on its way), before the second is cordoned,
+// is drained with it, not left on a node that will be upgraded.
 func TestPodsArrivingAfterThePlanAreDrained(t *testing.T) {
 	simcluster.Need(t)
 	s := newScenario(t, 3)
@@ -196,8 +222,8 @@ func TestPodsArrivingAfterThePlanAreDrained(t *testing.T) {
 	s.deploy("late", 0, func(d *appsv1.Deployment) { d.Spec.Template.Spec.NodeSelector["late"] = "here" })
 	var late *corev1.Pod
 	var once sync.Once
-	s.hook = func(_ *runbook.Engine, ev runbook.Event) {
-		if c, ok := ev.(*runbook.NodeChanged); !ok || c.Node != n1 || c.State != runbook.NodeCordoned {
+	s.beforePatch = func(node string) {
+		if node != n2 {
 			return
 		}
 		once.Do(func() {
@@ -235,6 +261,46 @@ func TestPodsArrivingAfterThePlanAreDrained(t *testing.T) {
 	}
 	if !strings.Contains(rec.Text(), "arrived after the plan") {
 		t.Errorf("the run should say why it planned %s again:\n%s", n2, rec.Text())
+	}
+}
+
+// TestSeveralNodesAreCordonedFirst: a drain of several nodes cordons them all before the first
+// drains (as kubectl drain does), so the pods of the first find a place on a node that stays, not
+// on the next one to drain, where they would move twice.
+func TestSeveralNodesAreCordonedFirst(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 3)
+	n1, n2, n3 := s.nodes[0], s.nodes[1], s.nodes[2]
+	s.cordon(n2, true)
+	s.cordon(n3, true)
+	s.deploy("web", 3)
+	s.waitReady("web")
+	s.cordon(n2, false)
+	s.cordon(n3, false)
+	var early []string
+	var mu sync.Mutex
+	s.hook = func(_ *runbook.Engine, ev runbook.Event) {
+		if c, ok := ev.(*runbook.NodeChanged); ok && c.Node == n1 && c.State == runbook.NodeDraining && !s.node(n2).Spec.Unschedulable {
+			mu.Lock()
+			early = append(early, n2)
+			mu.Unlock()
+		}
+	}
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s]}", n1, n2), "1m")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rec.Text())
+	}
+	if len(early) > 0 {
+		t.Errorf("%s started draining while %s, drained next, was still schedulable:\n%s", n1, n2, rec.Text())
+	}
+	pods, err := cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != n3 {
+			t.Errorf("pod %s runs on %s, want %s (the only node not drained)", p.Name, p.Spec.NodeName, n3)
+		}
 	}
 }
 

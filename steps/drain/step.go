@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/drydock-dev/drydock/internal/kube"
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -191,15 +193,27 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if err := Refuse(env, plan, s.Options); err != nil {
 		return err
 	}
+	fail := func(err error) error {
+		if !s.KeepCordoned {
+			err = LetGoAfter(ctx, env, err, s.cordoned(env))
+		}
+		if ErrBlocked(err) {
+			return runbook.Blocked(err)
+		}
+		return err
+	}
+	// Every node is cordoned before the first drains, as kubectl drain does: a pod evicted from one
+	// would otherwise find a place on the next and move twice. The plan made them room together.
+	var planned []string
+	for _, np := range plan.Nodes {
+		planned = append(planned, np.Node)
+	}
+	if err := CordonAll(ctx, env, planned); err != nil {
+		return fail(err)
+	}
 	for _, np := range plan.Nodes {
 		if err := DrainPlanned(ctx, env, np, s.Options); err != nil {
-			if !s.KeepCordoned {
-				err = LetGoAfter(ctx, env, err, s.cordoned(env))
-			}
-			if ErrBlocked(err) {
-				return runbook.Blocked(err)
-			}
-			return err
+			return fail(err)
 		}
 		if err := env.PauseIfRequested(ctx, "after/"+np.Node, "paused at your request after node "+np.Node); err != nil {
 			return err
@@ -443,6 +457,16 @@ func Cordon(ctx context.Context, env *runbook.Env, node string) error {
 	nodeEvent(ctx, env, node, "Cordoned", fmt.Sprintf("drydock run %s cordoned the node", env.RunID))
 	env.Node(node, runbook.NodeCordoned, "")
 	return nil
+}
+
+// CordonAll cordons nodes (Cordon each, eight at a time) before any of them drains.
+func CordonAll(ctx context.Context, env *runbook.Env, nodes []string) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, node := range nodes {
+		g.Go(func() error { return Cordon(gctx, env, node) })
+	}
+	return g.Wait()
 }
 
 // Uncordon undoes Cordon: only if this run cordoned the node.

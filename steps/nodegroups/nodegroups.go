@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -419,14 +418,12 @@ func (s *Step) cordonBatch(ctx context.Context, env *runbook.Env, plan *drain.Pl
 		return nil, err
 	}
 	planned := map[string]*drain.NodePlan{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	var nodes []string
 	for i := range todo.Nodes {
-		np := &todo.Nodes[i]
-		planned[np.Node] = np
-		g.Go(func() error { return drain.Cordon(gctx, env, np.Node) })
+		planned[todo.Nodes[i].Node] = &todo.Nodes[i]
+		nodes = append(nodes, todo.Nodes[i].Node)
 	}
-	return planned, g.Wait()
+	return planned, drain.CordonAll(ctx, env, nodes)
 }
 
 // batchThatFits is how many of nodes (a prefix, at least one) the run drains at once now: the drain
