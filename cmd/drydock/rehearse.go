@@ -145,7 +145,11 @@ func describeRehearsal(r *rehearse.Report) []string {
 		if s.Forecast != nil {
 			f = "forecast " + s.Forecast.String() + printer.Off(s.Forecast.Expected.Duration, s.Adjusted.Duration)
 		}
-		out = append(out, fmt.Sprintf("  %s: took %s on the copy; on the cluster ~%s with drydock's own work there (+%s) (%s)", s.Step, s.Took, s.Adjusted, s.LiveWork, f))
+		sign := "+" // drydock's own work can be quicker on the cluster than on the copy: "-800ms"
+		if s.LiveWork.Duration < 0 {
+			sign = ""
+		}
+		out = append(out, fmt.Sprintf("  %s: took %s on the copy; on the cluster ~%s with drydock's own work there (%s%s) (%s)", s.Step, s.Took, s.Adjusted, sign, s.LiveWork, f))
 	}
 	for _, g := range r.Groups {
 		f := "no forecast"
