@@ -29,9 +29,11 @@ func Transient(err error) bool {
 		case apierrors.IsTooManyRequests(err):
 			return !BudgetRefusal(err)
 		case code >= 500, apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsInternalError(err),
-			apierrors.IsServiceUnavailable(err), apierrors.IsUnexpectedServerError(err):
+			apierrors.IsServiceUnavailable(err):
 			return true
 		}
+		// A 4xx whose body was not a Status (a proxy's or webhook's page) is still a refusal: client-go
+		// marks it an unexpected server response, which says nothing about trying again.
 		return false
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -46,6 +47,9 @@ type scenario struct {
 	hook func(*runbook.Engine, runbook.Event)
 	// beforePatch, when set, runs before each node patch the run sends (a cordon), with the node's name.
 	beforePatch func(node string)
+	// refusePatch, when set, answers a node patch the run sends with 403 Forbidden when it returns
+	// true (an admission webhook or RBAC refusing it), without sending it.
+	refusePatch func(node string) bool
 }
 
 func newScenario(t *testing.T, nodes int) *scenario {
@@ -138,12 +142,19 @@ func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook
 	}
 	rec := &recorder{}
 	var kube kubernetes.Interface = cluster.Client
-	if s.beforePatch != nil {
+	if s.beforePatch != nil || s.refusePatch != nil {
 		cfg := rest.CopyConfig(cluster.Config)
 		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 			return roundTrip(func(r *http.Request) (*http.Response, error) {
 				if node, ok := strings.CutPrefix(r.URL.Path, "/api/v1/nodes/"); ok && r.Method == http.MethodPatch {
-					s.beforePatch(node)
+					if s.beforePatch != nil {
+						s.beforePatch(node)
+					}
+					if s.refusePatch != nil && s.refusePatch(node) {
+						body := fmt.Sprintf(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,"message":"nodes \"%s\" is forbidden: denied by the test's admission"}`, node)
+						return &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{"Content-Type": {"application/json"}},
+							Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+					}
 				}
 				return rt.RoundTrip(r)
 			})
@@ -301,6 +312,55 @@ func TestSeveralNodesAreCordonedFirst(t *testing.T) {
 		if p.Spec.NodeName != n3 {
 			t.Errorf("pod %s runs on %s, want %s (the only node not drained)", p.Name, p.Spec.NodeName, n3)
 		}
+	}
+}
+
+// TestRefusedCordonMovesNothing: one planned node's cordon is refused (403) while the others are
+// cordoned beside it: the drain fails naming that node before any pod is evicted, uncordons the
+// node it cordoned, and keeps the admin's cordon.
+func TestRefusedCordonMovesNothing(t *testing.T) {
+	simcluster.Need(t)
+	s := newScenario(t, 4)
+	n1, n2, n3, n4 := s.nodes[0], s.nodes[1], s.nodes[2], s.nodes[3]
+	s.cordon(n2, true) // the admin's
+	s.cordon(n3, true)
+	s.cordon(n4, true)
+	s.deploy("web", 2)
+	s.waitReady("web")
+	s.cordon(n3, false)
+	s.cordon(n4, false)
+	before, err := cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.refusePatch = func(node string) bool { return node == n3 }
+	_, _, rec, err := s.run(fmt.Sprintf("{nodes: [%s, %s, %s]}", n1, n2, n3), "1m")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cordon node %q", n3)) || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("want the drain to fail on %s's cordon, got exit %d: %v\n%s", n3, exitcode.For(err), err, rec.Text())
+	}
+	if strings.Contains(rec.Text(), "evicted") {
+		t.Errorf("a pod was evicted although a planned node could not be cordoned:\n%s", rec.Text())
+	}
+	after, err := cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Items) != len(before.Items) {
+		t.Errorf("web has %d pods, had %d", len(after.Items), len(before.Items))
+	}
+	for i := range after.Items {
+		if p := after.Items[i]; p.Spec.NodeName != n1 || p.DeletionTimestamp != nil {
+			t.Errorf("pod %s on %s (deleting %v), want it left on %s", p.Name, p.Spec.NodeName, p.DeletionTimestamp != nil, n1)
+		}
+	}
+	if n := s.node(n1); n.Spec.Unschedulable || n.Annotations[drain.AnnotationCordonedBy] != "" {
+		t.Errorf("%s, cordoned by the run, stayed cordoned (%v) after the refusal", n1, n.Annotations)
+	}
+	if !s.node(n2).Spec.Unschedulable {
+		t.Errorf("the admin's cordon on %s was lifted", n2)
+	}
+	if s.node(n3).Spec.Unschedulable {
+		t.Errorf("%s is cordoned although its cordon was refused", n3)
 	}
 }
 
