@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,24 @@ func (s *scenario) deploy(name string, replicas int32, mutate ...func(*appsv1.De
 	}
 	if _, err := cluster.Client.AppsV1().Deployments(s.ns).Create(s.ctx, d, metav1.CreateOptions{}); err != nil {
 		s.t.Fatal(err)
+	}
+}
+
+// deployOn creates a Deployment whose pods start on the given nodes: the scenario's other nodes are
+// cordoned while it becomes Ready, then uncordoned (a cordon found in place stays).
+func (s *scenario) deployOn(name string, replicas int32, on ...string) {
+	s.t.Helper()
+	var held []string
+	for _, n := range s.nodes {
+		if !slices.Contains(on, n) && !s.node(n).Spec.Unschedulable {
+			s.cordon(n, true)
+			held = append(held, n)
+		}
+	}
+	s.deploy(name, replicas)
+	s.waitReady(name)
+	for _, n := range held {
+		s.cordon(n, false)
 	}
 }
 
@@ -282,12 +301,7 @@ func TestSeveralNodesAreCordonedFirst(t *testing.T) {
 	simcluster.Need(t)
 	s := newScenario(t, 3)
 	n1, n2, n3 := s.nodes[0], s.nodes[1], s.nodes[2]
-	s.cordon(n2, true)
-	s.cordon(n3, true)
-	s.deploy("web", 3)
-	s.waitReady("web")
-	s.cordon(n2, false)
-	s.cordon(n3, false)
+	s.deployOn("web", 3, n1)
 	var early []string
 	var mu sync.Mutex
 	s.hook = func(_ *runbook.Engine, ev runbook.Event) {
@@ -321,14 +335,9 @@ func TestSeveralNodesAreCordonedFirst(t *testing.T) {
 func TestRefusedCordonMovesNothing(t *testing.T) {
 	simcluster.Need(t)
 	s := newScenario(t, 4)
-	n1, n2, n3, n4 := s.nodes[0], s.nodes[1], s.nodes[2], s.nodes[3]
+	n1, n2, n3 := s.nodes[0], s.nodes[1], s.nodes[2]
 	s.cordon(n2, true) // the admin's
-	s.cordon(n3, true)
-	s.cordon(n4, true)
-	s.deploy("web", 2)
-	s.waitReady("web")
-	s.cordon(n3, false)
-	s.cordon(n4, false)
+	s.deployOn("web", 2, n1)
 	before, err := cluster.Client.CoreV1().Pods(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "app=web"})
 	if err != nil {
 		t.Fatal(err)
