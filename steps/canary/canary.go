@@ -96,20 +96,10 @@ func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, er
 	if s.Node != "" {
 		return s.Node, []string{"canary node " + s.Node + " (named in the runbook)"}, nil
 	}
-	list, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
-	if err != nil {
-		return "", nil, fmt.Errorf("list nodes: %w", err)
+	names, err := s.candidates(ctx, env)
+	if err != nil || len(names) == 0 {
+		return "", nil, err
 	}
-	var names []string
-	for i := range list.Items {
-		if !rollout.Upgraded(&list.Items[i], env.Target) && !list.Items[i].Spec.Unschedulable {
-			names = append(names, list.Items[i].Name)
-		}
-	}
-	if len(names) == 0 {
-		return "", nil, nil
-	}
-	sort.Strings(names)
 	planner := &drain.Planner{Client: env.Kube, Options: s.Drain}
 	var cands []candidate
 	for _, n := range names {
@@ -142,6 +132,40 @@ func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, er
 		out += "; but its drain is blocked"
 	}
 	return c.name, []string{out}, nil
+}
+
+// candidates are the nodes the canary may be: those the selector matches that are behind the target
+// and not cordoned, sorted. None, with no error, only when every node it matches is at the target: a
+// selector that matches no node, or only nodes an admin cordoned, is an error, since a canary that
+// quietly does nothing lets the whole fleet move untested.
+func (s *Step) candidates(ctx context.Context, env *runbook.Env) ([]string, error) {
+	list, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
+	if err != nil {
+		return nil, fmt.Errorf("canary: list nodes: %w", err)
+	}
+	if len(list.Items) == 0 {
+		if s.Selector == "" {
+			return nil, runbook.Invalid(errors.New("canary: the cluster has no nodes"))
+		}
+		return nil, rollout.NoNodeMatches(ctx, env, "canary: selector", s.Selector)
+	}
+	var names, cordoned []string
+	for i := range list.Items {
+		switch n := &list.Items[i]; {
+		case rollout.Upgraded(n, env.Target):
+		case n.Spec.Unschedulable:
+			cordoned = append(cordoned, n.Name)
+		default:
+			names = append(names, n.Name)
+		}
+	}
+	if len(names) == 0 && len(cordoned) > 0 {
+		sort.Strings(cordoned)
+		return nil, runbook.Blocked(fmt.Errorf("canary: every node behind %s that it may pick is cordoned (%s): uncordon one (`kubectl uncordon NODE`) or name the canary with node:",
+			env.Target, strings.Join(cordoned, ", ")))
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // candidate is what a candidate node's drain would exercise.
@@ -201,7 +225,7 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 		return nil, err
 	}
 	if node == "" {
-		return []string{"every candidate node is already at " + env.Target + ": nothing to do"}, nil
+		return []string{s.allAtTarget(env)}, nil
 	}
 	plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain}).Plan(ctx, []string{node})
 	if err != nil {
@@ -209,6 +233,14 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 	}
 	out := append(why, drain.DescribePlan(plan)...)
 	return append(out, "then: upgrade, wait Ready at "+env.Target+", uncordon, soak "+s.soak().String()), nil
+}
+
+// allAtTarget says the one case where the canary has nothing to do.
+func (s *Step) allAtTarget(env *runbook.Env) string {
+	if s.Selector == "" {
+		return "every node is already at " + env.Target + ": no canary needed"
+	}
+	return "every node the selector " + s.Selector + " matches is already at " + env.Target + ": no canary needed"
 }
 
 // PlanNodes is the canary's part of the whole-runbook plan: the node it picks (or picked, in a
@@ -273,7 +305,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 			return err
 		}
 		if node == "" {
-			env.Progress("every candidate node is already at "+env.Target+": nothing to do", 0, 0)
+			env.Progress(s.allAtTarget(env), 0, 0)
 			return nil
 		}
 		for _, w := range why {

@@ -5,6 +5,7 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -80,6 +81,66 @@ func TestPickByCoverage(t *testing.T) {
 			for _, a := range client.Actions() {
 				if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
 					t.Fatalf("picking wrote: %s %s", v, a.GetResource().Resource)
+				}
+			}
+		})
+	}
+}
+
+// TestNoSilentCanary: a selector that matches no node, or only nodes an admin cordoned, is an error
+// naming the selector (and the labels that exist): it must never read as "every node is at the target"
+// and let the fleet move with no canary. Only when every matched node is at the target is there
+// nothing to do.
+func TestNoSilentCanary(t *testing.T) {
+	t.Parallel()
+	upgraded := node("up-1")
+	upgraded.Status.NodeInfo.KubeletVersion = "v1.37.1"
+	cordoned := node("cord-1")
+	cordoned.Spec.Unschedulable = true
+	cordoned.Labels["pool"] = "cordoned"
+	upgraded.Labels["pool"] = "done"
+	for _, c := range []struct {
+		name     string
+		selector string
+		err      error
+		says     []string
+		nothing  bool
+	}{
+		{"a typo in the selector", "drydock.dev/grup=general", runbook.ErrInvalid,
+			[]string{`"drydock.dev/grup=general" matches none of the cluster's 3 node(s)`, "kubernetes.io/hostname=", "pool=cordoned|done"}, false},
+		{"only nodes an admin cordoned", "pool=cordoned", runbook.ErrBlocked, []string{"cord-1", "uncordon"}, false},
+		{"every matched node at the target", "pool=done", nil, nil, true},
+		{"a node behind the target", "", nil, nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			env := &runbook.Env{Kube: fake.NewClientset(node("behind-1"), upgraded.DeepCopy(), cordoned.DeepCopy()), Target: "v1.37.1"}
+			s := &Step{Selector: c.selector}
+			got, _, err := s.Pick(context.Background(), env)
+			if c.err != nil {
+				if !errors.Is(err, c.err) {
+					t.Fatalf("Pick: %v, want %v", err, c.err)
+				}
+				for _, w := range c.says {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("the error %q does not say %q", err, w)
+					}
+				}
+				if _, perr := s.Plan(context.Background(), env); !errors.Is(perr, c.err) {
+					t.Errorf("Plan: %v, want %v", perr, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got == "") != c.nothing {
+				t.Fatalf("picked %q", got)
+			}
+			if c.nothing {
+				lines, err := s.Plan(context.Background(), env)
+				if err != nil || !strings.Contains(strings.Join(lines, "\n"), "every node the selector pool=done matches is already at v1.37.1") {
+					t.Fatalf("Plan: %q, %v", lines, err)
 				}
 			}
 		})

@@ -16,6 +16,8 @@ package nodegroups
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -128,6 +130,9 @@ func (s *Step) Groups(ctx context.Context, env *runbook.Env) ([]Group, []string,
 	if err != nil {
 		return nil, nil, fmt.Errorf("list nodes: %w", err)
 	}
+	if len(list.Items) == 0 && s.Selector != "" {
+		return nil, nil, rollout.NoNodeMatches(ctx, env, "nodegroups: selector", s.Selector)
+	}
 	byGroup := map[string][]string{}
 	var ungrouped []string
 	for i := range list.Items {
@@ -139,10 +144,12 @@ func (s *Step) Groups(ctx context.Context, env *runbook.Env) ([]Group, []string,
 		}
 	}
 	var groups []Group
+	all := slices.Sorted(maps.Keys(byGroup))
 	for _, g := range s.Order {
 		nodes, ok := byGroup[g]
 		if !ok {
-			return nil, nil, runbook.Invalid(fmt.Errorf("group %q in order has no nodes (label %s)", g, s.labelKey()))
+			return nil, nil, runbook.Invalid(fmt.Errorf("nodegroups: group %q in order has no nodes (label %s): fix the name; the groups are %s",
+				g, s.labelKey(), strings.Join(all, ", ")))
 		}
 		sort.Strings(nodes)
 		groups = append(groups, Group{g, nodes})
@@ -159,10 +166,18 @@ func (s *Step) Groups(ctx context.Context, env *runbook.Env) ([]Group, []string,
 		groups = append(groups, Group{g, nodes})
 	}
 	if len(groups) == 0 {
-		return nil, nil, runbook.Invalid(fmt.Errorf("no node has the label %s: check groupBy", s.labelKey()))
+		return nil, nil, runbook.Invalid(fmt.Errorf("nodegroups: no node%s has the label %s: fix groupBy; the nodes' labels are %s",
+			s.selected(), s.labelKey(), rollout.LabelSummary(list.Items, 12)))
 	}
 	sort.Strings(ungrouped)
 	return groups, ungrouped, nil
+}
+
+func (s *Step) selected() string {
+	if s.Selector == "" {
+		return ""
+	}
+	return " that the selector " + s.Selector + " matches"
 }
 
 func (s *Step) maxUnavailable(n int) int {

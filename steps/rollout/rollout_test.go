@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -474,5 +475,43 @@ func TestHealthBaselineKeptAcrossResume(t *testing.T) {
 	_, err = e.Resume(context.Background(), st)
 	if err == nil || !strings.Contains(err.Error(), "Pending") {
 		t.Fatalf("resume: %v; want the health gate to fail on the pod that broke while paused\n%s", err, rec.Text())
+	}
+}
+
+// TestCanarySelectorTypoStopsTheRun: a canary selector with a typo matches no node. The run must
+// stop as invalid input naming the selector, before any node moves: before, the canary said
+// "every candidate node is already at the target: nothing to do" and the node groups step upgraded
+// the whole fleet with no canary.
+func TestCanarySelectorTypoStopsTheRun(t *testing.T) {
+	simcluster.Need(t)
+	names := nodes(t, "ctypo", 3, map[string]string{"drydock.dev/pool": "general"})
+	e, rec := engine(t, runbook.AlwaysContinue)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: canary
+      type: canary
+      with:
+        selector: drydock.dev/pol=general,suite=ctypo
+        action: {exec: %[1]s}
+        soak: 1s
+    - name: fleet
+      type: nodegroups
+      with:
+        groupBy: drydock.dev/pool
+        selector: suite=ctypo
+        action: {exec: %[1]s}
+`, upgradeAction(t)))
+	_, err := e.Start(context.Background(), rb)
+	if !errors.Is(err, runbook.ErrInvalid) || exitcode.For(err) != exitcode.Usage {
+		t.Fatalf("run: %v (exit %d), want invalid input\n%s", err, exitcode.For(err), rec.Text())
+	}
+	if !strings.Contains(err.Error(), `selector "drydock.dev/pol=general,suite=ctypo" matches none of the cluster's`) || !strings.Contains(err.Error(), "drydock.dev/pool=general") {
+		t.Errorf("the error does not name the selector and the labels that exist: %v", err)
+	}
+	if strings.Contains(rec.Text(), "nothing to do") {
+		t.Errorf("the run said there was nothing to do:\n%s", rec.Text())
+	}
+	for _, n := range names {
+		if got := node(t, n); got.Status.NodeInfo.KubeletVersion != oldKubelet || got.Spec.Unschedulable {
+			t.Errorf("%s moved: kubelet %s, cordoned %v", n, got.Status.NodeInfo.KubeletVersion, got.Spec.Unschedulable)
+		}
 	}
 }
