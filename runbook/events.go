@@ -252,7 +252,7 @@ func (c *BudgetChain) Lines() []string {
 	if c == nil {
 		return nil
 	}
-	out := []string{fmt.Sprintf("PDB %s allows %d disruption(s): needs %d healthy of %d, has %d", c.PDB, c.DisruptionsAllowed, c.DesiredHealthy, c.ExpectedPods, c.CurrentHealthy)}
+	out := []string{fmt.Sprintf("PDB %s allows %d disruption(s): needs %d healthy of %d, %s", c.PDB, c.DisruptionsAllowed, c.DesiredHealthy, c.ExpectedPods, c.has())}
 	for i, u := range c.Unhealthy {
 		if i == maxChainLines {
 			out = append(out, fmt.Sprintf("  and %d more not healthy", len(c.Unhealthy)-i))
@@ -277,11 +277,48 @@ func (c *BudgetChain) Short() string {
 	if c == nil {
 		return ""
 	}
-	s := fmt.Sprintf("PDB %s needs %d healthy, has %d", c.PDB, c.DesiredHealthy, c.CurrentHealthy)
+	s := "PDB " + c.PDB + " " + c.Counts()
 	if why := c.Why(); why != "" {
 		s += "; " + why
 	}
 	return s
+}
+
+// Granted is how many disruptions the budget has granted that its count does not show yet: evictions
+// the API accepted whose pods still count as healthy (the budget's controller has not counted them
+// again). A budget that "needs 7 healthy, has 8" and allows none has granted one.
+func (c *BudgetChain) Granted() int32 {
+	if c == nil {
+		return 0
+	}
+	return max(0, c.CurrentHealthy-c.DesiredHealthy-c.DisruptionsAllowed)
+}
+
+// has is "has 8" and, when it granted disruptions not counted yet, "has 8, 1 of them just evicted".
+func (c *BudgetChain) has() string {
+	s := fmt.Sprintf("has %d", c.CurrentHealthy)
+	if g := c.Granted(); g > 0 {
+		s += fmt.Sprintf(", %d of them just evicted", g)
+	}
+	return s
+}
+
+// Counts is the budget's numbers in words that add up: "needs 7 healthy, has 8, 1 of them just
+// evicted".
+func (c *BudgetChain) Counts() string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("needs %d healthy, %s", c.DesiredHealthy, c.has())
+}
+
+// Reason is why a pod the budget holds waits, in one line: "waits for PDB shop/db: needs 7 healthy,
+// has 8, 1 of them just evicted".
+func (c *BudgetChain) Reason() string {
+	if c == nil {
+		return ""
+	}
+	return "waits for PDB " + c.PDB + ": " + c.Counts()
 }
 
 // Why is the chain's unhealthy pods and fix in one line ("" when it names neither).

@@ -25,6 +25,8 @@ type explainer struct {
 	client kubernetes.Interface
 	bud    *budgets
 	every  time.Duration
+	// began is when the drain began: a pod of the budget made since is a replacement.
+	began time.Time
 }
 
 type listedPods struct {
@@ -34,7 +36,7 @@ type listedPods struct {
 }
 
 func newExplainer(client kubernetes.Interface, bud *budgets, every time.Duration) *explainer {
-	return &explainer{client: client, bud: bud, every: every}
+	return &explainer{client: client, bud: bud, every: every, began: time.Now()}
 }
 
 // chain explains budget key for the pod blocked (nil when it is not known); nil when the budget is
@@ -46,7 +48,7 @@ func (x *explainer) chain(ctx context.Context, key string, blocked *corev1.Pod) 
 	}
 	pdb := obj.(*policyv1.PodDisruptionBudget)
 	pods, err := x.pods(ctx, key, pdb)
-	c := explain(pdb, pods, blocked)
+	c := explain(pdb, pods, blocked, x.began, time.Now())
 	if err != nil {
 		c.Unhealthy = append(c.Unhealthy, runbook.UnhealthyPod{Pod: "?", Reason: "could not list the budget's pods: " + err.Error()})
 	}
@@ -91,9 +93,15 @@ func (x *explainer) pods(ctx context.Context, key string, pdb *policyv1.PodDisru
 	return l.pods, l.err
 }
 
+// startupGrace is how long a replacement may take to become Ready before the chain of the budget
+// waiting on it offers a fix: a replacement starting and an evicted pod terminating are the ordinary
+// waits of a drain (seconds), not something to change a budget for.
+const startupGrace = time.Minute
+
 // explain is the chain of pdb over its pods: the pods that do not count as healthy (stuck ones first)
-// and the smallest change to the budget that lets blocked go.
-func explain(pdb *policyv1.PodDisruptionBudget, pods []corev1.Pod, blocked *corev1.Pod) *runbook.BudgetChain {
+// and, unless the budget is at zero only for the ordinary waits of a drain that began at began, the
+// smallest change to the budget that lets blocked go.
+func explain(pdb *policyv1.PodDisruptionBudget, pods []corev1.Pod, blocked *corev1.Pod, began, now time.Time) *runbook.BudgetChain {
 	key := pdb.Namespace + "/" + pdb.Name
 	c := &runbook.BudgetChain{PDB: key, DesiredHealthy: pdb.Status.DesiredHealthy, CurrentHealthy: pdb.Status.CurrentHealthy,
 		ExpectedPods: pdb.Status.ExpectedPods, DisruptionsAllowed: pdb.Status.DisruptionsAllowed}
@@ -113,10 +121,31 @@ func explain(pdb *policyv1.PodDisruptionBudget, pods []corev1.Pod, blocked *core
 		}
 		return c.Unhealthy[i].Pod < c.Unhealthy[j].Pod
 	})
+	if ordinaryWait(c, began, now) {
+		return c
+	}
 	if r, ok := relaxFor(pdb, blocked); ok {
 		c.Fix, c.Undo, c.FixNote = r.command(pdb, r.Set), r.command(pdb, r.Restore), r.What
 	}
 	return c
+}
+
+// ordinaryWait says whether c is at zero only for what passes by itself: evictions the budget has
+// granted and not counted yet, pods terminating, and replacements made since the drain began that
+// are not stuck and younger than startupGrace.
+func ordinaryWait(c *runbook.BudgetChain, began, now time.Time) bool {
+	if len(c.Unhealthy) == 0 {
+		return c.Granted() > 0
+	}
+	for _, u := range c.Unhealthy {
+		if u.Terminating {
+			continue
+		}
+		if u.Stuck || u.Since.Before(began) || now.Sub(u.Since) >= startupGrace {
+			return false
+		}
+	}
+	return true
 }
 
 // relaxation is a temporary change to a budget that lets a drain go on: the spec fields it sets and
@@ -127,13 +156,17 @@ type relaxation struct {
 	What    string         `json:"what"`
 }
 
-// relaxFor is the smallest change to pdb that lets blocked be evicted: unhealthyPodEvictionPolicy
-// AlwaysAllow when blocked is itself not Ready (healthy pods stay protected), otherwise one more
-// allowed disruption (minAvailable one lower, or maxUnavailable one higher, as a number).
-func relaxFor(pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) (relaxation, bool) {
+// relaxFor is the smallest change to pdb that lets a pod it holds be evicted. It is the budget's, the
+// same whichever of its pods is passed (the terminal's proposal, the chain every blocked pod shows and
+// what the stall detector applies must agree): below its budget (fewer healthy than desired), an
+// unhealthy pod can go only with unhealthyPodEvictionPolicy AlwaysAllow, which keeps the Ready pods
+// protected; otherwise, or when it is set already, one allowed disruption now (minAvailable lower,
+// or maxUnavailable higher, as a number, by as much as the budget is short plus one).
+func relaxFor(pdb *policyv1.PodDisruptionBudget, _ *corev1.Pod) (relaxation, bool) {
 	spec := pdb.Spec
 	always := spec.UnhealthyPodEvictionPolicy != nil && *spec.UnhealthyPodEvictionPolicy == policyv1.AlwaysAllow
-	if blocked != nil && !kube.PodReady(blocked) && blocked.DeletionTimestamp == nil && !always {
+	short := max(0, int(pdb.Status.DesiredHealthy-pdb.Status.CurrentHealthy))
+	if short > 0 && !always {
 		var was any
 		if spec.UnhealthyPodEvictionPolicy != nil {
 			was = string(*spec.UnhealthyPodEvictionPolicy)
@@ -152,22 +185,31 @@ func relaxFor(pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod) (relaxatio
 			return relaxation{}, false
 		}
 		return relaxation{
-			Set:     map[string]any{"maxUnavailable": n + 1},
+			Set:     map[string]any{"maxUnavailable": n + 1 + short},
 			Restore: map[string]any{"maxUnavailable": intOrString(*spec.MaxUnavailable)},
-			What:    fmt.Sprintf("allows one more pod of the budget to be down (maxUnavailable %s → %d) while its unhealthy pods stay unhealthy", spec.MaxUnavailable.String(), n+1),
+			What:    fmt.Sprintf("%s (maxUnavailable %s → %d) while its unhealthy pods stay unhealthy", oneMore(short), spec.MaxUnavailable.String(), n+1+short),
 		}, true
 	case spec.MinAvailable != nil:
 		n, err := intstr.GetScaledValueFromIntOrPercent(spec.MinAvailable, expected, true)
 		if err != nil || n <= 0 {
 			return relaxation{}, false
 		}
+		to := max(0, n-1-short)
 		return relaxation{
-			Set:     map[string]any{"minAvailable": n - 1},
+			Set:     map[string]any{"minAvailable": to},
 			Restore: map[string]any{"minAvailable": intOrString(*spec.MinAvailable)},
-			What:    fmt.Sprintf("allows one more pod of the budget to be down (minAvailable %s → %d) while its unhealthy pods stay unhealthy", spec.MinAvailable.String(), n-1),
+			What:    fmt.Sprintf("%s (minAvailable %s → %d) while its unhealthy pods stay unhealthy", oneMore(short), spec.MinAvailable.String(), to),
 		}, true
 	}
 	return relaxation{}, false
+}
+
+// oneMore says what a count one above what the budget is short of allows.
+func oneMore(short int) string {
+	if short == 0 {
+		return "allows one more pod of the budget to be down"
+	}
+	return fmt.Sprintf("lets one pod of the budget go now, though it is %d healthy short of its budget", short)
 }
 
 func intOrString(v intstr.IntOrString) any {

@@ -21,47 +21,109 @@ import (
 	"github.com/drydock-dev/drydock/runbook"
 )
 
-// TestRelaxFor: the smallest budget change that lets the blocked pod go, and the patch undoing it.
+// TestRelaxFor: the smallest budget change that lets a pod it holds go, and the patch undoing it.
+// It is the budget's: every pod it holds, Ready or not, gets the same one (the pane, the terminal's
+// proposal and what the stall detector applies agree).
 func TestRelaxFor(t *testing.T) {
 	t.Parallel()
 	always := policyv1.AlwaysAllow
 	pdb := func(minA, maxU *intstr.IntOrString, policy *policyv1.UnhealthyPodEvictionPolicyType) *policyv1.PodDisruptionBudget {
 		return &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
 			Spec:   policyv1.PodDisruptionBudgetSpec{MinAvailable: minA, MaxUnavailable: maxU, UnhealthyPodEvictionPolicy: policy},
-			Status: policyv1.PodDisruptionBudgetStatus{ExpectedPods: 4}}
+			Status: policyv1.PodDisruptionBudgetStatus{ExpectedPods: 4, DesiredHealthy: 3, CurrentHealthy: 3}}
+	}
+	// below: one healthy short of its budget (a pod of it not Ready).
+	below := func(p *policyv1.PodDisruptionBudget) *policyv1.PodDisruptionBudget {
+		p.Status.CurrentHealthy = p.Status.DesiredHealthy - 1
+		return p
 	}
 	i := func(n int) *intstr.IntOrString { v := intstr.FromInt(n); return &v }
 	s := func(v string) *intstr.IntOrString { x := intstr.FromString(v); return &x }
-	ready, unready := fakePod("a", true), fakePod("b", false)
 	for _, tc := range []struct {
 		name      string
 		pdb       *policyv1.PodDisruptionBudget
-		blocked   *corev1.Pod
 		fix, undo string
 		noFix     bool
 	}{
-		{"minAvailable number", pdb(i(3), nil, nil), ready, `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":3}}`, false},
-		{"minAvailable percent", pdb(s("75%"), nil, nil), ready, `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":"75%"}}`, false},
-		{"maxUnavailable zero", pdb(nil, i(0), nil), ready, `{"spec":{"maxUnavailable":1}}`, `{"spec":{"maxUnavailable":0}}`, false},
-		{"maxUnavailable percent", pdb(nil, s("25%"), nil), ready, `{"spec":{"maxUnavailable":2}}`, `{"spec":{"maxUnavailable":"25%"}}`, false},
-		{"unhealthy pod", pdb(i(3), nil, nil), unready, `{"spec":{"unhealthyPodEvictionPolicy":"AlwaysAllow"}}`, `{"spec":{"unhealthyPodEvictionPolicy":null}}`, false},
-		{"unhealthy, already AlwaysAllow", pdb(i(3), nil, &always), unready, `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":3}}`, false},
-		{"minAvailable zero", pdb(i(0), nil, nil), ready, "", "", true},
+		{"minAvailable number", pdb(i(3), nil, nil), `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":3}}`, false},
+		{"minAvailable percent", pdb(s("75%"), nil, nil), `{"spec":{"minAvailable":2}}`, `{"spec":{"minAvailable":"75%"}}`, false},
+		{"maxUnavailable zero", pdb(nil, i(0), nil), `{"spec":{"maxUnavailable":1}}`, `{"spec":{"maxUnavailable":0}}`, false},
+		{"maxUnavailable percent", pdb(nil, s("25%"), nil), `{"spec":{"maxUnavailable":2}}`, `{"spec":{"maxUnavailable":"25%"}}`, false},
+		{"below its budget", below(pdb(i(3), nil, nil)), `{"spec":{"unhealthyPodEvictionPolicy":"AlwaysAllow"}}`, `{"spec":{"unhealthyPodEvictionPolicy":null}}`, false},
+		{"below its budget, maxUnavailable", below(pdb(nil, i(1), nil)), `{"spec":{"unhealthyPodEvictionPolicy":"AlwaysAllow"}}`, `{"spec":{"unhealthyPodEvictionPolicy":null}}`, false},
+		{"below, already AlwaysAllow", below(pdb(i(3), nil, &always)), `{"spec":{"minAvailable":1}}`, `{"spec":{"minAvailable":3}}`, false},
+		{"below, AlwaysAllow, maxUnavailable", below(pdb(nil, i(1), &always)), `{"spec":{"maxUnavailable":3}}`, `{"spec":{"maxUnavailable":1}}`, false},
+		{"minAvailable zero", pdb(i(0), nil, nil), "", "", true},
 	} {
-		r, ok := relaxFor(tc.pdb, tc.blocked)
-		if ok == tc.noFix {
-			t.Errorf("%s: fix found %v, want %v", tc.name, ok, !tc.noFix)
-			continue
+		for _, blocked := range []*corev1.Pod{fakePod("a", true), fakePod("b", false), nil} {
+			r, ok := relaxFor(tc.pdb, blocked)
+			if ok == tc.noFix {
+				t.Errorf("%s: fix found %v, want %v", tc.name, ok, !tc.noFix)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			fix, undo := r.command(tc.pdb, r.Set), r.command(tc.pdb, r.Restore)
+			if want := "kubectl patch pdb web -n shop --type=merge -p '" + tc.fix + "'"; fix != want {
+				t.Errorf("%s: fix %s\nwant %s", tc.name, fix, want)
+			}
+			if want := "kubectl patch pdb web -n shop --type=merge -p '" + tc.undo + "'"; undo != want {
+				t.Errorf("%s: undo %s\nwant %s", tc.name, undo, want)
+			}
 		}
-		if !ok {
-			continue
-		}
-		fix, undo := r.command(tc.pdb, r.Set), r.command(tc.pdb, r.Restore)
-		if want := "kubectl patch pdb web -n shop --type=merge -p '" + tc.fix + "'"; fix != want {
-			t.Errorf("%s: fix %s\nwant %s", tc.name, fix, want)
-		}
-		if want := "kubectl patch pdb web -n shop --type=merge -p '" + tc.undo + "'"; undo != want {
-			t.Errorf("%s: undo %s\nwant %s", tc.name, undo, want)
+	}
+}
+
+// TestChainOffersAFixPastOrdinaryWaits: a budget at zero only for what passes by itself in a drain
+// (an eviction granted and not counted yet, a pod terminating, a replacement made since the drain
+// began and starting for less than startupGrace) is explained without a fix; a stuck pod, one older
+// than the drain, or a replacement starting for longer gets the fix.
+func TestChainOffersAFixPastOrdinaryWaits(t *testing.T) {
+	t.Parallel()
+	began := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	now := began.Add(5 * time.Minute)
+	budget := func(current int32) *policyv1.PodDisruptionBudget {
+		b := fakeBudget(0, nil)
+		b.Status.ExpectedPods, b.Status.DesiredHealthy, b.Status.CurrentHealthy = 3, 2, current
+		two := intstr.FromInt32(2)
+		b.Spec.MinAvailable = &two
+		return b
+	}
+	notReady := func(name string, created time.Time) corev1.Pod {
+		p := fakePod(name, false)
+		p.CreationTimestamp = metav1.NewTime(created)
+		return *p
+	}
+	terminating := func() corev1.Pod {
+		p := fakePod("web-old", true)
+		p.DeletionTimestamp = &metav1.Time{Time: now.Add(-3 * time.Second)}
+		return *p
+	}
+	stuck := func() corev1.Pod {
+		p := notReady("web-stuck", now.Add(-2*time.Second))
+		p.Spec.NodeName = ""
+		p.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available"}}}
+		return p
+	}
+	for _, tc := range []struct {
+		name    string
+		current int32
+		pods    []corev1.Pod
+		fix     bool
+	}{
+		{"an eviction granted, not counted yet", 3, nil, false},
+		{"a pod terminating", 2, []corev1.Pod{terminating()}, false},
+		{"a replacement starting for 8s", 2, []corev1.Pod{notReady("web-new", now.Add(-8*time.Second))}, false},
+		{"a replacement starting for 2m", 2, []corev1.Pod{notReady("web-new", now.Add(-2*time.Minute))}, true},
+		{"a pod not Ready from before the drain", 2, []corev1.Pod{notReady("web-slow", began.Add(-time.Second))}, true},
+		{"a replacement that cannot be scheduled", 2, []corev1.Pod{stuck()}, true},
+		{"at its limit, every pod healthy", 2, nil, true},
+	} {
+		c := explain(budget(tc.current), tc.pods, fakePod("web-a", true), began, now)
+		if (c.Fix != "") != tc.fix {
+			t.Errorf("%s: fix %q, want one: %v", tc.name, c.Fix, tc.fix)
 		}
 	}
 }
