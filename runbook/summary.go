@@ -7,13 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
 // RunSummary: how the session ended, in numbers, just before RunFinished: the nodes upgraded per
-// group with how long each took, the nodes skipped, the pods moved, the blockers met, the backup,
-// and what is left to do.
+// group with how long each took, the nodes skipped, the pods moved, the blockers met, the budgets
+// relaxed, the backup, and what is left to do.
 type RunSummary struct {
 	Meta
 	Status   RunStatus      `json:"status"`
@@ -21,19 +22,34 @@ type RunSummary struct {
 	Groups   []GroupSummary `json:"groups,omitempty"`
 	Skipped  []string       `json:"skipped,omitempty"` // nodes already at the target
 	Pods     int            `json:"podsMoved"`
-	Blockers []string       `json:"blockers,omitempty"` // pod: reason, each once
-	Backup   string         `json:"backup,omitempty"`   // the rollback point, if the run made one
-	Left     []string       `json:"left,omitempty"`     // steps not done, what was not undone
+	Blockers []string       `json:"blockers,omitempty"` // pod: reason, once per pod and budget (its last reason)
+	// Relaxed are the budgets relaxed for a node in the session, and whether each is back as it was.
+	Relaxed []RelaxSummary `json:"relaxed,omitempty"`
+	Backup  string         `json:"backup,omitempty"` // the rollback point, if the run made one
+	Left    []string       `json:"left,omitempty"`   // steps not done, what was not undone
 	// Forecast is each forecast step's forecast (made as the session began) against what it took.
 	Forecast []ForecastCheck `json:"forecast,omitempty"`
 }
 
-// ForecastCheck is a step's forecast against what it took (its last attempt, start to finish).
+// ForecastCheck is a step's forecast against what it took (its last attempt, start to finish, less
+// the time it waited for a person at a pause point inside it: a forecast never counts pauses).
 type ForecastCheck struct {
 	Step     string   `json:"step"`
 	Forecast Estimate `json:"forecast"`
 	From     string   `json:"from"`
 	Took     Duration `json:"took"`
+	// Paused is the time at pause points inside the step, left out of Took.
+	Paused Duration `json:"paused,omitzero"`
+}
+
+// RelaxSummary is a budget relaxed for a node (allowBudgetRelax, or approved at the terminal).
+type RelaxSummary struct {
+	Step string `json:"step"`
+	PDB  string `json:"pdb"` // namespace/name
+	Node string `json:"node,omitempty"`
+	What string `json:"what,omitempty"` // what the relaxation allowed
+	// Restored: the budget is back as it was (or was left as someone changed it since).
+	Restored bool `json:"restored"`
 }
 
 // GroupSummary is the nodes of one group (or of a step without groups) upgraded in the session.
@@ -60,19 +76,27 @@ type summarizer struct {
 	began    map[string]time.Time // node -> when it was cordoned
 	skipped  []string
 	pods     int
-	blockers []string
+	blockers []blocker
 	backup   string
 	forecast *RunForecast
+	// pausedAt is when a step's pause point inside it began to wait (until the step's next event);
+	// paused is what its last attempt waited so.
+	pausedAt map[string]time.Time
+	paused   map[string]time.Duration
 }
 
+// blocker is a pod held back, by a budget or otherwise, and the last reason given.
+type blocker struct{ pod, pdb, reason string }
+
 func newSummarizer(now time.Time) *summarizer {
-	return &summarizer{start: now, groupOf: map[string]string{}, began: map[string]time.Time{}}
+	return &summarizer{start: now, groupOf: map[string]string{}, began: map[string]time.Time{}, pausedAt: map[string]time.Time{}, paused: map[string]time.Duration{}}
 }
 
 func (s *summarizer) see(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := ev.meta()
+	s.pauses(ev)
 	switch e := ev.(type) {
 	case *NodeChanged:
 		if e.Group != "" {
@@ -100,14 +124,48 @@ func (s *summarizer) see(ev Event) {
 		case PodGone:
 			s.pods++
 		case PodBlocked:
-			b := e.Pod + ": " + e.Reason
-			if !slices.Contains(s.blockers, b) {
-				s.blockers = append(s.blockers, b)
-			}
+			s.blocked(e)
 		}
 	case *RollbackPointSet:
 		s.backup = e.Point.String()
 	}
+}
+
+// pauses keeps the time each step waited at pause points inside it, in its last attempt: from its
+// StepPaused to its next event (the step goes on only once a person answered).
+func (s *summarizer) pauses(ev Event) {
+	m := ev.meta()
+	if m.Step == "" {
+		return
+	}
+	if at, ok := s.pausedAt[m.Step]; ok {
+		s.paused[m.Step] += max(0, m.Time.Sub(at))
+		delete(s.pausedAt, m.Step)
+	}
+	switch e := ev.(type) {
+	case *StepStarted:
+		delete(s.paused, m.Step)
+	case *StepPaused:
+		if e.When == PauseInside {
+			s.pausedAt[m.Step] = m.Time
+		}
+	}
+}
+
+// blocked keeps a pod held back once per pod and budget, with its last reason: a budget's in words
+// that add up (BudgetChain.Reason) when the event explains the budget.
+func (s *summarizer) blocked(e *PodChanged) {
+	reason, pdb := e.Reason, e.PDB
+	if e.Chain != nil {
+		reason, pdb = e.Chain.Reason(), e.Chain.PDB
+	}
+	for i := range s.blockers {
+		if b := &s.blockers[i]; b.pod == e.Pod && b.pdb == pdb {
+			b.reason = reason
+			return
+		}
+	}
+	s.blockers = append(s.blockers, blocker{pod: e.Pod, pdb: pdb, reason: reason})
 }
 
 func (s *summarizer) group(step, group string) *GroupSummary {
@@ -125,7 +183,11 @@ func (s *summarizer) group(step, group string) *GroupSummary {
 func (s *summarizer) summary(st *RunState, status RunStatus, now time.Time) *RunSummary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := &RunSummary{Status: status, Took: Duration{now.Sub(s.start).Round(time.Second)}, Skipped: s.skipped, Pods: s.pods, Blockers: s.blockers, Backup: s.backup}
+	out := &RunSummary{Status: status, Took: Duration{now.Sub(s.start).Round(time.Second)}, Skipped: s.skipped, Pods: s.pods, Backup: s.backup}
+	for _, b := range s.blockers {
+		out.Blockers = append(out.Blockers, b.pod+": "+b.reason)
+	}
+	out.Relaxed = relaxations(st, s.start)
 	for _, g := range s.groups {
 		out.Groups = append(out.Groups, *g)
 	}
@@ -137,7 +199,9 @@ func (s *summarizer) summary(st *RunState, status RunStatus, now time.Time) *Run
 	if s.forecast != nil {
 		for _, f := range s.forecast.Steps {
 			if took, ok := st.took(f.Step); ok {
-				out.Forecast = append(out.Forecast, ForecastCheck{Step: f.Step, Forecast: f.Estimate, From: f.From, Took: Duration{took.Round(100 * time.Millisecond)}})
+				paused := min(took, s.paused[f.Step])
+				out.Forecast = append(out.Forecast, ForecastCheck{Step: f.Step, Forecast: f.Estimate, From: f.From,
+					Took: Duration{(took - paused).Round(100 * time.Millisecond)}, Paused: Duration{paused.Round(time.Second)}})
 			}
 		}
 	}
@@ -148,6 +212,39 @@ func (s *summarizer) summary(st *RunState, status RunStatus, now time.Time) *Run
 		}
 		for _, k := range step.Kept {
 			out.Left = append(out.Left, k.Object+": "+k.Reason)
+		}
+	}
+	return out
+}
+
+// relaxations are the budgets the steps relaxed for a node since the session began (the journal's
+// budget-relax changes), each restored or not (a later budget-restored change of the same step).
+func relaxations(st *RunState, since time.Time) []RelaxSummary {
+	var out []RelaxSummary
+	for _, step := range st.Steps {
+		open := map[string][]int{} // budget → its relaxations not restored yet, by index in out
+		for _, c := range step.Changes {
+			pdb := strings.TrimPrefix(c.Object, "pdb/")
+			switch c.Kind {
+			case "budget-relax":
+				if !c.At.IsZero() && c.At.Before(since) {
+					continue
+				}
+				var rec struct {
+					What string `json:"what"`
+				}
+				_ = json.Unmarshal([]byte(c.Data["record"]), &rec) // an unreadable record still names the budget
+				if slices.ContainsFunc(open[pdb], func(i int) bool { return out[i].Node == c.Data["node"] }) {
+					continue // relaxed again for the same node: still one relaxation to restore
+				}
+				open[pdb] = append(open[pdb], len(out))
+				out = append(out, RelaxSummary{Step: step.Name, PDB: pdb, Node: c.Data["node"], What: rec.What})
+			case "budget-restored":
+				for _, i := range open[pdb] {
+					out[i].Restored = true
+				}
+				delete(open, pdb)
+			}
 		}
 	}
 	return out

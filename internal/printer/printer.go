@@ -92,7 +92,8 @@ func Lines(e runbook.Event) []string {
 }
 
 // DescribeSummary renders the end of a run: nodes upgraded per group with how long each took,
-// the nodes skipped, blockers met, the backup, what is left to do.
+// the nodes skipped, blockers met, budgets relaxed, the backup, what is left to do, and each
+// forecast against what the step took (pauses left out).
 func DescribeSummary(s *runbook.RunSummary) []string {
 	var out []string
 	for _, g := range s.Groups {
@@ -112,6 +113,9 @@ func DescribeSummary(s *runbook.RunSummary) []string {
 	for _, b := range s.Blockers {
 		out = append(out, "  blocker met: "+b)
 	}
+	for _, r := range s.Relaxed {
+		out = append(out, "  budget relaxed: "+describeRelax(r))
+	}
 	if s.Backup != "" {
 		out = append(out, "  rollback point: "+s.Backup)
 	}
@@ -119,15 +123,40 @@ func DescribeSummary(s *runbook.RunSummary) []string {
 		out = append(out, "  left to do: "+l)
 	}
 	var all runbook.Estimate
-	var took time.Duration
+	var took, paused time.Duration
 	for _, f := range s.Forecast {
-		out = append(out, fmt.Sprintf("  forecast against actual: %s %s, took %s%s", f.Step, forecastText(f.Forecast), f.Took, Off(f.Forecast.Expected.Duration, f.Took.Duration)))
-		all, took = all.Plus(f.Forecast), took+f.Took.Duration
+		out = append(out, fmt.Sprintf("  forecast against actual: %s %s, took %s%s%s", f.Step, forecastText(f.Forecast), f.Took, pausedText(f.Paused.Duration), Off(f.Forecast.Expected.Duration, f.Took.Duration)))
+		all, took, paused = all.Plus(f.Forecast), took+f.Took.Duration, paused+f.Paused.Duration
 	}
 	if len(s.Forecast) > 1 {
-		out = append(out, fmt.Sprintf("  forecast against actual: these steps together %s, took %s%s", forecastText(all), took.Round(100*time.Millisecond), Off(all.Expected.Duration, took)))
+		out = append(out, fmt.Sprintf("  forecast against actual: these steps together %s, took %s%s%s", forecastText(all), took.Round(100*time.Millisecond), pausedText(paused), Off(all.Expected.Duration, took)))
 	}
 	return out
+}
+
+// pausedText is " (not counting 4m10s at pause points)", or "" without a pause.
+func pausedText(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (not counting %s at pause points)", d.Round(time.Second))
+}
+
+// describeRelax is a relaxed budget in one line: which, for which node, what it allowed, and whether
+// it is back as it was.
+func describeRelax(r runbook.RelaxSummary) string {
+	s := "PDB " + r.PDB
+	if r.Node != "" {
+		s += " for node " + r.Node
+	}
+	s += " (step " + r.Step + ")"
+	if r.What != "" {
+		s += ": " + r.What
+	}
+	if r.Restored {
+		return s + "; restored"
+	}
+	return s + "; NOT restored yet: drydock restores it at its expiry (`drydock runs --repair`), or restore it by hand"
 }
 
 // PlanLine is one line of the rendered plan; Certain marks a certain blocker's line.
@@ -198,6 +227,27 @@ func DescribeNodePlans(plans []runbook.NodePlan) []PlanLine {
 			if len(p.Batches) > 0 {
 				add(false, "  drydock's own work: planning measured at %s of reads and %s per batch, done again before each batch",
 					f.PlanCost.Load.Round(time.Millisecond), f.PlanCost.Batch.Round(time.Millisecond))
+			}
+		}
+	}
+	return out
+}
+
+// DescribeBlocked is what refused a run before anything moved: each node step that may not proceed
+// with its certain blockers, its heading and then one BLOCK line per blocker with its fix, as in
+// DescribeNodePlans. A display that does not stay on the terminal (the terminal UI) prints these
+// after it closes, so that the error's "listed above" is true.
+func DescribeBlocked(plans []runbook.NodePlan) []string {
+	var out []string
+	for _, p := range plans {
+		if p.Proceed || len(p.Certain()) == 0 {
+			continue
+		}
+		lines := DescribeNodePlans([]runbook.NodePlan{p})
+		out = append(out, lines[0].Text) // the step's heading
+		for _, l := range lines[1:] {
+			if l.Certain {
+				out = append(out, l.Text)
 			}
 		}
 	}
@@ -299,7 +349,10 @@ func Format(e runbook.Event) string {
 		return s
 	case *runbook.PodChanged:
 		s := fmt.Sprintf("%snode %s: %s %s", step, e.Node, e.Pod, e.State)
-		if e.Reason != "" {
+		switch {
+		case e.Chain != nil:
+			s += ": " + e.Chain.Reason() // the budget's numbers in words that add up
+		case e.Reason != "":
 			s += ": " + e.Reason
 		}
 		if e.Total > 0 {

@@ -67,3 +67,39 @@ func TestTextIsOneLinePerEvent(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestDescribeSummary: the end of a run names each budget relaxed and whether it is back, and sets
+// each forecast against what its step took with the pauses left out, saying how long they were; a
+// budget's numbers read as words that add up, in the summary and in a blocked pod's line.
+func TestDescribeSummary(t *testing.T) {
+	t.Parallel()
+	meta := runbook.Meta{Time: time.Now(), RunID: "r1", Step: "fleet"}
+	chain := &runbook.BudgetChain{PDB: "shop/db", DesiredHealthy: 7, CurrentHealthy: 8, ExpectedPods: 9}
+	for _, tc := range []struct {
+		name string
+		ev   runbook.Event
+		want []string
+	}{
+		{"relaxations", &runbook.RunSummary{Meta: meta, Relaxed: []runbook.RelaxSummary{
+			{Step: "fleet", PDB: "shop/db", Node: "n1", What: "allows one more pod of the budget to be down (minAvailable 7 → 6)", Restored: true},
+			{Step: "fleet", PDB: "shop/web", Node: "n2", What: "lets pods of the budget that are not Ready be evicted"}}},
+			[]string{"budget relaxed: PDB shop/db for node n1 (step fleet): allows one more pod of the budget to be down (minAvailable 7 → 6); restored",
+				"budget relaxed: PDB shop/web for node n2 (step fleet): lets pods of the budget that are not Ready be evicted; NOT restored yet"}},
+		{"forecast without pauses", &runbook.RunSummary{Meta: meta, Forecast: []runbook.ForecastCheck{
+			{Step: "fleet", Forecast: runbook.Est(5*time.Minute, 5*time.Minute, 5*time.Minute), Took: runbook.Duration{Duration: 6 * time.Minute}, Paused: runbook.Duration{Duration: 4 * time.Minute}},
+			{Step: "addons", Forecast: runbook.Est(time.Minute, time.Minute, time.Minute), Took: runbook.Duration{Duration: time.Minute}}}},
+			[]string{"forecast against actual: fleet ~5m0s, took 6m0s (not counting 4m0s at pause points), +20%",
+				"forecast against actual: addons ~1m0s, took 1m0s, +0%",
+				"these steps together ~6m0s, took 7m0s (not counting 4m0s at pause points), +17%"}},
+		{"a blocked pod's line", &runbook.PodChanged{Meta: meta, Node: "n1", Pod: "shop/db-0", State: runbook.PodBlocked, PDB: "shop/db", Chain: chain,
+			Reason: "waits for PDB shop/db: needs 7 healthy, has 8"},
+			[]string{"shop/db-0 blocked: waits for PDB shop/db: needs 7 healthy, has 8, 1 of them just evicted"}},
+	} {
+		text := strings.Join(Lines(tc.ev), "\n")
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: lacks %q:\n%s", tc.name, w, text)
+			}
+		}
+	}
+}
