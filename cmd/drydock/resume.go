@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,7 +14,8 @@ import (
 // ResumeOptions are the options of `drydock resume [RUN-ID]`.
 type ResumeOptions struct {
 	RunFlags
-	// RunID names the run; empty: the newest resumable run on this machine.
+	// RunID names the run; empty: the one paused, interrupted or failed run of a runbook on this
+	// machine (several are refused, listed; a standalone drain is resumed only when named).
 	RunID string
 
 	f *Factory
@@ -23,8 +26,8 @@ func NewResumeCommand(f *Factory, runF func(*ResumeOptions) error) *cobra.Comman
 	o := &ResumeOptions{}
 	cmd := &cobra.Command{
 		Use:   "resume [RUN-ID]",
-		Short: "Continue a paused, interrupted or failed run where it stopped (default: the newest)",
-		Example: `  drydock resume                            # the newest resumable run on this machine
+		Short: "Continue a paused, interrupted or failed run where it stopped (says which run and what it does first)",
+		Example: `  drydock resume                            # the one resumable run of a runbook here (several: name one)
   drydock resume 20261201-1545-22a2 --yes   # answer its pause points with continue
   drydock runs --status paused,failed,interrupted   # which runs are waiting`,
 		Args: cobra.MaximumNArgs(1),
@@ -54,13 +57,19 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, runbook.RunStatus.Resumable)
+	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, resumeChoice)
 	if err != nil {
 		return err
 	}
-	if rb, err := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry); err == nil {
+	if st.Status == runbook.RunSucceeded {
+		fmt.Fprintf(o.f.out(), "run %s succeeded at %s: nothing to resume\n", st.ID, st.Updated.Local().Format(time.DateTime))
+		return nil
+	}
+	rb, err := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry)
+	if err == nil {
 		r.notifyFrom(rb) // the journaled runbook's webhooks (the engine reports a runbook that no longer loads)
 	}
+	fmt.Fprintf(o.f.errOut(), "drydock: %s\n", resumeSays(st, rb))
 	return r.execute(ctx, "resume", func(ctx context.Context) error {
 		st, err = r.engine.Resume(ctx, st)
 		return err

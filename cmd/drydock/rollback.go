@@ -18,7 +18,8 @@ import (
 // RollbackOptions are the options of `drydock rollback [RUN-ID]`.
 type RollbackOptions struct {
 	RunFlags
-	// RunID names the run; empty: the newest run on this machine that can be rolled back.
+	// RunID names the run; empty: the one run on this machine with something to undo (several are
+	// refused, listed).
 	RunID string
 	// To: undo back to and including this step ("": every step).
 	To string
@@ -41,6 +42,7 @@ func NewRollbackCommand(f *Factory, runF func(*RollbackOptions) error) *cobra.Co
 		RunE: runE(f, o, runF),
 	}
 	o.RunFlags.AddFlags(cmd)
+	cmd.Flags().Lookup("yes").Usage = "undo without asking first (what it undoes is still printed), and answer the rollback's pause points with continue; needed when nobody can answer"
 	cmd.Flags().StringVar(&o.To, "to", "", "undo back to and including this step (default: every step)")
 	cmd.Flags().BoolVar(&o.RestoreBackup, "restore-backup", false, "instead of undoing steps, restore the run's Velero backup (its rollback point), after confirmation")
 	cmd.ValidArgsFunction = completeRuns(&o.StateFlags, nil)
@@ -72,7 +74,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, func(s runbook.RunStatus) bool { return s != runbook.RunRolledBack || o.RestoreBackup })
+	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, rollbackChoice(o.RestoreBackup))
 	if err != nil {
 		return err
 	}

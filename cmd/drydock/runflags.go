@@ -291,32 +291,6 @@ func loadRunbook(path string) (*runbook.Runbook, error) {
 	return rb, nil
 }
 
-// findRun loads a run's journal: locally, else from the cluster (when client is not nil); with no
-// id, the newest local run that want accepts.
-func findRun(ctx context.Context, state StateFlags, client kubernetes.Interface, id string, want func(runbook.RunStatus) bool) (*runbook.RunState, error) {
-	if id == "" {
-		runs, err := runbook.ListRuns(state.StateDir)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range runs {
-			if want(r.Status) {
-				return r, nil
-			}
-		}
-		return nil, exitcode.Invalid(fmt.Errorf("no run to continue in %s: name one (`drydock runs` lists them)", state.StateDir))
-	}
-	st, err := runbook.ReadRun(state.StateDir, id)
-	if errors.Is(err, runbook.ErrRunNotFound) && client != nil {
-		mirror := &runbook.ConfigMapMirror{Client: client, Namespace: state.StateNamespace}
-		st, err = mirror.Load(ctx, id)
-	}
-	if errors.Is(err, runbook.ErrRunNotFound) {
-		return nil, exitcode.UsageError(err)
-	}
-	return st, err
-}
-
 // repairBudgets restores the PodDisruptionBudgets a drydock run relaxed (allowBudgetRelax) whose
 // expiry has passed: a run killed before it could restore them leaves them to the next drydock
 // command. Every command that runs steps calls it first (a warning when it cannot: it never stops

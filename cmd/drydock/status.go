@@ -20,7 +20,8 @@ import (
 type StatusOptions struct {
 	Print *ObjectPrintFlags
 	StateFlags
-	// RunID names the run; empty: the newest run on this machine.
+	// RunID names the run; empty: the run in flight on this machine, or the newest when none is
+	// (several in flight are refused, listed).
 	RunID string
 	// FromCluster reads the run's copy in the cluster when this machine has no journal of it.
 	FromCluster bool
@@ -46,7 +47,7 @@ func NewStatusCommand(f *Factory, runF func(*StatusOptions) error) *cobra.Comman
 	cmd := &cobra.Command{
 		Use:   "status [RUN-ID]",
 		Short: "Summarise one run, in flight or finished: its steps, where it stands, what is left, what to do next",
-		Example: `  drydock status                       # the newest run on this machine
+		Example: `  drydock status                       # the run in flight here (or the newest, when none is)
   drydock status 20261201-1545-22a2 --from-cluster   # a run started elsewhere (its copy in the cluster)
   drydock status -o yaml`,
 		Args: cobra.MaximumNArgs(1),
@@ -85,7 +86,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	st, err := findRun(ctx, o.StateFlags, client, o.RunID, func(runbook.RunStatus) bool { return true })
+	st, err := findRun(ctx, o.StateFlags, client, o.RunID, statusChoice)
 	if err != nil {
 		return err
 	}

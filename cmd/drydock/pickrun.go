@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/drydock-dev/drydock/internal/exitcode"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
+)
+
+// runChoice is which runs a command given no run id may take: resume, rollback and status each
+// have their own, and none takes a run the person did not mean when there is a doubt.
+type runChoice struct {
+	verb string
+	// want says whether the command may take the run unnamed.
+	want func(*runbook.RunState) bool
+	// byName says whether the command may take the run when it is named (nil: any run).
+	byName func(*runbook.RunState) bool
+	// aside says why a run the command would take if named is not taken unnamed ("" when no
+	// reason worth saying): an interrupted standalone drain is not resumed by an unnamed resume.
+	aside func(*runbook.RunState) string
+}
+
+// resumeChoice: paused, interrupted, failed or running (a dead process) runs of a runbook. A
+// standalone drain is resumed only when named: a responder who cancelled one with Ctrl-C did not
+// mean the next `drydock resume`, meant for a paused upgrade, to cordon and evict again.
+var resumeChoice = runChoice{
+	verb:   "resume",
+	want:   func(r *runbook.RunState) bool { return r.Status.Resumable() && r.KindOf() != "drain" },
+	byName: func(r *runbook.RunState) bool { return r.Status.Resumable() },
+	aside: func(r *runbook.RunState) string {
+		if r.Status.Resumable() && r.KindOf() == "drain" {
+			return "a standalone drain, resumed only when named"
+		}
+		return ""
+	},
+}
+
+// rollbackChoice: runs with something to undo; a finished standalone drain has uncordoned its nodes.
+func rollbackChoice(restoreBackup bool) runChoice {
+	return runChoice{
+		verb: "rollback",
+		want: func(r *runbook.RunState) bool {
+			if restoreBackup {
+				return r.RollbackPoint(runbook.RollbackPointVeleroBackup) != nil
+			}
+			return r.Status != runbook.RunRolledBack && !(r.KindOf() == "drain" && r.Status == runbook.RunSucceeded)
+		},
+		byName: func(r *runbook.RunState) bool { return r.Status != runbook.RunRolledBack || restoreBackup },
+	}
+}
+
+// statusChoice: the run in flight (running, paused, interrupted, failed) when there is exactly one;
+// with none in flight, the newest run. Several in flight are listed for a person to choose.
+var statusChoice = runChoice{
+	verb: "status",
+	want: func(r *runbook.RunState) bool { return r.Status.Resumable() || r.Status == runbook.RunRollbackFailed },
+}
+
+// findRun reads the run named id (from the cluster's copy when this machine has none and a client
+// is given), or picks one by c when id is empty.
+func findRun(ctx context.Context, state StateFlags, client kubernetes.Interface, id string, c runChoice) (*runbook.RunState, error) {
+	if id == "" {
+		return pickRun(state, c)
+	}
+	st, err := runbook.ReadRun(state.StateDir, id)
+	if errors.Is(err, runbook.ErrRunNotFound) && client != nil {
+		mirror := &runbook.ConfigMapMirror{Client: client, Namespace: state.StateNamespace}
+		st, err = mirror.Load(ctx, id)
+	}
+	if errors.Is(err, runbook.ErrRunNotFound) {
+		return nil, exitcode.UsageError(err)
+	}
+	if err == nil && c.byName != nil && !c.byName(st) {
+		return nil, exitcode.UsageError(fmt.Errorf("%s run %s: the run is %s: nothing to %s (`drydock status %s` says where it stands)", c.verb, id, st.Status, c.verb, id))
+	}
+	return st, err
+}
+
+// pickRun is the one run c wants among this machine's runs. Several are refused, listed, as gh
+// does for an ambiguous choice: a command that moves nodes never guesses which run was meant.
+func pickRun(state StateFlags, c runChoice) (*runbook.RunState, error) {
+	runs, err := runbook.ListRuns(state.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	var cands []*runbook.RunState
+	var aside []string
+	for _, r := range runs {
+		switch {
+		case c.want(r):
+			cands = append(cands, r)
+		case c.aside != nil && c.aside(r) != "":
+			aside = append(aside, fmt.Sprintf("run %s (%s) is %s: `drydock %s %s`", r.ID, r.Status, c.aside(r), c.verb, r.ID))
+		}
+	}
+	switch {
+	case len(cands) == 1:
+		return cands[0], nil
+	case len(cands) > 1 && c.verb == "status":
+		return nil, exitcode.UsageError(fmt.Errorf("status: %d runs are in flight on this machine; name one:\n%s", len(cands), runTable(cands, c.verb)))
+	case len(cands) > 1:
+		return nil, exitcode.UsageError(fmt.Errorf("%s: %d runs could be meant; name one:\n%s", c.verb, len(cands), runTable(cands, c.verb)))
+	case c.verb == "status" && len(runs) > 0:
+		return runs[0], nil
+	}
+	msg := fmt.Sprintf("%s: no run to %s in %s: name one (`drydock runs` lists them)", c.verb, c.verb, state.StateDir)
+	if len(aside) > 0 {
+		msg += "; " + strings.Join(aside, "; ")
+	}
+	return nil, exitcode.Invalid(errors.New(msg))
+}
+
+// runTable lists runs for a person choosing one: id, kind, runbook, status, where it stopped, when.
+func runTable(runs []*runbook.RunState, verb string) string {
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  RUN\tKIND\tRUNBOOK\tSTATUS\tAT\tUPDATED\tCOMMAND")
+	for _, r := range runs {
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\tdrydock %s %s\n", r.ID, r.KindOf(), r.Runbook, r.Status, stoppedAt(r), r.Updated.Local().Format(time.DateTime), verb, r.ID)
+	}
+	_ = w.Flush()
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// stoppedAt is the step a run stands at: the paused, running, failed or interrupted one.
+func stoppedAt(r *runbook.RunState) string {
+	if r.Pause != nil {
+		return r.Pause.Step + " (paused " + r.Pause.When + ")"
+	}
+	for _, s := range r.Steps {
+		switch s.Status {
+		case runbook.StatusRunning, runbook.StatusFailed, runbook.StatusInterrupted, runbook.StatusPaused, runbook.StatusRollbackFailed:
+			return s.Name + " (" + string(s.Status) + ")"
+		}
+	}
+	return "-"
+}
+
+// resumeSays is what `drydock resume` prints before anything moves: which run, and what it will do.
+func resumeSays(st *runbook.RunState, rb *runbook.Runbook) string {
+	head := fmt.Sprintf("resuming run %s (%s of %q, target %s, %s since %s, started by %s)",
+		st.ID, st.KindOf(), st.Runbook, st.Target, st.Status, st.Updated.Local().Format(time.DateTime), st.Operator)
+	var first string
+	var rest []string
+	for _, s := range st.Steps {
+		switch {
+		case s.Status == runbook.StatusDone && !(st.Pause != nil && st.Pause.Step == s.Name):
+		case s.Status == runbook.StatusSkipped || s.Status == runbook.StatusRolledBack:
+		case first == "":
+			first = s.Name
+			if st.Pause != nil && st.Pause.Step == s.Name {
+				first = fmt.Sprintf("the pause point %s step %s (asked again, unless --yes)", st.Pause.When, s.Name)
+			} else if s.Status != runbook.StatusPending {
+				first = fmt.Sprintf("step %s again, which was %s (attempt %d)", s.Name, s.Status, s.Attempts+1)
+			} else {
+				first = "step " + s.Name
+			}
+		default:
+			rest = append(rest, s.Name)
+		}
+	}
+	if first == "" {
+		return head + ": every step is done; it only finishes the run"
+	}
+	out := head + ": it continues with " + first
+	if len(rest) > 0 {
+		out += ", then " + strings.Join(rest, ", ")
+	}
+	if nodes := drainNodes(rb); st.KindOf() == "drain" && nodes != "" {
+		out += "; it cordons " + nodes + " again and evicts their pods under their budgets"
+	}
+	return out
+}
+
+// drainNodes names the nodes a standalone drain's runbook drains ("" when rb is not one).
+func drainNodes(rb *runbook.Runbook) string {
+	if rb == nil || len(rb.Spec.Steps) != 1 {
+		return ""
+	}
+	d, ok := rb.Spec.Steps[0].Step.(*drain.Step)
+	switch {
+	case !ok:
+		return ""
+	case len(d.Nodes) > 0:
+		return "node(s) " + strings.Join(d.Nodes, ", ")
+	case d.Selector != "":
+		return "the nodes labelled " + d.Selector
+	}
+	return ""
+}
