@@ -106,9 +106,9 @@ func (e *BlockedPlanError) Error() string {
 			}
 		}
 		if e.Drain {
-			return fmt.Sprintf("blocked before anything moved: %d certain blocker(s), each with its fix in the plan above; nothing was cordoned", n)
+			return fmt.Sprintf("blocked before anything moved: %d certain blocker(s), each listed above (BLOCK) with its fix; nothing was cordoned", n)
 		}
-		return fmt.Sprintf("blocked before the first node moved: %d certain blocker(s), each with its fix in the plan above%s", n, strings.TrimPrefix(hint, "; fix these"))
+		return fmt.Sprintf("blocked before the first node moved: %d certain blocker(s), each listed above (BLOCK) with its fix%s", n, strings.TrimPrefix(hint, "; fix these"))
 	}
 	var parts []string
 	for _, p := range e.Plans {

@@ -103,3 +103,27 @@ func TestDescribeSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribeBlockedSaysEachBlockerAndItsFix: what refused a run is each step that may not proceed,
+// its heading, then one BLOCK line per certain blocker with its fix (no warnings, no node lists, no
+// step that proceeds anyway).
+func TestDescribeBlockedSaysEachBlockerAndItsFix(t *testing.T) {
+	t.Parallel()
+	node := func(name string, fs ...runbook.Finding) runbook.PlannedNode {
+		return runbook.PlannedNode{Node: name, Evict: 1, Blockers: fs}
+	}
+	block := runbook.Finding{Severity: runbook.SeverityError, Object: "pod/shop/solo", Message: "shop/solo has no controller", Hint: "--force (force: true) to evict it anyway"}
+	wait := runbook.Finding{Severity: runbook.SeverityWarning, Object: "pod/shop/web-1", Message: "PDB shop/web allows 0 disruptions now"}
+	plans := []runbook.NodePlan{
+		{Step: "fleet", Kind: "nodegroups", Batches: []runbook.NodeBatch{{Nodes: []runbook.PlannedNode{node("a", wait), node("b", block)}}}},
+		{Step: "late", Kind: "nodegroups", Proceed: true, Batches: []runbook.NodeBatch{{Nodes: []runbook.PlannedNode{node("c", block)}}}},
+		{Step: "clear", Kind: "drain", Batches: []runbook.NodeBatch{{Nodes: []runbook.PlannedNode{node("d", wait)}}}},
+	}
+	want := []string{
+		"step fleet (nodegroups): 2 node(s) in 1 batch(es); 1 certain blocker(s)",
+		"    BLOCK b pod/shop/solo: shop/solo has no controller (fix: --force (force: true) to evict it anyway)",
+	}
+	if got := DescribeBlocked(plans); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

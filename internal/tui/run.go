@@ -138,8 +138,24 @@ func Run(ctx context.Context, opts Options, work func(ctx context.Context, sink 
 		}
 		fmt.Fprintf(opts.Out, "drydock: run %s %s: %s\n", m.RunID, m.Status, m.Message)
 	}
+	if opts.Out != nil {
+		printRefusal(opts.Out, workErr)
+	}
 	if workErr == nil && perr != nil && !errors.Is(perr, tea.ErrProgramKilled) {
 		return fmt.Errorf("terminal UI: %w", perr)
 	}
 	return workErr
+}
+
+// printRefusal leaves on the terminal what the screen showed of a plan that refused the run: the
+// blockers and their fixes (the error that follows counts them as "listed above"; the screen that
+// showed them is gone, and scrollback keeps only what is printed after it).
+func printRefusal(out io.Writer, err error) {
+	var bpe *runbook.BlockedPlanError
+	if !errors.As(err, &bpe) || !bpe.Listed {
+		return
+	}
+	for _, l := range printer.DescribeBlocked(bpe.Plans) {
+		fmt.Fprintf(out, "drydock: plan: %s\n", l)
+	}
 }
