@@ -8,12 +8,14 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	validator "github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -73,7 +75,7 @@ func Parse(path string, data []byte, reg Registry) (*Runbook, error) {
 	if len(problems) > 0 {
 		// Report the rules the schema cannot say as well, from whatever decodes, so that one run of
 		// `drydock validate` shows every problem.
-		problems = append(problems, checkSteps(stepsOnly(src, value), reg)...)
+		problems = append(problems, checkSteps(stepsOnly(src, value, reg, problems), reg)...)
 		sortProblems(problems)
 		return nil, dedupe(problems)
 	}
@@ -123,14 +125,16 @@ func decode(src *Source, value any, reg Registry) (*Runbook, Problems) {
 	return &rb, problems
 }
 
-// stepsOnly reads the step names and types of a runbook that failed the schema.
-func stepsOnly(src *Source, value any) *Runbook {
+// stepsOnly reads the steps of a runbook that failed the schema: names, types, timeouts, and the
+// settings of each step whose with: the schema found nothing wrong in, so that their own rules are
+// checked too (a step of an unknown type, or a typo anywhere, hides no other problem).
+func stepsOnly(src *Source, value any, reg Registry, problems Problems) *Runbook {
 	rb := &Runbook{Source: src}
 	root, _ := value.(map[string]any)
 	spec, _ := root["spec"].(map[string]any)
 	rb.Spec.AllowAnyOrder, _ = spec["allowAnyOrder"].(bool)
 	steps, _ := spec["steps"].([]any)
-	for _, s := range steps {
+	for i, s := range steps {
 		m, _ := s.(map[string]any)
 		name, _ := m["name"].(string)
 		typ, _ := m["type"].(string)
@@ -138,9 +142,41 @@ func stepsOnly(src *Source, value any) *Runbook {
 		if t, ok := m["timeout"].(string); ok {
 			step.Timeout.Duration, _ = time.ParseDuration(t)
 		}
+		step.Step = settingsOf(reg, typ, m["with"], problems.under(fmt.Sprintf("spec.steps[%d].with", i)))
 		rb.Spec.Steps = append(rb.Spec.Steps, step)
 	}
 	return rb
+}
+
+// settingsOf decodes a step's with: into its kind's settings, or nil when the kind is unknown, the
+// schema found a problem in it (bad), or it does not decode.
+func settingsOf(reg Registry, typ string, with any, bad bool) Step {
+	k, ok := reg.Lookup(typ)
+	if !ok || bad {
+		return nil
+	}
+	if with == nil {
+		with = map[string]any{}
+	}
+	text, err := json.Marshal(with)
+	if err != nil {
+		return nil
+	}
+	st := k.New()
+	if strictJSON(text, st) != nil {
+		return nil
+	}
+	return st
+}
+
+// under says whether a problem is at field or inside it.
+func (ps Problems) under(field string) bool {
+	for _, p := range ps {
+		if p.Field == field || strings.HasPrefix(p.Field, field+".") || strings.HasPrefix(p.Field, field+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func dedupe(ps Problems) Problems {
@@ -169,7 +205,7 @@ func schemaProblems(src *Source, reg Registry, root *validator.ValidationError) 
 	var leaves []*validator.ValidationError
 	var walk func(e *validator.ValidationError)
 	walk = func(e *validator.ValidationError) {
-		if len(e.Causes) == 0 {
+		if len(e.Causes) == 0 || isIntOrPercent(e) {
 			leaves = append(leaves, e)
 			return
 		}
@@ -200,6 +236,10 @@ func leafProblems(src *Source, reg Registry, e *validator.ValidationError) []Pro
 		return []Problem{src.problemAt(src.lookup(path, false), field, msg, hint)}
 	}
 	switch k := e.ErrorKind.(type) {
+	case *kind.OneOf:
+		if isIntOrPercent(e) {
+			return at(intOrPercentProblem(src.lookup(path, false)))
+		}
 	case *kind.AdditionalProperties:
 		allowed := allowedProperties(e.SchemaURL)
 		var out []Problem
@@ -261,6 +301,41 @@ func leafProblems(src *Source, reg Registry, e *validator.ValidationError) []Pro
 		return at("is not allowed here", "")
 	}
 	return at(e.ErrorKind.LocalizedString(printer), "")
+}
+
+// isIntOrPercent: e is an IntOrPercent that is neither a count nor a percentage. Its oneOf fails
+// in both branches, and each would say something that the other contradicts ("must be at least 1",
+// "must be a string"): intOrPercentProblem says it once.
+func isIntOrPercent(e *validator.ValidationError) bool {
+	_, ok := e.ErrorKind.(*kind.OneOf)
+	return ok && strings.HasSuffix(e.SchemaURL, "#/$defs/IntOrPercent")
+}
+
+// intOrPercentProblem is what is wrong with n, a value of an IntOrPercent field, and the fix.
+func intOrPercentProblem(n *yaml.Node) (string, string) {
+	const either = `write a count of at least 1 (2) or a percentage from 1% to 100% ("25%")`
+	const none = `write 1 (one at a time: the default when the field is left out) or a percentage such as "25%"`
+	n = deref(n)
+	if n == nil || n.Kind != yaml.ScalarNode {
+		return "must be a count or a percentage", either
+	}
+	v := n.Value
+	if pct, ok := strings.CutSuffix(v, "%"); ok {
+		if p, err := strconv.Atoi(pct); err == nil && p > 100 {
+			return fmt.Sprintf("%s is more than 100%%: more than the whole group at once", v), `100% takes the whole group at once; write a percentage from 1% to 100%, or a count such as 2`
+		} else if err == nil && p < 1 {
+			return fmt.Sprintf("%s takes nothing at a time: the step would never finish", v), none
+		}
+		return fmt.Sprintf("%q is not a percentage", v), either
+	}
+	i, err := strconv.Atoi(v)
+	switch {
+	case err == nil && n.Tag == "!!str":
+		return fmt.Sprintf("%q is a string", v), fmt.Sprintf(`write the count without quotes (%s), or a percentage ("25%%")`, v)
+	case err == nil && i < 1:
+		return fmt.Sprintf("must be at least 1: %d takes nothing at a time, so the step would never finish", i), none
+	}
+	return fmt.Sprintf("%q is neither a count nor a percentage", v), either
 }
 
 func article(s string) string {

@@ -16,7 +16,8 @@ type fakeSettings struct {
 		Selector string   `json:"selector"`
 		Items    []string `json:"items,omitempty"`
 	} `json:"nested,omitempty"`
-	Wait Duration `json:"wait,omitzero"`
+	Wait Duration     `json:"wait,omitzero"`
+	Max  IntOrPercent `json:"max,omitzero"`
 	kind string
 }
 
@@ -203,7 +204,7 @@ func TestMalformedInputIsPlaced(t *testing.T) {
 		{"binary garbage", "\x7fELF\x02\x01\x01\x00\x00", "t.yaml:1:1: control character U+007F"},
 		{"invalid UTF-8", "apiVersion: drydock.dev/v1alpha1\nkind: \xff\xfe\n", "t.yaml:2:7: invalid UTF-8 (byte 0xff)"},
 		{"control character", "apiVersion: x\x07\n", "t.yaml:1:14: control character U+0007"},
-		{"trailing garbage", header + "  steps: []\n]]] garbage", "t.yaml:6:1: invalid YAML"},
+		{"trailing garbage", header + "  steps: []\n]]] garbage", "t.yaml:7:1: invalid YAML"},
 		{"unclosed flow", header + "  steps: [{name: a, type: fake\n", "t.yaml:"},
 		{"too large", header + strings.Repeat("# padding padding padding padding\n", MaxRunbookBytes/30), "the file is"},
 		{"too many steps", manySteps, fmt.Sprintf("spec.steps: %d steps: a runbook may have at most %d", MaxSteps+1, MaxSteps)},
@@ -225,5 +226,116 @@ func TestMalformedInputIsPlaced(t *testing.T) {
 				t.Fatalf("raw control bytes in the message: %q", err.Error())
 			}
 		})
+	}
+}
+
+// TestYAMLSyntaxErrorIsPlaced: a syntax error is at the line and column where it is, not where
+// yaml.v3 says: it counts a parser error's lines from 0 and names the line where the block that
+// failed began (for the bad indentation below it says line 6, the steps: line, and 7 for the
+// unclosed brace on line 8).
+func TestYAMLSyntaxErrorIsPlaced(t *testing.T) {
+	t.Parallel()
+	steps := header + "  steps:\n    - name: a\n      type: fake\n"
+	for _, tc := range []struct {
+		name, text, want, hint string
+	}{
+		{"unclosed flow mapping", steps + "      with: {count: 3\n    - name: b\n      type: fake\n",
+			"t.yaml:9:13: invalid YAML: did not find expected ',' or '}'\n  9 |       with: {count: 3\n    |             ^", ""},
+		{"unclosed flow sequence", steps + "      with: {command: [a, b}\n",
+			"t.yaml:9:23: invalid YAML: did not find expected ',' or ']'", ""},
+		{"key indented less than its step", steps + "     with: {count: 3}\n    - name: b\n",
+			"t.yaml:9:6: invalid YAML: did not find expected '-' indicator\n  9 |      with: {count: 3}\n    |      ^", ""},
+		{"key indented less than its mapping", header + "  steps: []\n  defaults:\n    timeout: 5m\n   x: 1\n",
+			"t.yaml:9:4: invalid YAML: did not find expected key", ""},
+		{"sequence item after a mapping", header + "  steps: []\n- a\n", "t.yaml:7:1: invalid YAML: did not find expected key", ""},
+		{"unknown alias", steps + "      with: {count: *three}\n", "t.yaml:9:21: invalid YAML: unknown anchor 'three' referenced", ""},
+		{"tab indentation (a scanner error, at the scalar before)", steps + "\twith: {count: 3}\n",
+			"t.yaml:9:1: invalid YAML: found a tab character that violates indentation", "tabs"},
+		{"first line", "apiVersion: {x\n", "t.yaml:1:13: invalid YAML: did not find expected ',' or '}'", ""},
+		{"flow sequence opened on the first line", "a: [\n  1,\n  2\nb: 3\n", "t.yaml:1:4: invalid YAML: did not find expected ',' or ']'", ""},
+		{"tab before a key", "a: 1\n\tb: 2\n", "t.yaml:2:1: invalid YAML: found a tab character that violates indentation", "tabs"},
+		{"tab before an item", "a: 1\nb:\n\t- x\n", "t.yaml:3:1: invalid YAML: found character that cannot start any token", "tabs"},
+		{"unclosed quote", steps + "      with: {command: [\"a]}\n    - name: b\n", "t.yaml:9:24: invalid YAML: found unexpected end of stream", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("t.yaml", []byte(tc.text), testRegistry)
+			var ps Problems
+			if !errors.As(err, &ps) || len(ps) != 1 {
+				t.Fatalf("want one problem, got %v", err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) || !strings.Contains(ps[0].Hint, tc.hint) {
+				t.Fatalf("got\n%v\nwant it to start\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestIntOrPercentOneProblem: a count or a percentage that is neither gets one problem that says
+// what to write (not one per branch of the schema's oneOf, which contradict each other), and a
+// percentage over 100% is refused (it took whole groups at once).
+func TestIntOrPercentOneProblem(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value, want, hint string
+	}{
+		{"0", "7:41: spec.steps[0].with.max: must be at least 1: 0 takes nothing at a time", "write 1"},
+		{"-2", "must be at least 1: -2 takes nothing at a time", "write 1"},
+		{"150%", "7:41: spec.steps[0].with.max: 150% is more than 100%", "from 1% to 100%"},
+		{"0%", "0% takes nothing at a time", "write 1"},
+		{`"2"`, `"2" is a string`, "without quotes (2)"},
+		{"12.5%", `"12.5%" is not a percentage`, "from 1% to 100%"},
+		{"many", `"many" is neither a count nor a percentage`, "a count of at least 1"},
+		{"1.5", `"1.5" is neither a count nor a percentage`, "a count of at least 1"},
+		{"[1]", "must be a count or a percentage", "a count of at least 1"},
+		{"1", "", ""}, {"3", "", ""}, {"1%", "", ""}, {"25%", "", ""}, {"100%", "", ""},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("t.yaml", []byte(header+"  steps:\n    - {name: a, type: fake, with: {max: "+tc.value+"}}\n"), testRegistry)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("%s is valid: %v", tc.value, err)
+				}
+				return
+			}
+			var ps Problems
+			if !errors.As(err, &ps) || len(ps) != 1 {
+				t.Fatalf("want exactly one problem, got %v", err)
+			}
+			if !strings.Contains(ps[0].String(), tc.want) || !strings.Contains(ps[0].Hint, tc.hint) {
+				t.Fatalf("got\n%v\nwant %q, hint with %q", err, tc.want, tc.hint)
+			}
+		})
+	}
+}
+
+// TestUnknownTypeHidesNothing: a step of an unknown type (or with no name) still has every other
+// problem reported: its own, found by the schema and by the rules it cannot say, and the other
+// steps' settings rules.
+func TestUnknownTypeHidesNothing(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("t.yaml", []byte(header+`  steps:
+    - type: fakee
+      pause: later
+      timeout: 500ms
+    - {name: b, type: fake, timeout: 200ms, with: {count: 500}}
+    - {type: fake, timeout: 300ms, with: {count: 600}}
+`), testRegistry)
+	for _, want := range []string{
+		`t.yaml:7:7: spec.steps[0]: missing required field "name"`,
+		`t.yaml:7:13: spec.steps[0].type: unknown step type "fakee"`,
+		`did you mean "fake"? The step types are: ` + strings.Join(testRegistry.Names(), ", "),
+		`t.yaml:8:14: spec.steps[0].pause: "later" is not one of: before, after, none`,
+		`t.yaml:9:16: spec.steps[0].timeout: must be at least 1s`,
+		`t.yaml:10:38: spec.steps[1].timeout: must be at least 1s`,
+		`t.yaml:10:59: spec.steps[1].with.count: must be at most 100`,
+		`t.yaml:11:7: spec.steps[2]: missing required field "name"`,
+		`spec.steps[2].timeout: must be at least 1s`,
+		`spec.steps[2].with.count: must be at most 100`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
 	}
 }

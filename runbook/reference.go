@@ -87,7 +87,7 @@ func Reference(reg Registry) (string, error) {
 			section(name, "", defs[name].(map[string]any))
 		}
 	}
-	b.WriteString("# Values\n\n- **Duration**: a Go duration such as `90s`, `5m`, `1h30m`.\n- **IntOrPercent**: a count (`2`) or a percentage (`25%`).\n")
+	b.WriteString("# Values\n\n- **Duration**: a Go duration such as `90s`, `5m`, `1h30m`.\n- **IntOrPercent**: a count of at least 1 (`2`) or a percentage from 1% to 100% (`25%`).\n")
 	return b.String(), nil
 }
 

@@ -201,20 +201,145 @@ func parseYAML(s *Source) (any, Problems) {
 	return v, c.problems
 }
 
+// parserProblems are the syntax errors of libyaml's parser, as opposed to its scanner's. yaml.v3
+// names the line where the construct that failed began (the block sequence, the mapping, the plain
+// scalar), which may be far above where the parser gave up, and a parser error's it counts from 0.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>": true, "did not find expected <document start>": true,
+	"did not find expected node content": true, "did not find expected key": true,
+	"did not find expected '-' indicator": true, "did not find expected ',' or ']'": true,
+	"did not find expected ',' or '}'": true, "found duplicate %YAML directive": true,
+	"found duplicate %TAG directive": true, "found incompatible YAML document": true,
+	"found undefined tag handle": true,
+}
+
+// syntaxProblem places a YAML syntax error: an unclosed flow collection ({ or [) at its opening
+// bracket, any other at the first line where the text, cut after it, fails the same way (where the
+// parser gave up), on the line's first character.
 func syntaxProblem(s *Source, err error) Problem {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p := Problem{File: s.Path, Line: line, Column: 1, Message: "invalid YAML: " + m[2], snippet: s.line(line)}
-		if strings.Contains(m[2], "found character that cannot start any token") && strings.Contains(s.line(line), "\t") {
-			p.Hint = "YAML does not allow tabs for indentation: use spaces"
-		}
-		return p
+	line, msg := 0, strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	// An error without a line (yaml.v3 says some only as "yaml: ..."): at the end of the text, where
-	// the parser gave up, rather than nowhere.
-	p := s.problemAtOffset(len(bytes.TrimRight(s.Text, " \t\r\n")), "invalid YAML: "+strings.TrimPrefix(msg, "yaml: "), "")
+	switch {
+	case strings.HasPrefix(msg, "did not find expected ',' or "):
+		// The line of the opening bracket, counted from 0; when that is the first line (0),
+		// yaml.v3 names where the parser gave up instead.
+		line++
+		if closer := msg[len(msg)-2]; unclosed(s.line(line), closer) < 0 && unclosed(s.line(1), closer) >= 0 {
+			line = 1
+		}
+	case parserProblems[msg]:
+		line = s.failingLine(err, line+1)
+	default:
+		line = s.failingLine(err, line)
+	}
+	if line == 0 {
+		// Not a place in the text (the text never fails this way when cut): at the end of the
+		// text, where the parser gave up, rather than nowhere.
+		return s.problemAtOffset(len(bytes.TrimRight(s.Text, " \t\r\n")), "invalid YAML: "+msg, "")
+	}
+	text := s.line(line)
+	p := Problem{File: s.Path, Line: line, Column: syntaxColumn(text, msg), Message: "invalid YAML: " + msg, snippet: printable(text)}
+	if strings.Contains(msg, "tab character") || strings.Contains(msg, "found character that cannot start any token") && strings.Contains(text, "\t") {
+		p.Hint = "YAML does not allow tabs for indentation: use spaces"
+	}
 	return p
+}
+
+// syntaxColumn is the column (in characters, from 1) of a syntax error on its line: the unclosed
+// bracket, the unknown alias, else the line's first character that is not a space.
+func syntaxColumn(text, msg string) int {
+	at := strings.IndexFunc(text, func(r rune) bool { return r != ' ' })
+	switch {
+	case strings.HasPrefix(msg, "did not find expected ',' or "):
+		if i := unclosed(text, msg[len(msg)-2]); i >= 0 {
+			at = i
+		}
+	case msg == "found unexpected end of stream": // an unclosed quote
+		for _, q := range []string{`"`, "'"} {
+			if strings.Count(text, q)%2 == 1 {
+				at = strings.LastIndex(text, q)
+				break
+			}
+		}
+	case strings.HasPrefix(msg, "unknown anchor '"):
+		name := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
+		if i := strings.Index(text, "*"+name); i >= 0 {
+			at = i
+		}
+	}
+	return 1 + utf8.RuneCountInString(text[:max(at, 0)])
+}
+
+// unclosed is the byte offset in text of the last opening bracket of close ('}' or ']') left open
+// on it, or -1.
+func unclosed(text string, close byte) int {
+	open := byte('{')
+	if close == ']' {
+		open = '['
+	}
+	var stack []int
+	for i := 0; i < len(text); i++ {
+		switch text[i] {
+		case open:
+			stack = append(stack, i)
+		case close:
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		}
+	}
+	if len(stack) == 0 {
+		return -1
+	}
+	return stack[len(stack)-1]
+}
+
+// failingLine is the first line from `from` on at which the text, cut after that line, fails to
+// parse with err, or 0 when not even the whole text does. Once the cut text reaches where the
+// parser gives up it fails the same way, so a binary search finds it in a few parses.
+func (s *Source) failingLine(err error, from int) int {
+	var ends []int // ends[i]: the offset after line i+1
+	for i, b := range s.Text {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(s.Text) {
+		ends = append(ends, len(s.Text))
+	}
+	fails := func(line int) bool {
+		e := yamlError(s.Text[:ends[line-1]])
+		return e != nil && e.Error() == err.Error()
+	}
+	lo, hi := max(from, 1), len(ends)
+	if lo > hi || !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		if mid := (lo + hi) / 2; fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// yamlError is the first error decoding every document of text, as parseYAML decodes them.
+func yamlError(text []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // converter turns a YAML tree into the values encoding/json would produce, reporting what JSON

@@ -168,13 +168,17 @@ func (v IntOrPercent) Scaled(total int) int {
 	return n
 }
 
-// JSONSchema describes a count or a percentage.
+// PercentPattern is a percentage from 1% to 100%: more than all of a group is all of it, and 0% none.
+const PercentPattern = `^([1-9][0-9]?|100)%$`
+
+// JSONSchema describes a count or a percentage. A value that is neither gets one problem that says
+// which it should be (intOrPercentProblem), not one per branch of the oneOf.
 func (IntOrPercent) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{
 		OneOf: []*jsonschema.Schema{
 			{Type: "integer", Minimum: json.Number("1")},
-			{Type: "string", Pattern: `^[0-9]+%$`},
+			{Type: "string", Pattern: PercentPattern},
 		},
-		Description: "a count (2) or a percentage (\"25%\")",
+		Description: "a count of at least 1 (2) or a percentage from 1% to 100% (\"25%\")",
 	}
 }

@@ -41,16 +41,14 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 	lastAddonStep := -1
 	for i, s := range rb.Spec.Steps {
 		base := fmt.Sprintf("spec.steps[%d]", i)
-		if s.Name == "" {
-			continue
-		}
-		if j, dup := firstName[s.Name]; dup {
+		// A step without a name (the schema said so) is still checked: its timeout, its order, its settings.
+		if j, dup := firstName[s.Name]; s.Name != "" && dup {
 			line := 0
 			if n := src.lookup(parseFieldPath(fmt.Sprintf("spec.steps[%d].name", j)), false); n != nil {
 				line = n.Line
 			}
 			add(base+".name", fmt.Sprintf("duplicate step name %q (first used on line %d)", s.Name, line), "step names must be unique: the journal and `rollback --to` use them")
-		} else {
+		} else if s.Name != "" {
 			firstName[s.Name] = i
 		}
 		if !s.Timeout.IsZero() && s.Timeout.Duration < time.Second {
