@@ -105,8 +105,10 @@ type Node struct {
 type Pod struct {
 	Node, Name, PDB, Reason string
 	State                   runbook.PodState
-	// Chain is why its budget refuses, while it is blocked: the budget's unhealthy pods and the fix.
-	Chain *runbook.BudgetChain
+	// Chain is why its budget refuses, while it is blocked: the budget's unhealthy pods and the fix;
+	// ChainAt when it was told.
+	Chain   *runbook.BudgetChain
+	ChainAt time.Time
 }
 
 // Step is a step's display state.
@@ -128,6 +130,14 @@ type Step struct {
 	PodOrder      []string
 	// Gates are the step's health gates as last reported: value, verdict, since when it held.
 	Gates []runbook.GateState
+
+	// The ETA (eta.go): the last estimate; the pause point the step waits at and what its pauses
+	// took (the ETA's clock leaves them out); its active time at its first cordon.
+	est         estimate
+	pausedSince time.Time
+	pausedFor   time.Duration
+	firstCordon time.Duration
+	cordoned    bool
 }
 
 // LogLine is one line of the event log.
@@ -295,32 +305,20 @@ var journaled = map[runbook.StepStatus]string{
 func (m *Model) Apply(ev runbook.Event) {
 	text := printer.Format(ev)
 	level := "info"
+	t := runbook.EventTime(ev)
+	if name := runbook.MetaOf(ev).Step; name != "" {
+		if _, paused := ev.(*runbook.StepPaused); !paused {
+			m.step(name).pauseEnds(t) // the step goes on only once its pause point was answered
+		}
+	}
 	switch e := ev.(type) {
 	case *runbook.RunStarted:
-		m.RunID, m.Runbook, m.Cluster = e.RunID, e.Runbook, e.Cluster
-		if m.Info.Target == "" {
-			m.Info.Target = e.Target
-		}
-		if m.Started.IsZero() {
-			m.Started = e.Time
-		}
-		for _, name := range e.Steps {
-			m.step(name)
-		}
-		for _, b := range e.StepStates {
-			s := m.step(b.Name)
-			s.Kind = b.Kind
-			if b.Took.Duration > 0 {
-				s.Duration = b.Took.Duration
-			}
-			if st, ok := journaled[b.Status]; ok && s.Status == Pending {
-				s.Status = st
-			}
-		}
-		m.Finished, m.Ended = false, time.Time{}
+		m.runStarted(e)
 	case *runbook.StepStarted:
 		s := m.step(e.Step)
 		s.Kind, s.Status, s.Started, s.Error = e.Kind, Running, e.Time, ""
+		s.est, s.pausedFor, s.pausedSince, s.cordoned = estimate{}, 0, time.Time{}, false
+		s.reestimate(m.Plans[e.Step], e.Time)
 		m.Selected = m.index(e.Step)
 	case *runbook.StepProgress:
 		s := m.step(e.Step)
@@ -338,6 +336,9 @@ func (m *Model) Apply(ev runbook.Event) {
 			s.resume = s.Status
 		}
 		s.Status = Paused
+		if s.pausedSince.IsZero() {
+			s.pausedSince = e.Time
+		}
 	case *runbook.StepFinished:
 		s := m.step(e.Step)
 		s.Duration = e.Duration
@@ -352,63 +353,22 @@ func (m *Model) Apply(ev runbook.Event) {
 	case *runbook.RollbackStarted:
 		m.step(e.Step).Status = RollingBack
 	case *runbook.RollbackFinished:
-		s := m.step(e.Step)
-		if e.Error != "" {
-			s.Status, s.Error = Failed, "rollback: "+e.Error
-			level = "error"
-		} else {
-			s.Status = RolledBack
-			if len(e.Kept) > 0 {
-				level = "warning" // what could not be undone is news, not routine
-			}
-		}
+		level = m.rollbackFinished(e)
 	case *runbook.RollbackPointSet:
 		p := e.Point
 		m.step(e.Step).RollbackPoint = &p
 	case *runbook.NodeChanged:
-		s := m.step(e.Step)
-		if s.Nodes == nil {
-			s.Nodes = map[string]*Node{}
-		}
-		n := s.Nodes[e.Node]
-		if n == nil {
-			n = &Node{Name: e.Node}
-			s.Nodes[e.Node] = n
-			s.NodeOrder = append(s.NodeOrder, e.Node)
-		}
-		n.State, n.Detail = e.State, e.Detail
-		if e.Group != "" {
-			n.Group = e.Group
-		}
-		switch {
-		case e.State == runbook.NodeCordoned && n.Began.IsZero():
-			n.Began = e.Time
-		case e.State == runbook.NodeUpgraded && !n.Began.IsZero():
-			n.Took = e.Time.Sub(n.Began)
-		}
-		if e.State == runbook.NodeWaiting && e.Group != "" {
+		if !m.nodeChanged(e) {
 			return // the plan, not news: keep the log for what happens
 		}
 	case *runbook.GatesChanged:
 		// Display state, not news: the pane shows the gates; the log keeps what happens.
-		m.step(e.Step).Gates = e.Gates
+		s := m.step(e.Step)
+		s.Gates = e.Gates
+		s.Progress = healthyAgain(s.Progress, e.Gates)
 		return
 	case *runbook.PodChanged:
-		s := m.step(e.Step)
-		if s.Pods == nil {
-			s.Pods = map[string]*Pod{}
-		}
-		p := s.Pods[e.Pod]
-		if p == nil {
-			p = &Pod{Name: e.Pod}
-			s.Pods[e.Pod] = p
-			s.PodOrder = append(s.PodOrder, e.Pod)
-		}
-		p.Node, p.State, p.PDB, p.Reason, p.Chain = e.Node, e.State, e.PDB, e.Reason, e.Chain
-		if n := s.Nodes[e.Node]; n != nil && e.Total > 0 {
-			n.Done, n.Total = e.Done, e.Total
-		}
-		if e.State == runbook.PodBlocked {
+		if m.podChanged(e) {
 			level = "warning"
 		}
 	case *runbook.LogLine:
@@ -420,39 +380,186 @@ func (m *Model) Apply(ev runbook.Event) {
 		if e.Status != runbook.RunSucceeded {
 			level = "warning"
 		}
+		m.log(t, level, text)
+		m.closeMootDialog(t)
+		return
 	case *runbook.RunSummary:
 		m.Summary = e
-		m.log(runbook.EventTime(ev), "info", text)
+		m.log(t, "info", text)
 		for _, l := range printer.DescribeSummary(e) {
-			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l))
+			m.log(t, "info", strings.TrimSpace(l))
 		}
 		return
 	case *runbook.RunPlanned:
-		// The plan's lines go to the log (the blockers as errors), after its summary; each node
-		// step's part is kept: the ETA starts from its forecast.
-		m.Plans = map[string]*runbook.NodePlan{}
-		for i := range e.Steps {
-			m.Plans[e.Steps[i].Step] = &e.Steps[i]
-		}
-		m.log(runbook.EventTime(ev), "info", text)
-		// The certain blockers come last, so that the newest lines on screen say what stops the run.
-		var certain []string
-		for _, l := range printer.DescribeNodePlans(e.Steps) {
-			if l.Certain {
-				certain = append(certain, strings.TrimSpace(l.Text))
-				continue
-			}
-			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l.Text))
-		}
-		for _, l := range printer.DescribeForecast(e.Forecast) {
-			m.log(runbook.EventTime(ev), "info", strings.TrimSpace(l))
-		}
-		for _, l := range certain {
-			m.log(runbook.EventTime(ev), "error", l)
-		}
+		m.runPlanned(e, text)
 		return
 	}
-	m.log(runbook.EventTime(ev), level, text)
+	m.log(t, level, text)
+}
+
+func (m *Model) runStarted(e *runbook.RunStarted) {
+	m.RunID, m.Runbook, m.Cluster = e.RunID, e.Runbook, e.Cluster
+	if m.Info.Target == "" {
+		m.Info.Target = e.Target
+	}
+	if m.Started.IsZero() {
+		m.Started = e.Time
+	}
+	for _, name := range e.Steps {
+		m.step(name)
+	}
+	for _, b := range e.StepStates {
+		s := m.step(b.Name)
+		s.Kind = b.Kind
+		if b.Took.Duration > 0 {
+			s.Duration = b.Took.Duration
+		}
+		if st, ok := journaled[b.Status]; ok && s.Status == Pending {
+			s.Status = st
+		}
+	}
+	m.Finished, m.Ended = false, time.Time{}
+}
+
+// rollbackFinished folds the end of a step's rollback in and says the log line's level.
+func (m *Model) rollbackFinished(e *runbook.RollbackFinished) string {
+	s := m.step(e.Step)
+	if e.Error != "" {
+		s.Status, s.Error = Failed, "rollback: "+e.Error
+		return "error"
+	}
+	s.Status = RolledBack
+	if len(e.Kept) > 0 {
+		return "warning" // what could not be undone is news, not routine
+	}
+	return "info"
+}
+
+// nodeChanged folds a node's state in; false when it is the plan, not news for the log. A node
+// the plan leaves alone (at the target, upgraded by an earlier step) shows as skipped, and why, from
+// the start: the step lists it with the nodes it waits for, but will not move it.
+func (m *Model) nodeChanged(e *runbook.NodeChanged) bool {
+	s := m.step(e.Step)
+	if s.Nodes == nil {
+		s.Nodes = map[string]*Node{}
+	}
+	n := s.Nodes[e.Node]
+	if n == nil {
+		n = &Node{Name: e.Node}
+		s.Nodes[e.Node] = n
+		s.NodeOrder = append(s.NodeOrder, e.Node)
+	}
+	state, detail := e.State, e.Detail
+	if why := m.leftAlone(e.Step, e.Node); why != "" && (state == runbook.NodeWaiting || state == runbook.NodeSkipped) {
+		state, detail = runbook.NodeSkipped, why
+	}
+	n.State, n.Detail = state, detail
+	if e.Group != "" {
+		n.Group = e.Group
+	}
+	switch {
+	case state == runbook.NodeCordoned && n.Began.IsZero():
+		n.Began = e.Time
+		if !s.cordoned {
+			s.cordoned, s.firstCordon = true, s.active(e.Time)
+		}
+	case state == runbook.NodeUpgraded && !n.Began.IsZero():
+		n.Took = e.Time.Sub(n.Began)
+	}
+	if state == runbook.NodeUpgraded || state == runbook.NodeSkipped {
+		s.reestimate(m.Plans[e.Step], e.Time)
+	}
+	return e.State != runbook.NodeWaiting || e.Group == ""
+}
+
+// leftAlone is why the plan leaves node alone in step, or "".
+func (m *Model) leftAlone(step, node string) string {
+	if p := m.Plans[step]; p != nil {
+		for _, l := range p.Left {
+			if l.Node == node {
+				return l.Reason
+			}
+		}
+	}
+	return ""
+}
+
+// podChanged folds a pod's state in; true when it is blocked.
+func (m *Model) podChanged(e *runbook.PodChanged) bool {
+	s := m.step(e.Step)
+	if s.Pods == nil {
+		s.Pods = map[string]*Pod{}
+	}
+	p := s.Pods[e.Pod]
+	if p == nil {
+		p = &Pod{Name: e.Pod}
+		s.Pods[e.Pod] = p
+		s.PodOrder = append(s.PodOrder, e.Pod)
+	}
+	p.Node, p.State, p.PDB, p.Reason, p.Chain = e.Node, e.State, e.PDB, e.Reason, e.Chain
+	if e.Chain != nil {
+		p.ChainAt = e.Time
+	}
+	if n := s.Nodes[e.Node]; n != nil && e.Total > 0 {
+		n.Done, n.Total = e.Done, e.Total
+	}
+	return e.State == runbook.PodBlocked
+}
+
+// runPlanned keeps each node step's part of the plan (the ETA starts from its forecast) and logs the
+// plan's lines, the blockers as errors, after its summary.
+func (m *Model) runPlanned(e *runbook.RunPlanned, text string) {
+	t := e.Time
+	m.Plans = map[string]*runbook.NodePlan{}
+	for i := range e.Steps {
+		m.Plans[e.Steps[i].Step] = &e.Steps[i]
+	}
+	m.log(t, "info", text)
+	// The certain blockers come last, so that the newest lines on screen say what stops the run.
+	var certain []string
+	for _, l := range printer.DescribeNodePlans(e.Steps) {
+		if l.Certain {
+			certain = append(certain, strings.TrimSpace(l.Text))
+			continue
+		}
+		m.log(t, "info", strings.TrimSpace(l.Text))
+	}
+	for _, l := range printer.DescribeForecast(e.Forecast) {
+		m.log(t, "info", strings.TrimSpace(l))
+	}
+	for _, l := range certain {
+		m.log(t, "error", l)
+	}
+}
+
+// waitingForHealth marks the progress of a step that waits for its health gates (steps/rollout's
+// Gates.WaitHealthy): "group a after n1: waiting for health: PDB shop/db allows no disruption".
+const waitingForHealth = ": waiting for health: "
+
+// healthyAgain is the step's progress once every gate passed: a wait for health is over, and the
+// screen (the pane, a pause point's dialog) must not say it still waits.
+func healthyAgain(progress string, gates []runbook.GateState) string {
+	what, _, waiting := strings.Cut(progress, waitingForHealth)
+	if !waiting || len(gates) == 0 {
+		return progress
+	}
+	values := make([]string, 0, len(gates))
+	for _, g := range gates {
+		if !g.OK {
+			return progress
+		}
+		values = append(values, g.Name+" "+g.Value)
+	}
+	return what + ": healthy: " + strings.Join(values, ", ")
+}
+
+// closeMootDialog closes a question the end of the run made moot (quit or abort a running run; a
+// budget to relax for a drain that is over): the header says how it ended, q quits.
+func (m *Model) closeMootDialog(t time.Time) {
+	if d := m.dialog; d != nil && (d.kind == dialogQuit || d.kind == dialogAbort || d.kind == dialogRelax) {
+		m.dialog = nil
+		m.log(t, "info", "the run ended before you answered: q quits")
+	}
 }
 
 func (m *Model) index(step string) int {
@@ -522,9 +629,10 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.quitWhenDone {
 			return m, tea.Quit
 		}
-		if m.dialog != nil && m.dialog.kind != dialogQuit {
-			m.dialog = nil
-		}
+		// Every question is moot once the work is over ("quit while the run is active?" too): the
+		// header says how it ended, and q quits.
+		m.closeMootDialog(m.Now)
+		m.dialog = nil
 		return m, nil
 	case tea.KeyPressMsg:
 		return m.key(msg)
@@ -734,7 +842,9 @@ func (m Model) choose() (tea.Model, tea.Cmd) {
 		default:
 		}
 		m.log(m.Now, "info", "you answered: "+decision.String())
-		if st := m.step(d.step); decision == runbook.Continue && st.Status == Paused && st.resume != "" {
+		st := m.step(d.step)
+		st.pauseEnds(m.Now)
+		if decision == runbook.Continue && st.Status == Paused && st.resume != "" {
 			st.Status = st.resume // "after" pauses come after the step finished
 		}
 	case dialogAbort:
@@ -765,16 +875,41 @@ func (m Model) choose() (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
+// budgetChains are the budgets that hold pods of s, in the order they first did, each with the
+// newest chain told of any of its pods: the pane shows these and b proposes their fix.
+func budgetChains(s *Step) []*runbook.BudgetChain {
+	var out []*runbook.BudgetChain
+	at := map[string]int{} // budget → its index in out
+	when := map[string]time.Time{}
+	for _, name := range s.PodOrder {
+		p := s.Pods[name]
+		if p.State != runbook.PodBlocked || p.Chain == nil {
+			continue
+		}
+		i, seen := at[p.Chain.PDB]
+		switch {
+		case !seen:
+			at[p.Chain.PDB] = len(out)
+			out = append(out, p.Chain)
+		case !p.ChainAt.Before(when[p.Chain.PDB]):
+			out[i] = p.Chain
+		default:
+			continue
+		}
+		when[p.Chain.PDB] = p.ChainAt
+	}
+	return out
+}
+
 // blockingChain is the chain of the first budget that holds a pod of the selected step with a fix
-// to offer, or nil.
+// to offer, as the pane shows it, or nil.
 func (m *Model) blockingChain() *runbook.BudgetChain {
 	if len(m.Steps) == 0 {
 		return nil
 	}
-	s := m.Steps[m.Selected]
-	for _, name := range s.PodOrder {
-		if p := s.Pods[name]; p.State == runbook.PodBlocked && p.Chain != nil && p.Chain.Fix != "" {
-			return p.Chain
+	for _, c := range budgetChains(m.Steps[m.Selected]) {
+		if c.Fix != "" {
+			return c
 		}
 	}
 	return nil
@@ -827,7 +962,7 @@ func newStyles(color bool) styles {
 
 // legend explains the screen's marks (in the ? help).
 const legend = `· pending  ▶ running  ‖ paused  ✓ done  ✗ failed  – skipped  ↺ rolling back  ↩ rolled back
-⚑ the step made a rollback point (a Velero backup)   ETA ~: the measured pace of upgraded nodes
+⚑ the step made a rollback point (a Velero backup)   ETA ~: the forecast of what is left, at the pace measured so far (pauses not counted)
 a node: waiting, cordoned, draining, upgrading, upgraded, uncordoned, skipped (already at the target)`
 
 var icons = map[string]string{Pending: "·", Running: "▶", Paused: "‖", Done: "✓", Failed: "✗", Skipped: "–", RollingBack: "↺", RolledBack: "↩"}
@@ -873,8 +1008,7 @@ func (m Model) View() tea.View {
 func (m Model) Render() string {
 	w, h := max(m.width, 40), max(m.height, 12)
 	header := m.header(w)
-	// (bubbles' help does not always cut the line at its width: cut it here)
-	helpBar := ansi.Truncate(m.help.ShortHelpView(m.keys.ShortHelp()), w, "…")
+	helpBar := m.footer(w)
 	if m.filtering {
 		helpBar = ansi.Truncate(m.filter.View(), w, "…")
 	}
@@ -900,6 +1034,31 @@ func (m Model) Render() string {
 	return screen
 }
 
+// footer is the short help, cut to the width but for "? help" and "q quit", which always fit (the
+// full help is one key away, and so is leaving).
+func (m Model) footer(w int) string {
+	var others []key.Binding
+	for _, k := range m.keys.ShortHelp() {
+		if k.Help() != m.keys.Help.Help() && k.Help() != m.keys.Quit.Help() {
+			others = append(others, k)
+		}
+	}
+	pinned := m.help.ShortHelpView([]key.Binding{m.keys.Help, m.keys.Quit})
+	sep := m.help.ShortSeparator
+	// Whole keys are left out from the end (an ellipsis says so) until the line fits.
+	for n := len(others); n > 0; n-- {
+		line := m.help.ShortHelpView(others[:n])
+		if n < len(others) {
+			line += sep + "…"
+		}
+		if line += sep + pinned; ansi.StringWidth(line) <= w {
+			return line
+		}
+	}
+	// (bubbles' help does not always cut the line at its width: cut it here)
+	return ansi.Truncate(pinned, w, "…")
+}
+
 func (m Model) header(w int) string {
 	elapsed := ""
 	switch {
@@ -908,11 +1067,7 @@ func (m Model) header(w int) string {
 	case !m.Started.IsZero() && !m.Now.IsZero():
 		elapsed = short(m.Now.Sub(m.Started))
 	}
-	from := m.Info.Server
-	if from == "" {
-		from = "?"
-	}
-	line1 := m.styles.title.Render("drydock "+m.Info.Command) + "  " + trunc(fmt.Sprintf("%s  %s → %s", m.Info.Context, from, m.Info.Target), w-20)
+	line1 := m.styles.title.Render("drydock "+m.Info.Command) + "  " + trunc(m.Info.Context+"  "+versions(m.Info.Server, m.Info.Target), w-20)
 	state := "running"
 	switch {
 	case m.Finished && m.Status != "":
@@ -927,6 +1082,30 @@ func (m Model) header(w int) string {
 	// Where the run stands comes first: on a narrow terminal the rest is cut, never the state.
 	line2 := m.styles.dim.Render(trunc(fmt.Sprintf("[%s]  run %s  %s  elapsed %s  lock %s", state, m.RunID, m.Runbook, elapsed, m.Info.Lock), w))
 	return line1 + "\n" + line2
+}
+
+// versions is where the run takes the cluster: "v1.36.3 → v1.37.1", or "v1.37.1 (at target)" when
+// the apiserver is there already (a node upgrade after the control plane's).
+func versions(server, target string) string {
+	switch {
+	case server == "":
+		server = "?"
+	case target == "":
+	case atTarget(server, target):
+		return server + " (at target)"
+	}
+	return server + " → " + target
+}
+
+// atTarget says whether version is target, or a build of it ("v1.37.1-eks-5e0fdde" is at
+// "v1.37.1"; any v1.37 patch is at "v1.37").
+func atTarget(version, target string) bool {
+	v, t := strings.TrimPrefix(version, "v"), strings.TrimPrefix(target, "v")
+	if t == "" {
+		return false
+	}
+	rest, ok := strings.CutPrefix(v, t)
+	return ok && (rest == "" || rest[0] == '-' || rest[0] == '+' || (rest[0] == '.' && strings.Count(t, ".") < 2))
 }
 
 func (m Model) stepList(w, h int) string {
@@ -955,6 +1134,23 @@ func (m Model) stepList(w, h int) string {
 	return strings.Join(lines, "\n")
 }
 
+// counts is where the step's progress bar stands. A node step with a plan counts the nodes the plan
+// moves, done when upgraded or found at the target (the step's own count includes the nodes the plan
+// leaves alone: 0/6 of 5 to do); any other step, what it reports.
+func (m Model) counts(s *Step) (done, total int) {
+	p := m.Plans[s.Name]
+	if p == nil || len(p.Batches) == 0 || s.Total == 0 {
+		return s.Done, s.Total
+	}
+	for _, name := range p.Nodes() {
+		total++
+		if n := s.Nodes[name]; n != nil && (n.State == runbook.NodeUpgraded || n.State == runbook.NodeSkipped) {
+			done++
+		}
+	}
+	return done, total
+}
+
 func (m Model) bar(done, total, w int) string {
 	if total <= 0 {
 		return ""
@@ -978,67 +1174,6 @@ func (m Model) countdown(s *Step) string {
 	return " (" + short(left.Round(time.Second)) + " left)"
 }
 
-// eta is the time the step's remaining nodes will take. With the plan's forecast: the forecast of
-// the batches not yet done, scaled by how the nodes done so far compared with their forecast (cordon
-// to upgraded). Without one: at the pace its upgraded nodes took (skipped nodes take no time and do
-// not count); none before a node was measured.
-func (m Model) eta(s *Step) string {
-	if s.Status != Running {
-		return ""
-	}
-	if d, ok := forecastLeft(s, m.Plans[s.Name]); ok {
-		return "  ETA ~" + short(d.Round(time.Second))
-	}
-	var took time.Duration
-	measured, left := 0, 0
-	for _, n := range s.Nodes {
-		switch {
-		case n.Took > 0:
-			took += n.Took
-			measured++
-		case n.State != runbook.NodeUpgraded && n.State != runbook.NodeSkipped:
-			left++
-		}
-	}
-	if measured == 0 || left == 0 {
-		return ""
-	}
-	return "  ETA ~" + short(took/time.Duration(measured)*time.Duration(left))
-}
-
-// forecastLeft is the forecast of the step's batches not finished yet, scaled by actual/forecast of
-// its nodes done so far (within a quarter and four times).
-func forecastLeft(s *Step, plan *runbook.NodePlan) (time.Duration, bool) {
-	if plan == nil || plan.Forecast == nil || plan.Forecast.Total.Never() {
-		return 0, false
-	}
-	var left, forecast, took time.Duration
-	for _, b := range plan.Batches {
-		if b.Forecast == nil {
-			return 0, false
-		}
-		done := true
-		for _, pn := range b.Nodes {
-			n := s.Nodes[pn.Node]
-			if n != nil && n.Took > 0 && pn.Forecast != nil {
-				forecast += pn.Forecast.Cycle.Expected.Duration
-				took += n.Took
-			}
-			if n == nil || (n.State != runbook.NodeUpgraded && n.State != runbook.NodeSkipped) {
-				done = false
-			}
-		}
-		if !done {
-			left += b.Forecast.Expected.Duration
-		}
-	}
-	scale := 1.0
-	if forecast > 0 {
-		scale = min(4, max(0.25, float64(took)/float64(forecast)))
-	}
-	return time.Duration(float64(left) * scale), true
-}
-
 func (m Model) detail(w, h int) string {
 	if len(m.Steps) == 0 {
 		if m.Finished {
@@ -1059,32 +1194,10 @@ func (m Model) detail(w, h int) string {
 	if s.Progress != "" {
 		b = append(b, trunc(s.Progress+m.countdown(s), w))
 	}
-	if s.Total > 0 {
-		b = append(b, fmt.Sprintf("%s %d/%d%s", m.bar(s.Done, s.Total, w-16), s.Done, s.Total, m.eta(s)))
+	if done, total := m.counts(s); total > 0 {
+		b = append(b, fmt.Sprintf("%s %d/%d%s", m.bar(done, total, w-16), done, total, m.eta(s)))
 	}
-	if len(s.NodeOrder) > 0 {
-		counts := map[runbook.NodeState]int{}
-		for _, n := range s.Nodes {
-			counts[n.State]++
-		}
-		var keys []string
-		for k, c := range counts {
-			keys = append(keys, fmt.Sprintf("%s %d", k, c))
-		}
-		sort.Strings(keys)
-		b = append(b, trunc("nodes: "+strings.Join(keys, ", "), w))
-		for _, name := range s.NodeOrder {
-			n := s.Nodes[name]
-			line := fmt.Sprintf("  %-18s %-10s", trunc(n.Name, 18), n.State)
-			if n.Group != "" {
-				line = fmt.Sprintf("  %-18s %-8s %-10s", trunc(n.Name, 18), trunc(n.Group, 8), n.State)
-			}
-			if n.Total > 0 {
-				line += fmt.Sprintf(" pods %d/%d", n.Done, n.Total)
-			}
-			b = append(b, trunc(line, w))
-		}
-	}
+	b = append(b, nodeLines(s, w)...)
 	// A long reason is cut to the pane's width; in the detail view (enter) it is wrapped whole.
 	fit := func(line string) []string {
 		if !m.Detail {
@@ -1093,48 +1206,23 @@ func (m Model) detail(w, h int) string {
 		return strings.Split(lipgloss.NewStyle().Width(w).Render(line), "\n")
 	}
 	var blocked []string
-	chains := map[string]*runbook.BudgetChain{} // by budget: the newest chain of a pod it holds
-	var budgets []string
 	for _, name := range s.PodOrder {
-		p := s.Pods[name]
-		if p.State == runbook.PodBlocked {
-			blocked = append(blocked, fit(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, p.Reason))...)
+		if p := s.Pods[name]; p.State == runbook.PodBlocked {
+			reason := p.Reason
 			if p.Chain != nil {
-				if _, seen := chains[p.Chain.PDB]; !seen {
-					budgets = append(budgets, p.Chain.PDB)
-				}
-				chains[p.Chain.PDB] = p.Chain
+				reason = p.Chain.Reason() // the budget's numbers in words that add up
 			}
+			blocked = append(blocked, fit(fmt.Sprintf("  %s on %s: %s", p.Name, p.Node, reason))...)
 		}
 	}
-	// The chain, once per budget: its unhealthy pods, where and why, and the patch that unblocks.
-	for _, key := range budgets {
-		for _, l := range chains[key].Lines() {
+	// The chain, once per budget: its unhealthy pods, where and why, and the patch that unblocks
+	// (what b proposes: the same chain).
+	for _, c := range budgetChains(s) {
+		for _, l := range c.Lines() {
 			blocked = append(blocked, fit("  "+l)...)
 		}
 	}
-	if len(s.Gates) > 0 {
-		b = append(b, m.styles.bold.Render("gates:"))
-		for _, g := range s.Gates {
-			mark, st := "✓", m.styles.dim
-			if !g.OK {
-				mark, st = "✗", m.styles.warn
-			}
-			line := fmt.Sprintf("  %s %-14s %s", mark, trunc(g.Name, 14), g.Value)
-			if g.Bounds != "" {
-				line += " (" + g.Bounds + ")"
-			}
-			if !m.Now.IsZero() && !g.Since.IsZero() && m.Now.After(g.Since) {
-				line += "  held " + short(m.Now.Sub(g.Since))
-			}
-			if !g.OK && g.Why != "" {
-				line += ": " + g.Why
-			}
-			for _, l := range fit(line) {
-				b = append(b, st.Render(l))
-			}
-		}
-	}
+	b = append(b, m.gateLines(s, fit)...)
 	if len(blocked) > 0 {
 		b = append(b, m.styles.warn.Render("blocked:"))
 		b = append(b, blocked...)
@@ -1166,6 +1254,67 @@ func (m Model) detail(w, h int) string {
 		b = append(b[:h-1], m.styles.dim.Render(fmt.Sprintf("… %d more lines", len(b)-h+1)))
 	}
 	return strings.Join(b, "\n")
+}
+
+// nodeLines are a node step's nodes: how many in each state, then each with its group, state and
+// pods moved (a skipped node: why).
+func nodeLines(s *Step, w int) []string {
+	if len(s.NodeOrder) == 0 {
+		return nil
+	}
+	counts := map[runbook.NodeState]int{}
+	for _, n := range s.Nodes {
+		counts[n.State]++
+	}
+	var keys []string
+	for k, c := range counts {
+		keys = append(keys, fmt.Sprintf("%s %d", k, c))
+	}
+	sort.Strings(keys)
+	b := []string{trunc("nodes: "+strings.Join(keys, ", "), w)}
+	for _, name := range s.NodeOrder {
+		n := s.Nodes[name]
+		line := fmt.Sprintf("  %-18s %-10s", trunc(n.Name, 18), n.State)
+		if n.Group != "" {
+			line = fmt.Sprintf("  %-18s %-8s %-10s", trunc(n.Name, 18), trunc(n.Group, 8), n.State)
+		}
+		switch {
+		case n.Total > 0:
+			line += fmt.Sprintf(" pods %d/%d", n.Done, n.Total)
+		case n.State == runbook.NodeSkipped && n.Detail != "":
+			line += " " + n.Detail // why: at the target, upgraded by an earlier step
+		}
+		b = append(b, trunc(line, w))
+	}
+	return b
+}
+
+// gateLines are the step's health gates: each value, bounds, verdict and how long it has held it.
+func (m Model) gateLines(s *Step, fit func(string) []string) []string {
+	if len(s.Gates) == 0 {
+		return nil
+	}
+	b := []string{m.styles.bold.Render("gates:")}
+	for _, g := range s.Gates {
+		mark, st := "✓", m.styles.dim
+		if !g.OK {
+			mark, st = "✗", m.styles.warn
+		}
+		line := fmt.Sprintf("  %s %-14s %s", mark, trunc(g.Name, 14), g.Value)
+		if g.Bounds != "" {
+			line += " (" + g.Bounds + ")"
+		}
+		if !m.Now.IsZero() && !g.Since.IsZero() && m.Now.After(g.Since) {
+			line += "  held " + short(m.Now.Sub(g.Since))
+		}
+		if !g.OK && g.Why != "" {
+			line += ": " + g.Why
+		}
+		for _, l := range fit(line) {
+			b = append(b, st.Render(l))
+		}
+	}
+	return b
 }
 
 func (m Model) logView(w, h int) string {

@@ -3,6 +3,7 @@ package tui
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -476,39 +477,6 @@ func TestRefusedBeforeItStarted(t *testing.T) {
 	}
 }
 
-// TestETAFromForecast: with the plan's forecast the ETA is there before any node finished, and as
-// nodes finish it is the forecast of the batches left, scaled by how the done nodes compared.
-func TestETAFromForecast(t *testing.T) {
-	t.Parallel()
-	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
-	est := func(d time.Duration) runbook.Estimate { return runbook.Est(d, d, d) }
-	batch := func(d time.Duration, nodes ...string) runbook.NodeBatch {
-		b := runbook.NodeBatch{Forecast: &runbook.Estimate{}}
-		*b.Forecast = est(d)
-		for _, n := range nodes {
-			b.Nodes = append(b.Nodes, runbook.PlannedNode{Node: n, Forecast: &runbook.NodeForecast{Cycle: est(d)}})
-		}
-		return b
-	}
-	plan := runbook.NodePlan{Step: "fleet", Kind: "nodegroups", Forecast: &runbook.StepForecast{Total: est(3 * time.Minute)},
-		Batches: []runbook.NodeBatch{batch(time.Minute, "b"), batch(time.Minute, "c"), batch(time.Minute, "d")}}
-	evs := append([]runbook.Event{&runbook.RunPlanned{Meta: at(1), Steps: []runbook.NodePlan{plan}}}, started()...)
-	evs = append(evs, &runbook.StepStarted{Meta: at(10), Kind: "nodegroups", Attempt: 1},
-		&runbook.NodeChanged{Meta: at(10), Node: "b", State: runbook.NodeWaiting},
-		&runbook.NodeChanged{Meta: at(10), Node: "c", State: runbook.NodeWaiting},
-		&runbook.NodeChanged{Meta: at(10), Node: "d", State: runbook.NodeWaiting},
-		&runbook.NodeChanged{Meta: at(11), Node: "b", State: runbook.NodeCordoned})
-	m := feed(newModel(nil), evs...)
-	if got := m.eta(m.step("fleet")); got != "  ETA ~3m00s" {
-		t.Errorf("before any node finished, the forecast: %q", got)
-	}
-	// b took 2 minutes against a forecast of 1: the two batches left should take 4.
-	m = feed(m, &runbook.NodeChanged{Meta: at(131), Node: "b", State: runbook.NodeUpgraded})
-	if got := m.eta(m.step("fleet")); got != "  ETA ~4m00s" {
-		t.Errorf("refined by the node done: %q", got)
-	}
-}
-
 // TestPlanBlockersLoggedLast: with a forecast and node lines around them, a plan's certain blockers
 // are the newest log lines, so the screen of a refused run shows what refused it.
 func TestPlanBlockersLoggedLast(t *testing.T) {
@@ -523,3 +491,276 @@ func TestPlanBlockersLoggedLast(t *testing.T) {
 		t.Fatalf("the last log line is %q, want the blocker", last.Text)
 	}
 }
+
+// est is an estimate of exactly d.
+func est(d time.Duration) runbook.Estimate { return runbook.Est(d, d, d) }
+
+// fleetPlan is the fleet's part of the plan: a batch of forecast d per node, in group general, and
+// the nodes it leaves alone (the canary's, upgraded by step canary first).
+func fleetPlan(d time.Duration, nodes []string, left ...string) runbook.NodePlan {
+	p := runbook.NodePlan{Step: "fleet", Kind: "nodegroups", Forecast: &runbook.StepForecast{Total: est(d * time.Duration(len(nodes)))}}
+	for _, n := range nodes {
+		f := est(d)
+		p.Batches = append(p.Batches, runbook.NodeBatch{Group: "general", Forecast: &f,
+			Nodes: []runbook.PlannedNode{{Node: n, Evict: 3, Forecast: &runbook.NodeForecast{Cycle: est(d)}}}})
+	}
+	for _, n := range left {
+		p.Left = append(p.Left, runbook.LeftNode{Node: n, Reason: "upgraded by step canary first"})
+	}
+	return p
+}
+
+// fleetRun: the canary upgraded general-1; the fleet (general-1 to general-6, 1m a node by the
+// forecast) lists its nodes, says 0/6 as nodegroups counts them, and drains general-2, whose db pod
+// waits for a budget that granted an eviction it has not counted yet.
+func fleetRun() []runbook.Event {
+	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
+	nodes := []string{"general-2", "general-3", "general-4", "general-5", "general-6"}
+	plan := fleetPlan(time.Minute, nodes, "general-1")
+	evs := append([]runbook.Event{&runbook.RunPlanned{Meta: meta("", 0), Steps: []runbook.NodePlan{plan}}}, started()...)
+	evs = append(evs, &runbook.StepStarted{Meta: meta("canary", 10), Kind: "canary", Attempt: 1},
+		&runbook.NodeChanged{Meta: meta("canary", 11), Node: "general-1", State: runbook.NodeCordoned},
+		&runbook.NodeChanged{Meta: meta("canary", 70), Node: "general-1", State: runbook.NodeUpgraded, Detail: "at v1.37.1"},
+		&runbook.StepProgress{Meta: meta("canary", 99), Message: "soak: every gate green for 5m0s"},
+		&runbook.StepFinished{Meta: meta("canary", 100), Duration: 90 * time.Second},
+		&runbook.StepStarted{Meta: at(110), Kind: "nodegroups", Attempt: 1})
+	for _, n := range append([]string{"general-1"}, nodes...) {
+		evs = append(evs, &runbook.NodeChanged{Meta: at(110), Node: n, Group: "general", State: runbook.NodeWaiting})
+	}
+	return append(evs, &runbook.StepProgress{Meta: at(111), Message: "group general (1/1): 6 node(s), 1 at a time", Done: 0, Total: 6},
+		&runbook.NodeChanged{Meta: at(112), Node: "general-2", State: runbook.NodeCordoned},
+		&runbook.NodeChanged{Meta: at(113), Node: "general-2", State: runbook.NodeDraining, Detail: "evicting 3 pod(s)"},
+		&runbook.PodChanged{Meta: at(115), Node: "general-2", Pod: "shop/db-0", State: runbook.PodBlocked, PDB: "shop/db",
+			Reason: "waits for PDB shop/db: needs 7 healthy, has 8",
+			Chain:  &runbook.BudgetChain{PDB: "shop/db", DesiredHealthy: 7, CurrentHealthy: 8, ExpectedPods: 9}})
+}
+
+// fleetPaused: general-2 done, the gates waited for the budget and passed, then the pause asked for
+// with p after it.
+func fleetPaused() []runbook.Event {
+	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
+	gates := func(sec int, ok bool) *runbook.GatesChanged {
+		g := runbook.GateState{Name: "budgets", Kind: "budgets", Value: "0 at zero", OK: true, Since: at(sec).Time}
+		if !ok {
+			g.Value, g.OK, g.Why = "1 at zero", false, "PodDisruptionBudget shop/db allows no disruption (needs 7 healthy, has 6)"
+		}
+		return &runbook.GatesChanged{Meta: at(sec), Gates: []runbook.GateState{{Name: "pods", Kind: "pods", Value: "0 unhealthy", OK: true, Since: at(110).Time}, g}}
+	}
+	return append(fleetRun(),
+		&runbook.PodChanged{Meta: at(150), Node: "general-2", Pod: "shop/db-0", State: runbook.PodGone, Done: 3, Total: 3},
+		&runbook.NodeChanged{Meta: at(172), Node: "general-2", State: runbook.NodeUpgraded, Detail: "at v1.37.1"},
+		&runbook.StepProgress{Meta: at(172), Message: "group general: node general-2 upgraded", Done: 1, Total: 6},
+		&runbook.StepProgress{Meta: at(173), Message: "group general after general-2: waiting for health: PodDisruptionBudget shop/db allows no disruption (needs 7 healthy, has 6)"},
+		gates(173, false), gates(180, true),
+		&runbook.StepPaused{Meta: at(181), When: runbook.PauseInside, Message: "paused at your request after general-2 (group general)"})
+}
+
+// fleetEnds: the run goes on and succeeds, relaxing a budget for general-4 on the way.
+func fleetEnds() []runbook.Event {
+	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
+	var evs []runbook.Event
+	for i, n := range []string{"general-3", "general-4", "general-5", "general-6"} {
+		sec := 200 + 50*i
+		evs = append(evs, &runbook.NodeChanged{Meta: at(sec), Node: n, State: runbook.NodeCordoned},
+			&runbook.NodeChanged{Meta: at(sec + 45), Node: n, State: runbook.NodeUpgraded, Detail: "at v1.37.1"},
+			&runbook.StepProgress{Meta: at(sec + 45), Message: "group general: node " + n + " upgraded", Done: i + 3, Total: 6})
+	}
+	return append(evs, &runbook.StepFinished{Meta: at(400), Duration: 290 * time.Second},
+		&runbook.RunSummary{Meta: meta("", 401), Status: runbook.RunSucceeded, Took: runbook.Duration{Duration: 401 * time.Second}, Pods: 15, Skipped: []string{"general-1"},
+			Groups: []runbook.GroupSummary{{Step: "canary", Nodes: []runbook.NodeSummary{{Node: "general-1", Took: runbook.Duration{Duration: 59 * time.Second}}}},
+				{Step: "fleet", Group: "general", Nodes: []runbook.NodeSummary{{Node: "general-2", Took: runbook.Duration{Duration: time.Minute}},
+					{Node: "general-3", Took: runbook.Duration{Duration: 45 * time.Second}}, {Node: "general-4", Took: runbook.Duration{Duration: 45 * time.Second}},
+					{Node: "general-5", Took: runbook.Duration{Duration: 45 * time.Second}}, {Node: "general-6", Took: runbook.Duration{Duration: 45 * time.Second}}}}},
+			Blockers: []string{"shop/db-0: waits for PDB shop/db: needs 7 healthy, has 8, 1 of them just evicted"},
+			Relaxed:  []runbook.RelaxSummary{{Step: "fleet", PDB: "shop/web", Node: "general-4", What: "allows one more pod of the budget to be down (maxUnavailable 1 → 2)", Restored: true}},
+			Forecast: []runbook.ForecastCheck{{Step: "fleet", Forecast: est(5 * time.Minute), From: "model", Took: runbook.Duration{Duration: 200 * time.Second}, Paused: runbook.Duration{Duration: 90 * time.Second}}}},
+		&runbook.RunFinished{Meta: meta("", 401), Status: runbook.RunSucceeded, Message: "every step done"})
+}
+
+// TestDecisionPoints: each screen the issue found wrong where a person decides, as display state
+// and on screen; golden screens at 160x45 and 80x24.
+func TestDecisionPoints(t *testing.T) {
+	pause := PauseMsg{Req: runbook.PauseRequest{Step: "fleet", When: runbook.PauseInside, Message: "paused at your request after general-2 (group general)",
+		Done: []string{"preflight", "backup", "canary"}}, Reply: make(chan runbook.Decision, 1)}
+	for _, tc := range []struct {
+		name   string
+		events []runbook.Event
+		msgs   []tea.Msg // after the events
+		golden string
+		check  func(m Model, screen string) string // what is wrong at 160x45, "" when nothing
+	}{
+		{"the pause dialog says the gates passed", fleetPaused(), []tea.Msg{pause}, "decision-pause", func(m Model, _ string) string {
+			lines := strings.Join(m.dialog.lines, "\n")
+			if strings.Contains(lines, "waiting for health") || !strings.Contains(lines, "group general after general-2: healthy: pods 0 unhealthy, budgets 0 at zero") {
+				return "dialog:\n" + lines
+			}
+			return ""
+		}},
+		{"the canary's node is skipped, never waiting", fleetRun(), nil, "decision-fleet", func(m Model, screen string) string {
+			n := m.step("fleet").Nodes["general-1"]
+			if n.State != runbook.NodeSkipped || n.Detail != "upgraded by step canary first" || !strings.Contains(screen, "general-1          general  skipped    upgraded by step canary first") {
+				return fmt.Sprintf("general-1 %+v", *n)
+			}
+			return ""
+		}},
+		{"the fleet's bar counts the nodes to do", fleetRun(), nil, "", func(_ Model, screen string) string {
+			if !strings.Contains(screen, "0% 0/5") || strings.Contains(screen, "% 0/6") {
+				return "the bar is not 0/5"
+			}
+			return ""
+		}},
+		{"the fleet's bar counts a node done", fleetPaused(), nil, "", func(_ Model, screen string) string {
+			if !strings.Contains(screen, "% 1/5") {
+				return "the bar is not 1/5"
+			}
+			return ""
+		}},
+		{"a budget's numbers add up", fleetRun(), nil, "", func(_ Model, screen string) string {
+			if !strings.Contains(screen, "shop/db-0 on general-2: waits for PDB shop/db: needs 7 healthy, has 8, 1 of them just evicted") {
+				return "the blocked pod's reason"
+			}
+			return ""
+		}},
+		{"the header says the server is at the target", fleetRun(), nil, "", func(m Model, _ string) string {
+			if h := m.header(160); !strings.Contains(h, "prod-eu  v1.37.1 (at target)") || strings.Contains(h, "→") {
+				return "header:\n" + h
+			}
+			return ""
+		}},
+		{"the quit dialog closes when the run ends", fleetPaused(), append(append([]tea.Msg{keyMsg("q")}, events(fleetEnds())...), DoneMsg{}),
+			"decision-finished", func(m Model, screen string) string {
+				if m.dialog != nil || strings.Contains(screen, "Quit while") || !strings.Contains(screen, "[succeeded]") {
+					return "a dialog is still open"
+				}
+				return ""
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs := append(events(tc.events), tc.msgs...)
+			for _, size := range [][2]int{{160, 45}, {80, 24}} {
+				m := newModel(nil).WithSize(size[0], size[1])
+				for _, msg := range msgs {
+					nm, _ := m.Update(msg)
+					m = nm.(Model)
+				}
+				screen := ansi.Strip(m.Render())
+				if what := tc.check(m, screen); what != "" && size[0] == 160 { // (80 columns cut the lines the checks read)
+					t.Errorf("at %dx%d: %s\n%s", size[0], size[1], what, screen)
+				}
+				// The footer always keeps ? help and q quit.
+				if lines := strings.Split(screen, "\n"); !strings.HasSuffix(strings.TrimRight(lines[len(lines)-1], " "), "? help • q quit") {
+					t.Errorf("at %dx%d the footer lost ? help or q quit: %q", size[0], size[1], lines[len(lines)-1])
+				}
+				if tc.golden != "" {
+					screenAt(t, fmt.Sprintf("%s-%dx%d", tc.golden, size[0], size[1]), size[0], size[1], newModel(nil), msgs...)
+				}
+			}
+		})
+	}
+}
+
+// TestRelaxProposesWhatThePaneShows: two pods of one budget were told different fixes (the budget
+// changed between them): b proposes the fix the pane shows, the newest.
+func TestRelaxProposesWhatThePaneShows(t *testing.T) {
+	t.Parallel()
+	chain := func(fix string) *runbook.BudgetChain {
+		return &runbook.BudgetChain{PDB: "shop/db", DesiredHealthy: 3, CurrentHealthy: 3, ExpectedPods: 4, Fix: fix}
+	}
+	older := `kubectl patch pdb db -n shop --type=merge -p '{"spec":{"maxUnavailable":2}}'`
+	newer := `kubectl patch pdb db -n shop --type=merge -p '{"spec":{"unhealthyPodEvictionPolicy":"AlwaysAllow"}}'`
+	m := feed(newModel(nil), append(draining(),
+		&runbook.PodChanged{Meta: meta("canary", 15), Node: "general-1", Pod: "shop/db-1", State: runbook.PodBlocked, PDB: "shop/db", Chain: chain(older)},
+		&runbook.PodChanged{Meta: meta("canary", 20), Node: "general-1", Pod: "shop/db-0", State: runbook.PodBlocked, PDB: "shop/db", Chain: chain(newer)})...)
+	m.width, m.height = 160, 45
+	pane := ansi.Strip(m.Render())
+	m = press(m, "b")
+	if m.dialog == nil {
+		t.Fatal("b offered nothing")
+	}
+	proposed := m.dialog.lines[0]
+	if proposed != newer || !strings.Contains(pane, "fix: "+proposed) || strings.Contains(pane, older) {
+		t.Errorf("b proposes %q; the pane:\n%s", proposed, pane)
+	}
+}
+
+// TestETA: the ETA's arithmetic, from known events and times: the forecast at first, counted down
+// on the clock between events, re-estimated as each batch finishes from the forecast of the batches
+// left and the pace measured so far (the forecast weighing as one batch), the time at a pause point
+// left out, and nothing rather than "ETA ~" when no time is left to show.
+func TestETA(t *testing.T) {
+	t.Parallel()
+	at := func(sec int) runbook.Meta { return meta("fleet", sec) }
+	node := func(sec int, n string, st runbook.NodeState) runbook.Event {
+		return &runbook.NodeChanged{Meta: at(sec), Node: n, State: st}
+	}
+	type point struct {
+		sec    int             // the clock
+		events []runbook.Event // before it
+		answer bool            // the person answers the pause point at sec
+		want   string
+	}
+	four := []string{"a", "b", "c", "d"}
+	for _, tc := range []struct {
+		name   string
+		plan   *runbook.NodePlan
+		points []point
+	}{
+		{"counts down between events", ptr(fleetPlan(time.Minute, four)), []point{
+			{11, []runbook.Event{node(11, "a", runbook.NodeCordoned)}, false, "  ETA ~3m59s"},
+			{40, nil, false, "  ETA ~3m30s"},
+			{70, nil, false, "  ETA ~3m00s"},
+			{100, nil, false, "  ETA ~3m00s"}, // a runs late: the batches after it are still ahead
+		}},
+		{"a fast batch moves it only so far", ptr(fleetPlan(time.Minute, four)), []point{
+			{12, []runbook.Event{node(11, "a", runbook.NodeCordoned)}, false, "  ETA ~3m58s"},
+			// a took 15s against a forecast of 1m: 3 batches at (15s+1m)/(1m+1m) of the forecast, not a quarter.
+			{25, []runbook.Event{node(25, "a", runbook.NodeUpgraded)}, false, "  ETA ~1m53s"},
+			{55, []runbook.Event{node(26, "b", runbook.NodeCordoned)}, false, "  ETA ~1m23s"},
+			// b took 30s: 2 batches at (45s+1m)/(2m+1m).
+			{55, []runbook.Event{node(55, "b", runbook.NodeUpgraded)}, false, "  ETA ~1m10s"},
+		}},
+		{"a slow batch moves it only so far", ptr(fleetPlan(time.Minute, four)), []point{
+			// a took 4m against 1m: 3 batches at (4m+1m)/(1m+1m), not four times the forecast.
+			{250, []runbook.Event{node(11, "a", runbook.NodeCordoned), node(250, "a", runbook.NodeUpgraded)}, false, "  ETA ~7m30s"},
+		}},
+		{"a pause is not counted", ptr(fleetPlan(time.Minute, four)), []point{
+			{70, []runbook.Event{node(11, "a", runbook.NodeCordoned), node(70, "a", runbook.NodeUpgraded)}, false, "  ETA ~3m00s"},
+			{71, []runbook.Event{&runbook.StepPaused{Meta: at(71), When: runbook.PauseInside}}, false, ""}, // paused: no ETA
+			{371, nil, true, "  ETA ~2m59s"},
+			{401, nil, false, "  ETA ~2m29s"},
+			{402, []runbook.Event{node(402, "b", runbook.NodeCordoned)}, false, "  ETA ~2m28s"},
+		}},
+		{"nothing left to show", ptr(fleetPlan(time.Minute, []string{"a"})), []point{
+			{70, []runbook.Event{node(11, "a", runbook.NodeCordoned)}, false, ""},
+			{75, []runbook.Event{node(75, "a", runbook.NodeUpgraded)}, false, ""}, // the step waits for health at its end
+		}},
+		{"without a forecast, the measured pace", nil, []point{
+			{11, []runbook.Event{node(10, "x", runbook.NodeSkipped), node(10, "b", runbook.NodeWaiting), node(10, "c", runbook.NodeWaiting),
+				node(10, "d", runbook.NodeWaiting), node(11, "b", runbook.NodeCordoned)}, false, ""},
+			{71, []runbook.Event{node(71, "b", runbook.NodeUpgraded)}, false, "  ETA ~2m00s"},
+			{101, nil, false, "  ETA ~1m30s"},
+			{200, nil, false, "  ETA ~1m00s"},
+		}},
+	} {
+		evs := started()
+		if tc.plan != nil {
+			evs = append([]runbook.Event{&runbook.RunPlanned{Meta: at(1), Steps: []runbook.NodePlan{*tc.plan}}}, evs...)
+		}
+		reply := make(chan runbook.Decision, 1)
+		m := feed(newModel(nil), append(evs, &runbook.StepStarted{Meta: at(10), Kind: "nodegroups", Attempt: 1},
+			&runbook.StepProgress{Meta: at(10), Message: "group general", Total: 4})...)
+		for _, p := range tc.points {
+			m = feed(m, p.events...)
+			m.Now = at(p.sec).Time
+			if p.answer {
+				nm, _ := m.Update(PauseMsg{Req: runbook.PauseRequest{Step: "fleet", When: runbook.PauseInside}, Reply: reply})
+				m = press(nm.(Model), "c")
+			}
+			if got := m.eta(m.step("fleet")); got != p.want {
+				t.Errorf("%s, at %ds: %q, want %q", tc.name, p.sec, got, p.want)
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
