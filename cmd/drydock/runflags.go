@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -193,8 +194,25 @@ func (r *runner) notifyFrom(rb *runbook.Runbook) {
 func (r *runner) execute(ctx context.Context, command string, work func(ctx context.Context) error, last func() *runbook.RunState) error {
 	repairBudgets(ctx, r.f, r.client, false)
 	err := r.screen(ctx, command, work, last)
+	err = sayBlockers(err, r.flags.Output)
 	r.notifyEnd(last(), err) //nolint:contextcheck // the webhooks are told even when the run's context has ended (bounded by their own timeout)
 	return err
+}
+
+// sayBlockers makes a plan's refusal name each blocker and its fix itself when the plan went out
+// as JSON (-o json: the run.planned event), not as lines a person reads above the error.
+func sayBlockers(err error, output string) error {
+	var bpe *runbook.BlockedPlanError
+	if output != "json" || !errors.As(err, &bpe) || !bpe.Listed {
+		return err
+	}
+	prefix, ok := strings.CutSuffix(err.Error(), bpe.Error()) // "runbook \"drain\": "
+	if !ok {
+		return err
+	}
+	full := *bpe
+	full.Listed = false
+	return fmt.Errorf("%s%w", prefix, &full)
 }
 
 // notifyEnd sends how the run ended: blocked before anything moved (the run may not even exist),
