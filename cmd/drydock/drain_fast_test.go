@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -231,5 +233,45 @@ func TestDrainGracePeriodReachesTheEviction(t *testing.T) {
 	defer mu.Unlock()
 	if len(grace) != 1 || grace[0] == nil || *grace[0] != 7 {
 		t.Fatalf("evictions' grace periods %v, want one of 7s", grace)
+	}
+}
+
+// TestPlanRefusalPointsAtWhatWasPrinted: `drydock plan` refused by a certain blocker says "listed
+// above" only when it printed the BLOCK lines (text); with -o yaml (an object for programs) the
+// error names the blocker and its fix itself.
+func TestPlanRefusalPointsAtWhatWasPrinted(t *testing.T) {
+	t.Parallel()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
+	solo := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "solo", UID: "u1"},
+		Spec:   corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	path := filepath.Join(t.TempDir(), "up.yaml")
+	rb := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: up}\nspec:\n  targetVersion: v1.37.1\n  steps:\n    - {name: d, type: drain, with: {nodes: [n1]}}\n"
+	if err := os.WriteFile(path, []byte(rb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ output, out, error string }{
+		{"", "BLOCK n1 pod/shop/solo", "1 certain blocker(s), each listed above (BLOCK) with its fix"},
+		{"yaml", "object: pod/shop/solo", `step "d": pod/shop/solo: shop/solo has no controller: nothing recreates it if it is evicted (fix: --force (force: true) to evict it anyway)`},
+	} {
+		t.Run("output "+tc.output, func(t *testing.T) {
+			t.Parallel()
+			f, out, _, _ := drainFactory(t, node.DeepCopy(), solo.DeepCopy())
+			args := []string{path, "--state-dir", t.TempDir()}
+			if tc.output != "" {
+				args = append(args, "-o", tc.output)
+			}
+			cmd := NewPlanCommand(f, nil)
+			cmd.SetArgs(args)
+			cmd.SilenceErrors, cmd.SilenceUsage = true, true
+			err := cmd.ExecuteContext(context.Background())
+			if exitcode.For(err) != exitcode.Blocked || !strings.Contains(err.Error(), tc.error) {
+				t.Fatalf("exit %d: %v\nwant exit 3 saying %q", exitcode.For(err), err, tc.error)
+			}
+			if !strings.Contains(out.String(), tc.out) {
+				t.Errorf("stdout:\n%s\nwant %q", out, tc.out)
+			}
+		})
 	}
 }

@@ -74,7 +74,7 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("plan: %w", blocked)
 	}
 	if blocked != nil {
-		bpe.Listed = true // printed below, each with its fix
+		bpe.Listed = o.Print.Text() // printed below, each with its fix; -o json|yaml: the error says them
 		blocked = fmt.Errorf("plan: runbook %q: %w", rb.Metadata.Name, blocked)
 	}
 	plan := &RunbookPlan{TypeMeta: typeMeta(KindRunbookPlan), Runbook: rb.Metadata.Name, Target: rb.Spec.TargetVersion, Cluster: r.engine.Cluster, Steps: steps, Nodes: nodes}
