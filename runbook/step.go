@@ -30,6 +30,13 @@ type UndoPreviewer interface {
 	WontUndo() string
 }
 
+// UndoDescriber is a Rollbacker that can say, from the changes it recorded, what its rollback
+// will do, object by object (each node, and the command run on it), so that `drydock rollback`
+// names them before it asks, and `rollback --dry-run` prints them.
+type UndoDescriber interface {
+	WillUndo(changes []Change, target, runID, step string) []string
+}
+
 // Skipper is a Step that can tell, before running, that there is nothing to do.
 type Skipper interface {
 	Skip(ctx context.Context, env *Env) (skip bool, reason string, err error)

@@ -25,6 +25,8 @@ type RollbackOptions struct {
 	To string
 	// RestoreBackup restores the run's Velero backup instead of undoing steps.
 	RestoreBackup bool
+	// DryRun prints what the rollback would undo, node by node with each command, and changes nothing.
+	DryRun bool
 
 	f *Factory
 }
@@ -36,6 +38,7 @@ func NewRollbackCommand(f *Factory, runF func(*RollbackOptions) error) *cobra.Co
 		Use:   "rollback [RUN-ID]",
 		Short: "Undo a run's completed steps, newest first (back to and including --to STEP)",
 		Example: `  drydock rollback 20261201-1545-22a2                 # asks first; lists what it undoes
+  drydock rollback 20261201-1545-22a2 --dry-run       # each node and the command run on it; changes nothing
   drydock rollback 20261201-1545-22a2 --to canary --yes
   drydock rollback 20261201-1545-22a2 --restore-backup   # restore the run's Velero backup instead`,
 		Args: cobra.MaximumNArgs(1),
@@ -44,6 +47,7 @@ func NewRollbackCommand(f *Factory, runF func(*RollbackOptions) error) *cobra.Co
 	o.RunFlags.AddFlags(cmd)
 	cmd.Flags().Lookup("yes").Usage = "undo without asking first (what it undoes is still printed), and answer the rollback's pause points with continue; needed when nobody can answer"
 	cmd.Flags().StringVar(&o.To, "to", "", "undo back to and including this step (default: every step)")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what the rollback would undo (each step, each node and the command run on it) and change nothing")
 	cmd.Flags().BoolVar(&o.RestoreBackup, "restore-backup", false, "instead of undoing steps, restore the run's Velero backup (its rollback point), after confirmation")
 	cmd.ValidArgsFunction = completeRuns(&o.StateFlags, nil)
 	_ = cmd.RegisterFlagCompletionFunc("to", completeSteps(&o.StateFlags))
@@ -62,6 +66,9 @@ func (o *RollbackOptions) Complete(f *Factory, cmd *cobra.Command, args []string
 
 // Validate checks the flags; no side effects.
 func (o *RollbackOptions) Validate() error {
+	if o.RestoreBackup && o.DryRun {
+		return exitcode.UsageError(fmt.Errorf("rollback: --dry-run previews the undoing of steps; --restore-backup restores a whole backup and has no preview"))
+	}
 	if o.RestoreBackup && o.To != "" {
 		return exitcode.UsageError(fmt.Errorf("rollback: --restore-backup restores the whole backup; it takes no --to"))
 	}
@@ -99,20 +106,20 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 			undo = append([]string{s.Name}, undo...)
 		}
 	}
-	// Said before asking: what each step's rollback will not undo.
-	var wont []string
-	if rb != nil {
-		for _, name := range undo {
-			for _, s := range rb.Spec.Steps {
-				if p, ok := s.Step.(runbook.UndoPreviewer); ok && s.Name == name && p.WontUndo() != "" {
-					wont = append(wont, fmt.Sprintf("step %s: %s", name, p.WontUndo()))
-				}
-			}
-		}
+	will, wont := undoPreview(st, rb, undo)
+	preview := o.f.errOut()
+	if o.DryRun {
+		preview = o.f.out()
 	}
-	fmt.Fprintf(o.f.errOut(), "drydock: rollback of run %s undoes, newest first: %s\n", st.ID, strings.Join(undo, ", "))
+	fmt.Fprintf(preview, "drydock: rollback of run %s undoes, newest first: %s\n", st.ID, strings.Join(undo, ", "))
+	for _, w := range will {
+		fmt.Fprintf(preview, "drydock:   %s\n", w)
+	}
 	for _, w := range wont {
-		fmt.Fprintf(o.f.errOut(), "drydock: not undone: %s\n", w)
+		fmt.Fprintf(preview, "drydock: not undone: %s\n", w)
+	}
+	if o.DryRun {
+		return nil
 	}
 	if err := confirm(ctx, o.f, o.Yes, fmt.Sprintf("rollback run %s would undo %s", st.ID, strings.Join(undo, ", ")),
 		fmt.Sprintf("Undo run %s, steps %s (newest first)?", st.ID, strings.Join(undo, ", "))); err != nil {
@@ -122,6 +129,30 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		st, err = r.engine.Rollback(ctx, st, o.To)
 		return err
 	}, func() *runbook.RunState { return st })
+}
+
+// undoPreview is what the rollback of the steps undo (newest first) will do, object by object,
+// and what it will not undo, for the person before they confirm.
+func undoPreview(st *runbook.RunState, rb *runbook.Runbook, undo []string) (will, wont []string) {
+	if rb == nil {
+		return nil, nil
+	}
+	for _, name := range undo {
+		for _, s := range rb.Spec.Steps {
+			if s.Name != name {
+				continue
+			}
+			if d, ok := s.Step.(runbook.UndoDescriber); ok {
+				for _, line := range d.WillUndo(st.Step(name).Changes, st.Target, st.ID, name) {
+					will = append(will, fmt.Sprintf("step %s: %s", name, line))
+				}
+			}
+			if p, ok := s.Step.(runbook.UndoPreviewer); ok && p.WontUndo() != "" {
+				wont = append(wont, fmt.Sprintf("step %s: %s", name, p.WontUndo()))
+			}
+		}
+	}
+	return will, wont
 }
 
 // restoreBackup restores the run's Velero backup: an explicit, confirmed action, never automatic.

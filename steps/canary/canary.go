@@ -323,7 +323,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 
 	err = rollout.Cycle(ctx, env, node, s.Action, s.Drain)
 	if err == nil {
-		err = gates.WaitHealthy(ctx, "after the canary "+node, node)
+		err = gates.Gate(ctx, "after the canary "+node, node)
 	}
 	if err == nil && !env.Done("soaked") {
 		if err = gates.Soak(ctx, s.soak().Duration, node); err == nil {
@@ -340,11 +340,16 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	}
 	// The canary failed: undo it now, before anyone builds on it.
 	env.Logf("warning", "canary %s failed: %v; rolling it back", node, err)
-	if uerr := rollout.Undo(context.WithoutCancel(ctx), env, s.Action); uerr != nil && !errors.Is(uerr, runbook.ErrNothingToUndo) {
+	if uerr := rollout.Undo(context.WithoutCancel(ctx), env, s.Action, s.Drain, s.Health); uerr != nil && !errors.Is(uerr, runbook.ErrNothingToUndo) {
 		//nolint:errorlint // the failed rollback decides the outcome (exit 1), not what failed the canary
 		return fmt.Errorf("canary %s failed (%v), and rolling it back failed too: %w", node, err, uerr)
 	}
 	return fmt.Errorf("canary %s failed and was %w: %w", node, runbook.ErrRolledBack, err)
+}
+
+// WillUndo says what Rollback does, node by node, for the preview before a person confirms.
+func (s *Step) WillUndo(changes []runbook.Change, target, runID, step string) []string {
+	return rollout.DescribeUndo(s.Action, changes, target, runID, step)
 }
 
 // WontUndo: see rollout.Action.WontUndo.
@@ -352,7 +357,7 @@ func (s *Step) WontUndo() string { return s.Action.WontUndo() }
 
 // Rollback uncordons the canary and runs the rollback action.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
-	return rollout.Undo(ctx, env, s.Action)
+	return rollout.Undo(ctx, env, s.Action, s.Drain, s.Health)
 }
 
 // Access says what the step needs: a drain's permissions and what its health gates watch.

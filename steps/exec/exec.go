@@ -284,6 +284,11 @@ func Render(env *runbook.Env, args []string, node *corev1.Node) ([]string, error
 	return render(args, Data{Node: node, TargetVersion: env.Target, RunID: env.RunID, Step: env.Spec.Name})
 }
 
+// RenderPreview fills in the templates of args for a node as a preview before the run shows them.
+func RenderPreview(args []string, node *corev1.Node, target, runID, step string) ([]string, error) {
+	return render(args, Data{Node: node, TargetVersion: target, RunID: runID, Step: step})
+}
+
 // RenderMember fills in the templates of args for a control-plane member (.Member).
 func RenderMember(env *runbook.Env, args []string, member string) ([]string, error) {
 	return render(args, Data{Member: member, TargetVersion: env.Target, RunID: env.RunID, Step: env.Spec.Name})

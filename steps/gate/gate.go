@@ -54,7 +54,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		return err
 	}
 	defer gates.Stop()
-	if err := gates.WaitHealthy(ctx, "health gate"); err != nil {
+	if err := gates.Gate(ctx, "health gate"); err != nil {
 		return err
 	}
 	return gates.Soak(ctx, s.soak().Duration)

@@ -297,30 +297,25 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		return err
 	}
 	defer gates.Stop()
-	total := 0
-	for _, g := range groups {
-		total += len(g.Nodes)
-		for _, n := range g.Nodes {
-			if !env.Done("upgraded/" + n) {
-				env.NodeInGroup(n, g.Name, runbook.NodeWaiting)
-			}
-		}
+	todo, total, err := s.announce(ctx, env, groups)
+	if err != nil {
+		return err
 	}
 	done := 0
 	for gi, g := range groups {
 		if env.Done("group/" + g.Name) {
-			done += len(g.Nodes)
+			done += len(todo[gi].Nodes)
 			continue
 		}
 		if err := s.replan(ctx, env, g); err != nil {
 			return fmt.Errorf("group %s: %w", g.Name, err)
 		}
 		batch := s.maxUnavailable(len(g.Nodes))
-		env.Progress(fmt.Sprintf("group %s (%d/%d): %d node(s), %d at a time", g.Name, gi+1, len(groups), len(g.Nodes), batch), done, total)
-		if err := s.runGroup(ctx, env, gates, g, batch, &done, total); err != nil {
+		env.Progress(fmt.Sprintf("group %s (%d/%d): %d node(s), %d at a time", g.Name, gi+1, len(groups), len(todo[gi].Nodes), batch), done, total)
+		if err := s.runGroup(ctx, env, gates, todo[gi], batch, &done, total); err != nil {
 			return fmt.Errorf("group %s: %w", g.Name, err)
 		}
-		if err := gates.WaitHealthy(ctx, "after group "+g.Name); err != nil {
+		if err := gates.Gate(ctx, "after group "+g.Name); err != nil {
 			return err
 		}
 		if err := env.MarkDone(ctx, "group/"+g.Name); err != nil {
@@ -333,6 +328,40 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		}
 	}
 	return nil
+}
+
+// announce reports each node of the groups as waiting, or skipped with why when the step leaves it
+// alone (upgraded by an earlier step such as the canary, or at the target already), and returns the
+// groups with only the nodes the step will do (a node left alone takes no slot of a batch) and how
+// many those are, nodes done in an earlier attempt of this step included.
+func (s *Step) announce(ctx context.Context, env *runbook.Env, groups []Group) ([]Group, int, error) {
+	list, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: s.Selector})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list nodes: %w", err)
+	}
+	why := map[string]string{}
+	for i := range list.Items {
+		if n := &list.Items[i]; !env.Done("upgraded/" + n.Name) {
+			why[n.Name] = rollout.Leave(env, n)
+		}
+	}
+	todo := make([]Group, len(groups))
+	total := 0
+	for i, g := range groups {
+		todo[i].Name = g.Name
+		for _, n := range g.Nodes {
+			switch {
+			case why[n] != "":
+				env.Emit(&runbook.NodeChanged{Node: n, Group: g.Name, State: runbook.NodeSkipped, Detail: why[n]})
+				continue
+			case !env.Done("upgraded/" + n):
+				env.NodeInGroup(n, g.Name, runbook.NodeWaiting)
+			}
+			todo[i].Nodes = append(todo[i].Nodes, n)
+			total++
+		}
+	}
+	return todo, total, nil
 }
 
 // runGroup upgrades a group's nodes in batches of at most batch nodes at once; the next batch
@@ -395,7 +424,7 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 			return rollout.AfterFailure(ctx, env, first, nodes)
 		}
 		if len(pending) > 0 {
-			if err := gates.WaitHealthy(ctx, fmt.Sprintf("group %s after %s", g.Name, strings.Join(nodes, ", "))); err != nil {
+			if err := gates.Gate(ctx, fmt.Sprintf("group %s after %s", g.Name, strings.Join(nodes, ", "))); err != nil {
 				return err
 			}
 		}
@@ -475,12 +504,17 @@ func fit(ctx context.Context, planner *drain.Planner, nodes []string) (int, *dra
 	}
 }
 
+// WillUndo says what Rollback does, node by node, for the preview before a person confirms.
+func (s *Step) WillUndo(changes []runbook.Change, target, runID, step string) []string {
+	return rollout.DescribeUndo(s.Action, changes, target, runID, step)
+}
+
 // WontUndo: see rollout.Action.WontUndo.
 func (s *Step) WontUndo() string { return s.Action.WontUndo() }
 
 // Rollback uncordons what the step cordoned and runs the rollback action per upgraded node.
 func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
-	return rollout.Undo(ctx, env, s.Action)
+	return rollout.Undo(ctx, env, s.Action, s.Drain, s.Health)
 }
 
 // Access says what the step needs: a drain's permissions and what its health gates watch.

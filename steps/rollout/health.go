@@ -157,6 +157,10 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 		if g.services != nil {
 			g.services.base = b.Services
 		}
+		if err := g.resumeGate(ctx); err != nil {
+			g.Stop()
+			return nil, err
+		}
 		return g, nil
 	}
 	g.Rebase()
@@ -424,6 +428,39 @@ func (g *Gates) probe(ctx context.Context) error {
 	return nil
 }
 
+// pendingGateKey keeps the gate a step was waiting on (pendingGate), from its start until it passes.
+const pendingGateKey = "health-gate-pending"
+
+// pendingGate is the health gate a step started and has not seen pass.
+type pendingGate struct {
+	What  string   `json:"what,omitempty"`
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// Gate is WaitHealthy, journaled: the gate is recorded as started before it waits and cleared when
+// it passes. A step re-entered after its process died (or after the gate failed) re-runs that gate
+// from the stored baseline before anything else moves (NewGates), instead of going on to the next
+// node as though the cluster had been found healthy.
+func (g *Gates) Gate(ctx context.Context, what string, nodes ...string) error {
+	if err := g.env.SaveData(ctx, pendingGateKey, pendingGate{What: what, Nodes: nodes}); err != nil {
+		return err
+	}
+	if err := g.WaitHealthy(ctx, what, nodes...); err != nil {
+		return err
+	}
+	return g.env.SaveData(ctx, pendingGateKey, pendingGate{})
+}
+
+// resumeGate re-runs the gate the step's last attempt started and did not see pass, if any.
+func (g *Gates) resumeGate(ctx context.Context) error {
+	var p pendingGate
+	if !g.env.LoadData(pendingGateKey, &p) || p.What == "" {
+		return nil
+	}
+	g.env.Progress(fmt.Sprintf("%s: the health gate had not passed when the run stopped: checking it again, from the step's baseline, before anything moves", p.What), 0, 0)
+	return g.Gate(ctx, p.What, p.Nodes...)
+}
+
 // WaitHealthy returns when nothing is unhealthy compared with the baseline, re-checking on every
 // change the watches see (and every few seconds for the probe), or fails after the timeout naming
 // what is still wrong.
@@ -440,6 +477,9 @@ func (g *Gates) WaitHealthy(ctx context.Context, what string, nodes ...string) e
 			problems, fatal = append(problems, r.problems...), append(fatal, r.fatal...)
 		}
 		if len(problems) == 0 {
+			if reported != "" { // the wait said above ends here: no screen keeps showing it
+				g.env.Progress(fmt.Sprintf("%s: healthy: %s", what, g.values()), 0, 0)
+			}
 			return nil
 		}
 		if len(fatal) > 0 {

@@ -155,7 +155,7 @@ func CyclePlanned(ctx context.Context, env *runbook.Env, node string, planned *d
 	}
 
 	if !env.Done("action/" + node) {
-		if err := env.Record(ctx, runbook.Change{Kind: "upgrade", Object: "node/" + node}); err != nil {
+		if err := env.Record(ctx, runbook.Change{Kind: "upgrade", Object: "node/" + node, Data: map[string]string{fromVersion: n.Status.NodeInfo.KubeletVersion}}); err != nil {
 			return false, err
 		}
 		if len(action.Exec) > 0 {
@@ -191,6 +191,11 @@ var ErrNodeGone = errors.New("node replaced")
 // WaitNodeAt watches the node until it is Ready at the target version. A node that is deleted in
 // the meantime was replaced by the platform: that counts as done.
 func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time.Duration) error {
+	return waitNode(ctx, env, node, timeout, "at "+env.Target, func(n *corev1.Node) bool { return kube.NodeReady(n) && Upgraded(n, env.Target) })
+}
+
+// waitNode watches the node until it is as want says (wanted describes it), or is deleted.
+func waitNode(ctx context.Context, env *runbook.Env, node string, timeout time.Duration, wanted string, want func(*corev1.Node) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	nodes := env.Kube.CoreV1().Nodes()
@@ -209,7 +214,7 @@ func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time
 	gone := false
 	check := func(n *corev1.Node) bool {
 		last = fmt.Sprintf("kubelet %s, Ready=%v", n.Status.NodeInfo.KubeletVersion, kube.NodeReady(n))
-		return kube.NodeReady(n) && Upgraded(n, env.Target)
+		return want(n)
 	}
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, func(store cache.Store) (bool, error) {
 		objs := store.List()
@@ -232,7 +237,7 @@ func WaitNodeAt(ctx context.Context, env *runbook.Env, node string, timeout time
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("node %q did not come back Ready at %s within %s (%s)", node, env.Target, timeout, last)
+			return fmt.Errorf("node %q did not come back Ready %s within %s (%s)", node, wanted, timeout, last)
 		}
 		return fmt.Errorf("watch node %q: %w", node, err)
 	}
@@ -267,58 +272,6 @@ func AfterFailure(ctx context.Context, env *runbook.Env, err error, nodes []stri
 			strings.Join(kept, ", "), env.RunID, env.RunID)
 	}
 	return err
-}
-
-// Undo rolls back what Cycle did on the nodes recorded by env: the rollback command per upgraded
-// node (newest first), then uncordon what this run cordoned.
-func Undo(ctx context.Context, env *runbook.Env, action Action) error {
-	changes := env.Changes()
-	if len(changes) == 0 {
-		return runbook.ErrNothingToUndo
-	}
-	var errs []error
-	for i := len(changes) - 1; i >= 0; i-- {
-		c := changes[i]
-		node := strings.TrimPrefix(c.Object, "node/")
-		switch c.Kind {
-		case "upgrade":
-			if env.Done("undone/" + node) {
-				continue
-			}
-			if len(action.Rollback) == 0 {
-				// Said, not passed over: the node stays upgraded, and the run ends partly rolled back.
-				if err := env.Keep(ctx, runbook.Kept{Object: "node/" + node, Reason: "left at " + env.Target + ": the upgrade action has no rollback command"}); err != nil {
-					return err
-				}
-				continue
-			}
-			n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("undo node %q: %w", node, err))
-				continue
-			}
-			argv, err := exec.Render(env, action.Rollback, n)
-			if err != nil {
-				return err
-			}
-			env.Progress(fmt.Sprintf("node %s: rollback: %s", node, strings.Join(argv, " ")), 0, 0)
-			if err := exec.RunCommand(ctx, env, argv, n, "", nil); err != nil {
-				return fmt.Errorf("rollback node %q: %w", node, err)
-			}
-			if err := env.MarkDone(ctx, "undone/"+node); err != nil {
-				return err
-			}
-		case "cordon":
-			if err := drain.LetGo(ctx, env, node); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	// Budgets relaxed for a node and not restored yet (a crash in between) go back too.
-	if err := drain.RestoreBudgets(ctx, env, ""); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
 
 // WontUndo says what Undo leaves: the upgraded nodes, when the action has no rollback command.

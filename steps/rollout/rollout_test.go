@@ -56,6 +56,14 @@ func breakAction(t *testing.T) string {
 	return fmt.Sprintf(`[sh, -c, "%s annotate node {{.Node.Name}} drydock.dev/sim-not-ready=true && %s patch node {{.Node.Name}} --subresource=status -p '{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"Broken\"}]}}'"]`, k, k)
 }
 
+// mendAction is breakAction's rollback: kwok tends the node again (Ready at the version it kept);
+// it touches marker.
+func mendAction(t *testing.T, marker string) string {
+	bin, _ := simcluster.BinDir()
+	k := fmt.Sprintf("%s --kubeconfig %s", filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+	return fmt.Sprintf(`[sh, -c, "%s annotate node {{.Node.Name}} drydock.dev/sim-not-ready- && touch %s"]`, k, marker)
+}
+
 func nodes(t *testing.T, prefix string, n int, labels map[string]string) []string {
 	t.Helper()
 	var names []string
@@ -204,12 +212,12 @@ func TestCanaryFailureRollsBack(t *testing.T) {
       type: canary
       with:
         node: %s
-        action: {exec: %s, readyTimeout: 3s, rollback: [touch, %s]}
+        action: {exec: %s, readyTimeout: 3s, rollback: %s}
         soak: 1s
     - name: never
       type: exec
       with: {command: ["false"]}
-`, names[0], breakAction(t), marker))
+`, names[0], breakAction(t), mendAction(t, marker)))
 	st, err := e.Start(context.Background(), rb)
 	if exitcode.For(err) != exitcode.Aborted {
 		t.Fatalf("exit %d (%v), want %d\n%s", exitcode.For(err), err, exitcode.Aborted, rec.Text())
@@ -513,5 +521,175 @@ func TestCanarySelectorTypoStopsTheRun(t *testing.T) {
 		if got := node(t, n); got.Status.NodeInfo.KubeletVersion != oldKubelet || got.Spec.Unschedulable {
 			t.Errorf("%s moved: kubelet %s, cordoned %v", n, got.Status.NodeInfo.KubeletVersion, got.Spec.Unschedulable)
 		}
+	}
+}
+
+// TestResumeRerunsTheGateItStoppedIn: the run stops while the health gate between two batches waits
+// (a pod broke after the first node). Resumed, it must check that gate again, from the step's
+// baseline, before the next node is touched: before, it went straight to the next node as though the
+// gate had passed. (The run is stopped with its context, as Ctrl-C does; a kill -9 leaves the same
+// gate record in the journal, with the run "running" instead of "interrupted".)
+func TestResumeRerunsTheGateItStoppedIn(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "gate-resume"
+	namespace(t, ns)
+	names := nodes(t, "gres", 2, map[string]string{"pool": "gres"})
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: fleet
+      type: nodegroups
+      pause: none
+      with:
+        groupBy: pool
+        selector: suite=gres
+        action: {exec: %s}
+        health: {namespaces: [%s], timeout: 2m}
+`, upgradeAction(t), ns))
+	broken := simcluster.Deployment(ns, "broken", 1)
+	broken.Spec.Template.Spec.NodeSelector = map[string]string{"nowhere": "true"}
+	rctx, stop := context.WithCancel(ctx)
+	e, rec := engine(t, runbook.AlwaysContinue)
+	e.Sink = runbook.SinkFunc(func(ev runbook.Event) {
+		rec.Emit(ev)
+		switch ev := ev.(type) {
+		case *runbook.NodeChanged:
+			if ev.Node == names[0] && ev.State == runbook.NodeUpgraded { // the first batch is done: break a pod
+				if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, broken, metav1.CreateOptions{}); err != nil {
+					t.Error(err)
+				}
+				// The step waits here until the pod exists and its watch has had time to see it.
+				_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+					pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=broken"})
+					return err == nil && len(pods.Items) > 0, nil
+				})
+				time.Sleep(time.Second)
+			}
+		case *runbook.StepProgress:
+			if strings.Contains(ev.Message, "waiting for health") {
+				stop()
+			}
+		}
+	})
+	st, err := e.Start(rctx, rb)
+	if !st.Status.Resumable() || node(t, names[1]).Spec.Unschedulable {
+		t.Fatalf("stopped in the gate: %s, %v\n%s", st.Status, err, rec.Text())
+	}
+
+	e2, rec2 := engine(t, runbook.AlwaysContinue)
+	e2.StateDir = e.StateDir
+	rechecked := make(chan struct{})
+	var once sync.Once
+	var movedEarly atomic.Bool
+	e2.Sink = runbook.SinkFunc(func(ev runbook.Event) {
+		rec2.Emit(ev)
+		if p, ok := ev.(*runbook.StepProgress); ok && strings.Contains(p.Message, "the health gate had not passed when the run stopped") {
+			once.Do(func() { close(rechecked) })
+		}
+		if c, ok := ev.(*runbook.NodeChanged); ok && c.Node == names[1] && c.State == runbook.NodeDraining {
+			select {
+			case <-rechecked:
+			default:
+				movedEarly.Store(true)
+			}
+		}
+	})
+	go func() {
+		select { // the gate is checked again and holds: then the pod is mended
+		case <-rechecked:
+			time.Sleep(time.Second)
+			if node(t, names[1]).Spec.Unschedulable {
+				movedEarly.Store(true)
+			}
+			_ = cluster.Client.AppsV1().Deployments(ns).Delete(ctx, "broken", metav1.DeleteOptions{})
+		case <-time.After(time.Minute):
+		}
+	}()
+	if _, err := e2.Resume(ctx, st); err != nil {
+		t.Fatalf("resume: %v\n%s", err, rec2.Text())
+	}
+	select {
+	case <-rechecked:
+	default:
+		t.Fatalf("resume did not check the gate it stopped in again:\n%s", rec2.Text())
+	}
+	if movedEarly.Load() {
+		t.Fatalf("resume moved %s before the gate passed:\n%s", names[1], rec2.Text())
+	}
+	if node(t, names[1]).Status.NodeInfo.KubeletVersion != "v1.37.1" {
+		t.Fatalf("%s not upgraded after the gate passed:\n%s", names[1], rec2.Text())
+	}
+}
+
+// TestRollbackDrainsBeforeItsCommand: rolling an upgraded node back goes through the upgrade's
+// cycle: the node is cordoned and drained under its budget before the rollback command runs (the
+// command itself records what it found), comes back Ready at the version it had, is uncordoned,
+// and no budget is broken at any time. Before, the command ran on the live node, pods and all.
+func TestRollbackDrainsBeforeItsCommand(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "undo-drain"
+	namespace(t, ns)
+	names := nodes(t, "undo", 2, nil)
+	workload(t, ns, "web", 4, map[string]string{"suite": "undo"})
+	budgets := cluster.WatchBudgets()
+	defer budgets.Stop()
+	seen := filepath.Join(t.TempDir(), "seen")
+	bin, _ := simcluster.BinDir()
+	k := fmt.Sprintf("%s --kubeconfig %s", filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+	// The rollback command writes what it finds (the node's cordon, the workload's pods on it),
+	// then sets the kubelet back.
+	rollback := fmt.Sprintf(`[sh, -c, "%[1]s get node {{.Node.Name}} -o jsonpath={.spec.unschedulable} > %[2]s; echo >> %[2]s; %[1]s get pods -n %[3]s --field-selector spec.nodeName={{.Node.Name}} --no-headers 2>/dev/null | grep -c . >> %[2]s; %[1]s patch node {{.Node.Name}} --subresource=status -p '{\"status\":{\"nodeInfo\":{\"kubeletVersion\":\"%[4]s\"}}}'"]`,
+		k, seen, ns, oldKubelet)
+	e, rec := engine(t, runbook.StopAtPause)
+	rb := parse(t, "v1.37.1", fmt.Sprintf(`    - name: canary
+      type: canary
+      with:
+        node: %s
+        action: {exec: %s, rollback: %s}
+        soak: 1s
+        health: {namespaces: [%s], timeout: 1m}
+`, names[0], upgradeAction(t), rollback, ns))
+	st, err := e.Start(ctx, rb)
+	if exitcode.For(err) != exitcode.Paused {
+		t.Fatalf("run: %v\n%s", err, rec.Text())
+	}
+	// The canary's drain moved every web pod to the other node: send two back, one at a time (the
+	// scheduler spreads their replacements), so that the rollback has pods to drain.
+	for range 2 {
+		pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + names[1]})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("pods on %s: %v", names[1], err)
+		}
+		if err := cluster.Client.CoreV1().Pods(ns).Delete(ctx, pods.Items[0].Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if err := cluster.WaitDeploymentReady(ctx, ns, "web", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + names[0]})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("the upgraded node has no pods to drain (%v): the test proves nothing", err)
+	}
+	budgets.Arm(ns)
+	if _, err := e.Rollback(ctx, st, ""); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, rec.Text())
+	}
+	found, _ := os.ReadFile(seen)
+	if got := strings.Fields(string(found)); len(got) != 2 || got[0] != "true" || got[1] != "0" {
+		t.Errorf("the rollback command found the node cordoned=%v with pods=%v; want cordoned and drained\n%s", got, got, rec.Text())
+	}
+	n := node(t, names[0])
+	if n.Spec.Unschedulable || n.Status.NodeInfo.KubeletVersion != oldKubelet {
+		t.Errorf("after rollback: cordoned %v, kubelet %s; want uncordoned at %s", n.Spec.Unschedulable, n.Status.NodeInfo.KubeletVersion, oldKubelet)
+	}
+	if err := budgets.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := budgets.Broken(); len(b) > 0 {
+		t.Errorf("budgets broken during the rollback: %v", b)
+	}
+	if !strings.Contains(rec.Text(), "after rolling back node "+names[0]) && !strings.Contains(rec.Text(), "rolled back to "+oldKubelet) {
+		t.Errorf("the rollback did not report the node back at %s:\n%s", oldKubelet, rec.Text())
 	}
 }
