@@ -173,6 +173,31 @@ type RunState struct {
 	Operator      string      `json:"operator"` // user@host
 	Steps         []StepState `json:"steps"`
 	RollbackSteps []string    `json:"rollbackSteps,omitempty"` // the steps a rollback in progress will undo
+	// Holder is the process of the run's last session: `drydock status` tells from it whether a
+	// run journaled as running still has a process.
+	Holder *Holder `json:"holder,omitempty"`
+}
+
+// Holder is a process that drove a run: its host, PID and boot (machine id and boot id).
+type Holder struct {
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
+	Boot string `json:"boot,omitempty"`
+}
+
+// ThisProcess is the Holder of the process that calls it.
+func ThisProcess() *Holder {
+	host, _ := os.Hostname()
+	return &Holder{Host: host, PID: os.Getpid(), Boot: bootIdentity()}
+}
+
+// Alive says whether the holder's process still runs, when this machine can tell: known is false
+// on another machine or boot (then the cluster's lease tells).
+func (h *Holder) Alive() (alive, known bool) {
+	if h == nil || h.Boot == "" || h.Boot != bootIdentity() {
+		return false, false
+	}
+	return h.PID == os.Getpid() || processAlive(h.PID), true
 }
 
 // KindOf is the run's kind, "run" when the journal does not say.

@@ -421,3 +421,22 @@ func (l *Lock) releaseFailed(err error) error {
 	return fmt.Errorf("lock: release Lease %s/%s: %w; it expires %s after its last renewal: then `drydock resume` on this machine, or --steal-lock elsewhere, takes it",
 		l.Namespace, LockName, err, l.Duration)
 }
+
+// Holding reads the lock of the cluster (in namespace) without taking it: who holds it, as a
+// LockedError says, or nil when nobody does. `drydock status` tells from it whether a run driven
+// from another machine still has a live process (its lease is renewed) or not (expired).
+func Holding(ctx context.Context, client kubernetes.Interface, namespace string) (*LockedError, error) {
+	lease, err := client.CoordinationV1().Leases(namespace).Get(ctx, LockName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lock %s/%s: %w", namespace, LockName, err)
+	}
+	if valueOf(lease.Spec.HolderIdentity) == "" {
+		return nil, nil
+	}
+	l := &Lock{Namespace: namespace}
+	l.init()
+	return l.lockedError(lease), nil
+}

@@ -93,18 +93,21 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if !o.Print.Text() {
 		return o.Print.Print(&RunObject{TypeMeta: typeMeta(KindRun), Run: st}, o.f.out())
 	}
-	describeRun(o.f.out(), st, time.Now())
+	describeRun(o.f.out(), st, time.Now(), o.readLive(ctx, st))
 	return nil
 }
 
 // describeRun writes a run's summary: who, where, where it stands, each step, and what to do next.
-func describeRun(out io.Writer, st *runbook.RunState, now time.Time) {
+func describeRun(out io.Writer, st *runbook.RunState, now time.Time, live liveState) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "Run:\t%s (%s of %q, target %s)\n", st.ID, st.KindOf(), st.Runbook, st.Target)
 	fmt.Fprintf(w, "Cluster:\t%s\n", clusterOf(st))
 	fmt.Fprintf(w, "Operator:\t%s\n", st.Operator)
 	fmt.Fprintf(w, "Started:\t%s (%s ago)\n", st.Created.Local().Format(time.DateTime), now.Sub(st.Created).Round(time.Second))
 	fmt.Fprintf(w, "Status:\t%s, last change %s, after %s\n", st.Status, st.Updated.Local().Format(time.DateTime), st.Duration().Round(time.Second))
+	if live.process != "" {
+		fmt.Fprintf(w, "Process:\t%s\n", live.process)
+	}
 	if st.Message != "" {
 		fmt.Fprintf(w, "Message:\t%s\n", st.Message)
 	}
@@ -136,6 +139,15 @@ func describeRun(out io.Writer, st *runbook.RunState, now time.Time) {
 		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, s.Status, took, strings.Join(detail, "; "))
 	}
 	_ = w.Flush()
+	if len(live.cordoned) > 0 {
+		fmt.Fprintln(out, "Cordoned by this run:")
+		for _, n := range live.cordoned {
+			fmt.Fprintf(out, "  %s: %s\n", n, cordonFix(st, n))
+		}
+	}
+	if live.problem != "" {
+		fmt.Fprintln(out, "Cordoned by this run:\n  "+live.problem)
+	}
 	if next := nextStep(st); next != "" {
 		fmt.Fprintln(out, "Next:\n  "+next)
 	}
@@ -151,7 +163,10 @@ func nextStep(st *runbook.RunState) string {
 	case runbook.RunRollbackFailed:
 		return fmt.Sprintf("drydock rollback %s   (continues the rollback once the cause is fixed)", st.ID)
 	case runbook.RunRunning:
-		return "the run is in progress (or its process died: drydock resume " + st.ID + " takes it over once its lock expires)"
+		if alive, known := st.Holder.Alive(); known && !alive {
+			return fmt.Sprintf("drydock resume %s   (its process died: resume takes the run over at once)   or   drydock rollback %s", st.ID, st.ID)
+		}
+		return "the run is in progress; if its process died, drydock resume " + st.ID + " takes it over once its lock expires"
 	case runbook.RunPartlyRolledBack:
 		return "what was not undone is listed above; it needs a person"
 	}
