@@ -155,14 +155,7 @@ func resumeSays(st *runbook.RunState, rb *runbook.Runbook) string {
 		case s.Status == runbook.StatusDone && !(st.Pause != nil && st.Pause.Step == s.Name):
 		case s.Status == runbook.StatusSkipped || s.Status == runbook.StatusRolledBack:
 		case first == "":
-			first = s.Name
-			if st.Pause != nil && st.Pause.Step == s.Name {
-				first = fmt.Sprintf("the pause point %s step %s (asked again, unless --yes)", st.Pause.When, s.Name)
-			} else if s.Status != runbook.StatusPending {
-				first = fmt.Sprintf("step %s again, which was %s (attempt %d)", s.Name, s.Status, s.Attempts+1)
-			} else {
-				first = "step " + s.Name
-			}
+			first = resumesWith(st, s)
 		default:
 			rest = append(rest, s.Name)
 		}
@@ -178,6 +171,17 @@ func resumeSays(st *runbook.RunState, rb *runbook.Runbook) string {
 		out += "; it cordons " + nodes + " again and evicts their pods under their budgets"
 	}
 	return out
+}
+
+// resumesWith says how resume re-enters step s, the first not done.
+func resumesWith(st *runbook.RunState, s runbook.StepState) string {
+	switch {
+	case st.Pause != nil && st.Pause.Step == s.Name:
+		return fmt.Sprintf("the pause point %s step %s (asked again, unless --yes)", st.Pause.When, s.Name)
+	case s.Status != runbook.StatusPending:
+		return fmt.Sprintf("step %s again, which was %s (attempt %d)", s.Name, s.Status, s.Attempts+1)
+	}
+	return "step " + s.Name
 }
 
 // drainNodes names the nodes a standalone drain's runbook drains ("" when rb is not one).
