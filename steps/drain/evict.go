@@ -716,7 +716,7 @@ func (d *Drainer) tellBlocked(s *podState, mu *sync.Mutex, c *runbook.BudgetChai
 	if c == nil {
 		return
 	}
-	reason := fmt.Sprintf("waits for PDB %s: needs %d healthy, has %d", c.PDB, c.DesiredHealthy, c.CurrentHealthy)
+	reason := c.Reason() // counts that add up: a pod evicted but not yet recounted is said
 	told := reason + "|" + c.Short()
 	mu.Lock()
 	if s.told == told || s.evicted {
