@@ -262,7 +262,14 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Pause = nil; r.Message = "" }); err != nil {
 		return err
 	}
+	var h *RunHistory
+	if resumed {
+		h = s.history() // read before this session writes to the log
+	}
 	s.emit(&RunStarted{Runbook: st.Runbook, Target: st.Target, Cluster: st.Cluster, Steps: stepNames(rb), StepStates: briefs(s.journal.State()), Resumed: resumed})
+	if h != nil {
+		s.emit(h)
+	}
 
 	err = s.steps(runCtx)
 	return s.finish(ctx, runCtx, err)
@@ -589,7 +596,11 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning }); err != nil {
 		return st, err
 	}
+	h := s.history()
 	s.emit(&RunStarted{Runbook: st.Runbook, Target: st.Target, Cluster: st.Cluster, Steps: stepNames(rb), StepStates: briefs(s.journal.State()), Resumed: true, Rollback: true})
+	if h != nil {
+		s.emit(h)
+	}
 	err = s.rollback(runCtx, from)
 	if err == nil {
 		err = ErrRolledBack

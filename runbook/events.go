@@ -378,6 +378,37 @@ type RunPlanned struct {
 	Forecast *RunForecast `json:"forecast,omitempty"`
 }
 
+// RunHistory: what the run's earlier sessions did, read from its event log, sent right after
+// RunStarted when a session resumes (or rolls back) a run whose log has events: each node's last
+// state per step, the pods moved, and the last progress lines of each finished step (a canary's
+// evidence), so that screens and summaries cover the whole run, not just this session.
+type RunHistory struct {
+	Meta
+	Sessions int           `json:"sessions"`       // earlier sessions (each began with run.started)
+	Since    time.Time     `json:"since,omitzero"` // when the first of them began
+	Nodes    []NodeHistory `json:"nodes,omitempty"`
+	Pods     int           `json:"podsMoved,omitempty"`
+	Steps    []StepHistory `json:"steps,omitempty"`
+	Backup   string        `json:"backup,omitempty"` // the rollback point an earlier session made
+}
+
+// NodeHistory is a node as an earlier session of a node step left it.
+type NodeHistory struct {
+	Step   string    `json:"step"`
+	Node   string    `json:"node"`
+	Group  string    `json:"group,omitempty"`
+	State  NodeState `json:"state"`
+	Detail string    `json:"detail,omitempty"`
+	Took   Duration  `json:"took,omitzero"` // cordon to upgraded
+}
+
+// StepHistory is a step an earlier session finished, with its last progress lines (at most
+// MaxHistoryProgress), oldest first.
+type StepHistory struct {
+	Step     string   `json:"step"`
+	Progress []string `json:"progress,omitempty"`
+}
+
 // RunFinished: the run ended for now. Status is a RunStatus.
 type RunFinished struct {
 	Meta
@@ -401,6 +432,7 @@ func (*NodeChanged) Type() string      { return "node.state" }
 func (*PodChanged) Type() string       { return "pod.state" }
 func (*RollbackPointSet) Type() string { return "step.rollbackpoint" }
 func (*GatesChanged) Type() string     { return "step.gates" }
+func (*RunHistory) Type() string       { return "run.history" }
 
 // Sink receives events. Emit must not block for long: the engine waits for it.
 type Sink interface {

@@ -17,8 +17,11 @@ import (
 // relaxed, the backup, and what is left to do.
 type RunSummary struct {
 	Meta
-	Status   RunStatus      `json:"status"`
+	Status RunStatus `json:"status"`
+	// Took is this session's time; RunTook, for a run resumed, the whole run's (from its first
+	// session's start). Groups, Skipped, Pods and Backup cover the whole run (its event log).
 	Took     Duration       `json:"took"`
+	RunTook  Duration       `json:"runTook,omitzero"`
 	Groups   []GroupSummary `json:"groups,omitempty"`
 	Skipped  []string       `json:"skipped,omitempty"` // nodes already at the target
 	Pods     int            `json:"podsMoved"`
@@ -71,6 +74,7 @@ func (*RunSummary) Type() string { return "run.summary" }
 type summarizer struct {
 	mu       sync.Mutex
 	start    time.Time
+	runStart time.Time // the first session's start, for a run resumed
 	groups   []*GroupSummary
 	groupOf  map[string]string    // node -> group
 	began    map[string]time.Time // node -> when it was cordoned
@@ -95,31 +99,32 @@ func newSummarizer(now time.Time) *summarizer {
 func (s *summarizer) see(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := ev.meta()
 	s.pauses(ev)
+	s.fold(ev, true)
+}
+
+// seed folds in the events of the run's earlier sessions (its event log), which began at since:
+// the nodes upgraded and skipped, the pods moved and the backup count for the whole run; their
+// blockers and pauses were those sessions' own.
+func (s *summarizer) seed(evs []Event, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runStart = since
+	for _, ev := range evs {
+		s.fold(ev, false)
+	}
+}
+
+// fold adds one event to the summary; blockers only when they are this session's.
+func (s *summarizer) fold(ev Event, blockers bool) {
+	m := ev.meta()
 	switch e := ev.(type) {
 	case *NodeChanged:
-		if e.Group != "" {
-			s.groupOf[e.Node] = e.Group
-		}
-		switch e.State {
-		case NodeCordoned:
-			if _, ok := s.began[e.Node]; !ok {
-				s.began[e.Node] = m.Time
-			}
-		case NodeSkipped:
-			if !slices.Contains(s.skipped, e.Node) {
-				s.skipped = append(s.skipped, e.Node)
-			}
-		case NodeUpgraded:
-			g := s.group(m.Step, s.groupOf[e.Node])
-			var took time.Duration
-			if b, ok := s.began[e.Node]; ok {
-				took = m.Time.Sub(b)
-			}
-			g.Nodes = append(g.Nodes, NodeSummary{Node: e.Node, Took: Duration{took.Round(time.Second)}})
-		}
+		s.node(e, m)
 	case *PodChanged:
+		if e.State == PodBlocked && !blockers {
+			return
+		}
 		switch e.State {
 		case PodGone:
 			s.pods++
@@ -128,6 +133,36 @@ func (s *summarizer) see(ev Event) {
 		}
 	case *RollbackPointSet:
 		s.backup = e.Point.String()
+	}
+}
+
+// node folds a node's change in: cordoned starts its clock, upgraded stops it (once per node and
+// step: a step re-entered that upgrades it again counts it once).
+func (s *summarizer) node(e *NodeChanged, m *Meta) {
+	if e.Group != "" {
+		s.groupOf[e.Node] = e.Group
+	}
+	switch e.State {
+	case NodeCordoned:
+		if _, ok := s.began[e.Node]; !ok {
+			s.began[e.Node] = m.Time
+		}
+	case NodeSkipped:
+		if !slices.Contains(s.skipped, e.Node) {
+			s.skipped = append(s.skipped, e.Node)
+		}
+	case NodeUpgraded:
+		g := s.group(m.Step, s.groupOf[e.Node])
+		var took time.Duration
+		if b, ok := s.began[e.Node]; ok {
+			took = m.Time.Sub(b)
+		}
+		n := NodeSummary{Node: e.Node, Took: Duration{took.Round(time.Second)}}
+		if i := slices.IndexFunc(g.Nodes, func(x NodeSummary) bool { return x.Node == e.Node }); i >= 0 {
+			g.Nodes[i] = n
+			return
+		}
+		g.Nodes = append(g.Nodes, n)
 	}
 }
 
@@ -184,6 +219,9 @@ func (s *summarizer) summary(st *RunState, status RunStatus, now time.Time) *Run
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := &RunSummary{Status: status, Took: Duration{now.Sub(s.start).Round(time.Second)}, Skipped: s.skipped, Pods: s.pods, Backup: s.backup}
+	if !s.runStart.IsZero() {
+		out.RunTook = Duration{now.Sub(s.runStart).Round(time.Second)}
+	}
 	for _, b := range s.blockers {
 		out.Blockers = append(out.Blockers, b.pod+": "+b.reason)
 	}

@@ -83,9 +83,26 @@ func Lines(e runbook.Event) []string {
 			out = append(out, prefix+"  "+l)
 		}
 	}
+	if h, ok := e.(*runbook.RunHistory); ok {
+		for _, l := range DescribeHistory(h) {
+			out = append(out, "run "+runbook.MetaOf(e).RunID+": earlier: "+l)
+		}
+	}
 	if s, ok := e.(*runbook.RunSummary); ok {
 		for _, l := range DescribeSummary(s) {
 			out = append(out, "run "+runbook.MetaOf(e).RunID+": summary: "+l)
+		}
+	}
+	return out
+}
+
+// DescribeHistory renders what the run's earlier sessions did, one line per step they finished
+// with its evidence (its last progress lines), oldest first.
+func DescribeHistory(h *runbook.RunHistory) []string {
+	var out []string
+	for _, st := range h.Steps {
+		if len(st.Progress) > 0 {
+			out = append(out, "  step "+st.Step+": "+strings.Join(st.Progress, "; "))
 		}
 	}
 	return out
@@ -399,7 +416,13 @@ func Format(e runbook.Event) string {
 		for _, g := range e.Groups {
 			nodes += len(g.Nodes)
 		}
-		return fmt.Sprintf("run %s: %s after %s: %d node(s) upgraded, %d skipped, %d pod(s) moved", m.RunID, e.Status, e.Took, nodes, len(e.Skipped), e.Pods)
+		took := e.Took.String()
+		if e.RunTook.Duration > 0 {
+			took = fmt.Sprintf("%s (this session; the whole run %s)", e.Took, e.RunTook)
+		}
+		return fmt.Sprintf("run %s: %s after %s: %d node(s) upgraded, %d skipped, %d pod(s) moved", m.RunID, e.Status, took, nodes, len(e.Skipped), e.Pods)
+	case *runbook.RunHistory:
+		return formatHistory(m.RunID, e)
 	case *runbook.RunFinished:
 		s := fmt.Sprintf("run %s: %s", m.RunID, e.Status)
 		if e.Message != "" {
@@ -459,4 +482,22 @@ func DescribeGates(gates []runbook.GateState) string {
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// formatHistory is the line a resumed run begins with: its earlier sessions and the nodes they
+// upgraded.
+func formatHistory(run string, h *runbook.RunHistory) string {
+	s := fmt.Sprintf("run %s: earlier sessions (%d", run, h.Sessions)
+	if !h.Since.IsZero() {
+		s += ", since " + h.Since.Local().Format("2006-01-02 15:04:05")
+	}
+	up := h.Upgraded()
+	s += fmt.Sprintf("): %d node(s) upgraded", len(up))
+	if len(up) > 0 {
+		s += ": " + strings.Join(up, ", ")
+	}
+	if h.Pods > 0 {
+		s += fmt.Sprintf("; %d pod(s) moved", h.Pods)
+	}
+	return s
 }

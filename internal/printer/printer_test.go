@@ -3,6 +3,7 @@ package printer
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,32 @@ func TestDescribeBlockedSaysEachBlockerAndItsFix(t *testing.T) {
 	}
 	if got := DescribeBlocked(plans); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestRunHistoryIsAShortBlock: a resumed run's history prints as one line for the earlier sessions'
+// nodes and one per step with evidence, not one per old event; the summary tells the session's
+// time from the whole run's.
+func TestRunHistoryIsAShortBlock(t *testing.T) {
+	t.Parallel()
+	meta := runbook.Meta{Time: time.Now(), RunID: "r1"}
+	h := &runbook.RunHistory{Meta: meta, Sessions: 2, Pods: 5,
+		Nodes: []runbook.NodeHistory{{Step: "canary", Node: "n1", State: runbook.NodeUpgraded}, {Step: "fleet", Node: "n1", State: runbook.NodeSkipped},
+			{Step: "fleet", Node: "n2", State: runbook.NodeUpgraded}, {Step: "fleet", Node: "n3", State: runbook.NodeDraining}},
+		Steps: []runbook.StepHistory{{Step: "canary", Progress: []string{"canary node n1: of 4 candidates", "soak: every gate green"}}, {Step: "backup"}}}
+	for _, tc := range []struct {
+		name string
+		ev   runbook.Event
+		want []string
+	}{
+		{"history", h, []string{"run r1: earlier sessions (2): 2 node(s) upgraded: n1, n2; 5 pod(s) moved",
+			"run r1: earlier:   step canary: canary node n1: of 4 candidates; soak: every gate green"}},
+		{"summary of a resumed run", &runbook.RunSummary{Meta: meta, Status: runbook.RunSucceeded, Took: runbook.Duration{Duration: time.Minute}, RunTook: runbook.Duration{Duration: time.Hour}},
+			[]string{"run r1: succeeded after 1m0s (this session; the whole run 1h0m0s): 0 node(s) upgraded, 0 skipped, 0 pod(s) moved"}},
+	} {
+		lines := Lines(tc.ev)
+		if !slices.Equal(lines, tc.want) {
+			t.Errorf("%s:\n%s\nwant\n%s", tc.name, strings.Join(lines, "\n"), strings.Join(tc.want, "\n"))
+		}
 	}
 }

@@ -130,6 +130,9 @@ type Step struct {
 	PodOrder      []string
 	// Gates are the step's health gates as last reported: value, verdict, since when it held.
 	Gates []runbook.GateState
+	// Evidence are the last progress lines an earlier session of the run left (RunHistory), until
+	// the step moves again: what a pause point after it shows (the canary's soak).
+	Evidence []string
 
 	// The ETA (eta.go): the last estimate; the pause point the step waits at and what its pauses
 	// took (the ETA's clock leaves them out); its active time at its first cordon.
@@ -316,13 +319,13 @@ func (m *Model) Apply(ev runbook.Event) {
 		m.runStarted(e)
 	case *runbook.StepStarted:
 		s := m.step(e.Step)
-		s.Kind, s.Status, s.Started, s.Error = e.Kind, Running, e.Time, ""
+		s.Kind, s.Status, s.Started, s.Error, s.Evidence = e.Kind, Running, e.Time, "", nil
 		s.est, s.pausedFor, s.pausedSince, s.cordoned = estimate{}, 0, time.Time{}, false
 		s.reestimate(m.Plans[e.Step], e.Time)
 		m.Selected = m.index(e.Step)
 	case *runbook.StepProgress:
 		s := m.step(e.Step)
-		s.Progress, s.Until = e.Message, e.Until
+		s.Progress, s.Until, s.Evidence = e.Message, e.Until, nil
 		if e.Total > 0 {
 			s.Done, s.Total = e.Done, e.Total
 		}
@@ -393,6 +396,9 @@ func (m *Model) Apply(ev runbook.Event) {
 	case *runbook.RunPlanned:
 		m.runPlanned(e, text)
 		return
+	case *runbook.RunHistory:
+		m.runHistory(e, text)
+		return
 	}
 	m.log(t, level, text)
 }
@@ -419,6 +425,30 @@ func (m *Model) runStarted(e *runbook.RunStarted) {
 		}
 	}
 	m.Finished, m.Ended = false, time.Time{}
+}
+
+// runHistory shows what the run's earlier sessions did: each node as they left it, each finished
+// step's last progress lines (its evidence), and logs it in a few lines, not one per old event.
+func (m *Model) runHistory(e *runbook.RunHistory, text string) {
+	for _, n := range e.Nodes {
+		s := m.step(n.Step)
+		if s.Nodes == nil {
+			s.Nodes = map[string]*Node{}
+		}
+		if _, ok := s.Nodes[n.Node]; !ok {
+			s.NodeOrder = append(s.NodeOrder, n.Node)
+		}
+		s.Nodes[n.Node] = &Node{Name: n.Node, Group: n.Group, Detail: n.Detail, State: n.State, Took: n.Took.Duration}
+	}
+	for _, h := range e.Steps {
+		if s := m.step(h.Step); len(h.Progress) > 0 {
+			s.Evidence, s.Progress = h.Progress, h.Progress[len(h.Progress)-1]
+		}
+	}
+	m.log(e.Time, "info", text)
+	for _, l := range printer.DescribeHistory(e) {
+		m.log(e.Time, "info", strings.TrimSpace(l))
+	}
 }
 
 // rollbackFinished folds the end of a step's rollback in and says the log line's level.
@@ -603,7 +633,12 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		// What happened so far in the step: its last word (the canary's soak result) and its nodes.
 		if s := m.step(msg.Req.Step); s.Progress != "" || len(s.NodeOrder) > 0 {
-			if s.Progress != "" {
+			switch {
+			case len(s.Evidence) > 0: // the step's last word is an earlier session's: all of it
+				for _, l := range s.Evidence {
+					lines = append(lines, msg.Req.Step+" (earlier session): "+l)
+				}
+			case s.Progress != "":
 				lines = append(lines, msg.Req.Step+": "+s.Progress)
 			}
 			var nodes []string

@@ -764,3 +764,70 @@ func TestETA(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// resumedWithHistory is a run resumed after a first session in which the canary upgraded n1 (with
+// its evidence) and the fleet upgraded n2: the engine's RunStarted, then the RunHistory of its log.
+func resumedWithHistory() []runbook.Event {
+	return []runbook.Event{
+		&runbook.RunStarted{Meta: meta("", 600), Runbook: "upgrade", Target: "v1.37.1", Steps: []string{"preflight", "backup", "canary", "fleet"}, Resumed: true,
+			StepStates: []runbook.StepBrief{{Name: "preflight", Kind: "preflight", Status: runbook.StatusDone, Took: runbook.Duration{Duration: 2 * time.Second}},
+				{Name: "backup", Kind: "velero-backup", Status: runbook.StatusDone, Took: runbook.Duration{Duration: 7 * time.Second}},
+				{Name: "canary", Kind: "canary", Status: runbook.StatusDone, Took: runbook.Duration{Duration: 340 * time.Second}},
+				{Name: "fleet", Kind: "nodegroups", Status: runbook.StatusInterrupted}}},
+		&runbook.RunHistory{Meta: meta("", 600), Sessions: 1, Since: t0, Pods: 5,
+			Nodes: []runbook.NodeHistory{
+				{Step: "canary", Node: "n1", Group: "general", State: runbook.NodeUpgraded, Detail: "at v1.37.1", Took: runbook.Duration{Duration: 30 * time.Second}},
+				{Step: "fleet", Node: "n1", Group: "general", State: runbook.NodeSkipped, Detail: "upgraded by step canary first"},
+				{Step: "fleet", Node: "n2", Group: "general", State: runbook.NodeUpgraded, Detail: "at v1.37.1", Took: runbook.Duration{Duration: time.Minute}}},
+			Steps: []runbook.StepHistory{{Step: "canary", Progress: []string{
+				"canary node n1: of 4 candidates, the fewest pods to move (1)",
+				"soak: every gate green for 5m (pods 0 unhealthy, budgets 0 at zero)"}}}},
+	}
+}
+
+// TestResumedRunShowsEarlierSessions: a resumed run's screen shows the nodes its earlier session
+// upgraded, and the pause point after the canary shows the canary's evidence from that session;
+// golden screens at 160x45 and 80x24.
+func TestResumedRunShowsEarlierSessions(t *testing.T) {
+	pause := PauseMsg{Req: runbook.PauseRequest{Step: "canary", When: runbook.PauseAfter, Done: []string{"preflight", "backup", "canary"}}, Reply: make(chan runbook.Decision, 1)}
+	msgs := append(events(resumedWithHistory()), pause)
+	for _, size := range [][2]int{{160, 45}, {80, 24}} {
+		m := newModel(nil).WithSize(size[0], size[1])
+		for _, msg := range msgs {
+			nm, _ := m.Update(msg)
+			m = nm.(Model)
+		}
+		for _, tc := range []struct {
+			what      string
+			got, want any
+		}{
+			{"canary's n1", m.step("canary").Nodes["n1"].State, runbook.NodeUpgraded},
+			{"n1's time", m.step("canary").Nodes["n1"].Took, 30 * time.Second},
+			{"fleet's n2", m.step("fleet").Nodes["n2"].State, runbook.NodeUpgraded},
+			{"fleet's n1", m.step("fleet").Nodes["n1"].State, runbook.NodeSkipped},
+			{"fleet's nodes in order", strings.Join(m.step("fleet").NodeOrder, ","), "n1,n2"},
+			{"the dialog", m.dialog != nil && m.dialog.kind == dialogPause, true},
+		} {
+			if tc.got != tc.want {
+				t.Errorf("at %dx%d: %s: %v, want %v", size[0], size[1], tc.what, tc.got, tc.want)
+			}
+		}
+		if m.dialog != nil {
+			lines := strings.Join(m.dialog.lines, "\n")
+			for _, want := range []string{"canary (earlier session): canary node n1: of 4 candidates", "canary (earlier session): soak: every gate green for 5m", "nodes: n1 upgraded"} {
+				if !strings.Contains(lines, want) {
+					t.Errorf("at %dx%d the pause dialog lacks %q:\n%s", size[0], size[1], want, lines)
+				}
+			}
+		}
+		if screen := ansi.Strip(m.Render()); size[0] == 160 && !strings.Contains(screen, "2 node(s) upgraded: n1, n2") {
+			t.Errorf("the log does not say what the earlier session upgraded:\n%s", screen)
+		}
+		screenAt(t, fmt.Sprintf("resumed-history-%dx%d", size[0], size[1]), size[0], size[1], newModel(nil), msgs...)
+	}
+	// Once the step moves again, its progress is this session's: the evidence is gone.
+	m := feed(newModel(nil), append(resumedWithHistory(), &runbook.StepProgress{Meta: meta("canary", 700), Message: "now"})...)
+	if s := m.step("canary"); len(s.Evidence) != 0 || s.Progress != "now" {
+		t.Errorf("after new progress: evidence %v, progress %q", s.Evidence, s.Progress)
+	}
+}
