@@ -259,7 +259,7 @@ func (e *Engine) drive(ctx context.Context, rb *Runbook, st *RunState, resumed b
 	runCtx, stop := s.hold(ctx)
 	defer stop()
 
-	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Pause = nil; r.Message = "" }); err != nil {
+	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Pause = nil; r.Message = ""; r.Holder = ThisProcess() }); err != nil {
 		return err
 	}
 	var h *RunHistory
@@ -389,6 +389,7 @@ func (s *session) askInside(ctx context.Context, i int, key, message string) err
 	}
 	switch d {
 	case Continue:
+		s.emit(&PauseAnswered{Meta: Meta{Step: spec.Name}, When: PauseInside, Decision: "continue"})
 		return nil
 	case RollBack:
 		return errRollbackRequested
@@ -542,7 +543,7 @@ func (s *session) pause(ctx context.Context, i int, when, message string) error 
 	}
 	switch d {
 	case Continue:
-		return s.update(ctx, func(r *RunState) {
+		err := s.update(ctx, func(r *RunState) {
 			if when == PauseBefore {
 				st.BeforeAnswered = true
 			} else {
@@ -550,6 +551,10 @@ func (s *session) pause(ctx context.Context, i int, when, message string) error 
 			}
 			r.Pause = nil
 		})
+		if err == nil {
+			s.emit(&PauseAnswered{Meta: Meta{Step: spec.Name}, When: when, Decision: "continue"})
+		}
+		return err
 	case RollBack:
 		if err := s.rollback(ctx, 0); err != nil {
 			return err
@@ -593,7 +598,7 @@ func (e *Engine) Rollback(ctx context.Context, st *RunState, to string) (*RunSta
 	s.rb = rb
 	runCtx, stop := s.hold(ctx)
 	defer stop()
-	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning }); err != nil {
+	if err := s.update(ctx, func(r *RunState) { r.Status = RunRunning; r.Holder = ThisProcess() }); err != nil {
 		return st, err
 	}
 	h := s.history()

@@ -121,6 +121,14 @@ type StepPaused struct {
 	Message string `json:"message,omitempty"`
 }
 
+// PauseAnswered: the pause point a step waited at was answered (Decision: continue; the others end
+// the step or the run, and their own events say so). Time at a pause point ends here.
+type PauseAnswered struct {
+	Meta
+	When     string `json:"when"`
+	Decision string `json:"decision"`
+}
+
 // StepFinished: a step succeeded or was skipped.
 type StepFinished struct {
 	Meta
@@ -421,6 +429,7 @@ func (*StepStarted) Type() string      { return "step.started" }
 func (*StepProgress) Type() string     { return "step.progress" }
 func (*StepFinding) Type() string      { return "step.finding" }
 func (*StepPaused) Type() string       { return "step.paused" }
+func (*PauseAnswered) Type() string    { return "step.pause-answered" }
 func (*StepFinished) Type() string     { return "step.finished" }
 func (*StepFailed) Type() string       { return "step.failed" }
 func (*RollbackStarted) Type() string  { return "rollback.started" }

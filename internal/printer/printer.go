@@ -345,6 +345,8 @@ func Format(e runbook.Event) string {
 			s += ": " + e.Message
 		}
 		return s
+	case *runbook.PauseAnswered:
+		return fmt.Sprintf("%spause point %s the step answered: %s", step, e.When, e.Decision)
 	case *runbook.StepFinished:
 		if e.Skipped {
 			return fmt.Sprintf("%sskipped: %s", step, e.Reason)
