@@ -596,7 +596,7 @@ func TestResumeRerunsTheGateItStoppedIn(t *testing.T) {
 		select { // the gate is checked again and holds: then the pod is mended
 		case <-rechecked:
 			time.Sleep(time.Second)
-			if node(t, names[1]).Spec.Unschedulable {
+			if n, err := cluster.Client.CoreV1().Nodes().Get(ctx, names[1], metav1.GetOptions{}); err == nil && n.Spec.Unschedulable {
 				movedEarly.Store(true)
 			}
 			_ = cluster.Client.AppsV1().Deployments(ns).Delete(ctx, "broken", metav1.DeleteOptions{})
