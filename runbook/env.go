@@ -113,7 +113,15 @@ func (e *Env) Record(ctx context.Context, c Change) error {
 	if c.At.IsZero() {
 		c.At = time.Now().UTC()
 	}
-	return e.journal.Update(ctx, func(*RunState) { e.state().Changes = append(e.state().Changes, c) })
+	if err := e.journal.Update(ctx, func(*RunState) { e.state().Changes = append(e.state().Changes, c) }); err != nil {
+		return err
+	}
+	if d, ok := e.Spec.Step.(UndoDescriber); ok {
+		if lines := d.WillUndo([]Change{c}, e.Target, e.RunID, e.Spec.Name); len(lines) > 0 {
+			e.Emit(&UndoPlanned{Lines: lines})
+		}
+	}
+	return nil
 }
 
 // Changes returns the changes this step recorded, oldest first.

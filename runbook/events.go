@@ -129,6 +129,14 @@ type PauseAnswered struct {
 	Decision string `json:"decision"`
 }
 
+// UndoPlanned: what rolling the step back will do for a change it just recorded (a node it began to
+// upgrade: cordon, drain, the rollback command, Ready at the old version, ...), so that a rollback
+// dialog names every node and command before a person confirms.
+type UndoPlanned struct {
+	Meta
+	Lines []string `json:"lines"`
+}
+
 // StepFinished: a step succeeded or was skipped.
 type StepFinished struct {
 	Meta
@@ -430,6 +438,7 @@ func (*StepProgress) Type() string     { return "step.progress" }
 func (*StepFinding) Type() string      { return "step.finding" }
 func (*StepPaused) Type() string       { return "step.paused" }
 func (*PauseAnswered) Type() string    { return "step.pause-answered" }
+func (*UndoPlanned) Type() string      { return "step.undo-planned" }
 func (*StepFinished) Type() string     { return "step.finished" }
 func (*StepFailed) Type() string       { return "step.failed" }
 func (*RollbackStarted) Type() string  { return "rollback.started" }

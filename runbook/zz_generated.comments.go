@@ -229,6 +229,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/runbook.StepStatus":                          "StepStatus is where a step stands.",
 	"github.com/drydock-dev/drydock/runbook.StepTimeoutError":                    "StepTimeoutError is the cause of a step that ran out of its timeout.",
 	"github.com/drydock-dev/drydock/runbook.UndoDescriber":                       "UndoDescriber is a Rollbacker that can say, from the changes it recorded, what its rollback will do, object by object (each node, and the command run on it), so that `drydock rollback` names them before it asks, and `rollback --dry-run` prints them.",
+	"github.com/drydock-dev/drydock/runbook.UndoPlanned":                         "UndoPlanned: what rolling the step back will do for a change it just recorded (a node it began to upgrade: cordon, drain, the rollback command, Ready at the old version, ...), so that a rollback dialog names every node and command before a person confirms.",
 	"github.com/drydock-dev/drydock/runbook.UndoPreviewer":                       "UndoPreviewer is a Rollbacker that can say, from its settings alone, what its rollback will not undo (\"the nodes it upgraded stay at the target: the action has no rollback command\"), so that `drydock rollback` says so before it asks.",
 	"github.com/drydock-dev/drydock/runbook.UnhealthyPod":                        "UnhealthyPod is one of a budget's pods that does not count as healthy.",
 	"github.com/drydock-dev/drydock/runbook.UnhealthyPod.Node":                   "empty: not scheduled",

@@ -345,6 +345,8 @@ func Format(e runbook.Event) string {
 			s += ": " + e.Message
 		}
 		return s
+	case *runbook.UndoPlanned:
+		return step + "if rolled back: " + strings.Join(e.Lines, "; ")
 	case *runbook.PauseAnswered:
 		return fmt.Sprintf("%spause point %s the step answered: %s", step, e.When, e.Decision)
 	case *runbook.StepFinished:

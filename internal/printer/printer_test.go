@@ -34,6 +34,8 @@ func TestJSONEncodesTheEventStructs(t *testing.T) {
 		&runbook.RunPlanned{Meta: meta, Steps: []runbook.NodePlan{{Step: "s", Kind: "drain", Batches: []runbook.NodeBatch{{Nodes: []runbook.PlannedNode{{Node: "n1", Evict: 2}}}}}}},
 		&runbook.RunSummary{Meta: meta, Status: runbook.RunSucceeded, Pods: 2, Groups: []runbook.GroupSummary{{Step: "s", Nodes: []runbook.NodeSummary{{Node: "n1"}}}}},
 		&runbook.RunFinished{Meta: meta, Status: runbook.RunSucceeded},
+		&runbook.PauseAnswered{Meta: meta, When: "after", Decision: "continue"},
+		&runbook.UndoPlanned{Meta: meta, Lines: []string{"node n1: cordon, drain under its budgets, run `x`"}},
 	}
 	var buf bytes.Buffer
 	p := NewJSON(&buf)

@@ -130,6 +130,9 @@ type Step struct {
 	PodOrder      []string
 	// Gates are the step's health gates as last reported: value, verdict, since when it held.
 	Gates []runbook.GateState
+	// Undo is what rolling the step back will do, object by object (UndoPlanned), oldest first: the
+	// rollback dialog names each node and command.
+	Undo []string
 	// Evidence are the last progress lines an earlier session of the run left (RunHistory), until
 	// the step moves again: what a pause point after it shows (the canary's soak).
 	Evidence []string
@@ -398,6 +401,10 @@ func (m *Model) Apply(ev runbook.Event) {
 		return
 	case *runbook.RunHistory:
 		m.runHistory(e, text)
+		return
+	case *runbook.UndoPlanned:
+		s := m.step(e.Step) // display state for the rollback dialog, not news for the log
+		s.Undo = append(s.Undo, e.Lines...)
 		return
 	}
 	m.log(t, level, text)
@@ -755,6 +762,20 @@ func (m *Model) undoList(to string) []string {
 	return out
 }
 
+// undoLines are what rolling step back does, newest first, at most limit lines ("and N more").
+func (m *Model) undoLines(step string, limit int) []string {
+	all := m.step(step).Undo
+	var out []string
+	for i := len(all) - 1; i >= 0; i-- {
+		if len(out) == limit {
+			out = append(out, fmt.Sprintf("      and %d more (`drydock rollback %s --dry-run` lists them all)", i+1, m.RunID))
+			break
+		}
+		out = append(out, "      "+all[i])
+	}
+	return out
+}
+
 func (m *Model) openRollback() {
 	if len(m.Steps) == 0 {
 		return
@@ -768,6 +789,7 @@ func (m *Model) openRollback() {
 	lines := []string{"These steps are undone, newest first:"}
 	for _, u := range undo {
 		lines = append(lines, "  - "+u)
+		lines = append(lines, m.undoLines(u, 8)...)
 	}
 	for _, s := range m.Steps {
 		if p := s.RollbackPoint; p != nil && p.Kind == runbook.RollbackPointVeleroBackup {

@@ -831,3 +831,32 @@ func TestResumedRunShowsEarlierSessions(t *testing.T) {
 		t.Errorf("after new progress: evidence %v, progress %q", s.Evidence, s.Progress)
 	}
 }
+
+// TestRollbackDialogNamesNodesAndCommands: the rollback dialog names, under each step it undoes,
+// every node and the command run there, newest first (the step's UndoPlanned events), with "and N
+// more" past a screen's worth; the log gets no line per node for it.
+func TestRollbackDialogNamesNodesAndCommands(t *testing.T) {
+	t.Parallel()
+	evs := append(started(), &runbook.StepStarted{Meta: meta("canary", 10), Kind: "canary", Attempt: 1})
+	for i := 1; i <= 10; i++ {
+		evs = append(evs, &runbook.UndoPlanned{Meta: meta("canary", 10+i), Lines: []string{fmt.Sprintf("node n%d: cordon, drain under its budgets, run `downgrade n%d`", i, i)}})
+	}
+	m := feed(newModel(nil), evs...)
+	logged := len(m.Log)
+	m = press(m, "r")
+	if m.dialog == nil || m.dialog.kind != dialogRollback {
+		t.Fatalf("r: dialog %+v", m.dialog)
+	}
+	got := strings.Join(m.dialog.lines, "\n")
+	for _, want := range []string{"  - canary\n      node n10: cordon, drain under its budgets, run `downgrade n10`\n      node n9:", "and 2 more (`drydock rollback", "--dry-run` lists them all)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the dialog does not say %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "node n2:") {
+		t.Errorf("the dialog lists more than a screen's worth:\n%s", got)
+	}
+	if logged != len(feed(newModel(nil), started()...).Log)+1 {
+		t.Errorf("UndoPlanned went to the log: %d lines", logged)
+	}
+}
