@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,7 +71,11 @@ func TestCrashAtEveryJournalWrite(t *testing.T) {
 	if b := budgets.Broken(); len(b) > 0 {
 		t.Errorf("budgets broken:\n%s", strings.Join(b, "\n"))
 	}
-	t.Logf("crash points: the run makes %d journal writes; %d crashes at distinct writes, each resumed once; violations: %d", writes, covered, len(budgets.Broken()))
+	if gatesRechecked.Load() == 0 && !t.Failed() {
+		t.Error("no crash fell inside a health gate (or its resume did not check the gate again)")
+	}
+	t.Logf("crash points: the run makes %d journal writes; %d crashes at distinct writes, each resumed once (%d inside a health gate); violations: %d",
+		writes, covered, gatesRechecked.Load(), len(budgets.Broken()))
 }
 
 // crashAt runs the scenario with a crash after journal write k, then resumes it, and checks the
@@ -161,12 +167,33 @@ spec:
 		checkInvariants(t, k, suite, admin, p)
 		return false
 	}
-	if resumed, code := p.run("resume", runs[0].ID, "--yes"); code != 0 {
+	resumed, code := p.run("resume", runs[0].ID, "--yes")
+	if code != 0 {
 		t.Errorf("k=%d: resume after the crash exited %d:\n%s", k, code, resumed)
 		return false
 	}
+	checkGateFirst(t, k, resumed)
 	checkInvariants(t, k, suite, admin, p)
 	return false
+}
+
+// gatesRechecked counts the crashes that fell inside a health gate (their resume said so).
+var gatesRechecked atomic.Int32
+
+// movedRE is a line saying a node was cordoned or began draining.
+var movedRE = regexp.MustCompile(`node \S+( \(group [^)]*\))?: (cordoned|draining)`)
+
+// checkGateFirst: a resume after a crash inside a health gate checks that gate again before any
+// node is cordoned or drained.
+func checkGateFirst(t *testing.T, k int, resumed string) {
+	gate := strings.Index(resumed, "the health gate had not passed when the run stopped")
+	if gate < 0 {
+		return
+	}
+	gatesRechecked.Add(1)
+	if m := movedRE.FindStringIndex(resumed); m != nil && m[0] < gate {
+		t.Errorf("k=%d: resume moved a node before it checked again the gate the crash fell in:\n%s", k, resumed)
+	}
 }
 
 func checkInvariants(t *testing.T, k int, suite, admin string, p *proc) {

@@ -441,6 +441,35 @@ func TestNodeGroupsPauseAfterGroupAndResume(t *testing.T) {
 	if n := strings.Count(rec.Text(), "node pg-one-1: upgrading:"); n != 1 {
 		t.Fatalf("pg-one-1 upgraded %d times", n)
 	}
+	// The resumed session shows the whole run: the first group from the earlier session's log, and
+	// a summary counting every node upgraded, not only the second group's.
+	var history *runbook.RunHistory
+	var summary *runbook.RunSummary
+	for _, ev := range rec.Events() {
+		switch ev := ev.(type) {
+		case *runbook.RunHistory:
+			history = ev
+		case *runbook.RunSummary:
+			summary = ev
+		}
+	}
+	if history == nil || summary == nil {
+		t.Fatalf("no run.history (%v) or run.summary (%v) in the resumed session", history != nil, summary != nil)
+	}
+	upgraded := map[string]bool{}
+	for _, n := range history.Nodes {
+		upgraded[n.Node] = n.State == runbook.NodeUpgraded
+	}
+	if !upgraded["pg-one-1"] || !upgraded["pg-one-2"] || upgraded["pg-two-1"] {
+		t.Errorf("the resumed session's history: %+v", history)
+	}
+	count := 0
+	for _, g := range summary.Groups {
+		count += len(g.Nodes)
+	}
+	if count != 4 {
+		t.Errorf("the resumed session's summary counts %d nodes upgraded, want 4: %+v", count, summary.Groups)
+	}
 }
 
 // TestHealthBaselineKeptAcrossResume: the health baseline is taken when the step first begins and
