@@ -451,6 +451,15 @@ func (g *Gates) Gate(ctx context.Context, what string, nodes ...string) error {
 	return g.env.SaveData(ctx, pendingGateKey, pendingGate{})
 }
 
+// forgetPendingGate drops the record of a gate that never passed.
+func forgetPendingGate(ctx context.Context, env *runbook.Env) error {
+	var p pendingGate
+	if !env.LoadData(pendingGateKey, &p) || p.What == "" {
+		return nil
+	}
+	return env.SaveData(ctx, pendingGateKey, pendingGate{})
+}
+
 // resumeGate re-runs the gate the step's last attempt started and did not see pass, if any.
 func (g *Gates) resumeGate(ctx context.Context) error {
 	var p pendingGate

@@ -52,6 +52,12 @@ func Undo(ctx context.Context, env *runbook.Env, action Action, opts drain.Optio
 				continue
 			}
 			if gates == nil {
+				// A gate of the upgrade that never passed (the canary failed in it) is not waited on
+				// again: the rollback is the answer to it. Each node's own gate runs before the node
+				// counts as undone, so a rollback run again after a crash re-checks it anyway.
+				if err := forgetPendingGate(ctx, env); err != nil {
+					return err
+				}
 				var err error
 				if gates, err = NewGates(ctx, env, health); err != nil {
 					return fmt.Errorf("roll back node %q: %w", node, err)
