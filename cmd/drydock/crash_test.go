@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/invariants"
 	"github.com/drydock-dev/drydock/internal/simcluster"
 	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps/drain"
 )
 
 // TestCrashAtEveryJournalWrite kills drydock (SIGKILL, from inside, right after the k-th journal
@@ -167,6 +169,7 @@ spec:
 		checkInvariants(t, k, suite, admin, p)
 		return false
 	}
+	checkStatusAfterCrash(t, k, p, runs[0])
 	resumed, code := p.run("resume", runs[0].ID, "--yes")
 	if code != 0 {
 		t.Errorf("k=%d: resume after the crash exited %d:\n%s", k, code, resumed)
@@ -175,6 +178,29 @@ spec:
 	checkGateFirst(t, k, resumed)
 	checkInvariants(t, k, suite, admin, p)
 	return false
+}
+
+// checkStatusAfterCrash: status of the killed run says its process is dead (when the journal says
+// running) and names every node the run holds cordoned, with the command that finishes it.
+func checkStatusAfterCrash(t *testing.T, k int, p *proc, st *runbook.RunState) {
+	out, code := p.run("status", st.ID)
+	if code != 0 {
+		t.Errorf("k=%d: status after the crash exited %d:\n%s", k, code, out)
+		return
+	}
+	if st.Status == runbook.RunRunning && st.Holder != nil && !strings.Contains(out, fmt.Sprintf("dead: pid %d on this machine is gone", st.Holder.PID)) {
+		t.Errorf("k=%d: status does not say the run's process is dead:\n%s", k, out)
+	}
+	nodes, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "suite=crash-" + strconv.Itoa(k)})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable && n.Annotations[drain.AnnotationCordonedBy] == st.ID && !strings.Contains(out, "  "+n.Name+": `drydock resume "+st.ID+"` finishes it") {
+			t.Errorf("k=%d: status does not name %s, which the run holds cordoned:\n%s", k, n.Name, out)
+		}
+	}
 }
 
 // gatesRechecked counts the crashes that fell inside a health gate (their resume said so).

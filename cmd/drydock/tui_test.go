@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 // tmuxSession runs a command in a detached tmux session of its own server (80x24 is too small for
@@ -170,10 +171,14 @@ func TestTUIOperatorStory(t *testing.T) {
 	patchRunbook(t, rb, "  state: {namespace: "+ns+"}\n")
 	dir := t.TempDir()
 	s := &tmuxSession{t: t}
-	start := func(window string) string {
+	startWith := func(window string, args ...string) string {
 		exitFile := filepath.Join(dir, window+".exit")
-		cmdline := fmt.Sprintf("%q run %q --kubeconfig %q --state-dir %q --no-mirror; echo $? > %q; sleep 600",
-			drydockBinary(t), rb, cluster.Kubeconfig, filepath.Join(dir, "state"), exitFile)
+		var quoted []string
+		for _, a := range args {
+			quoted = append(quoted, fmt.Sprintf("%q", a))
+		}
+		cmdline := fmt.Sprintf("%q %s --kubeconfig %q --state-dir %q --no-mirror; echo $? > %q; sleep 600",
+			drydockBinary(t), strings.Join(quoted, " "), cluster.Kubeconfig, filepath.Join(dir, "state"), exitFile)
 		// A tmux server of its own per run: reusing one just killed races its exit ("server exited
 		// unexpectedly").
 		s.socket = fmt.Sprintf("drydock-story-%d-%s", os.Getpid(), window)
@@ -182,6 +187,7 @@ func TestTUIOperatorStory(t *testing.T) {
 		s.tmux("new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-e", "TERM=xterm-256color", cmdline)
 		return exitFile
 	}
+	start := func(window string) string { return startWith(window, "run", rb) }
 	exitCode := func(exitFile string) string {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -249,6 +255,49 @@ func TestTUIOperatorStory(t *testing.T) {
 	}
 	if scr := s.screen(); !strings.Contains(scr, "node/story-a-1: left at v1.37.1") {
 		t.Errorf("the closing lines do not name the node left upgraded:\n%s", scr)
+	}
+
+	// 3. Stopped at the pause point (s, confirmed), then resumed by id in the screen: it asks again,
+	// with the earlier session's work shown, and c finishes the run.
+	exitFile = start("stop")
+	s.waitFor("Pause point after step canary", 90*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "s")
+	s.waitFor("[Back to the pause point]", 10*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "Right")
+	s.tmux("send-keys", "-t", "e2e", "Enter")
+	s.waitFor("[paused]", 30*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "q")
+	if code := exitCode(exitFile); code != "5" {
+		t.Fatalf("stopped run: exit %s, want 5\n%s", code, s.screen())
+	}
+	var paused string
+	runs, _ := runbook.ListRuns(filepath.Join(dir, "state"))
+	for _, r := range runs {
+		if r.Status == runbook.RunPaused {
+			paused = r.ID
+		}
+	}
+	if paused == "" {
+		t.Fatalf("no paused run after s: %d runs", len(runs))
+	}
+	exitFile = startWith("resume", "resume", paused)
+	scr = s.waitFor("Pause point after step canary", 60*time.Second)
+	if !strings.Contains(s.history()+scr, "earlier session") {
+		t.Errorf("the resumed screen does not show the earlier session:\n%s", scr)
+	}
+	s.tmux("send-keys", "-t", "e2e", "c")
+	s.waitFor("[succeeded]", 90*time.Second)
+	s.tmux("send-keys", "-t", "e2e", "q")
+	if code := exitCode(exitFile); code != "0" {
+		t.Errorf("resumed run: exit %s, want 0\n%s", code, s.screen())
+	}
+	if out := s.history(); !strings.Contains(out, "resuming run "+paused) {
+		t.Errorf("resume did not say which run it resumed:\n%s", out)
+	}
+	for _, n := range []string{"story-b-1", "story-b-2"} {
+		if v := nodeAt(n); v != "v1.37.1" {
+			t.Errorf("%s at %s after the resumed run", n, v)
+		}
 	}
 }
 
