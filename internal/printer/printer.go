@@ -387,44 +387,13 @@ func Format(e runbook.Event) string {
 	case *runbook.RollbackStarted:
 		return step + "rolling back"
 	case *runbook.RollbackFinished:
-		switch {
-		case e.Error != "":
-			return step + "ROLLBACK FAILED: " + e.Error
-		case len(e.Kept) > 0:
-			var kept []string
-			for _, k := range e.Kept {
-				kept = append(kept, k.Object+": "+k.Reason)
-			}
-			return step + "rolled back, except what cannot be undone: " + strings.Join(kept, "; ")
-		case e.Nothing:
-			return step + "nothing to undo"
-		}
-		return step + "rolled back"
+		return formatRollbackFinished(step, e)
 	case *runbook.LogLine:
 		return fmt.Sprintf("%s%s: %s", step, e.Stream, e.Line)
 	case *runbook.RunPlanned:
-		nodes, certain := 0, 0
-		for _, p := range e.Steps {
-			nodes += len(p.Nodes())
-			if !p.Proceed {
-				certain += len(p.Certain())
-			}
-		}
-		s := fmt.Sprintf("run %s: planned %d node step(s), %d node(s) to drain", m.RunID, len(e.Steps), nodes)
-		if certain > 0 {
-			s += fmt.Sprintf("; %d certain blocker(s): nothing will move", certain)
-		}
-		return s
+		return formatPlanned(m.RunID, e)
 	case *runbook.RunSummary:
-		nodes := 0
-		for _, g := range e.Groups {
-			nodes += len(g.Nodes)
-		}
-		took := e.Took.String()
-		if e.RunTook.Duration > 0 {
-			took = fmt.Sprintf("%s (this session; the whole run %s)", e.Took, e.RunTook)
-		}
-		return fmt.Sprintf("run %s: %s after %s: %d node(s) upgraded, %d skipped, %d pod(s) moved", m.RunID, e.Status, took, nodes, len(e.Skipped), e.Pods)
+		return formatSummary(m.RunID, e)
 	case *runbook.RunHistory:
 		return formatHistory(m.RunID, e)
 	case *runbook.RunFinished:
@@ -435,6 +404,52 @@ func Format(e runbook.Event) string {
 		return s
 	}
 	return ""
+}
+
+// formatRollbackFinished is the line of a step's rollback end.
+func formatRollbackFinished(step string, e *runbook.RollbackFinished) string {
+	switch {
+	case e.Error != "":
+		return step + "ROLLBACK FAILED: " + e.Error
+	case len(e.Kept) > 0:
+		var kept []string
+		for _, k := range e.Kept {
+			kept = append(kept, k.Object+": "+k.Reason)
+		}
+		return step + "rolled back, except what cannot be undone: " + strings.Join(kept, "; ")
+	case e.Nothing:
+		return step + "nothing to undo"
+	}
+	return step + "rolled back"
+}
+
+// formatPlanned is the line of the whole-runbook plan.
+func formatPlanned(runID string, e *runbook.RunPlanned) string {
+	nodes, certain := 0, 0
+	for _, p := range e.Steps {
+		nodes += len(p.Nodes())
+		if !p.Proceed {
+			certain += len(p.Certain())
+		}
+	}
+	s := fmt.Sprintf("run %s: planned %d node step(s), %d node(s) to drain", runID, len(e.Steps), nodes)
+	if certain > 0 {
+		s += fmt.Sprintf("; %d certain blocker(s): nothing will move", certain)
+	}
+	return s
+}
+
+// formatSummary is the summary's first line.
+func formatSummary(runID string, e *runbook.RunSummary) string {
+	nodes := 0
+	for _, g := range e.Groups {
+		nodes += len(g.Nodes)
+	}
+	took := e.Took.String()
+	if e.RunTook.Duration > 0 {
+		took = fmt.Sprintf("%s (this session; the whole run %s)", e.Took, e.RunTook)
+	}
+	return fmt.Sprintf("run %s: %s after %s: %d node(s) upgraded, %d skipped, %d pod(s) moved", runID, e.Status, took, nodes, len(e.Skipped), e.Pods)
 }
 
 // Recorder keeps every event in memory, in order (tests; a display that replays a run).

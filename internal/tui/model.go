@@ -402,9 +402,8 @@ func (m *Model) Apply(ev runbook.Event) {
 	case *runbook.RunHistory:
 		m.runHistory(e, text)
 		return
-	case *runbook.UndoPlanned:
-		s := m.step(e.Step) // display state for the rollback dialog, not news for the log
-		s.Undo = append(s.Undo, e.Lines...)
+	case *runbook.UndoPlanned: // display state for the rollback dialog, not news for the log
+		m.step(e.Step).Undo = append(m.step(e.Step).Undo, e.Lines...)
 		return
 	}
 	m.log(t, level, text)
