@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -182,7 +183,7 @@ func (s *scanner) manifests() error {
 		return err
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := s.read(f)
 		if err != nil {
 			bad = append(bad, unreadable{f, err})
 			continue
@@ -193,17 +194,22 @@ func (s *scanner) manifests() error {
 			if !ok {
 				continue
 			}
+			if o.Namespace != "" && !s.namespaced(o.APIVersion, o.Kind) {
+				o.Namespace = "" // a cluster-scoped object: the apiserver ignores the namespace written
+			}
 			s.add(Finding{Severity: v.severity, Object: fmt.Sprintf("%s:%d", f, o.Line), ObjectRef: Ref(o.Kind, o.Namespace, o.Name), Message: v.what + ": " + o.String(),
 				Fix: v.fix, Source: SourceManifest, API: v.api, File: f, Line: o.Line})
 		}
 		for _, pe := range parseErrors(perr) {
-			msg := pe.Err // an unrendered template, or JSON that does not parse: said as it is
-			if pe.What == "" || pe.What == ParseYAML {
+			msg, fix := pe.Err, "fix the file, or leave it out of --manifests" // JSON that does not parse: said as it is
+			switch pe.What {
+			case "", ParseYAML:
 				msg = "not valid YAML, so it was not scanned: " + pe.Err
+			case ParseTemplate:
+				fix = TemplateFix
 			}
 			s.add(Finding{Severity: runbook.SeverityError, Object: fmt.Sprintf("%s:%d", pe.File, pe.Line),
-				Message: msg, Fix: "fix the file, or leave it out of --manifests",
-				Source: SourceManifest, File: pe.File, Line: pe.Line})
+				Message: msg, Fix: fix, Source: SourceManifest, File: pe.File, Line: pe.Line})
 		}
 	}
 	for _, u := range bad {
@@ -212,6 +218,17 @@ func (s *scanner) manifests() error {
 			Fix:     "fix the path (a dangling symlink? a directory named like a file?), or leave it out of --manifests"})
 	}
 	return nil
+}
+
+// read is a manifest file's text; StdinName's is Input.Stdin.
+func (s *scanner) read(f string) ([]byte, error) {
+	if f == StdinName {
+		if s.in.Stdin == nil {
+			return nil, errors.New("--manifests - reads standard input, which was not given")
+		}
+		return s.in.Stdin, nil
+	}
+	return os.ReadFile(f)
 }
 
 // crdVersions reads the CRDs: deprecated served versions, and stored versions no longer served.
@@ -489,8 +506,11 @@ func (s *scanner) helm(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			if o.Namespace == "" && o.Name != "" && s.namespaced(o.APIVersion, o.Kind) {
+			switch namespaced := s.namespaced(o.APIVersion, o.Kind); {
+			case o.Namespace == "" && o.Name != "" && namespaced:
 				o.Namespace = rel.Namespace
+			case !namespaced:
+				o.Namespace = ""
 			}
 			msg := v.what + ": in " + where
 			if o.Template != "" {
@@ -541,7 +561,10 @@ func apisNamespaced(kind string) bool {
 	case "CustomResourceDefinition", "APIService", "ClusterRole", "ClusterRoleBinding", "PodSecurityPolicy", "CertificateSigningRequest", "PersistentVolume",
 		"PriorityClass", "StorageClass", "CSIDriver", "CSINode", "VolumeAttachment", "IngressClass", "RuntimeClass",
 		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy",
-		"ValidatingAdmissionPolicyBinding", "FlowSchema", "PriorityLevelConfiguration", "DeviceClass", "Namespace", "Node":
+		"ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "FlowSchema", "PriorityLevelConfiguration",
+		"DeviceClass", "ResourceSlice", "Namespace", "Node", "ClusterTrustBundle", "IPAddress", "ServiceCIDR", "VolumeAttributesClass",
+		"StorageVersion", "StorageVersionMigration", "ComponentStatus", "TokenReview", "SubjectAccessReview", "SelfSubjectAccessReview",
+		"SelfSubjectRulesReview", "SelfSubjectReview":
 		return false
 	}
 	return true

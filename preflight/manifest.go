@@ -63,7 +63,7 @@ var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?`)
 // YAML aliases and merge keys. A document that does not parse, or is an unrendered template, is a
 // ParseError; the documents after it are still read. name is used in errors.
 func parseManifest(name string, data []byte) ([]manifestObject, error) {
-	if strings.HasSuffix(strings.ToLower(name), ".json") {
+	if strings.HasSuffix(strings.ToLower(name), ".json") || name == StdinName && isJSON(data) {
 		return parseJSONStream(name, data)
 	}
 	var out []manifestObject
@@ -84,8 +84,9 @@ func parseManifest(name string, data []byte) ([]manifestObject, error) {
 				}
 				pe.Err = strings.TrimPrefix(err.Error(), m[0])
 			}
-			if bytes.Contains(d.text, []byte("{{")) {
-				pe.Err += " (an unrendered template? render it first, e.g. helm template, and scan the output)"
+			if line, ok := templateLine(d); ok {
+				// An unrendered template that YAML cannot read ({{- if }}, {{ toYaml … | nindent }}).
+				pe = &ParseError{File: name, Line: line, What: ParseTemplate, Err: unrendered}
 			}
 			errs = append(errs, pe)
 			continue
@@ -95,8 +96,7 @@ func parseManifest(name string, data []byte) ([]manifestObject, error) {
 		}
 		shift(&doc, d.line-1)
 		if line, ok := templated(doc.Content[0]); ok {
-			errs = append(errs, &ParseError{File: name, Line: line, What: ParseTemplate,
-				Err: "an unrendered template ({{ … }} in a value), so it was not scanned: render it first, e.g. helm template, and scan the output"})
+			errs = append(errs, &ParseError{File: name, Line: line, What: ParseTemplate, Err: unrendered})
 			continue
 		}
 		template := sourceComment(doc.HeadComment)
@@ -181,12 +181,46 @@ func shift(n *yaml.Node, by int) {
 	}
 }
 
-// templated finds a scalar holding "{{ … }}": a Helm or Go template not rendered yet.
+// StdinName is how findings name the manifests read from standard input (--manifests -).
+const StdinName = "<stdin>"
+
+// unrendered is what a ParseTemplate error says.
+const unrendered = "an unrendered template ({{ … }}), so it was not scanned"
+
+// TemplateFix is the fix of an unrendered template.
+const TemplateFix = "render it first and scan the output: helm template RELEASE CHART | drydock preflight --files-only --manifests -"
+
+// isJSON says whether a stream read without a file name (standard input) is JSON: its first
+// character opens an object or an array.
+func isJSON(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	return len(t) > 0 && (t[0] == '{' || t[0] == '[')
+}
+
+// templateLine finds the first line of a document, not a comment, holding "{{": where a template
+// not rendered yet shows.
+func templateLine(d document) (int, bool) {
+	for i, l := range bytes.Split(d.text, []byte("\n")) {
+		t := bytes.TrimSpace(l)
+		if !bytes.HasPrefix(t, []byte("#")) && bytes.Contains(t, []byte("{{")) {
+			return d.line + i, true
+		}
+	}
+	return 0, false
+}
+
+// templated finds "{{ … }}", a Helm or Go template not rendered yet: quoted, it is a scalar holding
+// it; unquoted (`name: {{ .Release.Name }}`, the usual Helm style), YAML reads it as a flow mapping
+// whose key is another flow mapping, which no manifest writes.
 func templated(n *yaml.Node) (int, bool) {
 	if n == nil {
 		return 0, false
 	}
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "{{") && strings.Contains(n.Value, "}}") {
+		return n.Line, true
+	}
+	if n.Kind == yaml.MappingNode && n.Style&yaml.FlowStyle != 0 && len(n.Content) > 0 &&
+		n.Content[0].Kind == yaml.MappingNode && n.Content[0].Style&yaml.FlowStyle != 0 {
 		return n.Line, true
 	}
 	for _, c := range n.Content {
@@ -302,7 +336,9 @@ func collect(out []manifestObject, n *yaml.Node, template string) []manifestObje
 }
 
 // manifestFiles expands files and directories (recursively: *.yaml, *.yml, *.json; hidden
-// directories skipped). A file named on the command line is read whatever its name.
+// directories skipped). A file named on the command line is read whatever its name; "-" is standard
+// input (StdinName). A file reached twice (a directory and a file in it, ./x.yaml and x.yaml, a
+// symlink to it) is listed once, by the first path that reached it.
 // unreadable is a path under --manifests that could not be read: reported, and the scan goes on.
 type unreadable struct {
 	path string
@@ -312,13 +348,28 @@ type unreadable struct {
 func manifestFiles(paths []string) ([]string, []unreadable, error) {
 	var out []string
 	var bad []unreadable
+	seen := map[string]bool{}
+	add := func(path string) {
+		key := path
+		if path != StdinName {
+			key = sameFileKey(path)
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, path)
+		}
+	}
 	for _, p := range paths {
+		if p == "-" {
+			add(StdinName)
+			continue
+		}
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, nil, fmt.Errorf("manifests: %w", err)
 		}
 		if !st.IsDir() {
-			out = append(out, p)
+			add(p)
 			continue
 		}
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
@@ -338,7 +389,7 @@ func manifestFiles(paths []string) ([]string, []unreadable, error) {
 			}
 			switch strings.ToLower(filepath.Ext(path)) {
 			case ".yaml", ".yml", ".json":
-				out = append(out, path)
+				add(path)
 			}
 			return nil
 		})
@@ -347,4 +398,17 @@ func manifestFiles(paths []string) ([]string, []unreadable, error) {
 		}
 	}
 	return out, bad, nil
+}
+
+// sameFileKey names the file at path whichever way it is reached: its absolute, cleaned path with
+// symlinks resolved (the path itself when that fails: the read reports why).
+func sameFileKey(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real
+	}
+	return abs
 }

@@ -152,8 +152,10 @@ type Input struct {
 	// Server is the apiserver's version (zero without a cluster); Target the release to check for.
 	Server, Target apis.Release
 	ServerVersion  string
-	// Manifests are files and directories to scan for API versions.
+	// Manifests are files and directories to scan for API versions; "-" is Stdin.
 	Manifests []string
+	// Stdin is the text of --manifests - (standard input, read once by the command).
+	Stdin []byte
 	// Helm scans the Helm releases stored in the cluster.
 	Helm bool
 	// Access lists what the work about to run needs (the access check asks about each).
