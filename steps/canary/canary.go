@@ -58,6 +58,12 @@ type Step struct {
 	Health rollout.Health `json:"health,omitzero"`
 	// Drain options.
 	Drain drain.Options `json:"drain,omitzero"`
+	// KeepCordoned keeps the canary cordoned, and recorded, when it fails or is interrupted: by
+	// default a canary whose upgrade action had not started is uncordoned (and drained again on
+	// resume), and a failed canary rolled back is uncordoned once Ready at its old version. Resume
+	// goes on from it; `drydock rollback` or `drydock uncordon` lets it go. A node an admin had
+	// cordoned always stays cordoned.
+	KeepCordoned bool `json:"keepCordoned,omitempty"`
 }
 
 // Name is the kind.
@@ -336,13 +342,16 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if ctx.Err() != nil {
 		// Interrupted (Ctrl-C, the step's timeout): leave it resumable, with nothing cordoned that
 		// resume would not drain again.
-		return rollout.AfterFailure(ctx, env, err, []string{node})
+		return rollout.AfterFailure(ctx, env, err, []string{node}, s.KeepCordoned)
 	}
 	// The canary failed: undo it now, before anyone builds on it.
 	env.Logf("warning", "canary %s failed: %v; rolling it back", node, err)
-	if uerr := rollout.Undo(context.WithoutCancel(ctx), env, s.Action, s.Drain, s.Health); uerr != nil && !errors.Is(uerr, runbook.ErrNothingToUndo) {
+	if uerr := rollout.UndoFailed(context.WithoutCancel(ctx), env, s.Action, s.Drain, s.Health, s.KeepCordoned); uerr != nil && !errors.Is(uerr, runbook.ErrNothingToUndo) {
 		//nolint:errorlint // the failed rollback decides the outcome (exit 1), not what failed the canary
 		return fmt.Errorf("canary %s failed (%v), and rolling it back failed too: %w", node, err, uerr)
+	}
+	if s.KeepCordoned {
+		return fmt.Errorf("canary %s failed and was %w, and stays cordoned (keepCordoned: `drydock uncordon %s` lets it go): %w", node, runbook.ErrRolledBack, node, err)
 	}
 	return fmt.Errorf("canary %s failed and was %w: %w", node, runbook.ErrRolledBack, err)
 }

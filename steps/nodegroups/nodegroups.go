@@ -66,6 +66,12 @@ type Step struct {
 	Health rollout.Health `json:"health,omitzero"`
 	// Drain options.
 	Drain drain.Options `json:"drain,omitzero"`
+	// KeepCordoned keeps the nodes of the failed or interrupted batch that this step cordoned
+	// cordoned, and recorded, instead of uncordoning those whose upgrade action had not started (and
+	// draining them again on resume). Resume goes on from them; `drydock rollback` or `drydock
+	// uncordon` lets them go. A node whose action started always stays cordoned; a node an admin
+	// had cordoned always stays cordoned.
+	KeepCordoned bool `json:"keepCordoned,omitempty"`
 }
 
 // Name is the kind.
@@ -384,7 +390,7 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 		pending = pending[n:]
 		planned, err := s.cordonBatch(ctx, env, plan)
 		if err != nil {
-			return rollout.AfterFailure(ctx, env, err, nodes)
+			return rollout.AfterFailure(ctx, env, err, nodes, s.KeepCordoned)
 		}
 		bctx, cancel := context.WithCancelCause(ctx)
 		var wg sync.WaitGroup
@@ -421,7 +427,7 @@ func (s *Step) runGroup(ctx context.Context, env *runbook.Env, gates *rollout.Ga
 			first = context.Cause(ctx)
 		}
 		if first != nil {
-			return rollout.AfterFailure(ctx, env, first, nodes)
+			return rollout.AfterFailure(ctx, env, first, nodes, s.KeepCordoned)
 		}
 		if len(pending) > 0 {
 			if err := gates.Gate(ctx, fmt.Sprintf("group %s after %s", g.Name, strings.Join(nodes, ", "))); err != nil {

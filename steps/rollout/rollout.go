@@ -246,23 +246,28 @@ func waitNode(ctx context.Context, env *runbook.Env, node string, timeout time.D
 
 // AfterFailure is the failure rule for the nodes of cycles that failed or were interrupted: a node
 // whose upgrade action has not started is let go (its drained checkpoint cleared, then uncordoned,
-// as drain.LetGo does), so the cluster is as it was and resume drains it again; a node whose action
-// started stays cordoned and recorded, since what state it is in is the action's: resume finishes
-// it, rollback undoes it. err is returned with what could not be undone added.
-func AfterFailure(ctx context.Context, env *runbook.Env, err error, nodes []string) error {
+// as drain.LetGo does), so the cluster is as it was and resume drains it again; with keep (the
+// step's keepCordoned) it stays cordoned and recorded instead, so resume goes on from it and
+// rollback lets it go. A node whose action started stays cordoned and recorded either way, since
+// what state it is in is the action's: resume finishes it, rollback undoes it. An admin's cordon is
+// never lifted (drain.Uncordon lifts only this run's). err is returned with what could not be
+// undone added, each node with the command that does it.
+func AfterFailure(ctx context.Context, env *runbook.Env, err error, nodes []string, keep bool) error {
 	started := map[string]bool{}
 	for _, c := range env.Changes() {
 		if c.Kind == "upgrade" {
 			started[strings.TrimPrefix(c.Object, "node/")] = true
 		}
 	}
-	var letGo, kept []string
+	var letGo, kept, keptHere []string
 	for _, n := range nodes {
 		switch {
 		case env.Done("upgraded/" + n):
 		case started[n]:
 			kept = append(kept, n)
-		default:
+		case keep && cordonedHere(env, n):
+			keptHere = append(keptHere, n)
+		case !keep:
 			letGo = append(letGo, n)
 		}
 	}
@@ -271,7 +276,24 @@ func AfterFailure(ctx context.Context, env *runbook.Env, err error, nodes []stri
 		env.Logf("warning", "node(s) %s stay cordoned: their upgrade action started; `drydock resume %s` finishes them, `drydock rollback %s` undoes them",
 			strings.Join(kept, ", "), env.RunID, env.RunID)
 	}
+	if len(keptHere) > 0 {
+		for _, n := range keptHere {
+			env.Node(n, runbook.NodeCordoned, "kept cordoned after the failure (keepCordoned)")
+		}
+		env.Logf("warning", "node(s) %s stay cordoned (keepCordoned): `drydock resume %s` goes on from them; `drydock rollback %s` or `drydock uncordon %s` lets them go",
+			strings.Join(keptHere, ", "), env.RunID, env.RunID, strings.Join(keptHere, " "))
+	}
 	return err
+}
+
+// cordonedHere says whether this step recorded cordoning node (an admin's cordon is not recorded).
+func cordonedHere(env *runbook.Env, node string) bool {
+	for _, c := range env.Changes() {
+		if c.Kind == "cordon" && c.Object == "node/"+node {
+			return true
+		}
+	}
+	return false
 }
 
 // WontUndo says what Undo leaves: the upgraded nodes, when the action has no rollback command.

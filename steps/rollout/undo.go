@@ -25,6 +25,18 @@ const fromVersion = "from"
 // running pods, node after node in seconds, is a fleet-wide outage; this is not. Then it uncordons
 // what this run cordoned and restores what budgets it relaxed.
 func Undo(ctx context.Context, env *runbook.Env, action Action, opts drain.Options, health Health) error {
+	return undo(ctx, env, action, opts, health, false)
+}
+
+// UndoFailed is Undo after the step failed (a failed canary, rolled back at once): with keep (the
+// step's keepCordoned) every node the step cordoned stays cordoned and recorded — a rolled-back
+// node too, once Ready at its old version — and is named with the command that lets it go
+// (`drydock uncordon`: the step counts as rolled back, so a later `drydock rollback` passes it by).
+func UndoFailed(ctx context.Context, env *runbook.Env, action Action, opts drain.Options, health Health, keep bool) error {
+	return undo(ctx, env, action, opts, health, keep)
+}
+
+func undo(ctx context.Context, env *runbook.Env, action Action, opts drain.Options, health Health, keep bool) error {
 	changes := env.Changes()
 	if len(changes) == 0 {
 		return runbook.ErrNothingToUndo
@@ -36,6 +48,7 @@ func Undo(ctx context.Context, env *runbook.Env, action Action, opts drain.Optio
 		}
 	}()
 	var errs []error
+	var kept []string
 	for i := len(changes) - 1; i >= 0; i-- {
 		c := changes[i]
 		node := strings.TrimPrefix(c.Object, "node/")
@@ -63,10 +76,14 @@ func Undo(ctx context.Context, env *runbook.Env, action Action, opts drain.Optio
 					return fmt.Errorf("roll back node %q: %w", node, err)
 				}
 			}
-			if err := undoNode(ctx, env, node, c.Data[fromVersion], action, opts, gates); err != nil {
+			if err := undoNode(ctx, env, node, c.Data[fromVersion], action, opts, gates, keep); err != nil {
 				return err
 			}
 		case "cordon":
+			if keep {
+				kept = append(kept, node)
+				continue
+			}
 			if err := drain.LetGo(ctx, env, node); err != nil {
 				errs = append(errs, err)
 			}
@@ -76,12 +93,20 @@ func Undo(ctx context.Context, env *runbook.Env, action Action, opts drain.Optio
 	if err := drain.RestoreBudgets(ctx, env, ""); err != nil {
 		errs = append(errs, err)
 	}
+	if len(kept) > 0 {
+		for _, n := range kept {
+			env.Node(n, runbook.NodeCordoned, "kept cordoned after the failure (keepCordoned)")
+		}
+		env.Logf("warning", "node(s) %s stay cordoned (keepCordoned): `drydock uncordon %s` lets them go",
+			strings.Join(kept, ", "), strings.Join(kept, " "))
+	}
 	return errors.Join(errs...)
 }
 
 // undoNode rolls one node back through the upgrade's cycle; each stage is checkpointed, so a
-// rollback run again after a crash goes on where it stopped.
-func undoNode(ctx context.Context, env *runbook.Env, node, from string, action Action, opts drain.Options, gates *Gates) error {
+// rollback run again after a crash goes on where it stopped. With keep the node stays cordoned once
+// back (its "cordon" change, kept, names it).
+func undoNode(ctx context.Context, env *runbook.Env, node, from string, action Action, opts drain.Options, gates *Gates, keep bool) error {
 	n, err := env.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("roll back node %q: %w", node, err)
@@ -123,8 +148,10 @@ func undoNode(ctx context.Context, env *runbook.Env, node, from string, action A
 	if err := waitNode(ctx, env, node, action.readyTimeout(), "at "+orBefore(from), back); err != nil {
 		return fmt.Errorf("roll back node %q: %w", node, err)
 	}
-	if err := drain.Uncordon(ctx, env, node); err != nil {
-		return err
+	if !keep {
+		if err := drain.Uncordon(ctx, env, node); err != nil {
+			return err
+		}
 	}
 	env.Node(node, runbook.NodeUpgraded, "rolled back to "+orBefore(from))
 	if err := gates.Gate(ctx, "after rolling back node "+node, node); err != nil {
