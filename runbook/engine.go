@@ -125,7 +125,7 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 	}
 	s := &session{e: e, watches: NewWatches(e.Kube)}
 	// The lock first: a run refused because another holds the cluster leaves no journal behind.
-	s.lock = &Lock{Client: e.Kube, Namespace: st.StateNS, RunID: st.ID, Operator: Operator(), Duration: e.LockDuration}
+	s.lock = &Lock{Client: e.Kube, RunID: st.ID, Operator: Operator(), Duration: e.LockDuration}
 	if err := s.lock.Acquire(ctx, e.StealLock); err != nil {
 		var locked *LockedError
 		if errors.As(err, &locked) {

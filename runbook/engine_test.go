@@ -272,7 +272,14 @@ func TestJournalMirroredInCluster(t *testing.T) {
 func TestSecondRunRefusedWhileFirstHoldsLock(t *testing.T) {
 	simcluster.Need(t)
 	ctx := context.Background()
-	rbA := parse(t, "    - {name: a, type: mark, with: {namespace: default, blockUntil: lock-test}}\n")
+	// A keeps its state in a namespace of its own, B in the default one: one lock per cluster all the
+	// same (issue 30: an upgrade with `state: {namespace: drydock}` and a `drydock drain` drained
+	// one cluster at once).
+	const stateA = "drydock-state-a"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: stateA}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	rbA := parse(t, "    - {name: a, type: mark, with: {namespace: default, blockUntil: lock-test}}\n", "  state: {namespace: "+stateA+"}\n")
 	rbB := parse(t, "    - {name: b, type: mark, with: {namespace: default}}\n")
 	a, b := engine(t, nil), engine(t, nil)
 	gate, _ := blockers.LoadOrStore("lock-test", make(chan struct{}))

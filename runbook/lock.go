@@ -29,6 +29,11 @@ const DefaultLockDuration = 90 * time.Second
 // LockName is the Lease that makes drydock runs against one cluster take turns.
 const LockName = "drydock-lock"
 
+// LockNamespace is where the cluster's one lock lives, whatever namespace a run keeps its state in:
+// two runs with different state namespaces (an upgrade's `state: {namespace: drydock}` and a
+// `drydock drain`) still take turns. kube-system exists in every cluster.
+const LockNamespace = "kube-system"
+
 // Lease annotations naming the holder.
 const (
 	annRunID    = "drydock.dev/run-id"
@@ -49,7 +54,8 @@ const (
 // working when it could not renew for RenewDeadline (2/3 of Duration), before anyone else may
 // take over (after a whole Duration without a change).
 type Lock struct {
-	Client    kubernetes.Interface
+	Client kubernetes.Interface
+	// Namespace of the Lease (default LockNamespace; tests set their own).
 	Namespace string
 	RunID     string
 	Operator  string
@@ -73,7 +79,10 @@ type LockedError struct {
 	RenewedAgo      time.Duration
 	// Expired: by the record's RenewTime and this machine's clock, the lease looks expired. That is
 	// only a hint (clocks differ): --steal-lock decides by watching whether the holder renews.
-	Expired      bool
+	Expired bool
+	// HolderDead: the holder ran on this very machine in this very boot and its process is gone,
+	// so there is nothing to wait for: --steal-lock takes the lease at once.
+	HolderDead   bool
 	StealRefused bool          // --steal-lock was given but the lease changed while drydock watched it
 	Watched      time.Duration // how long --steal-lock watched the lease
 }
@@ -85,6 +94,8 @@ func (e *LockedError) Error() string {
 	switch {
 	case e.StealRefused:
 		return base + fmt.Sprintf("; --steal-lock refused: its holder renewed the lease while drydock watched it for %s, so it is alive: wait for it, or stop it", e.Watched.Round(time.Second))
+	case e.HolderDead:
+		return base + fmt.Sprintf("; its process (pid %d) is gone from this machine, so it will never finish: run again with --steal-lock (it takes the lease at once), or `drydock resume %s` to finish that run", e.PID, e.RunID)
 	case e.Expired:
 		return base + "; the lease looks expired, so its holder is probably dead: if you are sure, run again with --steal-lock (it watches the lease for one lease duration first)"
 	}
@@ -92,6 +103,9 @@ func (e *LockedError) Error() string {
 }
 
 func (l *Lock) init() {
+	if l.Namespace == "" {
+		l.Namespace = LockNamespace
+	}
 	if l.Duration == 0 {
 		l.Duration = DefaultLockDuration
 	}
@@ -172,8 +186,9 @@ func (l *Lock) Acquire(ctx context.Context, steal bool) error {
 		}
 		if holder := valueOf(lease.Spec.HolderIdentity); holder != "" && holder != l.identity() {
 			locked := l.lockedError(lease)
+			locked.HolderDead = l.holderDead(lease)
 			switch {
-			case l.holderDead(lease) && (steal || locked.RunID == l.RunID):
+			case locked.HolderDead && (steal || locked.RunID == l.RunID):
 				// its process is gone from this machine: nothing to wait for
 			case steal:
 				changed, free, watched, err := l.watchForRenewal(ctx, lease)
@@ -422,10 +437,11 @@ func (l *Lock) releaseFailed(err error) error {
 		l.Namespace, LockName, err, l.Duration)
 }
 
-// Holding reads the lock of the cluster (in namespace) without taking it: who holds it, as a
-// LockedError says, or nil when nobody does. `drydock status` tells from it whether a run driven
-// from another machine still has a live process (its lease is renewed) or not (expired).
-func Holding(ctx context.Context, client kubernetes.Interface, namespace string) (*LockedError, error) {
+// Holding reads the lock of the cluster without taking it: who holds it, as a LockedError says, or
+// nil when nobody does. `drydock status` tells from it whether a run driven from another machine
+// still has a live process (its lease is renewed) or not (expired).
+func Holding(ctx context.Context, client kubernetes.Interface) (*LockedError, error) {
+	namespace := LockNamespace
 	lease, err := client.CoordinationV1().Leases(namespace).Get(ctx, LockName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,6 +237,16 @@ func TestLockSameMachineTakeover(t *testing.T) {
 			}
 			if c.taken && c.atOnce != (time.Since(start) < time.Second) {
 				t.Fatalf("took %v; want at once=%v", time.Since(start), c.atOnce)
+			}
+			// A refusal says so when the holder is certainly dead: not "wait for that run".
+			var locked *LockedError
+			if errors.As(err, &locked) {
+				dead := c.boot == me.boot && c.pid != 1
+				says := strings.Contains(err.Error(), "gone from this machine") && strings.Contains(err.Error(), "--steal-lock") &&
+					!strings.Contains(err.Error(), "wait for that run")
+				if locked.HolderDead != dead || says != dead {
+					t.Fatalf("refusal %q: HolderDead=%v, want %v", err, locked.HolderDead, dead)
+				}
 			}
 		})
 	}

@@ -76,7 +76,8 @@ type Defaults struct {
 
 // StateSpec places the cluster side of a run.
 type StateSpec struct {
-	// Namespace of the journal ConfigMap and the lock Lease (default kube-system).
+	// Namespace of the journal ConfigMaps (default kube-system). The lock Lease is not here: a
+	// cluster has one, kube-system/drydock-lock, whatever the state namespace.
 	Namespace string `json:"namespace,omitempty" jsonschema:"pattern=^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"`
 }
 

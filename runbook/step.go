@@ -180,23 +180,26 @@ type AccessNeeder interface {
 }
 
 // Access lists what a run of the runbook needs: the engine's own lock Lease and journal ConfigMap,
-// and what each step says it needs.
+// what each step says it needs, and `get` on each Secret a credential reference names (notify:, a
+// gate's http:).
 func (rb *Runbook) Access() []Access {
-	out := EngineAccess(rb.StateNamespace())
+	out := append(EngineAccess(rb.StateNamespace()), notifyAccess(rb)...)
 	for _, s := range rb.Spec.Steps {
 		if a, ok := s.Step.(AccessNeeder); ok {
 			out = append(out, a.Access()...)
 		}
+		out = append(out, stepCredentialAccess(s.Step)...)
 	}
 	return Dedupe(out)
 }
 
-// EngineAccess is what every run needs in its state namespace, whatever its steps: the lock Lease
-// and the journal's ConfigMaps (written, read back by resume on another machine, pruned).
+// EngineAccess is what every run needs, whatever its steps: the cluster's one lock Lease (in
+// LockNamespace, wherever the state lives) and the journal's ConfigMaps in the state namespace ns
+// (written, read back by resume on another machine, pruned).
 func EngineAccess(ns string) []Access {
 	var out []Access
 	for _, v := range []string{"get", "create", "update"} {
-		out = append(out, Access{Verb: v, Group: "coordination.k8s.io", Resource: "leases", Namespace: ns, Why: "the run lock"})
+		out = append(out, Access{Verb: v, Group: "coordination.k8s.io", Resource: "leases", Namespace: LockNamespace, Why: "the cluster's run lock"})
 	}
 	for _, v := range []string{"get", "list", "create", "update", "delete"} {
 		out = append(out, Access{Verb: v, Resource: "configmaps", Namespace: ns, Why: "the journal's copy in the cluster (delete: pruning finished runs)"})

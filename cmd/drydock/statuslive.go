@@ -86,7 +86,7 @@ func leaseSays(ctx context.Context, o *StatusOptions, st *runbook.RunState) stri
 	if err != nil {
 		return processOf(st)
 	}
-	held, err := runbook.Holding(ctx, client, st.StateNS)
+	held, err := runbook.Holding(ctx, client)
 	switch {
 	case err != nil:
 		return processOf(st) + "; " + err.Error()
