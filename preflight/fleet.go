@@ -57,16 +57,25 @@ func (c ClusterReport) notAllowed() int {
 	return n
 }
 
-// Verdict is what the cluster's line in the summary says.
+// Verdict is what the cluster's line in the summary says: a failing finding first (it is never
+// masked by what could not be examined), then a report with holes.
 func (c ClusterReport) Verdict(failOn FailOn) string {
-	switch {
-	case !c.Checked():
+	if !c.Checked() {
 		return "could not check: " + c.Error
-	case c.notAllowed() > 0:
-		return fmt.Sprintf("incomplete: %d thing(s) not allowed to be examined", c.notAllowed())
+	}
+	incomplete := ""
+	if n := c.notAllowed(); n > 0 {
+		incomplete = fmt.Sprintf("incomplete: %d thing(s) not allowed to be examined", n)
 	}
 	if n := failOn.Failing(c.Findings()); n > 0 {
-		return fmt.Sprintf("fails: %d at or above --fail-on %s", n, failOn)
+		s := fmt.Sprintf("fails: %d at or above --fail-on %s", n, failOn)
+		if incomplete != "" {
+			s += "; " + incomplete
+		}
+		return s
+	}
+	if incomplete != "" {
+		return incomplete
 	}
 	return "passes"
 }

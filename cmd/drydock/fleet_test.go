@@ -51,8 +51,8 @@ func fleetKubeconfig(t *testing.T, clusters map[string]*simcluster.Cluster) stri
 // budgets) — one at the previous minor, two at the current one, one of those with a budget that can
 // never allow an eviction — and a context nobody answers, in one
 // kubeconfig. `drydock preflight --all-contexts` checks them in parallel and writes one report: each
-// cluster for its own next minor, the unreachable one reported as not checked; the exit status is the
-// worst cluster's. JSON is keyed by context, JUnit has a testsuite per cluster, the table a summary.
+// cluster for its own next minor, the unreachable one reported as not checked; the exit status puts a
+// blocking finding before an unreachable cluster. JSON is keyed by context, JUnit has a testsuite per cluster, the table a summary.
 func TestPreflightFleet(t *testing.T) {
 	simcluster.Need(t)
 	ctx := context.Background()
@@ -104,9 +104,10 @@ func TestPreflightFleet(t *testing.T) {
 		return o.String(), e.String(), code
 	}
 
+	// A blocking finding is never masked by an unreachable cluster: exit 3, and stderr names both.
 	out, errOut, code := run("preflight", "--all-contexts", "-o", "json", "--parallel", "3")
-	if code != 1 {
-		t.Errorf("exit %d, want 1 (the worst: a cluster not checked)\n%s", code, errOut)
+	if code != 3 || !strings.Contains(errOut, "1 of 4 cluster(s) with findings at or above --fail-on removed (blocked)") || !strings.Contains(errOut, "1 of 4 cluster(s) could not be checked (down)") {
+		t.Errorf("exit %d, want 3 (blocked's finding first), saying both blocked and down\n%s", code, errOut)
 	}
 	var rep struct {
 		SchemaVersion int    `json:"schemaVersion"`
@@ -177,7 +178,10 @@ func TestPreflightFleet(t *testing.T) {
 		t.Errorf("exit %d, testsuites %v; want 3 and one testsuite per cluster in order\n%s", code, suites, out)
 	}
 
-	out, _, _ = run("preflight", "--contexts", "current,down", "--cluster-timeout", "30s")
+	out, _, code = run("preflight", "--contexts", "current,down", "--cluster-timeout", "30s")
+	if code != 1 {
+		t.Errorf("current and down: exit %d, want 1 (a cluster not checked)", code)
+	}
 	for _, want := range []string{"pre-flight of 2 cluster(s)", "CONTEXT", "current  ", "passes", "down ", "could not check: ", "=== context current: pre-flight for Kubernetes 1.38"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table: no %q:\n%s", want, out)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -38,8 +39,9 @@ type PreflightOptions struct {
 	Parallel       int
 	ClusterTimeout time.Duration
 
-	f    *Factory
-	rest *rest.Config
+	f     *Factory
+	rest  *rest.Config
+	stdin []byte // the text of --manifests -
 }
 
 // NewPreflightCommand returns `drydock preflight`.
@@ -85,8 +87,11 @@ under "could not check": never an upgrade finding, never a clean result. Not bei
 the report incomplete (exit 6); --strict makes every reason do so.
 
 Exit status: 0 clean, 3 when a finding reaches --fail-on, 6 when something could not be examined
-(permissions; with --strict, any reason), 1 on a runtime error (for a fleet: a cluster that could not be checked), 2 on bad
-usage. A fleet exits with its worst cluster's status, in the order 1, 6, 3, 0.`,
+(permissions; with --strict, any reason), 1 on a runtime error (for a fleet: a cluster that could
+not be checked), 2 on bad usage. When several apply, a blocking finding is never masked: 3 first (a
+finding at --fail-on in any cluster checked: the upgrade must wait for it, whatever else was
+missed), then 1 (a cluster of a fleet not checked at all), then 6 (a report with holes cannot pass),
+then 0. The message on stderr names every cluster of each kind, not only the worst.`,
 		Example: `  drydock preflight                                   # the cluster, for its next minor
   drydock preflight --target v1.38 -o junit > preflight.xml
   drydock preflight --files-only --target v1.38 --manifests deploy/ -o sarif > drydock.sarif
@@ -98,7 +103,7 @@ usage. A fleet exits with its worst cluster's status, in the order 1, 6, 3, 0.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Target, "target", "", "the Kubernetes release to check for (default: the cluster's next minor)")
-	fl.StringSliceVar(&o.Manifests, "manifests", nil, "manifest files or directories to scan (recursively; YAML, JSON, kind: List)")
+	fl.StringSliceVar(&o.Manifests, "manifests", nil, "manifest files or directories to scan (recursively; YAML, JSON, kind: List); - reads standard input (helm template ... | drydock preflight --manifests -)")
 	fl.BoolVar(&o.Helm, "helm", true, "scan the Helm v3 releases stored in the cluster")
 	fl.BoolVar(&o.FilesOnly, "files-only", false, "scan only the --manifests files; never contact a cluster (CI on pull requests)")
 	fl.StringVarP(&o.Output, "output", "o", "table", "output format: "+strings.Join(preflight.Formats, "|"))
@@ -135,6 +140,9 @@ func (o *PreflightOptions) Validate() error {
 		}
 	}
 	for _, m := range o.Manifests {
+		if m == "-" {
+			continue // standard input, read in Run
+		}
 		if _, err := os.Stat(m); err != nil {
 			return exitcode.UsageError(fmt.Errorf("preflight: --manifests %s: %w", m, errors.Unwrap(err)))
 		}
@@ -187,8 +195,32 @@ func (o *PreflightOptions) clusterConfig() (*rest.Config, error) {
 
 func (o *PreflightOptions) fleet() bool { return len(o.Contexts) > 0 || o.AllContexts }
 
+// readStdin reads standard input once when --manifests names it ("-"): every cluster of a fleet
+// scans the same text.
+func (o *PreflightOptions) readStdin() error {
+	if !slices.Contains(o.Manifests, "-") || o.stdin != nil {
+		return nil
+	}
+	in := o.f.IOStreams.In
+	if in == nil {
+		in = strings.NewReader("")
+	}
+	b, err := io.ReadAll(in)
+	if err != nil {
+		return fmt.Errorf("preflight: --manifests -: read standard input: %w", err)
+	}
+	o.stdin = b
+	if o.stdin == nil {
+		o.stdin = []byte{}
+	}
+	return nil
+}
+
 // Run runs the checks and writes the report.
 func (o *PreflightOptions) Run(ctx context.Context) error {
+	if err := o.readStdin(); err != nil {
+		return err
+	}
 	if o.fleet() {
 		return o.runFleet(ctx)
 	}
@@ -211,24 +243,39 @@ func (o *PreflightOptions) Run(ctx context.Context) error {
 	return o.verdict(rep, failOn)
 }
 
-// verdict is the exit status of one cluster's report: 6 when something could not be examined,
-// 3 when a finding reaches --fail-on.
+// The exit status of a pre-flight, one cluster or a fleet, in an order that never masks a blocking
+// finding: 3 when a finding reaches --fail-on (in any cluster checked), else 1 when a cluster of a
+// fleet could not be checked at all, else 6 when something could not be examined (not allowed; with
+// --strict, for any reason), else 0. A blocking finding is a definite answer, whatever else was
+// missed: the upgrade must wait for it, and a pipeline gating on 3 sees it. What could not be
+// checked or examined is said in the same message, so nothing is hidden behind the 3.
+
+// verdict is the exit status of one cluster's report.
 func (o *PreflightOptions) verdict(rep *preflight.Report, failOn preflight.FailOn) error {
+	fs := rep.Findings()
 	notAllowed := 0
-	for _, f := range rep.Findings() {
+	for _, f := range fs {
 		if f.NotAllowed {
 			notAllowed++
 		}
 	}
-	if notAllowed > 0 {
-		// Whatever --fail-on says: a report with holes cannot pass a gate, nor fail it for the cluster.
-		return runbook.Forbidden(fmt.Errorf("preflight: %d %s could not be examined: the credentials lack permissions (the report says which): grant the read-only role in deploy/, or run with --as a user who has it", notAllowed, plural(notAllowed, "thing")))
+	var incomplete error
+	switch n := len(preflight.CouldNot(fs)); {
+	case notAllowed > 0:
+		// Whatever --fail-on says: a report with holes cannot pass a gate.
+		incomplete = runbook.Forbidden(fmt.Errorf("%d %s could not be examined: the credentials lack permissions (the report says which): grant the read-only role in deploy/, or run with --as a user who has it", notAllowed, plural(notAllowed, "thing")))
+	case n > 0 && o.Strict:
+		incomplete = exitcode.With(exitcode.Forbidden, fmt.Errorf("%d %s could not be checked (the report's \"could not check\" list says why) and --strict is set", n, plural(n, "thing")))
 	}
-	if n := len(preflight.CouldNot(rep.Findings())); n > 0 && o.Strict {
-		return exitcode.With(exitcode.Forbidden, fmt.Errorf("preflight: %d %s could not be checked (the report's \"could not check\" list says why) and --strict is set", n, plural(n, "thing")))
+	if n := failOn.Failing(fs); n > 0 {
+		msg := fmt.Sprintf("preflight: %d %s at or above --fail-on %s", n, plural(n, "finding"), failOn)
+		if incomplete != nil {
+			msg += "; and " + incomplete.Error()
+		}
+		return exitcode.With(exitcode.Blocked, errors.New(msg))
 	}
-	if n := failOn.Failing(rep.Findings()); n > 0 {
-		return exitcode.With(exitcode.Blocked, fmt.Errorf("preflight: %d %s at or above --fail-on %s", n, plural(n, "finding"), failOn))
+	if incomplete != nil {
+		return fmt.Errorf("preflight: %w", incomplete)
 	}
 	return nil
 }
@@ -239,7 +286,7 @@ func (o *PreflightOptions) report(ctx context.Context, cfg *rest.Config, progres
 	if err != nil {
 		return nil, err
 	}
-	in.Manifests, in.Helm = o.Manifests, o.Helm
+	in.Manifests, in.Stdin, in.Helm = o.Manifests, o.stdin, o.Helm
 	in.Access = preflight.AccessFor(o.Checks...) // access-check asks about what the chosen checks read
 	if in.Cluster() {
 		v, err := in.Kube.Discovery().ServerVersion()
@@ -266,8 +313,8 @@ func (o *PreflightOptions) report(ctx context.Context, cfg *rest.Config, progres
 }
 
 // runFleet checks each context, --parallel at a time, each within --cluster-timeout, and writes
-// one report. A cluster that cannot be checked is a line of the report; the exit status is the
-// worst cluster's (1: not checked, 6: incomplete, 3: findings at --fail-on).
+// one report. A cluster that cannot be checked is a line of the report; the exit status is
+// fleetVerdict's (3: findings at --fail-on, before 1: not checked, before 6: incomplete).
 func (o *PreflightOptions) runFleet(ctx context.Context) error {
 	names := o.Contexts
 	if o.AllContexts {
@@ -317,37 +364,46 @@ func (o *PreflightOptions) runFleet(ctx context.Context) error {
 	if err := preflight.WriteFleet(o.f.out(), o.Output, fleet, failOn); err != nil {
 		return err
 	}
-	var notChecked, incomplete, failing []string
-	for _, c := range fleet.Clusters {
-		switch err := o.clusterVerdict(c, failOn); {
-		case err == nil:
-		case !c.Checked():
-			notChecked = append(notChecked, c.Context)
-		case exitcode.For(err) == exitcode.Forbidden:
-			incomplete = append(incomplete, c.Context)
-		default:
-			failing = append(failing, c.Context)
-		}
-	}
-	what := func(names []string, s string) string {
-		return fmt.Sprintf("%d of %d cluster(s) %s (%s)", len(names), len(fleet.Clusters), s, strings.Join(names, ", "))
-	}
-	switch {
-	case len(notChecked) > 0:
-		return fmt.Errorf("preflight: %s: the report says why", what(notChecked, "could not be checked"))
-	case len(incomplete) > 0:
-		return runbook.Forbidden(fmt.Errorf("preflight: %s: the credentials lack permissions; grant the read-only role in deploy/", what(incomplete, "could not be examined in full")))
-	case len(failing) > 0:
-		return exitcode.With(exitcode.Blocked, fmt.Errorf("preflight: %s", what(failing, "with findings at or above --fail-on "+string(failOn))))
-	}
-	return nil
+	return o.fleetVerdict(fleet.Clusters, failOn)
 }
 
-func (o *PreflightOptions) clusterVerdict(c preflight.ClusterReport, failOn preflight.FailOn) error {
-	if !c.Checked() {
-		return errors.New(c.Error)
+// fleetVerdict is a fleet's exit status, in the order of verdict: 3 when any cluster checked has a
+// finding at --fail-on, else 1 when a cluster could not be checked, else 6 when one could not be
+// examined in full. The message names the clusters of every kind found, not only the worst.
+func (o *PreflightOptions) fleetVerdict(clusters []preflight.ClusterReport, failOn preflight.FailOn) error {
+	var notChecked, incomplete, failing []string
+	for _, c := range clusters {
+		if !c.Checked() {
+			notChecked = append(notChecked, c.Context)
+			continue
+		}
+		switch exitcode.For(o.verdict(c.Report, failOn)) {
+		case exitcode.OK:
+		case exitcode.Blocked:
+			failing = append(failing, c.Context)
+		default:
+			incomplete = append(incomplete, c.Context)
+		}
 	}
-	return o.verdict(c.Report, failOn)
+	var parts []string
+	what := func(names []string, s, then string) {
+		if len(names) > 0 {
+			parts = append(parts, fmt.Sprintf("%d of %d cluster(s) %s (%s)%s", len(names), len(clusters), s, strings.Join(names, ", "), then))
+		}
+	}
+	what(failing, "with findings at or above --fail-on "+string(failOn), "")
+	what(notChecked, "could not be checked", ": the report says why")
+	what(incomplete, "could not be examined in full", ": the report says what and why (missing permissions: grant the read-only role in deploy/)")
+	err := errors.New("preflight: " + strings.Join(parts, "; "))
+	switch {
+	case len(failing) > 0:
+		return exitcode.With(exitcode.Blocked, err)
+	case len(notChecked) > 0:
+		return err
+	case len(incomplete) > 0:
+		return runbook.Forbidden(err)
+	}
+	return nil
 }
 
 func plural(n int, s string) string {
