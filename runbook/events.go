@@ -196,6 +196,7 @@ const (
 	NodeUpgraded   NodeState = "upgraded"   // Ready at the target
 	NodeUncordoned NodeState = "uncordoned" // schedulable again
 	NodeSkipped    NodeState = "skipped"    // already at the target: nothing to do (Detail: its version)
+	NodeDeleted    NodeState = "deleted"    // the node was deleted while drydock worked on it (Detail: what was left)
 )
 
 // PodState is what happened to a pod leaving a node.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,6 +111,9 @@ func explain(pdb *policyv1.PodDisruptionBudget, pods []corev1.Pod, blocked *core
 		u := runbook.UnhealthyPod{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: p.CreationTimestamp.Time}
 		if p.DeletionTimestamp != nil {
 			u.Reason, u.Since, u.Terminating = "terminating (evicted or deleted)", p.DeletionTimestamp.Time, true
+			if held := heldBy(p, now); held != "" {
+				u.Reason = "terminating, " + held
+			}
 		} else if u.Reason, u.Stuck = kube.PodProblem(p); u.Reason == "" {
 			continue
 		}
@@ -246,11 +250,26 @@ func (e *StalledError) Error() string {
 
 func (e *StalledError) Unwrap() error { return e.Relax }
 
+// heldBy says which finalizers keep a pod whose deletion is due (its grace period over) from
+// going: "held by finalizer(s) a, b"; "" when none does, or the grace period is not over yet.
+func heldBy(p *corev1.Pod, now time.Time) string {
+	if p == nil || p.DeletionTimestamp == nil || len(p.Finalizers) == 0 || now.Before(p.DeletionTimestamp.Time) {
+		return ""
+	}
+	return "held by finalizer(s) " + strings.Join(p.Finalizers, ", ")
+}
+
 // stalled says whether chain, at zero since zeroSince, is a stall at now: zero for at least after,
 // and a pod of the budget not healthy for at least after (not merely a replacement starting).
 func stalled(c *runbook.BudgetChain, zeroSince, now time.Time, after time.Duration) bool {
 	if c == nil || c.DisruptionsAllowed > 0 || zeroSince.IsZero() || now.Sub(zeroSince) < after {
 		return false
+	}
+	if len(c.Unhealthy) == 0 {
+		// Every pod of the budget is healthy and it still allows none, and none was granted: its
+		// spec forbids any (maxUnavailable: 0, or minAvailable as many as it has, set or tightened
+		// during the drain). Waiting does not change that.
+		return c.Granted() == 0
 	}
 	for _, u := range c.Unhealthy {
 		if !u.Terminating && (u.Stuck || now.Sub(u.Since) >= after) {

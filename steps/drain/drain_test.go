@@ -51,6 +51,8 @@ type scenario struct {
 	// refusePatch, when set, answers a node patch the run sends with 403 Forbidden when it returns
 	// true (an admission webhook or RBAC refusing it), without sending it.
 	refusePatch func(node string) bool
+	// stateDir, when set, is the run's state directory (default: a new temporary one).
+	stateDir string
 }
 
 func newScenario(t *testing.T, nodes int) *scenario {
@@ -184,7 +186,11 @@ func (s *scenario) run(with string, timeout string) (*runbook.RunState, *runbook
 		}
 		kube = c
 	}
-	e := &runbook.Engine{Registry: registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: kube, StateDir: s.t.TempDir()}
+	dir := s.stateDir
+	if dir == "" {
+		dir = s.t.TempDir()
+	}
+	e := &runbook.Engine{Registry: registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: kube, StateDir: dir}
 	if s.hook != nil {
 		e.Sink = runbook.SinkFunc(func(ev runbook.Event) { rec.Emit(ev); s.hook(e, ev) })
 	}

@@ -39,6 +39,60 @@ type Drainer struct {
 	relax     func(ctx context.Context, pdb *policyv1.PodDisruptionBudget, blocked *corev1.Pod, how string) error
 	autoRelax bool
 	approved  func(pdb string) bool
+	// Record, when set, durably records that pod p is about to be evicted, before its eviction is
+	// sent: when it fails, that eviction and every later one are not sent and the drain stops with a
+	// RecordError (a full disk stops a drain before its next eviction, not after its last).
+	Record func(ctx context.Context, p PodRef) error
+}
+
+// RecordError: the journal write that records an eviction before it is sent failed; the drain
+// stopped, and sent no eviction after it.
+type RecordError struct {
+	Node, Pod string
+	Err       error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("journal the eviction of %s before sending it: %v; no eviction was sent after it", e.Pod, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// NodeDeletedError: the node was deleted while it was drained (an autoscaler, a person); Left is
+// how many of the plan's pods were still on it. The drain stops at once: a deleted node's pods are
+// removed by the cluster (pod garbage collection), not evicted, and none of them is the drain's to wait for.
+type NodeDeletedError struct {
+	Node string
+	Left int
+}
+
+func (e *NodeDeletedError) Error() string {
+	return fmt.Sprintf("drain node %q: the node was deleted while drydock drained it, with %d pod(s) of the plan still on it: "+
+		"they were not evicted (their budgets were not asked); the cluster deletes them and their controllers recreate them elsewhere", e.Node, e.Left)
+}
+
+// recorder records each eviction before it is sent, one at a time; after a failed write it
+// refuses every later one.
+type recorder struct {
+	mu     sync.Mutex
+	node   string
+	record func(ctx context.Context, p PodRef) error
+	err    error
+}
+
+func (r *recorder) before(ctx context.Context, p PodRef) error {
+	if r == nil || r.record == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	if err := r.record(ctx, p); err != nil {
+		r.err = &RecordError{Node: r.node, Pod: p.String(), Err: err}
+	}
+	return r.err
 }
 
 // BlockedError is a drain that ran out of time with pods left; it says which and why.
@@ -76,6 +130,7 @@ type podState struct {
 	// waiting: it waits for its turn on budget pdb (the stall detector watches that budget).
 	waiting bool
 	told    string // the chain it was last reported blocked with
+	held    string // the finalizers it was last reported held by
 	chain   *runbook.BudgetChain
 }
 
@@ -258,6 +313,13 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		}
 	}
 
+	stopNode, err := watchNode(ctx, d.Client, np.Node, cancel)
+	if err != nil {
+		return err
+	}
+	defer stopNode()
+	rec := &recorder{node: np.Node, record: d.Record}
+
 	x := newExplainer(d.Client, bud, min(5*time.Second, d.Options.stallTimeout()/4))
 	stallDone := make(chan struct{})
 	go func() {
@@ -300,7 +362,7 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 				}
 				return nil
 			}
-			if err := d.evict(ctx, states[uid], &mu, bud, x, ch, func() { closeGone(uid) }, podNow); err != nil {
+			if err := d.evict(ctx, states[uid], &mu, bud, x, ch, func() { closeGone(uid) }, podNow, rec); err != nil {
 				errs <- err
 				cancel(err)
 				return
@@ -320,14 +382,18 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 	if ctx.Err() == nil {
 		return nil
 	}
-	// Out of time (or cancelled): say exactly what is left and why.
-	be := &BlockedError{Node: np.Node, Cause: context.Cause(ctx)}
 	var left []*podState
 	mu.Lock()
 	for uid := range gone {
 		left = append(left, states[uid])
 	}
 	mu.Unlock()
+	var deleted *NodeDeletedError
+	if errors.As(context.Cause(ctx), &deleted) {
+		return &NodeDeletedError{Node: np.Node, Left: len(left)}
+	}
+	// Out of time (or cancelled): say exactly what is left and why.
+	be := &BlockedError{Node: np.Node, Cause: context.Cause(ctx)}
 	sort.Slice(left, func(i, j int) bool { return left[i].ref.String() < left[j].ref.String() })
 	for _, s := range left {
 		mu.Lock()
@@ -347,6 +413,42 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 		be.Left = append(be.Left, line)
 	}
 	return be
+}
+
+// watchNode follows the drained node: when it is deleted (or already is), cancel stops the drain
+// with a NodeDeletedError at once, instead of waiting for its pods to be collected.
+func watchNode(ctx context.Context, client kubernetes.Interface, node string, cancel context.CancelCauseFunc) (stop func(), err error) {
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
+	}))
+	inf := f.Core().V1().Nodes().Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if n, ok := obj.(*corev1.Node); ok && n.Name == node {
+				cancel(&NodeDeletedError{Node: node})
+			}
+		},
+	})
+	f.Start(ctx.Done())
+	stop = func() {
+		cancel(nil)
+		f.Shutdown()
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		var deleted *NodeDeletedError
+		if errors.As(context.Cause(ctx), &deleted) {
+			return stop, nil // the drain says it, with what was left
+		}
+		stop()
+		return nil, fmt.Errorf("drain node %q: watch the node: %w", node, context.Cause(ctx))
+	}
+	if _, ok, _ := inf.GetStore().GetByKey(node); !ok {
+		cancel(&NodeDeletedError{Node: node})
+	}
+	return stop, nil
 }
 
 var shared struct {
@@ -465,7 +567,7 @@ func (d *Drainer) report(p PodRef, u PodUpdate) {
 //   - anything else fails the drain.
 //
 // It returns nil when the pod was evicted, is gone, or the drain is over (ctx or gone).
-func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, x *explainer, gone <-chan struct{}, closeGone func(), podNow func() *corev1.Pod) error {
+func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *budgets, x *explainer, gone <-chan struct{}, closeGone func(), podNow func() *corev1.Pod, rec *recorder) error {
 	uid := types.UID(s.ref.UID)
 	pdbKey := ""
 	if len(s.ref.PDBs) == 1 {
@@ -523,6 +625,7 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 		return p, false, nil
 	}
 	backoff := kube.Backoff()
+	recorded := false
 	for {
 		granted := false
 		if pdbKey != "" && !bud.alwaysAllows(pdbKey, podNow()) {
@@ -547,6 +650,22 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			if stop {
 				return nil
 			}
+		}
+		if !recorded {
+			// Journaled before it is sent; a failed write sends nothing more.
+			if err := rec.before(ctx, s.ref); err != nil {
+				if granted {
+					bud.returned(pdbKey)
+				}
+				return err
+			}
+			recorded = true
+		}
+		if ctx.Err() != nil { // the drain stopped meanwhile (another pod's record failed)
+			if granted {
+				bud.returned(pdbKey)
+			}
+			return nil
 		}
 		err := d.send(ctx, s.ref, uid)
 		budgetRefused := kube.BudgetRefusal(err)
@@ -742,6 +861,7 @@ func (d *Drainer) watchStalls(ctx context.Context, node string, x *explainer, bu
 			return
 		case <-tick.C:
 		}
+		d.tellHeld(states, mu, gone, podOf)
 		waiting := map[string][]*podState{}
 		mu.Lock()
 		for uid, s := range states {
@@ -801,5 +921,37 @@ func (d *Drainer) watchStalls(ctx context.Context, node string, x *explainer, bu
 			cancel(&StalledError{Node: node, After: after, Chain: c})
 			return
 		}
+	}
+}
+
+// tellHeld names the finalizers that keep an evicted pod from going once its grace period is over
+// (kubectl says only "terminating"): reported when they change, and said in what the drain leaves.
+func (d *Drainer) tellHeld(states map[types.UID]*podState, mu *sync.Mutex, gone map[types.UID]chan struct{}, podOf func(PodRef) *corev1.Pod) {
+	var evicted []*podState
+	mu.Lock()
+	for uid, s := range states {
+		if _, left := gone[uid]; left && s.evicted {
+			evicted = append(evicted, s)
+		}
+	}
+	mu.Unlock()
+	now := time.Now()
+	for _, s := range evicted {
+		held := heldBy(podOf(s.ref), now)
+		mu.Lock()
+		told := s.held
+		if held != "" {
+			s.held = held
+		}
+		mu.Unlock()
+		if held == "" || held == told {
+			continue
+		}
+		why := fmt.Sprintf("is terminating, %s: what set them must remove them (if that controller is gone: "+
+			`kubectl patch pod %s -n %s --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]')`, held, s.ref.Name, s.ref.Namespace)
+		mu.Lock()
+		s.last = why
+		mu.Unlock()
+		d.report(s.ref, PodUpdate{State: runbook.PodEvicted, Reason: why})
 	}
 }

@@ -67,6 +67,8 @@ type fakeAPI struct {
 }
 
 func newFakeAPI(objs ...runtime.Object) *fakeAPI {
+	// The drained node: a drain stops at once when its node is gone.
+	objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
 	f := &fakeAPI{Clientset: fake.NewClientset(objs...)}
 	f.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() != "eviction" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -194,9 +195,11 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		return err
 	}
 	fail := func(err error) error {
+		cordoned := s.cordoned(env)
 		if !s.KeepCordoned {
-			err = LetGoAfter(ctx, env, err, s.cordoned(env))
+			err = LetGoAfter(ctx, env, err, cordoned)
 		}
+		tellUnrecorded(env, err, cordoned, s.KeepCordoned)
 		if ErrBlocked(err) {
 			return runbook.Blocked(err)
 		}
@@ -212,7 +215,10 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		return fail(err)
 	}
 	for _, np := range plan.Nodes {
-		if err := DrainPlanned(ctx, env, np, s.Options); err != nil {
+		var deleted *NodeDeletedError
+		if err := DrainPlanned(ctx, env, np, s.Options); errors.As(err, &deleted) {
+			continue // said by DrainPlanned: the node is gone, the others still drain
+		} else if err != nil {
 			return fail(err)
 		}
 		if err := env.PauseIfRequested(ctx, "after/"+np.Node, "paused at your request after node "+np.Node); err != nil {
@@ -342,11 +348,22 @@ func DrainPlanned(ctx context.Context, env *runbook.Env, np NodePlan, opts Optio
 			key, np.Node, how, rec.Count, cfg.max(), r.What, rec.Expires.Local().Format(time.TimeOnly))
 		return nil
 	}
+	// Each eviction is journaled before it is sent (the pods sent so far): a journal that cannot be
+	// written stops the drain before the next eviction.
+	var sent []string
+	d.Record = func(ctx context.Context, p PodRef) error {
+		sent = append(sent, p.String())
+		return env.SaveData(ctx, "evicted/"+np.Node, sent)
+	}
 	env.Node(np.Node, runbook.NodeDraining, fmt.Sprintf("evicting %d pod(s)", total))
 	err = d.Drain(ctx, np)
 	// The budgets relaxed for this node go back as they were, whatever the drain's outcome.
 	if rerr := restoreAfter(ctx, env, np.Node); rerr != nil {
 		err = errors.Join(err, rerr)
+	}
+	var deleted *NodeDeletedError
+	if errors.As(err, &deleted) {
+		env.Node(np.Node, runbook.NodeDeleted, fmt.Sprintf("deleted while drydock drained it, %d of %d pod(s) still on it: not evicted; the cluster removes them", deleted.Left, total))
 	}
 	if err != nil {
 		return err
@@ -547,6 +564,41 @@ func LetGoAfter(ctx context.Context, env *runbook.Env, err error, nodes []string
 		return err
 	}
 	return &CleanupError{Err: err, Nodes: left, Cause: errors.Join(why...)}
+}
+
+// tellUnrecorded says, node by node, what the failure rule did after a journal write the drain
+// needed before its next eviction failed (a full disk): the drain stopped before that eviction;
+// each node drydock cordoned was uncordoned, or stays cordoned (keepCordoned, or the uncordon
+// failed) as the journal records.
+func tellUnrecorded(env *runbook.Env, err error, cordoned []string, keep bool) {
+	var re *RecordError
+	if !errors.As(err, &re) {
+		return
+	}
+	var ce *CleanupError
+	left := cordoned
+	if !keep {
+		left = nil
+		if errors.As(err, &ce) {
+			left = ce.Nodes
+		}
+	}
+	for _, n := range cordoned {
+		f := runbook.Finding{Severity: runbook.SeverityError, Object: "node/" + n}
+		switch {
+		case slices.Contains(left, n) && keep:
+			f.Message = fmt.Sprintf("stays cordoned (keepCordoned), as the journal records: the drain of %s stopped before evicting %s: %v", re.Node, re.Pod, re.Err)
+			f.Hint = fmt.Sprintf("free space for the journal, then `drydock drain %s` finishes it, or `drydock uncordon %s` lets it go", n, n)
+		case slices.Contains(left, n):
+			f.Message = fmt.Sprintf("stays cordoned: the drain of %s stopped before evicting %s (%v), and the uncordon failed", re.Node, re.Pod, re.Err)
+			f.Hint = fmt.Sprintf("`drydock uncordon %s`", n)
+		default:
+			f.Severity = runbook.SeverityWarning
+			f.Message = fmt.Sprintf("uncordoned (the failure rule): the drain of %s stopped before evicting %s: %v", re.Node, re.Pod, re.Err)
+			f.Hint = fmt.Sprintf("free space for the journal, then `drydock drain %s` again", n)
+		}
+		env.Find(f)
+	}
 }
 
 // CleanupError is a step's error after which some nodes could not be uncordoned.
