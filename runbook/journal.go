@@ -41,6 +41,9 @@ const (
 	// rollback command).
 	RunPartlyRolledBack RunStatus = "partly-rolled-back"
 	RunRollbackFailed   RunStatus = "rollback-failed" // undoing a step failed; rollback again continues
+	// RunDamaged is never journaled: ListRuns says it of a run whose local journal cannot be read
+	// (RunState.Damage says why); its cluster copy, when intact, stands in for it.
+	RunDamaged RunStatus = "damaged"
 )
 
 // Resumable says whether `drydock resume` can continue a run in this status.
@@ -176,6 +179,9 @@ type RunState struct {
 	// Holder is the process of the run's last session: `drydock status` tells from it whether a
 	// run journaled as running still has a process.
 	Holder *Holder `json:"holder,omitempty"`
+	// Damage is why the local journal could not be read (Status RunDamaged); set only by ListRuns,
+	// never written.
+	Damage string `json:"damage,omitempty"`
 }
 
 // Holder is a process that drove a run: its host, PID and boot (machine id and boot id).
@@ -259,11 +265,28 @@ func OpenJournal(stateDir string, state *RunState, mirror *ConfigMapMirror, warn
 	if warn == nil {
 		warn = func(error) {}
 	}
+	keepDamaged(dir, warn)
 	j := &Journal{dir: dir, warn: warn, state: state}
 	if mirror != nil {
 		j.mirror = newMirrorWriter(mirror, state, warn)
 	}
 	return j, nil
+}
+
+// keepDamaged moves a journal that does not parse (the run goes on from its cluster copy) to
+// journal.damaged-TIME.json beside it before the first write replaces it: nothing is lost.
+func keepDamaged(dir string, warn func(error)) {
+	path := filepath.Join(dir, "journal.json")
+	data, err := os.ReadFile(path)
+	if err != nil || json.Valid(data) {
+		return
+	}
+	aside := filepath.Join(dir, "journal.damaged-"+time.Now().UTC().Format("20060102T150405Z")+".json")
+	if err := os.Rename(path, aside); err != nil {
+		warn(fmt.Errorf("journal: keep the damaged %s: %w", path, err))
+		return
+	}
+	warn(fmt.Errorf("journal: the damaged %s was kept as %s; the run goes on from the cluster's copy", path, aside))
 }
 
 // StopMirror stops writing the cluster copy for good (the lock was lost: another process owns the
@@ -303,7 +326,12 @@ func (j *Journal) Update(ctx context.Context, change func(*RunState)) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	if err := writeFileAtomic(filepath.Join(j.dir, "journal.json"), data); err != nil {
-		return fmt.Errorf("journal: write %s: %w", j.dir, err)
+		// The cluster's copy still gets the newest state (a full disk here must not leave it
+		// saying "running"), and the caller stops before the change this write was to record.
+		if j.mirror != nil {
+			j.mirror.offer(data, j.state.Status)
+		}
+		return &JournalWriteError{ID: j.state.ID, Path: filepath.Join(j.dir, "journal.json"), Mirrored: j.mirror != nil, Err: err}
 	}
 	j.writes++
 	if j.AfterWrite != nil {
@@ -344,6 +372,36 @@ func writeFileAtomic(path string, data []byte) error {
 	return d.Sync()
 }
 
+// JournalWriteError: the local journal could not be written (a full or read-only disk). The run
+// stops before the change the write was to record; the cluster's copy was given the newest state.
+type JournalWriteError struct {
+	ID, Path string
+	Mirrored bool // the cluster's copy was offered the state this write could not keep
+	Err      error
+}
+
+func (e *JournalWriteError) Error() string {
+	msg := fmt.Sprintf("journal: write %s: %v: free space in %s (or fix its permissions), then `drydock resume %s`", e.Path, e.Err, filepath.Dir(filepath.Dir(e.Path)), e.ID)
+	if e.Mirrored {
+		msg += fmt.Sprintf("; or, from a disk that can write, `drydock resume %s --state-dir DIR` continues from the cluster's copy", e.ID)
+	}
+	return msg
+}
+
+func (e *JournalWriteError) Unwrap() error { return e.Err }
+
+// DamagedJournalError: a run's local journal cannot be read (truncated, not JSON).
+type DamagedJournalError struct {
+	ID, Path string
+	Err      error
+}
+
+func (e *DamagedJournalError) Error() string {
+	return fmt.Sprintf("run %q: journal %s is damaged (%v): with the cluster reachable, drydock reads the run's copy there (ConfigMap %s in its state namespace) instead", e.ID, e.Path, e.Err, ConfigMapName(e.ID))
+}
+
+func (e *DamagedJournalError) Unwrap() error { return e.Err }
+
 // ErrRunNotFound: no journal of that run here or in the cluster.
 var ErrRunNotFound = errors.New("run not found")
 
@@ -358,7 +416,7 @@ func ReadRun(stateDir, id string) (*RunState, error) {
 	}
 	var st RunState
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("run %q: journal is damaged: %w", id, err)
+		return nil, &DamagedJournalError{ID: id, Path: filepath.Join(stateDir, "runs", id, "journal.json"), Err: err}
 	}
 	return &st, nil
 }
@@ -378,8 +436,15 @@ func ListRuns(stateDir string) ([]*RunState, error) {
 			continue
 		}
 		st, err := ReadRun(stateDir, e.Name())
-		if err != nil {
-			continue
+		var damaged *DamagedJournalError
+		switch {
+		case errors.As(err, &damaged):
+			st = &RunState{ID: e.Name(), Status: RunDamaged, Damage: err.Error()}
+			if info, ierr := e.Info(); ierr == nil {
+				st.Created, st.Updated = info.ModTime(), info.ModTime()
+			}
+		case err != nil:
+			continue // a folder without a journal: a run refused before its first write
 		}
 		runs = append(runs, st)
 	}

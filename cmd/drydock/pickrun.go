@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,16 +65,20 @@ var statusChoice = runChoice{
 	want: func(r *runbook.RunState) bool { return r.Status.Resumable() || r.Status == runbook.RunRollbackFailed },
 }
 
-// findRun reads the run named id (from the cluster's copy when this machine has none and a client
-// is given), or picks one by c when id is empty.
-func findRun(ctx context.Context, state StateFlags, client kubernetes.Interface, id string, c runChoice) (*runbook.RunState, error) {
+// findRun reads the run named id, or picks one by c when id is empty. With a client it also reads
+// the cluster's copy and takes it, saying so on note, when this machine has no journal of the run,
+// when the local one is damaged, or when the copy is newer (a local write failed: a full disk).
+func findRun(ctx context.Context, state StateFlags, client kubernetes.Interface, id string, c runChoice, note io.Writer) (*runbook.RunState, error) {
 	if id == "" {
 		return pickRun(state, c)
 	}
 	st, err := runbook.ReadRun(state.StateDir, id)
-	if errors.Is(err, runbook.ErrRunNotFound) && client != nil {
-		mirror := &runbook.ConfigMapMirror{Client: client, Namespace: state.StateNamespace}
-		st, err = mirror.Load(ctx, id)
+	if client != nil {
+		st, err = preferCopy(ctx, state, client, id, st, err, note)
+	}
+	var damaged *runbook.DamagedJournalError
+	if errors.As(err, &damaged) && client == nil {
+		err = fmt.Errorf("%w; with a kubeconfig, `drydock status %s --from-cluster` shows that copy and `drydock resume %s` continues from it", err, id, id)
 	}
 	if errors.Is(err, runbook.ErrRunNotFound) {
 		return nil, exitcode.UsageError(err)
@@ -82,6 +87,31 @@ func findRun(ctx context.Context, state StateFlags, client kubernetes.Interface,
 		return nil, exitcode.UsageError(fmt.Errorf("%s run %s: the run is %s: nothing to %s (`drydock status %s` says where it stands)", c.verb, id, st.Status, c.verb, id))
 	}
 	return st, err
+}
+
+// preferCopy chooses between the local journal (st, err) and the cluster's copy of run id.
+func preferCopy(ctx context.Context, state StateFlags, client kubernetes.Interface, id string, st *runbook.RunState, err error, note io.Writer) (*runbook.RunState, error) {
+	var damaged *runbook.DamagedJournalError
+	if err != nil && !errors.Is(err, runbook.ErrRunNotFound) && !errors.As(err, &damaged) {
+		return st, err
+	}
+	mirror := &runbook.ConfigMapMirror{Client: client, Namespace: state.StateNamespace}
+	cp, cerr := mirror.Load(ctx, id)
+	where := fmt.Sprintf("the cluster's copy (ConfigMap %s/%s, updated %s)", state.StateNamespace, runbook.ConfigMapName(id), "%s")
+	switch {
+	case damaged != nil && cerr != nil:
+		return nil, fmt.Errorf("%w; the cluster's copy cannot replace it: %v", err, cerr)
+	case damaged != nil:
+		fmt.Fprintf(note, "drydock: %v; using "+where+"\n", err, cp.Updated.Local().Format(time.DateTime))
+		return cp, nil
+	case err != nil: // not on this machine
+		return cp, cerr
+	case cerr == nil && cp.Updated.After(st.Updated):
+		fmt.Fprintf(note, "drydock: run %s: "+where+" is newer than this machine's journal (updated %s, a write here failed): using the copy\n",
+			id, cp.Updated.Local().Format(time.DateTime), st.Updated.Local().Format(time.DateTime))
+		return cp, nil
+	}
+	return st, nil
 }
 
 // pickRun is the one run c wants among this machine's runs. Several are refused, listed, as gh
@@ -95,6 +125,8 @@ func pickRun(state StateFlags, c runChoice) (*runbook.RunState, error) {
 	var aside []string
 	for _, r := range runs {
 		switch {
+		case r.Status == runbook.RunDamaged:
+			aside = append(aside, fmt.Sprintf("run %s's journal is damaged: `drydock %s %s` reads its cluster copy", r.ID, c.verb, r.ID))
 		case c.want(r):
 			cands = append(cands, r)
 		case c.aside != nil && c.aside(r) != "":

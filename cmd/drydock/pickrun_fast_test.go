@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
 	"github.com/drydock-dev/drydock/runbook"
@@ -65,7 +72,7 @@ func TestUnnamedRunIsNeverAGuess(t *testing.T) {
 			for _, r := range tc.runs {
 				writeJournal(t, state.StateDir, r)
 			}
-			st, err := findRun(context.Background(), state, nil, "", tc.choice)
+			st, err := findRun(context.Background(), state, nil, "", tc.choice, io.Discard)
 			if tc.want != "" {
 				if err != nil || st.ID != tc.want {
 					t.Fatalf("took %v (%v), want %s", st, err, tc.want)
@@ -108,5 +115,71 @@ func TestResumeSaysWhatItWillDo(t *testing.T) {
 		Steps: []runbook.StepState{{Name: "drain", Status: runbook.StatusInterrupted, Attempts: 1}}}
 	if got := resumeSays(dr, rb); !strings.Contains(got, "it continues with step drain again, which was interrupted (attempt 2); it cordons node(s) n1, n2 again and evicts their pods") {
 		t.Errorf("drain: %s", got)
+	}
+}
+
+// TestFindRunFallsBackToTheClusterCopy: a damaged local journal is named with its path, and given a
+// client the run's cluster copy stands in for it, saying so; a copy newer than the local journal (a
+// local write failed: a full disk) is taken over it; without a client the error says how to reach
+// the copy (issue 30, item 10).
+func TestFindRunFallsBackToTheClusterCopy(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	run := func(status runbook.RunStatus, at time.Duration) *runbook.RunState {
+		return &runbook.RunState{ID: "up-1", Runbook: "upgrade", Status: status, StateNS: "kube-system", Created: t0, Updated: t0.Add(at),
+			Steps: []runbook.StepState{{Name: "fleet", Kind: "nodegroups", Status: runbook.StatusInterrupted}}}
+	}
+	for _, tc := range []struct {
+		name        string
+		local       *runbook.RunState // nil: a truncated journal
+		copy        *runbook.RunState // nil: none in the cluster
+		client      bool
+		want        runbook.RunStatus // "" an error
+		says, notes string
+	}{
+		{"damaged, copy intact", nil, run(runbook.RunInterrupted, time.Minute), true, runbook.RunInterrupted, "", "is damaged"},
+		{"damaged, no client", nil, nil, false, "", "--from-cluster", ""},
+		{"damaged, no copy", nil, nil, true, "", "the cluster's copy cannot replace it", ""},
+		{"copy newer: a write here failed", run(runbook.RunRunning, 0), run(runbook.RunFailed, time.Minute), true, runbook.RunFailed, "", "is newer than this machine's journal"},
+		{"local newer: the copy lags", run(runbook.RunFailed, time.Minute), run(runbook.RunRunning, 0), true, runbook.RunFailed, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := StateFlags{StateDir: t.TempDir(), StateNamespace: "kube-system"}
+			path := filepath.Join(state.StateDir, "runs", "up-1", "journal.json")
+			if tc.local != nil {
+				writeJournal(t, state.StateDir, tc.local)
+			} else {
+				writeJournal(t, state.StateDir, run(runbook.RunRunning, 0))
+				if err := os.Truncate(path, 40); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cs := fake.NewClientset()
+			if tc.copy != nil {
+				data, _ := json.Marshal(tc.copy)
+				if _, err := (&runbook.ConfigMapMirror{Client: cs, Namespace: "kube-system"}).Save(context.Background(), tc.copy, data, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var client kubernetes.Interface
+			if tc.client {
+				client = cs
+			}
+			var note strings.Builder
+			st, err := findRun(context.Background(), state, client, "up-1", statusChoice, &note)
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.says) {
+					t.Fatalf("got %v, want an error naming %s and saying %q", err, path, tc.says)
+				}
+				return
+			}
+			if err != nil || st.Status != tc.want {
+				t.Fatalf("got %v (%v), want the run %s", st, err, tc.want)
+			}
+			if (tc.notes == "") != (note.Len() == 0) || !strings.Contains(note.String(), tc.notes) {
+				t.Fatalf("note %q, want one saying %q", note.String(), tc.notes)
+			}
+		})
 	}
 }

@@ -57,7 +57,7 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, resumeChoice)
+	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, resumeChoice, o.f.errOut())
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, rollbackChoice(o.RestoreBackup))
+	st, err := findRun(ctx, o.StateFlags, r.client, o.RunID, rollbackChoice(o.RestoreBackup), o.f.errOut())
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func (o *RunsOptions) Validate() error {
 // runStatuses are the statuses a run can have, for --status.
 var runStatuses = []string{
 	string(runbook.RunRunning), string(runbook.RunPaused), string(runbook.RunInterrupted), string(runbook.RunFailed),
-	string(runbook.RunSucceeded), string(runbook.RunRolledBack), string(runbook.RunPartlyRolledBack), string(runbook.RunRollbackFailed),
+	string(runbook.RunSucceeded), string(runbook.RunRolledBack), string(runbook.RunPartlyRolledBack), string(runbook.RunRollbackFailed), string(runbook.RunDamaged),
 }
 
 // keep says whether a run passes the --status and --kind filters.
@@ -145,15 +145,7 @@ func (o *RunsOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("runs: list ConfigMaps in %s: %w", o.StateNamespace, err)
 		}
-		local := map[string]bool{}
-		for _, r := range runs {
-			local[r.ID] = true
-		}
-		for _, r := range remote {
-			if !local[r.ID] {
-				runs = append(runs, r)
-			}
-		}
+		runs = mergeRuns(runs, remote)
 	}
 	kept := []*runbook.RunState{}
 	for _, r := range runs {
@@ -178,10 +170,36 @@ func (o *RunsOptions) Run(ctx context.Context) error {
 		if r.Pause != nil {
 			at = fmt.Sprintf("%s (paused %s)", r.Pause.Step, r.Pause.When)
 		}
+		if r.Status == runbook.RunDamaged {
+			at = fmt.Sprintf("journal unreadable: `drydock status %s --from-cluster`", r.ID)
+		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.KindOf(), r.Runbook, clusterOf(r), r.Status, at,
 			r.Created.Local().Format(time.DateTime), r.Duration().Round(time.Second), r.Operator)
 	}
 	return w.Flush()
+}
+
+// mergeRuns adds the cluster's copies of runs this machine has not, and puts a copy in place of a
+// local journal that is damaged.
+func mergeRuns(local, remote []*runbook.RunState) []*runbook.RunState {
+	copies := map[string]*runbook.RunState{}
+	for _, r := range remote {
+		copies[r.ID] = r
+	}
+	var out []*runbook.RunState
+	for _, r := range local {
+		if cp := copies[r.ID]; cp != nil && r.Status == runbook.RunDamaged {
+			r = cp
+		}
+		delete(copies, r.ID)
+		out = append(out, r)
+	}
+	for _, r := range remote {
+		if copies[r.ID] != nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // clusterOf is the kubeconfig context a run was started with, else its API server.

@@ -86,7 +86,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	st, err := findRun(ctx, o.StateFlags, client, o.RunID, statusChoice)
+	st, err := findRun(ctx, o.StateFlags, client, o.RunID, statusChoice, o.f.errOut())
 	if err != nil {
 		return err
 	}
