@@ -1,23 +1,20 @@
 // Package controlplane is the controlplane step: it upgrades the control-plane members one at a
-// time, and after each proves the control plane whole again before the next: every apiserver
-// answers /version with the target and /readyz ok, the controller-manager and the scheduler renew
-// their leases again, and no kubelet is newer than the oldest apiserver or further behind than the
-// skew policy allows.
+// time, and after each proves the control plane whole again before the next: every apiserver, each
+// at its own address (not whatever a load balancer answers), answers /readyz ok and, once its
+// member is upgraded, /version with the target; the controller-manager and the scheduler renew
+// their leases again; and the skew policy holds across every apiserver still running: no kubelet
+// newer than the oldest apiserver, none further behind the newest than the policy allows, and the
+// apiservers within one minor of each other (gate.go).
 package controlplane
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/version"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps/exec"
@@ -115,7 +112,7 @@ func (s *Step) Plan(_ context.Context, env *runbook.Env) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, fmt.Sprintf("member %d/%d %s: %s; then /version at %s, /readyz, leases renewed, skew", i+1, len(s.Members), m.Name, strings.Join(argv, " "), env.Target))
+		out = append(out, fmt.Sprintf("member %d/%d %s: %s; then every apiserver at its own address: /readyz, /version at %s once upgraded; leases renewed, skew", i+1, len(s.Members), m.Name, strings.Join(argv, " "), env.Target))
 	}
 	return out, nil
 }
@@ -141,6 +138,9 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 			return err
 		}
 	}
+	if !env.Done("member/" + s.Members[0].Name) {
+		s.inventory(ctx, env)
+	}
 	for i, m := range s.Members {
 		if env.Done("member/" + m.Name) {
 			continue
@@ -157,7 +157,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 		if err := exec.RunCommand(ctx, env, argv, nil, "", nil); err != nil {
 			return fmt.Errorf("member %s: %w", m.Name, err)
 		}
-		if err := s.proveWhole(ctx, env, m, before); err != nil {
+		if err := s.proveWhole(ctx, env, i, before); err != nil {
 			return fmt.Errorf("member %s: %w", m.Name, err)
 		}
 		if err := env.MarkDone(ctx, "member/"+m.Name); err != nil {
@@ -169,92 +169,6 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 				return err
 			}
 		}
-	}
-	return nil
-}
-
-// proveWhole waits until the member answers at the target and ready, the controller-manager and the
-// scheduler renewed their leases after the member was upgraded, and the kubelets are within skew.
-func (s *Step) proveWhole(ctx context.Context, env *runbook.Env, m Member, since time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, s.readyTimeout())
-	defer cancel()
-	cfg := rest.CopyConfig(env.REST)
-	if m.Endpoint != "" {
-		cfg.Host = m.Endpoint
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	var last string
-	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		v, err := client.Discovery().ServerVersion()
-		if err != nil {
-			last = "/version: " + err.Error()
-			return false, nil
-		}
-		if !sameRelease(v.GitVersion, env.Target) {
-			last = fmt.Sprintf("/version answers %s, not %s", v.GitVersion, env.Target)
-			return false, nil
-		}
-		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil || string(body) != "ok" {
-			last = fmt.Sprintf("/readyz: %s %v", body, err)
-			return false, nil
-		}
-		for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-			l, err := env.Kube.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
-			if err != nil {
-				last = fmt.Sprintf("lease kube-system/%s: %v", lease, err)
-				return false, nil
-			}
-			if l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(since) {
-				last = fmt.Sprintf("%s has not renewed its lease since the member was upgraded", lease)
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		return fmt.Errorf("not whole again within %s: %s", s.readyTimeout(), last)
-	}
-	return s.checkSkew(ctx, env, client)
-}
-
-// checkSkew: no kubelet newer than the apiserver, none more than maxSkew minors behind it.
-func (s *Step) checkSkew(ctx context.Context, env *runbook.Env, client kubernetes.Interface) error {
-	v, err := client.Discovery().ServerVersion()
-	if err != nil {
-		return err
-	}
-	server, err := version.ParseGeneric(v.GitVersion)
-	if err != nil {
-		return err
-	}
-	nodes, err := env.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("list nodes for the skew check: %w", err)
-	}
-	var tooNew, tooOld []string
-	for _, n := range nodes.Items {
-		k, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion)
-		if err != nil {
-			continue
-		}
-		switch {
-		case k.Major() == server.Major() && k.Minor() > server.Minor():
-			tooNew = append(tooNew, n.Name+" ("+n.Status.NodeInfo.KubeletVersion+")")
-		case k.Major() == server.Major() && int(server.Minor())-int(k.Minor()) > s.maxSkew():
-			tooOld = append(tooOld, n.Name+" ("+n.Status.NodeInfo.KubeletVersion+")")
-		}
-	}
-	slices.Sort(tooNew)
-	slices.Sort(tooOld)
-	switch {
-	case len(tooNew) > 0:
-		return runbook.Blocked(fmt.Errorf("kubelets newer than the apiserver %s: %s", v.GitVersion, strings.Join(tooNew, ", ")))
-	case len(tooOld) > 0:
-		return runbook.Blocked(fmt.Errorf("kubelets more than %d minors behind the apiserver %s: %s: upgrade them before the next control-plane minor", s.maxSkew(), v.GitVersion, strings.Join(tooOld, ", ")))
 	}
 	return nil
 }
@@ -298,11 +212,13 @@ func (s *Step) Rollback(ctx context.Context, env *runbook.Env) error {
 	return nil
 }
 
-// Access: the checks read nodes and leases; /version and /readyz are open to authenticated users.
+// Access: the checks read nodes and leases; /version and /readyz (at each apiserver's address) are
+// open to authenticated users.
 func (s *Step) Access() []runbook.Access {
 	return []runbook.Access{
 		{Verb: "list", Resource: "nodes", Why: "controlplane re-checks the kubelets' skew after each member"},
 		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Why: "controlplane sees the controller-manager and scheduler renew their leases"},
+		{Verb: "list", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Why: "controlplane counts the running apiservers (their identity leases) against the addresses it checks"},
 		{Verb: "get", NonResourceURL: "/readyz", Why: "controlplane checks each apiserver is ready"},
 	}
 }

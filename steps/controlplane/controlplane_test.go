@@ -110,7 +110,7 @@ spec:
 	rec = &printer.Recorder{}
 	// (The member names its apiserver's endpoint, as each member of a real control plane does.)
 	_, err = engine(rec).Start(ctx, parse(`          - {name: again, endpoint: "`+c.Config.Host+`", exec: ["true"]}`+"\n", "        maxKubeletSkew: 1\n        readyTimeout: 1m\n"))
-	if !errors.Is(err, runbook.ErrBlocked) || !strings.Contains(err.Error(), "kubelets more than 1 minors behind the apiserver") || !strings.Contains(err.Error(), "old-kubelet (v1.35.4)") {
+	if !errors.Is(err, runbook.ErrBlocked) || !strings.Contains(err.Error(), "kubelets more than 1 minors behind the newest apiserver") || !strings.Contains(err.Error(), "old-kubelet (v1.35.4)") {
 		t.Fatalf("maxKubeletSkew 1 with a v1.35 kubelet: %v\n%s", err, rec.Text())
 	}
 	if err := c.Client.CoreV1().Nodes().Delete(ctx, "old-kubelet", metav1.DeleteOptions{}); err != nil {
