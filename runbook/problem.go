@@ -13,6 +13,8 @@ type FieldError struct {
 	Field   string
 	Message string
 	Hint    string
+	// Secret: the field holds a credential, so the problem does not quote its line.
+	Secret bool
 }
 
 // Problem is a problem at a place in a runbook file.

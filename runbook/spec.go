@@ -58,9 +58,11 @@ type Spec struct {
 
 // NotifySpec is one webhook.
 type NotifySpec struct {
-	// URL of the webhook (http or https). Slack's incoming-webhook URLs are credentials: keep the
-	// runbook where secrets may be, or give the URL with --notify.
-	URL string `json:"url" jsonschema:"pattern=^https?://"`
+	// URL of the webhook (http or https), by reference: webhook URLs are credentials, and the
+	// runbook is copied into the run's journal and its ConfigMap in the cluster, so the URL itself
+	// is refused. `{env: SLACK_WEBHOOK}`, `{file: /run/secrets/webhook}` or `{secretKeyRef:
+	// {namespace: drydock, name: webhooks, key: slack}}` (or give it with --notify).
+	URL SecretRef `json:"url"`
 	// Format of the body: cloudevents (default: a CloudEvents 1.0 JSON event, data holding the
 	// outcome, run, runbook, cluster, status and message) or slack ({"text": "..."}).
 	Format string `json:"format,omitempty" jsonschema:"enum=cloudevents,enum=slack"`

@@ -27,6 +27,7 @@ func Validate(rb *Runbook, reg Registry) Problems {
 		add("spec.defaults.timeout", "must be at least 1s", "")
 	}
 
+	problems = append(problems, checkNotify(rb)...)
 	return append(problems, checkSteps(rb, reg)...)
 }
 
@@ -106,7 +107,7 @@ func checkSteps(rb *Runbook, reg Registry) Problems {
 				if fe.Field != "" {
 					field += "." + strings.TrimPrefix(fe.Field, ".")
 				}
-				add(field, fe.Message, fe.Hint)
+				problems = append(problems, rb.fieldProblem(field, fe))
 			}
 		}
 	}

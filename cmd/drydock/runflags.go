@@ -181,10 +181,16 @@ func (r *runner) checkTarget(rb *runbook.Runbook) error {
 	return nil
 }
 
-// notifyFrom adds the runbook's notify: webhooks.
+// notifyFrom adds the runbook's notify: webhooks. The runbook holds a reference to each URL (an
+// environment variable, a file, a Secret's key), read when the run has ended.
 func (r *runner) notifyFrom(rb *runbook.Runbook) {
-	for _, n := range rb.Spec.Notify {
-		r.notifier.Targets = append(r.notifier.Targets, notify.Target{URL: n.URL, Format: n.Format, On: n.On})
+	for i, n := range rb.Spec.Notify {
+		ref := n.URL
+		r.notifier.Targets = append(r.notifier.Targets, notify.Target{Format: n.Format, On: n.On,
+			Name: fmt.Sprintf("spec.notify[%d] (%s)", i, ref),
+			Resolve: func(ctx context.Context) (string, error) {
+				return ref.Resolve(ctx, r.client, r.f.Getenv)
+			}})
 	}
 }
 

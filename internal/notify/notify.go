@@ -40,9 +40,14 @@ const (
 
 // Target is one webhook.
 type Target struct {
-	URL    string
+	URL    string   // the webhook (--notify); empty when Resolve reads it
 	Format string   // FormatCloudEvents (default) or FormatSlack
 	On     []string // the outcomes to send; empty: all
+	// Resolve reads the URL when the notification is sent (a runbook's notify: holds only a
+	// reference to it: an environment variable, a file or a Secret's key).
+	Resolve func(context.Context) (string, error)
+	// Name says which webhook a warning is about when its URL is not known: "spec.notify[0] (env SLACK_WEBHOOK)".
+	Name string
 }
 
 // Notification is one outcome of a run.
@@ -95,11 +100,30 @@ func (nt *Notifier) Send(n Notification) {
 			defer nt.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if err := post(ctx, nt.client(), t, n); err != nil && nt.Warn != nil {
-				nt.Warn(fmt.Errorf("notify %s: %w (the run is not affected)", redact(t.URL), err))
+			if err := nt.send(ctx, t, n); err != nil && nt.Warn != nil {
+				nt.Warn(err)
 			}
 		}()
 	}
+}
+
+// send resolves the target's URL when it is a reference, then posts n. Its error names the webhook
+// by its reference or its scheme and host, never by the whole URL.
+func (nt *Notifier) send(ctx context.Context, t Target, n Notification) error {
+	if t.Resolve != nil {
+		u, err := t.Resolve(ctx)
+		if err != nil {
+			return fmt.Errorf("notify %s: %w (the run is not affected)", t.Name, err)
+		}
+		if err := checkURL(u); err != nil {
+			return fmt.Errorf("notify %s: %w (the run is not affected)", t.Name, err)
+		}
+		t.URL = u
+	}
+	if err := post(ctx, nt.client(), t, n); err != nil {
+		return fmt.Errorf("notify %s: %w (the run is not affected)", redact(t.URL), err)
+	}
+	return nil
 }
 
 // Wait waits for the notifications in flight, at most d.
@@ -210,9 +234,24 @@ func Parse(v string) (Target, error) {
 	return Target{URL: u, Format: format}, nil
 }
 
-// redact keeps a webhook URL's secret path out of messages (Slack's URLs are credentials).
+// checkURL refuses a resolved webhook URL that is not http(s), without quoting it.
+func checkURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return errors.New("the value read is not an http(s) URL: store the whole webhook URL, https://…")
+	}
+	return nil
+}
+
+// Redact is how a webhook URL is shown: its scheme and host only, since its path, query or user
+// may be the webhook's secret (Slack's URLs are credentials).
+func Redact(u string) string { return redact(u) }
+
 func redact(u string) string {
-	scheme, rest, _ := strings.Cut(u, "://")
-	host, _, _ := strings.Cut(rest, "/")
-	return scheme + "://" + host + "/…"
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		scheme, _, _ := strings.Cut(u, "://")
+		return scheme + "://…"
+	}
+	return p.Scheme + "://" + p.Host + "/…"
 }

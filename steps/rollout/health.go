@@ -41,7 +41,8 @@ type Health struct {
 }
 
 // GatesAccess is what the health gates read: they watch pods, budgets and nodes (the Prometheus,
-// Alertmanager and probe URLs are outside the cluster's RBAC).
+// Alertmanager and probe URLs are outside the cluster's RBAC; a credential of theirs kept in a
+// Secret adds get on it to the run's access: HTTPConfig.CredentialAccess).
 func GatesAccess() []runbook.Access {
 	return []runbook.Access{
 		{Verb: "list", Resource: "pods", Why: "health gates watch pods for not Ready and crash-looping ones"},
@@ -135,7 +136,7 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 	// The Prometheus gates answer, and are within bounds, before any node moves: an expression
 	// Prometheus refuses or a service already failing is found now, not after the first drain.
 	if h.Prometheus != nil {
-		p, err := newPromGates(*h.Prometheus)
+		p, err := newPromGates(*h.Prometheus, env.Kube)
 		if err != nil {
 			g.Stop()
 			return nil, runbook.Blocked(fmt.Errorf("health gates: %w", err))
@@ -147,7 +148,12 @@ func NewGates(ctx context.Context, env *runbook.Env, h Health) (*Gates, error) {
 		g.prom = p
 	}
 	if h.Alertmanager != nil {
-		g.alerts = &alertGate{cfg: *h.Alertmanager, client: g.client}
+		hc, err := httpClient(h.Alertmanager.HTTP, env.Kube)
+		if err != nil {
+			g.Stop()
+			return nil, runbook.Blocked(fmt.Errorf("health gates: alertmanager %s: http: %w", h.Alertmanager.URL, err))
+		}
+		g.alerts = &alertGate{cfg: *h.Alertmanager, client: hc}
 	}
 	// The baseline is the cluster as it was when the step first began: a resumed step reuses it,
 	// so that damage done before a crash is not forgiven.

@@ -17,6 +17,7 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -26,6 +27,11 @@ import (
 type PrometheusGates struct {
 	// URL of the Prometheus server (its API is URL/api/v1/query).
 	URL string `json:"url"`
+	// HTTP is how drydock reaches it: a bearer token, basic auth, OAuth2, TLS (a CA, a client
+	// certificate), headers (a tenant), a proxy, as Prometheus's own http_config
+	// (`{authorization: {credentials_ref: env:PROM_TOKEN}, tls_config: {ca_file: /etc/ca.pem},
+	// http_headers: {X-Scope-OrgID: {values: [shop]}}}`). Credentials by *_file or *_ref, never inline.
+	HTTP *HTTPConfig `json:"http,omitempty"`
 	// Queries are the gates, each with its bounds.
 	Queries []PromQuery `json:"queries"`
 	// Interval between two evaluations of the queries (default 15s).
@@ -55,6 +61,8 @@ type PromQuery struct {
 type AlertmanagerGate struct {
 	// URL of Alertmanager (its API is URL/api/v2/alerts).
 	URL string `json:"url"`
+	// HTTP is how drydock reaches it, as for the Prometheus gates.
+	HTTP *HTTPConfig `json:"http,omitempty"`
 	// Matchers select the alerts that count, in Alertmanager's syntax (`severity="critical"`,
 	// `alertname=~"Kube.*"`); none: every alert.
 	Matchers []string `json:"matchers,omitempty"`
@@ -65,14 +73,9 @@ var matcherRE = regexp.MustCompile(`^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*
 // Validate checks the gates' settings.
 func (h Health) Validate(field string) []runbook.FieldError {
 	var errs []runbook.FieldError
-	checkURL := func(f, u string) {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			errs = append(errs, runbook.FieldError{Field: f, Message: fmt.Sprintf("%q is not an http(s) URL: write it as http://prometheus.monitoring:9090", u)})
-		}
-	}
 	if p := h.Prometheus; p != nil {
-		checkURL(field+".prometheus.url", p.URL)
+		errs = append(errs, checkGateURL(field+".prometheus.url", p.URL)...)
+		errs = append(errs, p.HTTP.Check(field+".prometheus.http")...)
 		if len(p.Queries) == 0 {
 			errs = append(errs, runbook.FieldError{Field: field + ".prometheus.queries", Message: "needs at least one query (name, expr, max or min)"})
 		}
@@ -101,7 +104,8 @@ func (h Health) Validate(field string) []runbook.FieldError {
 		}
 	}
 	if a := h.Alertmanager; a != nil {
-		checkURL(field+".alertmanager.url", a.URL)
+		errs = append(errs, checkGateURL(field+".alertmanager.url", a.URL)...)
+		errs = append(errs, a.HTTP.Check(field+".alertmanager.http")...)
 		for i, m := range a.Matchers {
 			if !matcherRE.MatchString(m) {
 				errs = append(errs, runbook.FieldError{Field: fmt.Sprintf("%s.alertmanager.matchers[%d]", field, i),
@@ -130,8 +134,13 @@ type queryState struct {
 	bad   time.Time // since when it has been out of bounds or unanswered (zero: within bounds)
 }
 
-func newPromGates(cfg PrometheusGates) (*promGates, error) {
-	client, err := promapi.NewClient(promapi.Config{Address: cfg.URL, Client: &http.Client{Timeout: 10 * time.Second}})
+// newPromGates makes the gates' client from their http setting; kube reads a secret:… reference.
+func newPromGates(cfg PrometheusGates, kube kubernetes.Interface) (*promGates, error) {
+	hc, err := httpClient(cfg.HTTP, kube)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus %s: http: %w", cfg.URL, err)
+	}
+	client, err := promapi.NewClient(promapi.Config{Address: cfg.URL, RoundTripper: hc.Transport})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus %s: %w", cfg.URL, err)
 	}
@@ -168,7 +177,7 @@ func (p *promGates) query(ctx context.Context, q PromQuery) (string, string) {
 		if errors.As(err, &perr) && perr.Type == promv1.ErrBadData {
 			return "invalid query", fmt.Sprintf("Prometheus refuses the query: %s (fix the expr)", perr.Msg)
 		}
-		return "no answer", fmt.Sprintf("Prometheus did not answer: %v", err)
+		return "no answer", explain("Prometheus", p.cfg.URL, err)
 	}
 	var samples []float64
 	var names []string
@@ -316,7 +325,7 @@ func (a *alertGate) firing(ctx context.Context) ([]firingAlert, error) {
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("alertmanager %s did not answer: %w", a.cfg.URL, err)
+		return nil, errors.New(explain("Alertmanager", a.cfg.URL, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
