@@ -299,7 +299,7 @@ func judgeAddon(d detection, server, target apis.Release) Finding {
 				f.Message += fmt.Sprintf(" (it is older than every version the table knows, the oldest being %s for Kubernetes %s)", oldest.Versions, oldest.Range())
 			}
 		}
-		f.Fix = fmt.Sprintf("check which Kubernetes versions %s %s supports: %s", a.Name, d.raw, a.Page)
+		f.Fix = fmt.Sprintf("check the add-on's own matrix for %s %s and Kubernetes %s: %s", a.Name, d.raw, target, a.Page)
 		return f
 	}
 	f.Addon.Supports, f.Addon.Source = v.Line.Range(), v.Line.Source

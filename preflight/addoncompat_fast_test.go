@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/drydock-dev/drydock/preflight/addons"
 	"github.com/drydock-dev/drydock/preflight/apis"
 	"github.com/drydock-dev/drydock/runbook"
 )
@@ -104,7 +106,7 @@ func TestAddonCheck(t *testing.T) {
 		{"ingress-nginx", "untested", runbook.SeverityWarning, "Deployment ingress/ingress-nginx-controller", "retired"},
 		{"karpenter", "unknown", runbook.SeverityInfo, "Deployment karpenter/karpenter", `"latest" could not be read`},
 		{"cert-manager", "untested", runbook.SeverityWarning, "HelmRelease cert-manager/cert-manager", "chart cert-manager-v1.13.2"},
-		{"linkerd", "unknown", runbook.SeverityInfo, "HelmRelease mesh/linkerd", "publishes no version table"},
+		{"linkerd", "untested", runbook.SeverityWarning, "HelmRelease mesh/linkerd", "supports Kubernetes 1.21–1.28"},
 	} {
 		f, ok := got[tc.addon]
 		if !ok {
@@ -156,5 +158,92 @@ func TestAddonCheckCouldNot(t *testing.T) {
 	}
 	if len(fs) != 2 {
 		t.Errorf("findings: %+v; want the forbidden list and CoreDNS", fs)
+	}
+}
+
+// TestAddonTableVerdicts: each add-on the catalog detects, at a version the table supports the target
+// with, one it does not (below or above its range), and one outside every line: the last is
+// "unknown" with the fix to check the add-on's own matrix, never a guess.
+func TestAddonTableVerdicts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addon, version string
+		target         int
+		verdict        string
+		sev            runbook.Severity
+		says           string
+	}{
+		{"calico", "v3.32.1", 36, "supported", runbook.SeverityInfo, "supports Kubernetes 1.32–1.36"},
+		{"calico", "v3.31.2", 37, "untested", runbook.SeverityWarning, "not tested by its vendor on 1.37"},
+		{"calico", "v3.33.0", 37, "unknown", runbook.SeverityInfo, "no line for this version"},
+		{"calico", "v3.26.4", 37, "unknown", runbook.SeverityWarning, "older than every version the table knows"},
+		{"cilium", "v1.20.2", 36, "supported", runbook.SeverityInfo, "supports Kubernetes 1.33–1.36"},
+		{"cilium", "v1.18.3", 37, "untested", runbook.SeverityWarning, "1.30–1.33"},
+		{"cilium", "v1.17.4", 37, "unknown", runbook.SeverityInfo, "no line for this version"},
+		{"istio", "1.26.2", 33, "supported", runbook.SeverityInfo, "supports Kubernetes 1.29–1.33"},
+		{"istio", "1.24.1", 27, "unsupported", runbook.SeverityError, "does not support 1.27"},
+		{"istio", "1.22.0", 37, "untested", runbook.SeverityWarning, "1.27–1.30"},
+		{"istio", "1.29.0", 37, "unknown", runbook.SeverityInfo, "no line for this version"},
+		{"linkerd", "stable-2.18.2", 32, "supported", runbook.SeverityInfo, "1.22–1.32"},
+		{"linkerd", "enterprise-2.19.1", 37, "untested", runbook.SeverityWarning, "1.22–1.34"},
+		{"linkerd", "stable-2.12.0", 20, "unsupported", runbook.SeverityError, "does not support 1.20"},
+		{"linkerd", "edge-25.7.6", 37, "unknown", runbook.SeverityInfo, "no line for this version"},
+		{"csi-snapshotter", "v8.2.0", 37, "supported", runbook.SeverityInfo, "supports Kubernetes 1.25+"},
+		{"csi-snapshotter", "v8.2.0", 24, "unsupported", runbook.SeverityError, "does not support 1.24"},
+		{"csi-snapshotter", "v8.6.0", 37, "unknown", runbook.SeverityInfo, "no line for this version"},
+		{"ingress-nginx", "v1.15.0", 35, "supported", runbook.SeverityInfo, "1.31–1.35"},
+		{"ingress-nginx", "v1.15.0", 37, "untested", runbook.SeverityWarning, "retired"},
+		{"cert-manager", "v1.21.0", 36, "supported", runbook.SeverityInfo, "1.33–1.36"},
+		{"cert-manager", "v1.20.1", 37, "untested", runbook.SeverityWarning, "1.32–1.35"},
+		{"metrics-server", "v0.8.0", 37, "supported", runbook.SeverityInfo, "1.31+"},
+		{"metrics-server", "v0.3.7", 37, "unsupported", runbook.SeverityError, "1.8–1.21"},
+		{"coredns", "v1.14.6", 37, "supported", runbook.SeverityInfo, "at or past the 1.14.6 kubeadm installs"},
+		{"coredns", "v1.11.1", 36, "behind", runbook.SeverityWarning, "older than the 1.14.2"},
+		{"flannel", "v0.26.1", 37, "unknown", runbook.SeverityInfo, "publishes no Kubernetes version table"},
+		{"antrea", "v2.3.0", 37, "unknown", runbook.SeverityInfo, "without a published table"},
+	} {
+		t.Run(tc.addon+"@"+tc.version+"/1."+strconv.Itoa(tc.target), func(t *testing.T) {
+			t.Parallel()
+			a, ok := addons.ByID(tc.addon)
+			if !ok {
+				t.Fatalf("%s not in the catalog", tc.addon)
+			}
+			d := detection{addon: a, raw: tc.version, version: addons.ParseVersion(tc.version), ref: Ref("DaemonSet", "kube-system", tc.addon), from: "image x:" + tc.version}
+			f := judgeAddon(d, apis.Release{Major: 1, Minor: tc.target - 1}, apis.Release{Major: 1, Minor: tc.target})
+			if f.Addon.Verdict != tc.verdict || f.Severity != tc.sev || !strings.Contains(f.Message, tc.says) {
+				t.Errorf("%s %s for 1.%d: %s %s %q; want %s %s saying %q", tc.addon, tc.version, tc.target, f.Addon.Verdict, f.Severity, f.Message, tc.verdict, tc.sev, tc.says)
+			}
+			if tc.verdict == "unknown" && !strings.Contains(f.Fix, "check the add-on's own matrix") {
+				t.Errorf("unknown without the fix to check the add-on's own matrix: %q", f.Fix)
+			}
+			if tc.verdict != "unknown" && tc.verdict != "behind" && tc.verdict != "supported" && (f.Fix == "" || !strings.HasPrefix(f.Addon.Source, "https://")) {
+				t.Errorf("no fix or no source: %+v", f)
+			}
+		})
+	}
+}
+
+// TestAddonDetectedByItsImage: the images of the add-ons the table now judges are recognized, and
+// the tigera-operator's own version is never read as Calico's.
+func TestAddonDetectedByItsImage(t *testing.T) {
+	t.Parallel()
+	for image, want := range map[string]string{
+		"quay.io/calico/node:v3.30.2":                            "calico",
+		"docker.io/istio/pilot:1.26.2":                           "istio",
+		"cr.l5d.io/linkerd/controller:stable-2.14.10":            "linkerd",
+		"registry.k8s.io/sig-storage/snapshot-controller:v8.2.0": "csi-snapshotter",
+		"registry.k8s.io/sig-storage/csi-snapshotter:v8.1.0":     "csi-snapshotter",
+		"ghcr.io/flannel-io/flannel:v0.26.1":                     "flannel",
+		"antrea/antrea-agent-ubuntu:v2.3.0":                      "antrea",
+		"quay.io/tigera/operator:v1.38.3":                        "",
+	} {
+		d, ok := detectWorkload(podWorkload{ref: Ref("Deployment", "x", "y"), pod: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image}}}})
+		got := ""
+		if ok {
+			got = d.addon.ID
+		}
+		if got != want {
+			t.Errorf("%s detected as %q, want %q", image, got, want)
+		}
 	}
 }

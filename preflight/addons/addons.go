@@ -39,10 +39,13 @@ var Catalog = []Addon{
 		Page: "https://kubernetes.io/releases/version-skew-policy/#kube-proxy"},
 	{ID: "cilium", Name: "Cilium", Class: "cni", Charts: []string{"cilium"}, Images: []string{"cilium/cilium"}, Labels: []string{"cilium", "cilium-agent"},
 		Page: "https://docs.cilium.io/en/stable/network/kubernetes/requirements/"},
-	{ID: "calico", Name: "Calico", Class: "cni", Charts: []string{"tigera-operator", "calico"}, Images: []string{"calico/node", "tigera/operator"}, Labels: []string{"calico-node", "tigera-operator"},
+	// Calico by calico/node: the tigera-operator's own image carries the operator's version, not Calico's
+	// (its Helm chart's appVersion is Calico's).
+	{ID: "calico", Name: "Calico", Class: "cni", Charts: []string{"tigera-operator", "calico"}, Images: []string{"calico/node"}, Labels: []string{"calico-node"},
 		Page: "https://docs.tigera.io/calico/latest/getting-started/kubernetes/requirements"},
 	{ID: "flannel", Name: "Flannel", Class: "cni", Charts: []string{"flannel"}, Images: []string{"flannel/flannel", "flannel-io/flannel", "coreos/flannel"}, Labels: []string{"flannel"},
-		Page: "https://github.com/flannel-io/flannel/blob/master/Documentation/kubernetes.md"},
+		Page: "https://github.com/flannel-io/flannel/blob/master/Documentation/kubernetes.md",
+		Note: "Flannel publishes no Kubernetes version table (its docs say flanneld \"should work with any version of Kubernetes\")"},
 	{ID: "antrea", Name: "Antrea", Class: "cni", Charts: []string{"antrea"}, Images: []string{"antrea/antrea-agent-ubuntu", "antrea/antrea-ubuntu", "antrea/antrea-controller-ubuntu"}, Labels: []string{"antrea"},
 		Page: "https://github.com/antrea-io/antrea/blob/main/docs/versioning.md#supported-k8s-versions",
 		Note: "Antrea supports the Kubernetes releases maintained when each Antrea minor was released, without a published table"},
@@ -57,6 +60,9 @@ var Catalog = []Addon{
 		Page: "https://istio.io/latest/docs/releases/supported-releases/"},
 	{ID: "linkerd", Name: "Linkerd", Class: "mesh", Charts: []string{"linkerd-control-plane", "linkerd2"}, Images: []string{"linkerd/controller", "linkerd/proxy-identity"}, Labels: []string{"linkerd-controller"},
 		Page: "https://linkerd.io/2/reference/k8s-versions/"},
+	{ID: "csi-snapshotter", Name: "CSI external-snapshotter", Class: "other", Charts: []string{"snapshot-controller"},
+		Images: []string{"sig-storage/snapshot-controller", "sig-storage/csi-snapshotter"}, Labels: []string{"snapshot-controller"},
+		Page: "https://kubernetes-csi.github.io/docs/snapshot-controller.html"},
 	{ID: "karpenter", Name: "Karpenter", Class: "other", Charts: []string{"karpenter"}, Images: []string{"karpenter/controller"}, Labels: []string{"karpenter"},
 		Page: "https://karpenter.sh/docs/upgrading/compatibility/"},
 	{ID: "cluster-autoscaler", Name: "Cluster Autoscaler", Class: "other", Charts: []string{"cluster-autoscaler"}, Images: []string{"autoscaling/cluster-autoscaler"}, Labels: []string{"cluster-autoscaler", "aws-cluster-autoscaler"},
@@ -170,6 +176,39 @@ var Table = append([]Line{
 	{Addon: "cert-manager", Versions: "1.13.x", Min: r(21), Max: r(27), Below: Unsupported, Above: Untested, Source: certManagerReleases},
 	{Addon: "cert-manager", Versions: "1.12.x", Min: r(22), Max: r(32), Below: Unsupported, Above: Untested, Source: certManagerReleases},
 
+	// Calico: "We test Calico vX.Y against the following Kubernetes versions. Other versions may
+	// work, but we are not actively testing them", and it "will not work on Kubernetes v1.20 or
+	// below" (v1.21 up to the range "may work, but is no longer tested"): untested either side.
+	{Addon: "calico", Versions: "3.32.x", Min: r(32), Max: r(36), Below: Untested, Above: Untested, Source: calicoReqs + "f871584d2158cc1180ee03ac72da008750da29c8/calico_versioned_docs/version-3.32/_includes/partials/_system-requirements.mdx"},
+	{Addon: "calico", Versions: "3.31.x", Min: r(32), Max: r(34), Below: Untested, Above: Untested, Source: calicoReqs + "28b16b1a8bba01b38bc963c1e43726f3150b6c2c/calico_versioned_docs/version-3.31/_includes/partials/_system-requirements.mdx"},
+	{Addon: "calico", Versions: "3.30.x", Min: r(31), Max: r(33), Below: Untested, Above: Untested, Source: calicoReqs + "1bbcbaeda8a66d00cc5e69c9973412eeb550522b/calico_versioned_docs/version-3.30/_includes/partials/_system-requirements.mdx"},
+	{Addon: "calico", Versions: "3.29.x", Min: r(29), Max: r(32), Below: Untested, Above: Untested, Source: calicoReqs + "fb70a7793965a92973ec83c479003d77b51c31c5/calico_versioned_docs/version-3.29/_includes/partials/_system-requirements.mdx"},
+
+	// Istio: "Supported Kubernetes Versions" of each release (older ones only "tested, but not
+	// supported"; istioctl precheck refuses a Kubernetes older than the minimum, IST0142).
+	{Addon: "istio", Versions: "1.26.x", Min: r(29), Max: r(33), Below: Unsupported, Above: Untested, Source: istioLatest},
+	{Addon: "istio", Versions: "1.25.x", Min: r(29), Max: r(32), Below: Unsupported, Above: Untested, Source: istioLatest},
+	{Addon: "istio", Versions: "1.24.x", Min: r(28), Max: r(31), Below: Unsupported, Above: Untested, Source: istioLatest},
+	{Addon: "istio", Versions: "1.23.x", Min: r(27), Max: r(30), Below: Unsupported, Above: Untested, Source: istioLatest},
+	{Addon: "istio", Versions: "1.22.x", Min: r(27), Max: r(30), Below: Unsupported, Above: Untested, Source: istioStatus},
+	{Addon: "istio", Versions: "1.21.x", Min: r(26), Max: r(29), Below: Unsupported, Above: Untested, Source: istioStatus},
+	{Addon: "istio", Versions: "1.20.x", Min: r(25), Max: r(29), Below: Unsupported, Above: Untested, Source: istioStatus},
+
+	// Linkerd: minimum and maximum Kubernetes version of each stable release ("later versions of
+	// Kubernetes end up making changes that cause older versions of Linkerd to not work: we will
+	// update the chart"): below the minimum it does not install, above the maximum it is untested.
+	{Addon: "linkerd", Versions: "2.19.x", Min: r(22), Max: r(34), Below: Unsupported, Above: Untested, Source: linkerdVersions},
+	{Addon: "linkerd", Versions: "2.18.x", Min: r(22), Max: r(32), Below: Unsupported, Above: Untested, Source: linkerdVersions},
+	{Addon: "linkerd", Versions: "2.17.x", Min: r(22), Max: r(31), Below: Unsupported, Above: Untested, Source: linkerdVersions},
+	{Addon: "linkerd", Versions: ">= 2.15.0, < 2.17.0", Min: r(22), Max: r(29), Below: Unsupported, Above: Untested, Source: linkerdVersions},
+	{Addon: "linkerd", Versions: ">= 2.13.0, < 2.15.0", Min: r(21), Max: r(28), Below: Unsupported, Above: Untested, Source: linkerdVersions},
+	{Addon: "linkerd", Versions: "2.12.x", Min: r(21), Max: r(24), Below: Unsupported, Above: Untested, Source: linkerdVersions},
+
+	// CSI external-snapshotter (snapshot-controller and the csi-snapshotter sidecar): "Min K8s
+	// Version" of each release, no maximum ("-").
+	{Addon: "csi-snapshotter", Versions: ">= 8.0.0, < 8.3.0", Min: r(25), Below: Unsupported, Source: snapshotterVersions},
+	{Addon: "csi-snapshotter", Versions: ">= 6.0.0, < 6.4.0", Min: r(20), Below: Unsupported, Source: snapshotterVersions},
+
 	// Karpenter: its generated compatibility matrix gives the oldest Karpenter for each Kubernetes
 	// version (Karpenter refuses a Kubernetes version newer than it supports); beyond 1.36 the
 	// matrix does not say yet.
@@ -198,6 +237,11 @@ const (
 	certManagerReleases = "https://github.com/cert-manager/website/blob/776e5dba56510fc9de84206b806b568447077f25/content/docs/releases/README.md"
 	karpenterMatrix     = "https://github.com/aws/karpenter-provider-aws/blob/1d927085dd81a9df9301e613f371dac5b4d16bfe/website/content/en/docs/upgrading/compatibility.md#compatibility-matrix"
 	skewPolicy          = "https://kubernetes.io/releases/version-skew-policy/#kube-proxy"
+	calicoReqs          = "https://github.com/tigera/docs/blob/"
+	istioStatus         = "https://github.com/istio/istio.io/blob/0a759c7fabfea45ce4e62701df28f684a96987cc/data/compatibility/supportStatus.yml"
+	istioLatest         = "https://istio.io/latest/zh/docs/releases/supported-releases/ (the table as it listed 1.23–1.26)"
+	linkerdVersions     = "https://github.com/linkerd/website/blob/df68cad36c85117f48176d38095f16857728439e/linkerd.io/content/2-edge/reference/k8s-versions.md"
+	snapshotterVersions = "https://kubernetes-csi.github.io/docs/snapshot-controller.html (Supported and Unsupported Versions tables)"
 	autoscalerReleases  = "https://github.com/kubernetes/autoscaler/tree/master/cluster-autoscaler#releases"
 )
 
