@@ -22,7 +22,7 @@ func accessTable() string {
 	var b strings.Builder
 	b.WriteString("| what | permissions |\n|---|---|\n")
 	fmt.Fprintf(&b, "| `drydock preflight` (all checks) | %s |\n", renderAccess(preflight.AccessFor()))
-	fmt.Fprintf(&b, "| any run (`run`, `resume`, `rollback`, `drain`), in the state namespace (`kube-system` by default) | %s |\n",
+	fmt.Fprintf(&b, "| any run (`run`, `resume`, `rollback`, `drain`): the cluster's lock, and the journal's ConfigMaps in the state namespace (`kube-system` by default) | %s |\n",
 		renderAccess(runbook.EngineAccess("")))
 	// Step kinds with the same needs share a row, in the registry's order.
 	var order []string

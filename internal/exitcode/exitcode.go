@@ -1,10 +1,12 @@
 // Package exitcode is the one place where drydock's outcomes become process exit codes.
-// The README's "Exit codes" table lists the same values; a test keeps the two in step.
+// The README's "Exit codes" table is generated from All.
 package exitcode
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -14,7 +16,7 @@ import (
 // Code is a process exit status.
 type Code int
 
-// The exit codes drydock uses. Keep README.md's table in step (TestREADMEListsEveryCode).
+// The exit codes drydock uses. README.md's table is generated from All (TestREADMEExitCodeTable).
 const (
 	OK          Code = 0   // success
 	Failure     Code = 1   // a runtime failure: the cluster, the network, a step that failed
@@ -26,19 +28,40 @@ const (
 	Interrupted Code = 130 // interrupted by Ctrl-C or SIGTERM; the run stays resumable
 )
 
-// All lists every code with the README's one-line meaning, in order.
+// All lists every code with its meaning and when drydock exits with it: the README's "Exit codes"
+// table is generated from this (TestREADMEExitCodeTable), so the two cannot disagree.
 var All = []struct {
 	Code    Code
 	Meaning string
+	When    string // from which commands, when
 }{
-	{OK, "success"},
-	{Failure, "runtime failure (cluster unreachable, a step failed)"},
-	{Usage, "usage error or invalid input (bad flag, malformed runbook)"},
-	{Blocked, "a check blocked (a finding reached --fail-on, a drain is blocked)"},
-	{Aborted, "aborted or rolled back"},
-	{Paused, "paused at a pause point; resumable with `drydock resume`"},
-	{Forbidden, "not allowed: the credentials lack a permission drydock needs (the message lists them; nothing that needed it was changed)"},
-	{Interrupted, "interrupted (Ctrl-C, SIGTERM); resumable"},
+	{OK, "success", "every command; `resume` of a run that already succeeded (\"nothing to resume\")"},
+	{Failure, "runtime failure",
+		"the apiserver cannot be reached (within seconds when it never answered; reads that fail mid-run are retried for up to 2 minutes), " +
+			"a step failed (a command exited non-zero, a drain ran out of time), a rollback failed, the local journal could not be written (a full disk: the message names the file)"},
+	{Usage, "usage error or invalid input",
+		"a bad flag or argument, an unknown command, a malformed runbook (`validate`, `run`, `plan`), a literal credential in a runbook, " +
+			"a selector or node that matches nothing (`drain`, `uncordon`, a runbook's step), no kubeconfig at all, a run that cannot be resumed or found, a target the cluster cannot take"},
+	{Blocked, "blocked before anything moved",
+		"a finding reached `--fail-on` (`preflight`, a check step), a certain blocker in the plan (`plan`, `run`, `resume`, `drain`), " +
+			"a drain blocked (`drain --dry-run` too), the lock held by another run"},
+	{Aborted, "aborted or rolled back",
+		"a rollback or restore answered \"no\", a failed canary rolled back, `onFailure: rollback`, a rollback asked for at a pause point"},
+	{Paused, "paused at a pause point; resumable with `drydock resume`", "`run`, `resume` with nobody to answer and no `--yes`"},
+	{Forbidden, "not allowed: the credentials lack a permission drydock needs",
+		"the access check before a run or drain (the message lists what is missing; nothing was changed), a 403 from the apiserver, " +
+			"a `preflight` check that could not read what it needs (whatever `--fail-on` says: the report is incomplete; with `--strict`, anything a check could not examine, for any reason)"},
+	{Interrupted, "interrupted (Ctrl-C, SIGTERM); resumable", "`run`, `resume`, `rollback`, `drain`, and any command waiting on the cluster"},
+}
+
+// Table is the README's exit code table, in Markdown.
+func Table() string {
+	var b strings.Builder
+	b.WriteString("| code | meaning | from which commands, when |\n|---|---|---|\n")
+	for _, c := range All {
+		fmt.Fprintf(&b, "| `%d` | %s | %s |\n", c.Code, c.Meaning, c.When)
+	}
+	return b.String()
 }
 
 // Error carries the exit code an error should end the process with.

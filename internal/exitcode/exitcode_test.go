@@ -3,9 +3,10 @@ package exitcode
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
-	"regexp"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,16 +44,32 @@ func TestFor(t *testing.T) {
 	}
 }
 
-// TestREADMEListsEveryCode keeps the README's exit code table and this package in step.
-func TestREADMEListsEveryCode(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+var update = flag.Bool("update", false, "rewrite README.md's exit code table")
+
+const (
+	tableBegin = "<!-- exit-codes: generated from internal/exitcode; `go test ./internal/exitcode -run TestREADMEExitCodeTable -update` rewrites it -->"
+	tableEnd   = "<!-- /exit-codes -->"
+)
+
+// TestREADMEExitCodeTable keeps the README's exit code table the one this package generates.
+func TestREADMEExitCodeTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range All {
-		row := regexp.MustCompile(fmt.Sprintf("(?m)^\\| *`?%d`? *\\|", c.Code))
-		if !row.Match(readme) {
-			t.Errorf("README.md's exit code table has no row for %d (%s)", c.Code, c.Meaning)
-		}
+	readme := string(b)
+	i, j := strings.Index(readme, tableBegin), strings.Index(readme, tableEnd)
+	if i < 0 || j < i {
+		t.Fatalf("README.md has no generated exit code table (%q ... %q)", tableBegin, tableEnd)
+	}
+	want := tableBegin + "\n\n" + Table() + "\n" + tableEnd
+	if readme[i:j+len(tableEnd)] == want {
+		return
+	}
+	if !*update {
+		t.Fatalf("README.md's exit code table is out of date: go test ./internal/exitcode -run TestREADMEExitCodeTable -update\nwant:\n%s", want)
+	}
+	if err := os.WriteFile("../../README.md", []byte(readme[:i]+want+readme[j+len(tableEnd):]), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
