@@ -52,9 +52,10 @@ func checkConfig(ctx context.Context, in *Input) ([]Finding, error) {
 		func(c *configFindings) { c.out = append(c.out, volumes(ctx, in)...) },
 	}
 	found := make([]configFindings, len(parts))
+	read := &flagsRead{components: map[string]bool{}}
 	var wg sync.WaitGroup
 	for i, part := range parts {
-		found[i].in = in
+		found[i].in, found[i].read = in, read
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -66,13 +67,45 @@ func checkConfig(ctx context.Context, in *Input) ([]Finding, error) {
 	for _, c := range found {
 		out = append(out, c.out...)
 	}
-	return out, nil
+	return append(out, read.unchecked(in)...), nil
 }
 
 // configFindings collects what one part of config-check finds.
 type configFindings struct {
-	in  *Input
-	out []Finding
+	in   *Input
+	out  []Finding
+	read *flagsRead
+}
+
+// flagsRead are the components whose flags config-check read, from any part.
+type flagsRead struct {
+	mu         sync.Mutex
+	components map[string]bool
+}
+
+// unchecked says, once per component whose flags were read, which releases up to the target
+// drydock's removed-flag table does not cover: those flags were not checked, and the report says so
+// rather than pass them.
+func (r *flagsRead) unchecked(in *Input) []Finding {
+	var out []Finding
+	for _, component := range controlPlaneComponents {
+		if !r.components[component] {
+			continue
+		}
+		rels := config.UncheckedFlagReleases(component, in.Server, in.Target)
+		if len(rels) == 0 {
+			continue
+		}
+		names := make([]string, len(rels))
+		for i, rel := range rels {
+			names[i] = rel.String()
+		}
+		out = append(out, Finding{Severity: runbook.SeverityInfo, Object: component + " flags",
+			Message:   fmt.Sprintf("drydock's table of removed flags does not cover %s %s, so %s's flags were not checked for flags %s removes", component, strings.Join(names, ", "), component, strings.Join(names, ", ")),
+			Fix:       fmt.Sprintf("read the removals in CHANGELOG-%s (Urgent Upgrade Notes, Deprecation) for %s's flags before the upgrade", names[len(names)-1], component),
+			Reference: "https://github.com/kubernetes/kubernetes/tree/master/CHANGELOG"})
+	}
+	return out
 }
 
 func (c *configFindings) add(f Finding, p config.Problem) {
@@ -85,6 +118,11 @@ func (c *configFindings) add(f Finding, p config.Problem) {
 }
 
 func (c *configFindings) judgeFlags(f Finding, component string, flags map[string]string) {
+	if len(flags) > 0 && c.read != nil {
+		c.read.mu.Lock()
+		c.read.components[component] = true
+		c.read.mu.Unlock()
+	}
 	for _, name := range sortedKeys(flags) {
 		if p, ok := config.JudgeFlag(component, name, c.in.Server, c.in.Target); ok {
 			c.add(f, p)

@@ -129,3 +129,59 @@ func TestConfigCheckForbiddenConfigz(t *testing.T) { //nolint:paralleltest // re
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// TestRemovedFlagsPerComponent: each control-plane component's static pod, at the pinned minors
+// (where only kube-controller-manager lost a flag) and past them (1.38, which drydock's removed-flag
+// table does not cover: said once per component, never passed in silence).
+func TestRemovedFlagsPerComponent(t *testing.T) {
+	t.Parallel()
+	staticPod := func(component string, flags ...string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: component + "-cp1", Labels: map[string]string{"component": component, "tier": "control-plane"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: component, Command: append([]string{component}, flags...)}}}}
+	}
+	for _, tc := range []struct {
+		name           string
+		pod            *corev1.Pod
+		server, target int
+		sev            runbook.Severity
+		has            string // "" = no flag finding at all
+	}{
+		{"kube-controller-manager 1.37", staticPod("kube-controller-manager", "--concurrent-service-syncs=5", "--leader-elect=true"), 36, 37, runbook.SeverityError, "kube-controller-manager --concurrent-service-syncs is removed in 1.37"},
+		{"kube-controller-manager already past it", staticPod("kube-controller-manager", "--concurrent-service-syncs=5"), 37, 37, "", ""},
+		{"kube-apiserver 1.37", staticPod("kube-apiserver", "--etcd-servers=https://127.0.0.1:2379", "--enable-logs-handler=false"), 36, 37, "", ""},
+		{"kube-scheduler 1.37", staticPod("kube-scheduler", "--leader-elect=true", "--bind-address=127.0.0.1"), 35, 37, "", ""},
+		{"kube-apiserver 1.38", staticPod("kube-apiserver", "--etcd-servers=https://127.0.0.1:2379"), 37, 38, runbook.SeverityInfo, "does not cover kube-apiserver 1.38"},
+		{"kube-controller-manager 1.38", staticPod("kube-controller-manager", "--leader-elect=true"), 37, 38, runbook.SeverityInfo, "does not cover kube-controller-manager 1.38"},
+		{"kube-scheduler 1.38", staticPod("kube-scheduler", "--leader-elect=true"), 36, 38, runbook.SeverityInfo, "does not cover kube-scheduler 1.38"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := fake.NewClientset(tc.pod)
+			in := &Input{Kube: client, Server: apis.Release{Major: 1, Minor: tc.server}, Target: apis.Release{Major: 1, Minor: tc.target}}
+			fs, err := checkConfig(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var flagFindings []Finding
+			for _, f := range fs {
+				if strings.Contains(f.Message, "--") || strings.Contains(f.Message, "removed flags") {
+					flagFindings = append(flagFindings, f)
+				}
+			}
+			if tc.has == "" {
+				if len(flagFindings) != 0 {
+					t.Errorf("want no flag finding, got %+v", flagFindings)
+				}
+				return
+			}
+			if len(flagFindings) != 1 || flagFindings[0].Severity != tc.sev || !strings.Contains(flagFindings[0].Message, tc.has) || flagFindings[0].Fix == "" || !strings.HasPrefix(flagFindings[0].Reference, "https://") {
+				t.Errorf("want one %s finding saying %q with a fix and a reference, got %+v", tc.sev, tc.has, flagFindings)
+			}
+			for _, a := range client.Actions() {
+				if v := a.GetVerb(); v != "list" && v != "get" {
+					t.Errorf("config-check did %s %s: it must only read", v, a.GetResource().Resource)
+				}
+			}
+		})
+	}
+}
