@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -70,6 +71,10 @@ A refused eviction waits on the budget's status (by watch) instead of retrying b
 deletes past a budget unless --disable-eviction is given. On failure or timeout it reports exactly
 which pods are left and why, and uncordons the nodes it cordoned (not those an admin had cordoned)
 unless --keep-cordoned. A drain is a one-step run: same journal, lock and exit codes as 'drydock run'.
+Each eviction is journaled before it is sent: a state directory that fills up stops the drain before
+its next eviction, and the failure rule is said node by node. A node deleted while it drains is said
+as deleted at once (not drained); an evicted pod that finalizers hold is named with them; a budget
+tightened to allow nothing (maxUnavailable: 0) fails the drain after --stall-timeout.
 
 kubectl drain's command line works: --dry-run[=client], --force, --delete-emptydir-data,
 --disable-eviction, --grace-period, --timeout and -l mean what they mean to kubectl (--force only lets
@@ -303,4 +308,20 @@ func countFatal(p *drain.Plan) int {
 		}
 	}
 	return n
+}
+
+// sayRepairError says on stderr what the repair of expired budget relaxations could not look at
+// or restore (a user who may not list budgets cluster-wide, a refused patch), each with the command
+// that finishes it. It never stops the command.
+func sayRepairError(f *Factory, err error) {
+	var re *drain.RepairError
+	if !errors.As(err, &re) {
+		if err != nil {
+			fmt.Fprintf(f.errOut(), "drydock: warning: %v\n", err)
+		}
+		return
+	}
+	for _, w := range re.Findings {
+		fmt.Fprintf(f.errOut(), "drydock: %s: %s: %s (fix: %s)\n", strings.ToUpper(string(w.Severity)), w.Object, w.Message, w.Hint)
+	}
 }

@@ -14,10 +14,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
+	"github.com/drydock-dev/drydock/steps"
 	"github.com/drydock-dev/drydock/steps/drain"
 )
 
@@ -167,6 +172,87 @@ func TestBudgetRelaxAfterKill9(t *testing.T) {
 			restored(t, ns)
 			if n, _ := cluster.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{}); n.Spec.Unschedulable {
 				t.Fatal("the rollback left the node cordoned")
+			}
+		})
+	}
+}
+
+// TestExpiredRelaxationRepairSaysWhatItCannot: a budget drydock relaxed is past its expiry (the run
+// that relaxed it died). A run by a user who may not list PodDisruptionBudgets in every namespace
+// cannot look for it: the run says so, with the command that finishes the repair, and goes on. A
+// user who may list them but not restore this one is told the exact kubectl patch, which restores
+// the budget.
+func TestExpiredRelaxationRepairSaysWhatItCannot(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "relax-cannot"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rec := `{"run":"20260101-0000-dead","node":"gone","expires":"2026-01-01T00:30:00Z","count":1,"set":{"minAvailable":0},"restore":{"minAvailable":1},"what":"allows one more pod of the budget to be down"}`
+	zero := intstr.FromInt32(0)
+	if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "front", Labels: map[string]string{drain.LabelRelaxedBy: "20260101-0000-dead"},
+			Annotations: map[string]string{drain.AnnotationRelaxed: rec}},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &zero, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "front"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rbFile := writeRunbook(t, "relax-cannot", "    - {name: look, type: exec, with: {command: [\"true\"]}}\n")
+	rb, err := runbook.Load(rbFile, steps.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user  string
+		extra []runbook.Access
+		want  string
+	}{
+		{"relax-nolist", nil, "WARNING: poddisruptionbudgets: budgets drydock relaxed whose expiry has passed were not looked for, so none was restored: " +
+			"this user may not list PodDisruptionBudgets in every namespace (fix: `drydock runs --repair` as a user who may list PodDisruptionBudgets in every namespace restores them"},
+		{"relax-nopatch", []runbook.Access{{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets"}},
+			"WARNING: pdb/" + ns + "/front: relaxed by run 20260101-0000-dead (allows one more pod of the budget to be down) and expired at 2026-01-01T00:30:00Z, could not be restored"},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			need := append(rb.Access(), tc.extra...)
+			bindExactly(t, tc.user, need)
+			cfg := rest.CopyConfig(cluster.Config)
+			cfg.Impersonate.UserName = tc.user
+			as, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				missing, known, err := runbook.Allowed(ctx, as, need)
+				return err == nil && known && len(missing) == 0, nil
+			}); err != nil {
+				t.Fatalf("the bound rules never took effect: %v", err)
+			}
+			out, code := newProc(t).run("run", rbFile, "--yes", "--as", tc.user)
+			if code != 0 {
+				t.Fatalf("run as %s: exit %d\n%s", tc.user, code, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("run as %s does not say what the repair could not do:\n%s\nwant %q", tc.user, out, tc.want)
+			}
+			pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "front", metav1.GetOptions{})
+			if err != nil || pdb.Spec.MinAvailable.IntValue() != 0 {
+				t.Fatalf("the budget changed: %v (%v)", pdb.Spec.MinAvailable, err)
+			}
+			if tc.user != "relax-nopatch" {
+				return
+			}
+			// The command said restores the budget as it was and takes drydock's marks off.
+			patch := `{"metadata":{"annotations":{"drydock.dev/relaxed":null},"labels":{"drydock.dev/relaxed-by":null}},"spec":{"minAvailable":1}}`
+			if cmd := "kubectl patch pdb front -n " + ns + " --type=merge -p '" + patch + "'"; !strings.Contains(out, "(fix: "+cmd) {
+				t.Fatalf("the fix is not %s:\n%s", cmd, out)
+			}
+			if _, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Patch(ctx, "front", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			pdb, err = cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "front", metav1.GetOptions{})
+			if err != nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Labels[drain.LabelRelaxedBy] != "" || pdb.Annotations[drain.AnnotationRelaxed] != "" {
+				t.Fatalf("the fix did not restore the budget: %+v (%v)", pdb, err)
 			}
 		})
 	}

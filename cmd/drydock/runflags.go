@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/internal/exitcode"
@@ -330,9 +329,8 @@ func repairBudgets(ctx context.Context, f *Factory, client kubernetes.Interface,
 		}
 		fmt.Fprintf(f.out(), "%d relaxed budget(s) restored, %d not expired yet\n", len(restored), len(pending))
 	}
-	if err != nil && !list && !apierrors.IsForbidden(err) {
-		// Someone who may not list budgets cluster-wide runs drydock: the repair is theirs who may.
-		fmt.Fprintf(f.errOut(), "drydock: warning: %v\n", err)
+	if !list {
+		sayRepairError(f, err)
 	}
 	return err
 }

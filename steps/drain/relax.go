@@ -239,21 +239,26 @@ func RestoreBudgets(ctx context.Context, env *runbook.Env, node string) error {
 
 // RepairExpired restores the budgets any drydock run relaxed whose expiry has passed (that run died,
 // or is still draining past it): the next drydock command that reaches the cluster calls it, and
-// `drydock runs --repair`. It returns what it restored, and the relaxations not yet expired.
+// `drydock runs --repair`. It returns what it restored, and the relaxations not yet expired; what it
+// could not look at or restore is a *RepairError, each item with the command that finishes it.
 func RepairExpired(ctx context.Context, client kubernetes.Interface, now time.Time) (restored []RestoreOutcome, pending []RestoreOutcome, err error) {
 	list, err := client.PolicyV1().PodDisruptionBudgets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: LabelRelaxedBy})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list PodDisruptionBudgets relaxed by drydock: %w", err)
+		return nil, nil, &RepairError{Err: err, Findings: []runbook.Finding{unlisted(err)}}
 	}
 	sort.Slice(list.Items, func(i, j int) bool {
 		return list.Items[i].Namespace+"/"+list.Items[i].Name < list.Items[j].Namespace+"/"+list.Items[j].Name
 	})
-	var errs []error
+	re := &RepairError{}
 	for i := range list.Items {
 		pdb := &list.Items[i]
 		key := pdb.Namespace + "/" + pdb.Name
 		rec, ok := recordOf(pdb)
 		if !ok {
+			re.add(fmt.Errorf("PDB %s: unreadable annotation %s", key, AnnotationRelaxed), runbook.Finding{Object: "pdb/" + key,
+				Message: fmt.Sprintf("carries drydock's label %s=%s but no readable %s annotation: drydock cannot tell what to restore", LabelRelaxedBy, pdb.Labels[LabelRelaxedBy], AnnotationRelaxed),
+				Hint: fmt.Sprintf("set its spec as it should be, then take drydock's marks off: kubectl label pdb %s -n %s %s- && kubectl annotate pdb %s -n %s %s-",
+					pdb.Name, pdb.Namespace, LabelRelaxedBy, pdb.Name, pdb.Namespace, AnnotationRelaxed)})
 			continue
 		}
 		if now.Before(rec.Expires) {
@@ -262,12 +267,61 @@ func RepairExpired(ctx context.Context, client kubernetes.Interface, now time.Ti
 		}
 		out, err := restoreBudget(ctx, client, key, rec.Run)
 		if err != nil {
-			errs = append(errs, err)
+			re.add(err, runbook.Finding{Object: "pdb/" + key,
+				Message: fmt.Sprintf("relaxed by run %s (%s) and expired at %s, could not be restored: %v", rec.Run, rec.What, rec.Expires.Format(time.RFC3339), err),
+				Hint:    restoreCommand(pdb, rec) + " (if its spec still has what drydock set)"})
 			continue
 		}
 		restored = append(restored, out)
 	}
-	return restored, pending, errors.Join(errs...)
+	if len(re.Findings) == 0 {
+		return restored, pending, nil
+	}
+	return restored, pending, re
+}
+
+// RepairError is what RepairExpired could not do: each a warning finding naming the budget (or
+// that the budgets could not be listed) with the command that finishes the repair.
+type RepairError struct {
+	Findings []runbook.Finding
+	Err      error
+}
+
+func (e *RepairError) add(err error, f runbook.Finding) {
+	f.Severity = runbook.SeverityWarning
+	e.Findings = append(e.Findings, f)
+	e.Err = errors.Join(e.Err, err)
+}
+
+func (e *RepairError) Error() string {
+	var parts []string
+	for _, f := range e.Findings {
+		parts = append(parts, fmt.Sprintf("%s: %s (fix: %s)", f.Object, f.Message, f.Hint))
+	}
+	return "restore expired budget relaxations: " + strings.Join(parts, "; ")
+}
+
+func (e *RepairError) Unwrap() error { return e.Err }
+
+// unlisted is the finding of a list of relaxed budgets that failed (a user who may not list
+// PodDisruptionBudgets in every namespace): the expired relaxations were not looked for.
+func unlisted(err error) runbook.Finding {
+	why := err.Error()
+	if apierrors.IsForbidden(err) {
+		why = "this user may not list PodDisruptionBudgets in every namespace"
+	}
+	return runbook.Finding{Severity: runbook.SeverityWarning, Object: "poddisruptionbudgets",
+		Message: fmt.Sprintf("budgets drydock relaxed whose expiry has passed were not looked for, so none was restored: %s", why),
+		Hint:    fmt.Sprintf("`drydock runs --repair` as a user who may list PodDisruptionBudgets in every namespace restores them (`kubectl get pdb -A -l %s` lists them)", LabelRelaxedBy)}
+}
+
+// restoreCommand is the kubectl patch that restores pdb as rec says and takes drydock's marks off.
+func restoreCommand(pdb *policyv1.PodDisruptionBudget, rec relaxRecord) string {
+	b, _ := json.Marshal(map[string]any{
+		"metadata": map[string]any{"labels": map[string]any{LabelRelaxedBy: nil}, "annotations": map[string]any{AnnotationRelaxed: nil}},
+		"spec":     rec.Restore,
+	})
+	return fmt.Sprintf("kubectl patch pdb %s -n %s --type=merge -p '%s'", pdb.Name, pdb.Namespace, b)
 }
 
 // Expires is when the relaxation ends at the latest.
