@@ -88,6 +88,11 @@ type Manifests struct {
 	Paths []string `json:"paths" jsonschema:"minItems=1"`
 	// Namespace of the namespaced objects that name none.
 	Namespace string `json:"namespace,omitempty"`
+	// ForceConflicts takes over the fields the manifests set that another field manager owns (a
+	// GitOps controller, an HPA's spec.replicas, kubectl): server-side apply with force. By default
+	// drydock applies without force, and an add-on whose manifests set such a field is refused
+	// before any of its objects is applied, each conflict named with its field and manager.
+	ForceConflicts bool `json:"forceConflicts,omitempty"`
 }
 
 // Name is the kind.

@@ -109,7 +109,8 @@ func TestAddonsUpgradeInOrderAndRollBackOneThatNeverBecomesReady(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A DNS-like Deployment, created by hand before, that the manifests add-on takes over.
+	// A DNS-like Deployment, created by hand before, that the manifests add-on takes over
+	// (forceConflicts: its image is the creator's field).
 	dns := simcluster.Deployment(ns, "fake-dns", 2)
 	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, dns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ data: {Corefile: ".:53 {forward . 8.8.8.8}"}
       with:
         addons:
           - {name: cni, helm: {release: fake-cni, namespace: %[1]s, chart: %[2]s/fake-cni, version: 1.1.0}, class: cni}
-          - {name: dns, class: dns, manifests: {paths: [%[3]s], namespace: %[1]s}}
+          - {name: dns, class: dns, manifests: {paths: [%[3]s], namespace: %[1]s, forceConflicts: true}}
           - {name: mesh, class: mesh, helm: {release: fake-mesh, namespace: %[1]s, chart: %[2]s/fake-mesh}}
 `, ns, charts, manifest)
 	e, rec := engine(t)

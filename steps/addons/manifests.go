@@ -2,6 +2,7 @@ package addons
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -166,6 +167,11 @@ func (s *manifestSource) plan(ctx context.Context) ([]string, error) {
 		}
 	}
 	line := fmt.Sprintf("server-side apply %d object(s) from %s as field manager %s", len(objs), strings.Join(s.m.Paths, ", "), FieldManager)
+	if s.m.ForceConflicts {
+		line += ", taking over the fields other managers own (forceConflicts)"
+	} else {
+		line += ", refused if they set a field another manager owns"
+	}
 	if len(create) > 0 {
 		line += "; creates " + strings.Join(create, ", ")
 	}
@@ -180,6 +186,10 @@ func (s *manifestSource) upgrade(ctx context.Context) ([]workload, error) {
 	}
 	var kept []before
 	if !s.env.LoadData(s.key(), &kept) {
+		// Fields another manager owns are found before anything is applied.
+		if err := s.checkConflicts(ctx, objs); err != nil {
+			return nil, err
+		}
 		for _, o := range objs {
 			b := before{Group: o.gvr.Group, Version: o.gvr.Version, Resource: o.gvr.Resource, Namespace: o.ns, Name: o.u.GetName()}
 			cur, err := s.res(o.gvr, o.ns).Get(ctx, o.u.GetName(), metav1.GetOptions{})
@@ -201,7 +211,10 @@ func (s *manifestSource) upgrade(ctx context.Context) ([]workload, error) {
 		}
 	}
 	for _, o := range objs {
-		if _, err := s.res(o.gvr, o.ns).Apply(ctx, o.u.GetName(), o.u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		if _, err := s.res(o.gvr, o.ns).Apply(ctx, o.u.GetName(), o.u, metav1.ApplyOptions{FieldManager: FieldManager, Force: s.m.ForceConflicts}); err != nil {
+			if c := conflictsOf(o, err); c != nil {
+				return nil, s.refuse([]*ConflictError{c}, "the objects before it were applied, and the step's rollback takes them back")
+			}
 			return nil, fmt.Errorf("apply %s: %w", o, err)
 		}
 	}
@@ -247,4 +260,76 @@ func (s *manifestSource) rollback(ctx context.Context) ([]workload, *runbook.Kep
 	}
 	s.env.Progress(fmt.Sprintf("%s: %d object(s) back as they were", s.a.Name, len(kept)), 0, 0)
 	return workloadsOf(back, s.m.Namespace), nil, nil
+}
+
+// ConflictError is an object of an add-on's manifests that sets fields another field manager owns
+// (server-side apply's conflict): each with the field and the API's words naming the manager.
+type ConflictError struct {
+	Object    string
+	Conflicts []metav1.StatusCause // Type FieldManagerConflict: Field, and Message "conflict with \"hpa\" using apps/v1"
+}
+
+func (e *ConflictError) Error() string {
+	var parts []string
+	for _, c := range e.Conflicts {
+		parts = append(parts, c.Field+": "+c.Message)
+	}
+	return fmt.Sprintf("apply %s: field(s) owned by another field manager: %s", e.Object, strings.Join(parts, "; "))
+}
+
+// conflictsOf is err as a ConflictError when server-side apply refused o for fields another
+// manager owns; nil otherwise.
+func conflictsOf(o object, err error) *ConflictError {
+	if !apierrors.IsConflict(err) {
+		return nil
+	}
+	c := &ConflictError{Object: o.String()}
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		if d := st.Status().Details; d != nil {
+			for _, cause := range d.Causes {
+				if cause.Type == metav1.CauseTypeFieldManagerConflict {
+					c.Conflicts = append(c.Conflicts, cause)
+				}
+			}
+		}
+	}
+	if len(c.Conflicts) == 0 {
+		return nil // a conflict of another kind (the object changed meanwhile)
+	}
+	return c
+}
+
+// checkConflicts applies the objects as a dry run, without force: the fields another manager owns
+// are each reported, and the add-on is refused before anything is applied (unless forceConflicts).
+func (s *manifestSource) checkConflicts(ctx context.Context, objs []object) error {
+	if s.m.ForceConflicts {
+		return nil
+	}
+	var found []*ConflictError
+	for _, o := range objs {
+		_, err := s.res(o.gvr, o.ns).Apply(ctx, o.u.GetName(), o.u, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}})
+		if c := conflictsOf(o, err); c != nil {
+			found = append(found, c)
+		}
+		// Any other refusal is the real apply's to report.
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return runbook.Blocked(s.refuse(found, "nothing of the add-on was applied"))
+}
+
+// refuse reports each conflict as a finding with its fix, and returns the step's error.
+func (s *manifestSource) refuse(found []*ConflictError, applied string) error {
+	var errs []error
+	for _, c := range found {
+		for _, cause := range c.Conflicts {
+			s.env.Find(runbook.Finding{Severity: runbook.SeverityError, Object: c.Object,
+				Message: fmt.Sprintf("add-on %s sets %s, which another field manager owns (%s): applying it would take the field away", s.a.Name, cause.Field, cause.Message),
+				Hint:    fmt.Sprintf("leave %s out of the manifest if that manager (an HPA, a GitOps controller) should keep it; or set manifests.forceConflicts: true on add-on %s to take it over", cause.Field, s.a.Name)})
+		}
+		errs = append(errs, c)
+	}
+	return fmt.Errorf("%w: %s; leave those fields out of add-on %s's manifests, or set manifests.forceConflicts: true to take them over", errors.Join(errs...), applied, s.a.Name)
 }
