@@ -100,7 +100,7 @@ func preferCopy(ctx context.Context, state StateFlags, client kubernetes.Interfa
 	where := fmt.Sprintf("the cluster's copy (ConfigMap %s/%s, updated %s)", state.StateNamespace, runbook.ConfigMapName(id), "%s")
 	switch {
 	case damaged != nil && cerr != nil:
-		return nil, fmt.Errorf("%w; the cluster's copy cannot replace it: %v", err, cerr)
+		return nil, fmt.Errorf("%w; the cluster's copy cannot replace it: %w", err, cerr)
 	case damaged != nil:
 		fmt.Fprintf(note, "drydock: %v; using "+where+"\n", err, cp.Updated.Local().Format(time.DateTime))
 		return cp, nil
