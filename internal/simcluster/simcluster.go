@@ -162,6 +162,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("simcluster: %w", err)
 	}
 	c.Kubeconfig = filepath.Join(c.WorkDir, "kubeconfig")
+	// A given work directory may hold an earlier cluster's marks: this one starts afresh.
+	_ = os.Remove(filepath.Join(c.WorkDir, stoppedFile))
+	_ = os.Remove(filepath.Join(c.WorkDir, processesFile))
 
 	// kwokctl picks ports by counting down from 32766, so two clusters created at once pick the same
 	// ones. Ask the kernel for free ports instead, and create one cluster at a time on the machine.
@@ -338,7 +341,7 @@ func (c *Cluster) ReleaseControllers(ctx context.Context) error {
 		return err
 	}
 	p.Argv = kept
-	if err := p.start(); err != nil {
+	if err := c.start(p); err != nil {
 		return err
 	}
 	all, err := c.loadComponents()
@@ -398,14 +401,21 @@ func Attach(name, workDir string) (*Cluster, error) {
 	return c, nil
 }
 
-// Stop deletes the cluster, stops all its processes and removes a work directory Start created.
-// It is safe to call more than once.
+// Stop deletes the cluster, stops every process it ever started (kwokctl's, and each restarted,
+// upgraded or added one: processes.go) and removes a work directory Start created. No process of
+// the cluster starts after Stop began. It is safe to call more than once.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		pids := c.componentPIDs()
+		c.markStopped() // nothing starts any more, here or in another process
+		pids := append(c.componentPIDs(), c.tracked()...)
 		c.stopErr = c.kwokctl(ctx, "delete", "cluster", "--name", c.Name)
+		// What the cluster started itself (restarts, upgrades, more apiservers): kwokctl knows
+		// only the processes its pid files name at this moment.
+		if err := c.stopTracked(ctx); err != nil && c.stopErr == nil {
+			c.stopErr = err
+		}
 		if err := waitGone(ctx, pids); err != nil && c.stopErr == nil {
 			c.stopErr = err
 		}
@@ -539,7 +549,7 @@ func (c *Cluster) env() []string {
 func (c *Cluster) startWatchdog() error {
 	script := fmt.Sprintf(`while kill -0 %d 2>/dev/null; do sleep 1; done
 %q delete cluster --name %q >/dev/null 2>&1
-%s`, os.Getpid(), filepath.Join(c.binDir, "kwokctl"), c.Name, func() string {
+%s%s`, os.Getpid(), filepath.Join(c.binDir, "kwokctl"), c.Name, c.watchdogStopsTracked(), func() string {
 		if c.ownsWorkDir {
 			return fmt.Sprintf("rm -rf %q", c.WorkDir)
 		}
@@ -684,7 +694,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) erro
 		return ctx.Err()
 	case <-time.After(down):
 	}
-	if err := apiserver.start(); err != nil {
+	if err := c.start(apiserver); err != nil {
 		return err
 	}
 	if err := c.waitReadyz(ctx); err != nil {
@@ -694,7 +704,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) erro
 		if err := p.stop(ctx); err != nil {
 			return err
 		}
-		if err := p.start(); err != nil {
+		if err := c.start(p); err != nil {
 			return err
 		}
 	}
@@ -724,7 +734,7 @@ func (c *Cluster) UpgradeComponent(ctx context.Context, name, binDir string) err
 		return err
 	}
 	p.Argv[0] = bin
-	if err := p.start(); err != nil {
+	if err := c.start(p); err != nil {
 		return err
 	}
 	if all, err := c.loadComponents(); err == nil {
@@ -747,7 +757,7 @@ func (c *Cluster) UpgradeComponent(ctx context.Context, name, binDir string) err
 			return err
 		}
 		if syscall.Kill(o.pid, 0) != nil {
-			if err := o.start(); err != nil {
+			if err := c.start(o); err != nil {
 				return err
 			}
 		}
@@ -804,40 +814,28 @@ func (p *process) stop(ctx context.Context) error {
 	return nil
 }
 
-// start runs the process again with its argv, environment and directory, detached like kwokctl's
-// own (Stop and the watchdog find it through the pid file), its output appended to its log.
-func (p *process) start() error {
-	cmd := exec.Command(p.Argv[0], p.Argv[1:]...)
-	cmd.Dir, cmd.Env = p.Cwd, p.Env
-	if logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
-		cmd.Stdout, cmd.Stderr = logf, logf
-		defer logf.Close()
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("simcluster: start %s: %w", p.Name, err)
-	}
-	go func() { _ = cmd.Wait() }() // reap it when it ends
-	p.pid = cmd.Process.Pid
-	if err := os.WriteFile(p.PidFile, []byte(strconv.Itoa(p.pid)), 0o644); err != nil {
-		return fmt.Errorf("simcluster: %s: %w", p.Name, err)
-	}
-	return nil
-}
+func (c *Cluster) waitReadyz(ctx context.Context) error { return c.waitReadyzAt(ctx, c.Config.Host) }
 
-func (c *Cluster) waitReadyz(ctx context.Context) error {
+// waitReadyzAt waits until the apiserver at url answers /readyz ok.
+func (c *Cluster) waitReadyzAt(ctx context.Context, url string) error {
+	cfg := rest.CopyConfig(c.Config)
+	cfg.Host = url
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("simcluster: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	var last error
 	for {
-		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err == nil && string(body) == "ok" {
 			return nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("simcluster: apiserver not ready after restart: %w", last)
+			return fmt.Errorf("simcluster: apiserver %s not ready after restart: %w", url, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
