@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -90,9 +91,8 @@ func TestPreflightRoleSuffices(t *testing.T) {
 
 // bindExactly grants user exactly the permissions need (a ClusterRole for the cluster-wide ones, a
 // Role per namespace for the others), and returns a function that takes one permission away.
-func bindExactly(t *testing.T, user string, need []runbook.Access) (revoke func(runbook.Access)) {
+func bindExactly(ctx context.Context, t *testing.T, user string, need []runbook.Access) (revoke func(runbook.Access)) {
 	t.Helper()
-	ctx := context.Background()
 	rules := map[string][]rbacv1.PolicyRule{} // namespace ("" cluster-wide) -> rules
 	ruleOf := func(a runbook.Access) rbacv1.PolicyRule {
 		if a.NonResourceURL != "" {
@@ -177,7 +177,7 @@ func TestDrainAsUserWithExactlyTheDeclaredRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := "drainer"
-	revoke := bindExactly(t, user, rb.Access())
+	revoke := bindExactly(ctx, t, user, rb.Access())
 	// RBAC reaches the authorizer through its informers: wait until it answers yes for the user.
 	cfg := rest.CopyConfig(cluster.Config)
 	cfg.Impersonate.UserName = user
@@ -268,5 +268,135 @@ func TestPreflightAsNobody(t *testing.T) {
 	}
 	if _, _, code := preflightRun(t, cluster.Kubeconfig, "--as", "drydock-test-nobody", "--fail-on", "never", "--checks", "skew-check"); code != int(exitcode.Forbidden) {
 		t.Errorf("--fail-on never: exit %d, want 6 (the report is incomplete)", code)
+	}
+}
+
+// boundKinds is, for every step kind in the README's permission table, a step of that kind (its
+// `with:` and its own settings) that does real work on the test cluster, run as a user bound to
+// exactly what its runbook declares.
+func boundKinds(t *testing.T, ns string) map[string]string {
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node steps' action brings its own credentials (the admin's kubeconfig), as a real one does.
+	action := fmt.Sprintf(`[%q, --kubeconfig, %q, patch, node, "{{.Node.Name}}", --subresource=status, -p, '{"status":{"nodeInfo":{"kubeletVersion":"{{.TargetVersion}}"}}}']`,
+		filepath.Join(bin, "kubectl"), cluster.Kubeconfig)
+	manifest := filepath.Join(t.TempDir(), "cm.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bound-addon, namespace: "+ns+"}\ndata: {k: v}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	health := fmt.Sprintf("{namespaces: [%s], timeout: 1m}", ns)
+	return map[string]string{
+		"exec":              `{command: ["true"]}`,
+		"pause":             `{message: "bound user"}`,
+		"wait":              `{for: nodesReady, nodes: "suite=bound"}`,
+		"health-gate":       fmt.Sprintf(`{soak: 1s, health: %s}`, health),
+		"drain":             `{nodes: [bound-drain]}`,
+		"controlplane":      `{members: [{name: noop, exec: ["true"]}], readyTimeout: 1m}`,
+		"storage-migration": `{resources: [configmaps], skipCRDs: true}`,
+		"canary":            fmt.Sprintf(`{node: bound-canary, action: {exec: %s}, soak: 1s, health: %s}`, action, health),
+		"nodegroups":        fmt.Sprintf(`{groupBy: bound-pool, selector: suite=bound, action: {exec: %s}, health: %s}`, action, health),
+		"addons":            fmt.Sprintf(`{addons: [{name: cm, manifests: {paths: [%q]}}]}`, manifest),
+		"api-scan":          `{failOn: never}`,
+		"pdb-check":         `{failOn: never}`,
+		"skew-check":        `{failOn: never}`,
+		"health-check":      `{failOn: never}`,
+		"config-check":      `{failOn: never}`,
+		"addon-check":       `{failOn: never}`,
+		"velero-check":      `{failOn: never}`,
+		"access-check":      `{failOn: never}`,
+		"preflight":         `{failOn: never}`,
+		"velero-backup":     fmt.Sprintf(`{includedNamespaces: [%s]}`, ns),
+	}
+}
+
+// TestEveryStepKindAsUserWithExactlyTheDeclaredRules: for every step kind of the README's
+// permission table (every kind in the registry: a new kind without a case here fails), a user bound
+// to exactly the permissions its one-step runbook declares (the run's lock and journal, and the
+// step's Access) runs it to the end: exit 0, and no request refused. Velero runs for the Velero
+// kinds; the node steps' action, like a real one, brings its own credentials.
+func TestEveryStepKindAsUserWithExactlyTheDeclaredRules(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	ns := "bound"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := cluster.StartVelero(ctx, veleroOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Stop()
+	for name, o := range map[string]simcluster.NodeOptions{
+		"bound-drain":  {Labels: map[string]string{"suite": "bound"}},
+		"bound-canary": {KubeletVersion: "v1.36.3", Labels: map[string]string{"suite": "bound"}},
+		"bound-pool-1": {KubeletVersion: "v1.36.3", Labels: map[string]string{"suite": "bound", "bound-pool": "a"}},
+		"bound-spare":  {Labels: map[string]string{"suite": "bound"}},
+	} {
+		if _, err := cluster.CreateNode(ctx, name, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := simcluster.Deployment(ns, "web", 2)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"suite": "bound"}
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.WaitDeploymentReady(ctx, ns, "web", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	kinds := boundKinds(t, ns)
+	for _, k := range steps.Registry {
+		if _, ok := kinds[k.Name]; !ok {
+			t.Errorf("step kind %s has no case: add one to boundKinds", k.Name)
+		}
+	}
+	p := newProc(t)
+	for _, k := range steps.Registry {
+		with, ok := kinds[k.Name]
+		if !ok {
+			continue
+		}
+		t.Run(k.Name, func(t *testing.T) {
+			step := fmt.Sprintf("    - name: s\n      type: %s\n      pause: none\n      timeout: 3m\n      with: %s\n", k.Name, with)
+			text := "apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: bound}\nspec:\n  targetVersion: v1.37.1\n  steps:\n" + step
+			rb, err := runbook.Parse("bound.yaml", []byte(text), steps.Registry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			user := "bound-" + k.Name
+			bindExactly(ctx, t, user, rb.Access())
+			waitAllowed(ctx, t, user, rb.Access())
+			out, code := p.run("run", writeRunbook(t, "bound", step), "--yes", "--as", user)
+			if code != 0 || strings.Contains(strings.ToLower(out), "forbidden") {
+				t.Fatalf("step %s as a user with exactly the declared rules: exit %d\n%s", k.Name, code, out)
+			}
+		})
+	}
+	// Leave the nodes as the other tests expect them.
+	for _, n := range []string{"bound-drain", "bound-canary", "bound-pool-1"} {
+		_ = cluster.SetUnschedulable(ctx, n, false)
+	}
+}
+
+// waitAllowed waits until the authorizer answers yes to user for every permission in need (RBAC
+// reaches it through its informers).
+func waitAllowed(ctx context.Context, t *testing.T, user string, need []runbook.Access) {
+	t.Helper()
+	cfg := rest.CopyConfig(cluster.Config)
+	cfg.Impersonate.UserName = user
+	as, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		missing, known, err := runbook.Allowed(ctx, as, need)
+		if err != nil || !known {
+			return false, err
+		}
+		return len(missing) == 0, nil
+	}); err != nil {
+		t.Fatalf("the bound rules never took effect for %s: %v", user, err)
 	}
 }

@@ -215,7 +215,7 @@ func TestExpiredRelaxationRepairSaysWhatItCannot(t *testing.T) {
 	} {
 		t.Run(tc.user, func(t *testing.T) {
 			need := append(rb.Access(), tc.extra...)
-			bindExactly(t, tc.user, need)
+			bindExactly(ctx, t, tc.user, need)
 			cfg := rest.CopyConfig(cluster.Config)
 			cfg.Impersonate.UserName = tc.user
 			as, err := kubernetes.NewForConfig(cfg)

@@ -350,5 +350,5 @@ func (s *Step) Access() []runbook.Access {
 	for _, verb := range []string{"get", "patch", "create", "delete", "watch"} {
 		out = append(out, runbook.Access{Verb: verb, Group: "*", Resource: "*", Why: "addons applies the add-ons' objects (which they are is known when the charts and manifests are rendered)"})
 	}
-	return out
+	return append(out, runbook.Access{Verb: "list", Resource: "nodes", Why: "the version-skew policy is checked again before addons moves versions"})
 }

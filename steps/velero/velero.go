@@ -101,14 +101,24 @@ func (s *Step) ValidateSettings() []runbook.FieldError {
 // Access says what the step needs.
 func (s *Step) Access() []runbook.Access {
 	ns := s.veleroNS()
-	return []runbook.Access{
+	out := []runbook.Access{
 		{Verb: "create", Group: "velero.io", Resource: "backups", Namespace: ns, Why: "velero-backup creates the backup"},
+		{Verb: "get", Group: "velero.io", Resource: "backups", Namespace: ns, Why: "velero-backup follows a backup an earlier attempt made"},
+		{Verb: "list", Group: "velero.io", Resource: "backups", Namespace: ns, Why: "velero-backup waits for the backup (a list and watch by name), and finds one to reuse"},
 		{Verb: "watch", Group: "velero.io", Resource: "backups", Namespace: ns, Why: "velero-backup waits for the backup"},
 		{Verb: "create", Group: "velero.io", Resource: "restores", Namespace: ns, Why: "velero-backup proves the backup restores"},
+		{Verb: "list", Group: "velero.io", Resource: "restores", Namespace: ns, Why: "velero-backup waits for its check restore (a list and watch by name)"},
+		{Verb: "watch", Group: "velero.io", Resource: "restores", Namespace: ns, Why: "velero-backup waits for its check restore"},
 		{Verb: "delete", Group: "velero.io", Resource: "restores", Namespace: ns, Why: "velero-backup removes its check restore"},
 		{Verb: "list", Group: "velero.io", Resource: "backupstoragelocations", Namespace: ns, Why: "velero-backup checks the storage location first"},
 		{Verb: "delete", Resource: "namespaces", Why: "velero-backup removes its sandbox namespaces"},
+		{Verb: "list", Resource: "namespaces", Why: "velero-backup waits until its sandbox namespaces are gone (a list and watch by name)"},
+		{Verb: "watch", Resource: "namespaces", Why: "velero-backup waits until its sandbox namespaces are gone"},
 	}
+	for _, k := range checkedKinds { // in the backed-up namespaces and their sandboxes, named only at run time
+		out = append(out, runbook.Access{Verb: "list", Group: k.group, Resource: k.resource, Why: "velero-backup's restore check compares each namespace's " + k.kind + " objects with its sandbox's"})
+	}
+	return out
 }
 
 func (s *Step) veleroNS() string {
@@ -314,30 +324,30 @@ func (s *Step) judgeBackup(env *runbook.Env, b *velerov1.Backup) error {
 
 // checkedKinds are what the restore check compares: what an application needs to come back.
 var checkedKinds = []struct {
-	kind string
-	list func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error)
+	kind, group, resource string
+	list                  func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error)
 }{
-	{"Deployment", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"Deployment", "apps", "deployments", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"StatefulSet", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"StatefulSet", "apps", "statefulsets", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"DaemonSet", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"DaemonSet", "apps", "daemonsets", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.AppsV1().DaemonSets(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"CronJob", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"CronJob", "batch", "cronjobs", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.BatchV1().CronJobs(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"Service", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"Service", "", "services", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"ConfigMap", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"ConfigMap", "", "configmaps", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object {
 			var out []metav1.Object
@@ -349,7 +359,7 @@ var checkedKinds = []struct {
 			return out
 		})
 	}},
-	{"Secret", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"Secret", "", "secrets", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object {
 			var out []metav1.Object
@@ -361,11 +371,11 @@ var checkedKinds = []struct {
 			return out
 		})
 	}},
-	{"PersistentVolumeClaim", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"PersistentVolumeClaim", "", "persistentvolumeclaims", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"ServiceAccount", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"ServiceAccount", "", "serviceaccounts", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object {
 			var out []metav1.Object
@@ -377,19 +387,19 @@ var checkedKinds = []struct {
 			return out
 		})
 	}},
-	{"Role", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"Role", "rbac.authorization.k8s.io", "roles", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.RbacV1().Roles(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"RoleBinding", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"RoleBinding", "rbac.authorization.k8s.io", "rolebindings", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"Ingress", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"Ingress", "networking.k8s.io", "ingresses", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.NetworkingV1().Ingresses(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
-	{"PodDisruptionBudget", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
+	{"PodDisruptionBudget", "policy", "poddisruptionbudgets", func(ctx context.Context, env *runbook.Env, ns string) ([]metav1.Object, error) {
 		l, err := env.Kube.PolicyV1().PodDisruptionBudgets(ns).List(ctx, metav1.ListOptions{})
 		return objs(l, err, func() []metav1.Object { return ptrs(l.Items) })
 	}},
