@@ -206,24 +206,78 @@ func TestPauseWithoutTTY(t *testing.T) {
 }
 
 // TestLockBetweenProcesses: a second drydock against the same cluster is refused, naming the holder.
+//
+// The first run keeps its state in a namespace of its own and the second is a `drydock drain` (state
+// in kube-system): one lock per cluster all the same (issue 30: they used to drain one cluster at once).
 func TestLockBetweenProcesses(t *testing.T) {
 	simcluster.Need(t)
+	ctx := context.Background()
 	dir := t.TempDir()
 	started := filepath.Join(dir, "started")
-	slow := writeRunbook(t, "slow", fmt.Sprintf("    - name: hold\n      type: exec\n      with: {command: [sh, -c, \"touch %s; sleep 3\"]}\n", started))
-	quick := writeRunbook(t, "quick", "    - name: q\n      type: exec\n      with: {command: [\"true\"]}\n")
+	const stateNS = "lock-between-processes"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: stateNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.CreateNode(ctx, "lock-drain-1", simcluster.NodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slow := filepath.Join(dir, "slow.yaml")
+	if err := os.WriteFile(slow, []byte(fmt.Sprintf("apiVersion: drydock.dev/v1alpha1\nkind: Runbook\nmetadata: {name: slow}\nspec:\n  targetVersion: v1.37.1\n"+
+		"  state: {namespace: %s}\n  steps:\n    - name: hold\n      type: exec\n      with: {command: [sh, -c, \"touch %s; sleep 3\"]}\n", stateNS, started)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a, b := newProc(t), newProc(t)
 	cmd, out := a.startUntil(started, "run", slow)
-	refused, code := b.run("run", quick)
+	refused, code := b.run("drain", "lock-drain-1")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("first run: %v\n%s", err, out.String())
 	}
 	id := runIDRE.FindStringSubmatch(out.String())[1]
 	if code != int(exitcode.Blocked) || !strings.Contains(refused, "cluster is locked by run "+id) {
-		t.Fatalf("second run exit %d, want %d naming run %s:\n%s", code, exitcode.Blocked, id, refused)
+		t.Fatalf("a drain beside a run whose state lives elsewhere: exit %d, want %d naming run %s:\n%s", code, exitcode.Blocked, id, refused)
 	}
-	if again, code := b.run("run", quick); code != 0 {
+	if n, err := cluster.Client.CoreV1().Nodes().Get(ctx, "lock-drain-1", metav1.GetOptions{}); err != nil || n.Spec.Unschedulable {
+		t.Fatalf("the refused drain cordoned the node (or %v)", err)
+	}
+	if again, code := b.run("drain", "lock-drain-1"); code != 0 {
 		t.Fatalf("after the first run ended, exit %d:\n%s", code, again)
+	}
+	if err := cluster.SetUnschedulable(ctx, "lock-drain-1", false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedJournalResumesFromTheClusterCopy: a truncated local journal is named (status, runs),
+// and resume continues the run from its copy in the cluster, saying so, keeping the damaged file
+// aside (issue 30, item 10).
+func TestDamagedJournalResumesFromTheClusterCopy(t *testing.T) {
+	simcluster.Need(t)
+	p := newProc(t)
+	rb := writeRunbook(t, "damaged", "    - {name: first, type: exec, pause: after, with: {command: [\"true\"]}}\n    - {name: second, type: exec, with: {command: [echo, second-ran]}}\n")
+	out, code := p.run("run", rb)
+	if code != int(exitcode.Paused) {
+		t.Fatalf("run: exit %d, want %d:\n%s", code, exitcode.Paused, out)
+	}
+	id := runIDRE.FindStringSubmatch(out)[1]
+	path := filepath.Join(p.stateDir, "runs", id, "journal.json")
+	if err := os.Truncate(path, 100); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := p.run("status", id); !strings.Contains(out, path) || !strings.Contains(out, "--from-cluster") {
+		t.Fatalf("status of a damaged journal must name the file and the way to the copy:\n%s", out)
+	}
+	if out, code := p.run("runs"); code != 0 || !regexp.MustCompile(id+`.*damaged`).MatchString(out) {
+		t.Fatalf("runs must list the damaged run (exit %d):\n%s", code, out)
+	}
+	out, code = p.run("resume", id, "--yes")
+	if code != 0 || !strings.Contains(out, "is damaged") || !strings.Contains(out, "using the cluster's copy") || !strings.Contains(out, "second-ran") {
+		t.Fatalf("resume from the cluster copy: exit %d:\n%s", code, out)
+	}
+	if kept, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "journal.damaged-*.json")); len(kept) != 1 {
+		t.Fatalf("the damaged journal was not kept aside: %v", kept)
+	}
+	if out, code := p.run("status", id); code != 0 || !strings.Contains(out, "succeeded") {
+		t.Fatalf("status after the resume (exit %d):\n%s", code, out)
 	}
 }
 
