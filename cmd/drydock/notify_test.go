@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,14 +10,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
+	"github.com/drydock-dev/drydock/runbook"
 )
 
 // TestNotifications: a runbook's notify: webhooks and --notify are told how a real run ends —
@@ -48,7 +53,10 @@ func TestNotifications(t *testing.T) {
 
 	rb := writeRunbook(t, "notified", "    - {name: hi, type: exec, pause: after, with: {command: [echo, hi]}}\n")
 	// writeRunbook puts steps last; notify: goes in before them.
-	patchRunbook(t, rb, fmt.Sprintf("  notify:\n    - {url: %q}\n    - {url: %q, format: slack, on: [paused, blocked]}\n", srv.URL+"/ce", srv.URL+"/slack"))
+	// The runbook refers to its webhooks' URLs (credentials): drydock's environment holds them.
+	t.Setenv("DRYDOCK_TEST_HOOK_CE", srv.URL+"/ce")
+	t.Setenv("DRYDOCK_TEST_HOOK_SLACK", srv.URL+"/slack")
+	patchRunbook(t, rb, "  notify:\n    - {url: {env: DRYDOCK_TEST_HOOK_CE}}\n    - {url: {env: DRYDOCK_TEST_HOOK_SLACK}, format: slack, on: [paused, blocked]}\n")
 	p := newProc(t)
 	out, code := p.run("run", rb)
 	if code != 5 {
@@ -104,5 +112,132 @@ func patchRunbook(t *testing.T, path, specLines string) {
 	text := strings.Replace(string(b), "  steps:\n", specLines+"  steps:\n", 1)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNotifySecretsStayOutOfJournal: a webhook URL written in the runbook is refused (exit 2)
+// before anything runs, without quoting it; a runbook that refers to its webhooks (an environment
+// variable, a Secret's key, a file) runs, each webhook is called at its real URL, and no planted
+// secret is in the local journal, its ConfigMap copy in the cluster or the output. A reference that
+// cannot be read is a warning naming it, never the run's failure.
+func TestNotifySecretsStayOutOfJournal(t *testing.T) {
+	simcluster.Need(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	called := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(paths, " ")
+	}
+	secrets := []string{"T0ENV/B0/planted-env-9f3c2a", "T0SEC/B0/planted-secret-7d1e4b", "T0FILE/B0/planted-file-2c8a6f"}
+	p := newProc(t)
+
+	literal := writeRunbook(t, "literal-hook", "    - {name: hi, type: exec, with: {command: [echo, hi]}}\n")
+	patchRunbook(t, literal, fmt.Sprintf("  notify:\n    - url: %s/services/%s\n      format: slack\n", srv.URL, secrets[0]))
+	out, code := p.run("run", literal, "--yes")
+	if code != 2 || !strings.Contains(out, "spec.notify[0].url: the webhook URL is a credential written in the runbook") || !strings.Contains(out, "{env: SLACK_WEBHOOK}") {
+		t.Fatalf("a runbook with its webhook's URL: exit %d, want 2 naming the field and the fix:\n%s", code, out)
+	}
+	if strings.Contains(out, secrets[0]) || called() != "" {
+		t.Fatalf("the refusal quotes the URL or a webhook was called (%q):\n%s", called(), out)
+	}
+
+	ns := "notify-secrets"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hooks"},
+		Data: map[string][]byte{"ce": []byte(srv.URL + "/services/" + secrets[1])}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hookFile := filepath.Join(t.TempDir(), "hook")
+	if err := os.WriteFile(hookFile, []byte(srv.URL+"/services/"+secrets[2]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DRYDOCK_TEST_PLANTED_HOOK", srv.URL+"/services/"+secrets[0])
+	rb := writeRunbook(t, "referred-hooks", "    - {name: hi, type: exec, with: {command: [echo, hi]}}\n")
+	patchRunbook(t, rb, fmt.Sprintf("  notify:\n    - {url: {env: DRYDOCK_TEST_PLANTED_HOOK}, format: slack}\n"+
+		"    - {url: {secretKeyRef: {namespace: %s, name: hooks, key: ce}}}\n    - {url: {file: %s}}\n    - {url: {env: DRYDOCK_TEST_UNSET_HOOK}}\n", ns, hookFile))
+	out, code = p.run("run", rb, "--yes")
+	if code != 0 {
+		t.Fatalf("run: exit %d, want 0:\n%s", code, out)
+	}
+	id := runIDRE.FindStringSubmatch(out)[1]
+	for _, s := range secrets {
+		if !strings.Contains(called(), "/services/"+s) {
+			t.Errorf("the webhook at its resolved URL (…/%s) was not called: %s", s, called())
+		}
+	}
+	if !strings.Contains(out, "warning: notify spec.notify[3] (env DRYDOCK_TEST_UNSET_HOOK): read env DRYDOCK_TEST_UNSET_HOOK: the environment variable is not set") {
+		t.Errorf("an unreadable reference is not a warning naming it:\n%s", out)
+	}
+	journal := localJournal(t, p.stateDir)
+	if !strings.Contains(journal, "DRYDOCK_TEST_PLANTED_HOOK") || !strings.Contains(journal, id) {
+		t.Fatalf("the local journal does not hold the run and its references:\n%.2000s", journal)
+	}
+	mirror := mirroredJournal(t, id)
+	for _, s := range secrets {
+		for where, text := range map[string]string{"local journal": journal, "ConfigMap copy": mirror, "output": out} {
+			if strings.Contains(text, s) || strings.Contains(text, strings.ReplaceAll(s, "/", `\/`)) {
+				t.Errorf("the %s holds the planted secret %q", where, s)
+			}
+		}
+	}
+}
+
+// localJournal is every file under a state directory, concatenated.
+func localJournal(t *testing.T, dir string) string {
+	t.Helper()
+	var all bytes.Buffer
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		all.Write(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all.String()
+}
+
+// mirroredJournal is the run's ConfigMap in the cluster (data and gunzipped binary data), once it
+// says the run ended.
+func mirroredJournal(t *testing.T, id string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cm, err := cluster.Client.CoreV1().ConfigMaps(runbook.DefaultStateNamespace).Get(context.Background(), runbook.ConfigMapName(id), metav1.GetOptions{})
+		var all bytes.Buffer
+		if err == nil {
+			for k, v := range cm.Data {
+				fmt.Fprintf(&all, "%s=%s\n", k, v)
+			}
+			for k, v := range cm.Annotations {
+				fmt.Fprintf(&all, "%s=%s\n", k, v)
+			}
+			for _, v := range cm.BinaryData {
+				if zr, err := gzip.NewReader(bytes.NewReader(v)); err == nil {
+					b, _ := io.ReadAll(zr)
+					all.Write(b)
+				}
+			}
+			if strings.Contains(all.String(), "succeeded") {
+				return all.String()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run's ConfigMap copy does not say it ended after 30s: %v\n%.2000s", err, all.String())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
