@@ -116,6 +116,9 @@ type session struct {
 	watches *Watches
 	sum     *summarizer
 	log     *eventLog
+	// lockLost: another process may own the cluster now, so the session writes nothing more to it
+	// (not its journal's copy, not old runs' copies).
+	lockLost atomic.Bool
 }
 
 func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), error) {
@@ -155,7 +158,7 @@ func (e *Engine) open(ctx context.Context, st *RunState) (*session, func(), erro
 		defer s.log.close()
 		// The cluster copy first (while the lock is held), then old runs' copies, then the lock.
 		s.journal.Close(rctx)
-		if mirror != nil && e.KeepRuns >= 0 {
+		if mirror != nil && e.KeepRuns >= 0 && !s.lockLost.Load() {
 			keep := e.KeepRuns
 			if keep == 0 {
 				keep = DefaultKeepRuns
@@ -177,6 +180,7 @@ func (s *session) hold(ctx context.Context) (context.Context, func()) {
 	holdCtx, stopHold := context.WithCancel(runCtx)
 	go s.lock.Hold(holdCtx, func(err error) {
 		// Another process may own the run now: never overwrite its copy of the journal.
+		s.lockLost.Store(true)
 		s.journal.StopMirror()
 		cancel(err)
 	})

@@ -46,6 +46,9 @@ type Config struct {
 	Rate float64
 	// Kinds to choose from (default AllKinds).
 	Kinds []Kind
+	// Only, when set, limits the faults to the requests it matches (e.g. the patches that uncordon
+	// a node, with Rate 1: a cleanup whose every write fails); the others pass untouched and uncounted.
+	Only func(*http.Request) bool
 }
 
 // Injector counts what it injected; share one among the clients of a test.
@@ -140,6 +143,9 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.in.cfg.Only != nil && !t.in.cfg.Only(req) {
+		return t.next.RoundTrip(req)
+	}
 	watch := req.URL.Query().Get("watch") == "true" || req.URL.Query().Get("watch") == "1"
 	kind, x := t.in.pick(watch)
 	switch kind {
