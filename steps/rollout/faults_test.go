@@ -8,6 +8,8 @@ package rollout_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,17 +37,44 @@ func faultyEngine(t *testing.T, in *faults.Injector) (*runbook.Engine, *recorder
 	return &runbook.Engine{Registry: steps.Registry, Sink: rec, Decider: runbook.AlwaysContinue, Kube: client, REST: cfg, StateDir: t.TempDir()}, rec
 }
 
+// DefaultFaultSeeds is how many seeds the fault tier runs in `make test`; `make bench` runs more
+// (drainbench -fault-seeds), through DRYDOCK_FAULT_SEEDS.
+const DefaultFaultSeeds = 20
+
+// faultSeeds are the seeds to run: DRYDOCK_FAULT_SEEDS as "N" (1 to N) or "FROM-TO", by default
+// 1 to DefaultFaultSeeds.
+func faultSeeds(t *testing.T) (from, to uint64) {
+	v := os.Getenv("DRYDOCK_FAULT_SEEDS")
+	if v == "" {
+		return 1, DefaultFaultSeeds
+	}
+	a, b, ranged := strings.Cut(v, "-")
+	from, err := strconv.ParseUint(a, 10, 64)
+	if err == nil && ranged {
+		to, err = strconv.ParseUint(b, 10, 64)
+	} else if err == nil {
+		from, to = 1, from
+	}
+	if err != nil || from == 0 || to < from {
+		t.Fatalf("DRYDOCK_FAULT_SEEDS=%q: want N or FROM-TO (seeds from 1)", v)
+	}
+	return from, to
+}
+
 // TestRolloutUnderInjectedFaults: canary then node groups, with one request in ten failing in one
-// of the ways a real connection fails, under several seeds. A run may fail (a fault can outlast a
-// deadline); then one resume must finish it. The invariants hold every time.
+// of the ways a real connection fails, under every seed of faultSeeds. A run may fail (a fault can
+// outlast a deadline); then one resume must finish it. The invariants hold every time.
 func TestRolloutUnderInjectedFaults(t *testing.T) {
 	simcluster.Need(t)
 	total := faults.New(faults.Config{})
 	var runs, resumes int
-	for seed := uint64(1); seed <= 4; seed++ {
+	start := time.Now()
+	from, to := faultSeeds(t)
+	for seed := from; seed <= to; seed++ {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			suite := fmt.Sprintf("flt%d", seed)
 			namespace(t, suite)
+			t.Cleanup(func() { dropSuite(suite) }) // twenty seeds' nodes and pods would slow the later ones
 			for _, g := range []string{"a", "b"} {
 				nodes(t, suite+"-"+g, 2, map[string]string{"suite": suite, "pool": g})
 				workload(t, suite, "app-"+g, 3, map[string]string{"suite": suite, "pool": g})
@@ -124,7 +153,14 @@ func TestRolloutUnderInjectedFaults(t *testing.T) {
 			mergeCounts(total, in)
 		})
 	}
-	t.Logf("fault tier: %d seeds, %d resumes, faults: %s", runs, resumes, total)
+	t.Logf("fault tier: %d seeds (%d-%d) in %s, %d resumes, faults: %s", runs, from, to, time.Since(start).Round(time.Second), resumes, total)
+}
+
+// dropSuite deletes a seed's namespace and nodes (best effort: the cluster goes at the end anyway).
+func dropSuite(suite string) {
+	ctx := context.Background()
+	_ = cluster.Client.CoreV1().Namespaces().Delete(ctx, suite, metav1.DeleteOptions{})
+	_ = cluster.Client.CoreV1().Nodes().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "suite=" + suite})
 }
 
 func mergeCounts(into, from *faults.Injector) { into.Add(from) }

@@ -42,10 +42,17 @@ func main() {
 	rolloutOnly := flag.Bool("rollout-only", false, "only the nodegroups rollout request count")
 	faultRate := flag.Float64("fault-rate", 0.05, "share of drydock's requests that get an injected transient fault in the faulted runs")
 	drainOnly := flag.Bool("drain-only", false, "only the drain comparison (clean, faulted, kubectl), not the rollout")
+	faultSeeds := flag.String("fault-seeds", "21-60", "then the fault tier (steps/rollout) over these seeds, beyond make test's 1-20 (\"\" skips it)")
 	flag.Parse()
 	if err := run(*k, *delay, *reps, *drydock, *rolloutOnly, *drainOnly, *faultRate); err != nil {
 		fmt.Fprintf(os.Stderr, "drainbench: %v\n", err)
 		os.Exit(1)
+	}
+	if *faultSeeds != "" && !*rolloutOnly && !*drainOnly {
+		if err := faultTier(*faultSeeds); err != nil {
+			fmt.Fprintf(os.Stderr, "drainbench: %v\n", err)
+			os.Exit(1)
+		}
 	}
 }
 
