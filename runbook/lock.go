@@ -456,3 +456,25 @@ func Holding(ctx context.Context, client kubernetes.Interface) (*LockedError, er
 	l.init()
 	return l.lockedError(lease), nil
 }
+
+// ReleaseAbandoned frees the cluster's lock when run l.RunID's own last session left it held and
+// that session's process is certainly gone (this machine, this boot): a run killed after its last
+// journal write, before it could release the lock, which nothing would otherwise ever release.
+// released says whether it did; a lease held by anyone else is left alone.
+func (l *Lock) ReleaseAbandoned(ctx context.Context) (released bool, err error) {
+	l.init()
+	lease, err := l.Client.CoordinationV1().Leases(l.Namespace).Get(ctx, LockName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("lock: get Lease %s/%s: %w", l.Namespace, LockName, err)
+	}
+	if valueOf(lease.Spec.HolderIdentity) == "" || lease.Annotations[annRunID] != l.RunID || !l.holderDead(lease) {
+		return false, nil
+	}
+	if err := l.Acquire(ctx, false); err != nil {
+		return false, err
+	}
+	return true, l.Release(ctx)
+}

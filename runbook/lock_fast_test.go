@@ -251,3 +251,50 @@ func TestLockSameMachineTakeover(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseAbandoned: a succeeded run's lease left by its dead last session is released by that
+// run (the resume that finds nothing to do); a live holder, another run's lease or a holder on
+// another boot is left alone.
+func TestReleaseAbandoned(t *testing.T) {
+	t.Parallel()
+	me := &Lock{}
+	me.init()
+	if me.boot == "" {
+		t.Fatal("no machine id or boot id on this machine: the abandoned lease cannot be tested")
+	}
+	for _, c := range []struct {
+		name     string
+		boot     string
+		pid      int
+		run      string
+		released bool
+	}{
+		{"its own run, dead", me.boot, deadPID(t), "old-run", true},
+		{"its own run, alive", me.boot, 1, "old-run", false},
+		{"another run's lease", me.boot, deadPID(t), "new-run", false},
+		{"its own run, another boot", "other-machine/other-boot", deadPID(t), "old-run", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			holder := "old-run/" + me.host + "/" + strconv.Itoa(c.pid)
+			now := metav1.NewMicroTime(time.Now())
+			cs := fake.NewClientset(&coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: LockName, Namespace: "ns", Annotations: map[string]string{
+					annRunID: "old-run", annOperator: "o", annHost: me.host, annPID: strconv.Itoa(c.pid), annBoot: c.boot}},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now, AcquireTime: &now},
+			})
+			l := &Lock{Client: cs, Namespace: "ns", RunID: c.run, Operator: "o"}
+			released, err := l.ReleaseAbandoned(context.Background())
+			if err != nil || released != c.released {
+				t.Fatalf("released %v (%v), want %v", released, err, c.released)
+			}
+			lease, err := cs.CoordinationV1().Leases("ns").Get(context.Background(), LockName, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if free := valueOf(lease.Spec.HolderIdentity) == ""; free != c.released {
+				t.Fatalf("lease free %v after the call, want %v", free, c.released)
+			}
+		})
+	}
+}

@@ -33,9 +33,11 @@ type runChoice struct {
 // standalone drain is resumed only when named: a responder who cancelled one with Ctrl-C did not
 // mean the next `drydock resume`, meant for a paused upgrade, to cordon and evict again.
 var resumeChoice = runChoice{
-	verb:   "resume",
-	want:   func(r *runbook.RunState) bool { return r.Status.Resumable() && r.KindOf() != "drain" },
-	byName: func(r *runbook.RunState) bool { return r.Status.Resumable() },
+	verb: "resume",
+	want: func(r *runbook.RunState) bool { return r.Status.Resumable() && r.KindOf() != "drain" },
+	// A succeeded run named is taken too: resume says there is nothing to resume and exits 0 (a
+	// script that resumes until done must not see an error), releasing a lock it left behind.
+	byName: func(r *runbook.RunState) bool { return r.Status.Resumable() || r.Status == runbook.RunSucceeded },
 	aside: func(r *runbook.RunState) string {
 		if r.Status.Resumable() && r.KindOf() == "drain" {
 			return "a standalone drain, resumed only when named"

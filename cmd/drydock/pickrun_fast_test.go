@@ -183,3 +183,31 @@ func TestFindRunFallsBackToTheClusterCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeTakesASucceededRunByName: resume of a succeeded run, named, is not a usage error (the
+// command then says there is nothing to resume and exits 0); a rolled-back run named still is.
+func TestResumeTakesASucceededRunByName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status runbook.RunStatus
+		taken  bool
+	}{{runbook.RunSucceeded, true}, {runbook.RunRolledBack, false}} {
+		t.Run(string(tc.status), func(t *testing.T) {
+			t.Parallel()
+			state := StateFlags{StateDir: t.TempDir()}
+			now := time.Now()
+			writeJournal(t, state.StateDir, &runbook.RunState{ID: "up-1", Runbook: "upgrade", Status: tc.status, Created: now, Updated: now,
+				Steps: []runbook.StepState{{Name: "canary", Kind: "canary", Status: runbook.StatusDone}}})
+			st, err := findRun(context.Background(), state, nil, "up-1", resumeChoice, io.Discard)
+			if tc.taken != (err == nil) {
+				t.Fatalf("resume up-1 (%s): %v, want taken=%v", tc.status, err, tc.taken)
+			}
+			if err == nil && st.ID != "up-1" {
+				t.Fatalf("took %s", st.ID)
+			}
+			if err != nil && exitcode.For(err) != exitcode.Usage {
+				t.Fatalf("exit %d, want %d", exitcode.For(err), exitcode.Usage)
+			}
+		})
+	}
+}

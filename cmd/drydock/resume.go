@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/drydock-dev/drydock/runbook"
 	"github.com/drydock-dev/drydock/steps"
@@ -63,6 +64,7 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	}
 	if st.Status == runbook.RunSucceeded {
 		fmt.Fprintf(o.f.out(), "run %s succeeded at %s: nothing to resume\n", st.ID, st.Updated.Local().Format(time.DateTime))
+		o.releaseAbandoned(ctx, r.client, st.ID)
 		return nil
 	}
 	rb, err := runbook.Parse(st.RunbookPath, []byte(st.RunbookText), steps.Registry)
@@ -74,4 +76,18 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 		st, err = r.engine.Resume(ctx, st)
 		return err
 	}, func() *runbook.RunState { return st })
+}
+
+// releaseAbandoned frees the cluster's lock when the succeeded run's last session was killed after
+// its last journal write, before it released the lock: nothing else would, and every later run
+// would be refused.
+func (o *ResumeOptions) releaseAbandoned(ctx context.Context, client kubernetes.Interface, id string) {
+	l := &runbook.Lock{Client: client, RunID: id, Operator: runbook.Operator()}
+	released, err := l.ReleaseAbandoned(ctx)
+	switch {
+	case err != nil:
+		fmt.Fprintf(o.f.errOut(), "drydock: WARNING: run %s: %v\n", id, err)
+	case released:
+		fmt.Fprintf(o.f.out(), "run %s: released the cluster lock its last session left behind (its process is gone)\n", id)
+	}
 }
