@@ -132,24 +132,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if opts.Name == "" {
-		counter.Lock()
-		counter.n++
-		opts.Name = fmt.Sprintf("drydock-%d-%d", os.Getpid(), counter.n)
-		counter.Unlock()
-	}
-	if opts.PodReadyDelay == 0 {
-		opts.PodReadyDelay = 2 * time.Second
-	}
-	if opts.PodDeleteDelay == 0 {
-		opts.PodDeleteDelay = time.Second
-	}
-	if opts.PodCompleteDelay == 0 {
-		opts.PodCompleteDelay = 2 * time.Second
-	}
-	if opts.Log == nil {
-		opts.Log = io.Discard
-	}
+	opts = opts.withDefaults()
 	c := &Cluster{Name: opts.Name, WorkDir: opts.WorkDir, binDir: bin, log: opts.Log}
 	if c.WorkDir == "" {
 		// kwokctl puts unix sockets under the work directory: keep the path short.
@@ -193,27 +176,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 
-	args := []string{"create", "cluster",
-		"--name", c.Name,
-		"--runtime", "binary",
-		"--config", configPath,
-		"--kubeconfig", c.Kubeconfig,
-		"--kube-apiserver-binary", filepath.Join(cp, "kube-apiserver"),
-		"--kube-controller-manager-binary", filepath.Join(cp, "kube-controller-manager"),
-		"--kube-scheduler-binary", filepath.Join(cp, "kube-scheduler"),
-		"--etcd-binary", filepath.Join(bin, "etcd"),
-		"--kwok-controller-binary", filepath.Join(bin, "kwok"),
-		"--kube-apiserver-port", strconv.Itoa(ports[0]),
-		"--etcd-port", strconv.Itoa(ports[1]),
-		"--controller-port", strconv.Itoa(ports[2]),
-		"--kube-controller-manager-port", strconv.Itoa(ports[3]),
-		"--kube-scheduler-port", strconv.Itoa(ports[5]),
-		"--wait", "90s",
-	}
-	if opts.RuntimeConfig != "" {
-		args = append(args, "--kube-runtime-config", opts.RuntimeConfig)
-	}
-	err = c.kwokctl(ctx, args...)
+	err = c.kwokctl(ctx, c.createArgs(opts, cp, configPath, ports)...)
 	if err != nil {
 		_ = c.Stop() //nolint:contextcheck // stopping the cluster must not depend on a context that ended
 		return nil, err
@@ -239,6 +202,56 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// withDefaults fills in the options Start leaves to it: a name unique on the machine, the
+// simulated kubelets' delays, a log.
+func (opts Options) withDefaults() Options {
+	if opts.Name == "" {
+		counter.Lock()
+		counter.n++
+		opts.Name = fmt.Sprintf("drydock-%d-%d", os.Getpid(), counter.n)
+		counter.Unlock()
+	}
+	if opts.PodReadyDelay == 0 {
+		opts.PodReadyDelay = 2 * time.Second
+	}
+	if opts.PodDeleteDelay == 0 {
+		opts.PodDeleteDelay = time.Second
+	}
+	if opts.PodCompleteDelay == 0 {
+		opts.PodCompleteDelay = 2 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	return opts
+}
+
+// createArgs is kwokctl's create command for the cluster: the control plane's binaries from cp,
+// etcd and kwok from the cluster's own directory, and the free ports Start chose.
+func (c *Cluster) createArgs(opts Options, cp, configPath string, ports []int) []string {
+	args := []string{"create", "cluster",
+		"--name", c.Name,
+		"--runtime", "binary",
+		"--config", configPath,
+		"--kubeconfig", c.Kubeconfig,
+		"--kube-apiserver-binary", filepath.Join(cp, "kube-apiserver"),
+		"--kube-controller-manager-binary", filepath.Join(cp, "kube-controller-manager"),
+		"--kube-scheduler-binary", filepath.Join(cp, "kube-scheduler"),
+		"--etcd-binary", filepath.Join(c.binDir, "etcd"),
+		"--kwok-controller-binary", filepath.Join(c.binDir, "kwok"),
+		"--kube-apiserver-port", strconv.Itoa(ports[0]),
+		"--etcd-port", strconv.Itoa(ports[1]),
+		"--controller-port", strconv.Itoa(ports[2]),
+		"--kube-controller-manager-port", strconv.Itoa(ports[3]),
+		"--kube-scheduler-port", strconv.Itoa(ports[5]),
+		"--wait", "90s",
+	}
+	if opts.RuntimeConfig != "" {
+		args = append(args, "--kube-runtime-config", opts.RuntimeConfig)
+	}
+	return args
 }
 
 // kwokConfig is kwokctl's configuration for opts (stages.yaml filled in).
