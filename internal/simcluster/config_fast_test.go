@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
 )
 
 // TestKwokConfig: the configuration kwokctl gets parses, document by document, whatever the options;
-// the client rates reach the controller-manager and the scheduler; kwok's pod workers reach a
+// the client rates reach the controller-manager and the scheduler; the apiserver closes its watches
+// when stopped (else one open watch holds its exit for 60s); kwok's pod workers reach a
 // KwokConfiguration; the pod-create Stage writes its event unless told not to; and the options (bind
 // address, etcd peer port) stay where kwokctl reads them (a placeholder once replaced inside a
 // comment broke the first document, and kwokctl silently fell back to its defaults).
@@ -23,9 +25,9 @@ func TestKwokConfig(t *testing.T) {
 		workers any  // kwok's podPlayStageParallelism, nil for kwok's default
 		event   bool // the pod-create Stage records an event
 	}{
-		{name: "defaults", opts: Options{}, patched: 1, event: true},
-		{name: "client rates", opts: Options{APIQPS: 300}, patched: 3, event: true},
-		{name: "large copy", opts: Options{APIQPS: 200, PodWorkers: 32, NoPodEvents: true}, patched: 3, workers: int64(32)},
+		{name: "defaults", opts: Options{}, patched: 2, event: true},
+		{name: "client rates", opts: Options{APIQPS: 300}, patched: 4, event: true},
+		{name: "large copy", opts: Options{APIQPS: 200, PodWorkers: 32, NoPodEvents: true}, patched: 4, workers: int64(32)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := kwokConfig(tc.opts, 4242)
@@ -66,6 +68,9 @@ func TestKwokConfig(t *testing.T) {
 			}
 			if patches, _ := first["componentsPatches"].([]any); len(patches) != tc.patched {
 				t.Errorf("%d components patched, want %d: %v", len(patches), tc.patched, patches)
+			}
+			if !strings.Contains(cfg, "- name: kube-apiserver\n  extraArgs:\n  - key: shutdown-watch-termination-grace-period\n") {
+				t.Errorf("the apiserver does not close its watches when stopped:\n%s", cfg)
 			}
 			if workers != tc.workers {
 				t.Errorf("kwok's pod workers %v, want %v", workers, tc.workers)
