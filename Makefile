@@ -11,6 +11,10 @@ CLUSTER_BIN = $(shell hack/cluster-bin.sh)
 # The previous minor's control plane, which a cluster can start at and be upgraded from (8-15 min more, once).
 CLUSTER_BIN_PREV = $(shell hack/cluster-bin.sh prev)
 VELERO_BIN  = $(shell hack/velero-bin.sh)
+# What a real node runs: kubelet and kube-proxy (both minors), containerd with its runc shim, the CNI plugins
+# (about 6 minutes more, once, with the control plane's build cache warm).
+NODE_BIN      = $(shell hack/node-bin.sh)
+NODE_BIN_PREV = $(shell hack/node-bin.sh prev)
 # Prometheus and Alertmanager for the health-gate tests (several minutes more, once).
 PROM_BIN    = $(shell hack/prom-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
@@ -68,7 +72,8 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt wants to change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) mod tidy -diff
 
-TEST_ENV = DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_CLUSTER_BIN_PREV=$(CLUSTER_BIN_PREV) DRYDOCK_VELERO_BIN=$(VELERO_BIN) DRYDOCK_PROM_BIN=$(PROM_BIN)
+TEST_ENV = DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_CLUSTER_BIN_PREV=$(CLUSTER_BIN_PREV) DRYDOCK_VELERO_BIN=$(VELERO_BIN) DRYDOCK_PROM_BIN=$(PROM_BIN) \
+           DRYDOCK_NODE_BIN=$(NODE_BIN) DRYDOCK_NODE_BIN_PREV=$(NODE_BIN_PREV)
 TEST_ALONE = ./internal/rehearse
 
 ## test: every test, against real simulated clusters. The packages in TEST_ALONE run after the others, with the
@@ -86,11 +91,14 @@ test: vet test-deps
 test-fast:
 	$(GO) test -short -count=1 ./...
 
-## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test), curl (MinIO's bucket)
-## and GNU time (a command's own peak memory: os/exec's rusage counts the parent's)
+## test-deps: the Debian packages the tests run: tmux (the terminal UI's end-to-end test), curl (MinIO's bucket),
+## GNU time (a command's own peak memory: os/exec's rusage counts the parent's), and runc and iptables (real nodes:
+## containerd's runtime, kube-proxy's rules)
 test-deps:
-	@command -v tmux >/dev/null && command -v curl >/dev/null && test -x /usr/bin/time || \
-	  { echo "installing tmux, curl and time (Debian packages) for the tests" >&2; apt-get update -qq && apt-get install -y -qq tmux curl time >/dev/null; }
+	@command -v tmux >/dev/null && command -v curl >/dev/null && test -x /usr/bin/time && command -v runc >/dev/null && \
+	  command -v iptables-restore >/dev/null || \
+	  { echo "installing tmux, curl, time, runc and iptables (Debian packages) for the tests" >&2; \
+	    apt-get update -qq && apt-get install -y -qq tmux curl time runc iptables >/dev/null; }
 
 clean:
 	rm -rf bin dist

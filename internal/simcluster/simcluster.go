@@ -306,9 +306,14 @@ options:
 // The apiserver closes its watches when it is told to stop: without it, one open watch (an
 // informer, kwok's, Velero's) holds its shutdown for the whole --request-timeout (60s), and a
 // member restart outlasts a run's lock renew deadline (measured: 62s with `kubectl get -w` open,
-// 1.3s with the flag).
+// 1.3s with the flag). It reaches a kubelet at the node's InternalIP first: a real node's is its
+// address on this machine, its Hostname (the node's name) resolves nowhere; a kwok node has only
+// a Hostname, "localhost".
 func controlPlanePatches(qps int, hold []string) string {
-	args := map[string][]string{"kube-apiserver": {"shutdown-watch-termination-grace-period", "5s"}}
+	args := map[string][]string{"kube-apiserver": {
+		"shutdown-watch-termination-grace-period", "5s",
+		"kubelet-preferred-address-types", "InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",
+	}}
 	if qps > 0 {
 		for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
 			args[c] = append(args[c], "kube-api-qps", strconv.Itoa(qps), "kube-api-burst", strconv.Itoa(2*qps))
@@ -428,7 +433,12 @@ func (c *Cluster) Stop() error {
 		defer cancel()
 		c.markStopped() // nothing starts any more, here or in another process
 		pids := append(c.componentPIDs(), c.tracked()...)
+		// Real nodes first: their processes, cgroups and network namespace (realnet.go).
+		rerr := c.stopRealNodes()
 		c.stopErr = c.kwokctl(ctx, "delete", "cluster", "--name", c.Name)
+		if c.stopErr == nil {
+			c.stopErr = rerr
+		}
 		// What the cluster started itself (restarts, upgrades, more apiservers): kwokctl knows
 		// only the processes its pid files name at this moment.
 		if err := c.stopTracked(ctx); err != nil && c.stopErr == nil {
@@ -566,8 +576,8 @@ func (c *Cluster) env() []string {
 // the reason (a test timeout's panic, SIGKILL): Stop kills the watchdog first in the ordinary case.
 func (c *Cluster) startWatchdog() error {
 	script := fmt.Sprintf(`while kill -0 %d 2>/dev/null; do sleep 1; done
-%q delete cluster --name %q >/dev/null 2>&1
-%s%s`, os.Getpid(), filepath.Join(c.binDir, "kwokctl"), c.Name, c.watchdogStopsTracked(), func() string {
+%s%q delete cluster --name %q >/dev/null 2>&1
+%s%s`, os.Getpid(), realNetTeardownScript(c.WorkDir), filepath.Join(c.binDir, "kwokctl"), c.Name, c.watchdogStopsTracked(), func() string {
 		if c.ownsWorkDir {
 			return fmt.Sprintf("rm -rf %q", c.WorkDir)
 		}

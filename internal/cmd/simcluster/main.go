@@ -33,7 +33,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane|helm-install [flags]")
+		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane|upgrade-node|helm-install [flags]")
 	}
 	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "drydock-dev", "cluster name")
@@ -50,6 +50,7 @@ func run(args []string) error {
 	release := fs.String("release", "", "helm-install: the release name")
 	namespace := fs.String("namespace", "", "helm-install: the release namespace (created when missing)")
 	chartVersion := fs.String("chart-version", "", "helm-install: install the chart as this (older) version of itself")
+	realNodes := fs.Int("real-nodes", 0, "up: real nodes (a kubelet that runs containers, with its own containerd) beside the kwok nodes, named real-1..N")
 	component := fs.String("component", "", "upgrade-controlplane: only this component ("+strings.Join(simcluster.ControlPlane, ", ")+"); default: each in turn")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -80,6 +81,13 @@ func run(args []string) error {
 		}
 		for _, n := range plan {
 			if _, err := c.CreateNode(ctx, n.name, simcluster.NodeOptions{Labels: n.labels, KubeletVersion: *kubelet}); err != nil {
+				_ = c.Stop()
+				_ = os.RemoveAll(workDir)
+				return err
+			}
+		}
+		for i := 1; i <= *realNodes; i++ {
+			if _, err := c.AddRealNode(ctx, fmt.Sprintf("real-%d", i), simcluster.RealNodeOptions{}); err != nil {
 				_ = c.Stop()
 				_ = os.RemoveAll(workDir)
 				return err
@@ -158,6 +166,10 @@ func run(args []string) error {
 			fmt.Fprintf(os.Stderr, "simcluster: %s of %q now runs %s (the apiserver answers %s)\n", comp, *name, simcluster.KubernetesVersion, v.GitVersion)
 		}
 		return nil
+	case "upgrade-node":
+		// Restarts a real node's kubelet as the current minor's, with the same configuration and
+		// data (hack/sim-upgrade-node.sh, for a node labelled simcluster.drydock.dev/real-node).
+		return upgradeRealNode(ctx, *name, workDir, fs.Arg(0))
 	case "helm-install":
 		// Installs a local chart as an older version of itself: the add-on the demo's runbook upgrades.
 		c, err := simcluster.Attach(*name, workDir)
@@ -199,7 +211,7 @@ func run(args []string) error {
 		<-ctx.Done()
 		return nil
 	}
-	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane or helm-install", args[0])
+	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane, upgrade-node or helm-install", args[0])
 }
 
 type plannedNode struct {
@@ -241,4 +253,27 @@ func stateDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "drydock")
+}
+
+func upgradeRealNode(ctx context.Context, name, workDir, node string) error {
+	if node == "" {
+		return errors.New("usage: simcluster upgrade-node [--name CLUSTER | --work-dir DIR] NODE")
+	}
+	c, err := simcluster.Attach(name, workDir)
+	if err != nil {
+		return err
+	}
+	n, err := c.RealNode(node)
+	if err != nil {
+		return err
+	}
+	bin, err := simcluster.NodeBinDir()
+	if err != nil {
+		return err
+	}
+	if err := n.UpgradeKubelet(ctx, bin); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "simcluster: node %s: the kubelet now runs %s (a new process, same configuration and data)\n", node, simcluster.KubernetesVersion)
+	return nil
 }
