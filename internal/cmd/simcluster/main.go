@@ -65,6 +65,12 @@ func run(args []string) error {
 
 	switch args[0] {
 	case "up":
+		if *realNodes > 0 {
+			// Before anything starts: nothing is left half-started on a machine that cannot.
+			if err := simcluster.RealNodesSupported(); err != nil {
+				return fmt.Errorf("--real-nodes %d: %w", *realNodes, err)
+			}
+		}
 		if _, err := os.Stat(filepath.Join(workDir, "kubeconfig")); err == nil {
 			return fmt.Errorf("cluster %q already exists (kubeconfig %s): run `make cluster-down` first", *name, filepath.Join(workDir, "kubeconfig"))
 		}
