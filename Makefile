@@ -20,7 +20,7 @@ PROM_BIN    = $(shell hack/prom-bin.sh)
 SIMCLUSTER  = $(GO) run ./internal/cmd/simcluster
 TEST_TIMEOUT ?= 45m
 
-.PHONY: lint release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight bench-rehearse
+.PHONY: lint release docs test-fast test-deps all build cluster-bin cluster-up cluster-down demo demo-down test vet clean bench bench-preflight bench-rehearse bench-service
 
 all: build
 
@@ -103,11 +103,17 @@ test-deps:
 clean:
 	rm -rf bin dist
 
-## bench: drydock drain against kubectl drain, and drydock preflight against kubectl get, side by side on simulated clusters (ratios)
+## bench: drydock drain against kubectl drain (time, and requests lost on real nodes), and drydock preflight against kubectl get,
+## side by side on simulated clusters (ratios)
 bench: build test-deps
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/drainbench -drydock bin/drydock
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/preflightbench -drydock bin/drydock
 	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) $(GO) run ./internal/cmd/rehearsebench -drydock bin/drydock
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_NODE_BIN=$(NODE_BIN) $(GO) run ./internal/cmd/servicebench -drydock bin/drydock
+
+## bench-service: only the requests lost while draining a real node, drydock drain against kubectl drain (a few minutes)
+bench-service: build test-deps
+	DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) DRYDOCK_NODE_BIN=$(NODE_BIN) $(GO) run ./internal/cmd/servicebench -drydock bin/drydock
 
 ## bench-rehearse: only drydock rehearse at scale (500 nodes, 15,000 pods; about 20 minutes)
 bench-rehearse: build test-deps
