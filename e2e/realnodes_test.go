@@ -18,10 +18,7 @@ import (
 // through the Service's ClusterIP from the nodes' network: both pods move to the other real node,
 // and not one request fails.
 func TestDrainRealNodeUnderLoad(t *testing.T) {
-	simcluster.Need(t)
-	if err := simcluster.RealNodesSupported(); err != nil {
-		t.Fatal(err) // make test-deps installs what real nodes need: never skipped
-	}
+	simcluster.NeedRealNodes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c, err := simcluster.Start(ctx, simcluster.Options{})

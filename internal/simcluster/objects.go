@@ -205,6 +205,17 @@ func Need(t testing.TB) {
 	}
 }
 
+// NeedRealNodes marks a test of the cluster tier that starts real nodes: skipped under -short like
+// Need, and failed — never skipped — where this machine cannot run them (make test-deps installs
+// what they need), naming what is missing.
+func NeedRealNodes(t testing.TB) {
+	t.Helper()
+	Need(t)
+	if err := RealNodesSupported(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // SetUnschedulable cordons (true) or uncordons a node with a patch, so that it never conflicts
 // with the simulated kubelet's status updates.
 func (c *Cluster) SetUnschedulable(ctx context.Context, name string, on bool) error {

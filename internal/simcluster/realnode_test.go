@@ -21,10 +21,7 @@ import (
 // preStop hook and sends SIGTERM, as the container's own log says; and once the cluster is
 // stopped no process, cgroup or network namespace of the real nodes is left.
 func TestRealNodes(t *testing.T) {
-	simcluster.Need(t)
-	if err := simcluster.RealNodesSupported(); err != nil {
-		t.Fatal(err) // make test-deps installs what real nodes need: never skipped
-	}
+	simcluster.NeedRealNodes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c, err := simcluster.Start(ctx, simcluster.Options{})
