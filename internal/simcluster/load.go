@@ -87,7 +87,7 @@ func (l *Load) Stop() (loadgen.Summary, error) {
 	err := l.cmd.Wait()
 	all := l.Seconds()
 	if len(all) == 0 {
-		return loadgen.Summary{}, fmt.Errorf("simcluster: the load generator reported nothing (%v): %s", err, l.stderr.String())
+		return loadgen.Summary{}, fmt.Errorf("simcluster: the load generator reported nothing (%w): %s", err, l.stderr.String())
 	}
 	return loadgen.Summarize(all, 0, 0), nil
 }
