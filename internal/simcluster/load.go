@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,6 +88,9 @@ func (l *Load) Stop() (loadgen.Summary, error) {
 	err := l.cmd.Wait()
 	all := l.Seconds()
 	if len(all) == 0 {
+		if err == nil {
+			err = errors.New("it exited")
+		}
 		return loadgen.Summary{}, fmt.Errorf("simcluster: the load generator reported nothing (%w): %s", err, l.stderr.String())
 	}
 	return loadgen.Summarize(all, 0, 0), nil
