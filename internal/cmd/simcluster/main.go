@@ -65,77 +65,20 @@ func run(args []string) error {
 
 	switch args[0] {
 	case "up":
-		if *realNodes > 0 {
-			// Before anything starts: nothing is left half-started on a machine that cannot.
-			if err := simcluster.RealNodesSupported(); err != nil {
-				return fmt.Errorf("--real-nodes %d: %w", *realNodes, err)
-			}
-		}
-		if _, err := os.Stat(filepath.Join(workDir, "kubeconfig")); err == nil {
-			return fmt.Errorf("cluster %q already exists (kubeconfig %s): run `make cluster-down` first", *name, filepath.Join(workDir, "kubeconfig"))
-		}
-		c, err := simcluster.Start(ctx, simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true, PodReadyDelay: *readyDelay, Previous: *previous, RuntimeConfig: *runtimeConfig})
-		if err != nil {
-			_ = os.RemoveAll(workDir)
-			return err
-		}
-		plan, err := nodePlan(*groups, *nodes)
-		if err != nil {
-			_ = c.Stop()
-			_ = os.RemoveAll(workDir)
-			return err
-		}
-		for _, n := range plan {
-			if _, err := c.CreateNode(ctx, n.name, simcluster.NodeOptions{Labels: n.labels, KubeletVersion: *kubelet}); err != nil {
-				_ = c.Stop()
-				_ = os.RemoveAll(workDir)
-				return err
-			}
-		}
-		for i := 1; i <= *realNodes; i++ {
-			if _, err := c.AddRealNode(ctx, fmt.Sprintf("real-%d", i), simcluster.RealNodeOptions{}); err != nil {
-				_ = c.Stop()
-				_ = os.RemoveAll(workDir)
-				return err
-			}
-		}
-		cp := simcluster.KubernetesVersion
-		if *previous {
-			cp = simcluster.PreviousVersion
-		}
-		fmt.Fprintf(os.Stderr, "simcluster: cluster %q is up with %d nodes (control plane Kubernetes %s)\n", *name, len(plan), cp)
-		fmt.Println(c.Kubeconfig)
-		return nil
+		return up(ctx, upOptions{name: *name, workDir: workDir, groups: *groups, nodes: *nodes, realNodes: *realNodes,
+			kubelet: *kubelet, previous: *previous, opts: simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true,
+				PodReadyDelay: *readyDelay, Previous: *previous, RuntimeConfig: *runtimeConfig}})
 	case "down":
-		if _, err := os.Stat(workDir); errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(os.Stderr, "simcluster: no cluster %q\n", *name)
-			return nil
-		}
-		c, err := simcluster.Attach(*name, workDir)
-		if err != nil {
-			return err
-		}
-		stopErr := c.Stop()
-		if err := os.RemoveAll(workDir); err != nil {
-			return err
-		}
-		if stopErr != nil {
-			return stopErr
-		}
-		fmt.Fprintf(os.Stderr, "simcluster: cluster %q is down\n", *name)
-		return nil
+		return stopCluster(*name, workDir)
 	case "kubeconfig":
 		fmt.Println(filepath.Join(workDir, "kubeconfig"))
 		return nil
 	case "restart-apiserver":
 		// Stops the apiserver and starts it again on the same etcd (for trying drydock across a
 		// control-plane restart by hand; the fault tests use the same helper).
-		c, err := simcluster.Attach(*name, workDir)
+		c, err := running(*name, workDir)
 		if err != nil {
 			return err
-		}
-		if c.Client == nil {
-			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
 		}
 		start := time.Now()
 		if err := c.RestartAPIServer(ctx, *down); err != nil {
@@ -146,44 +89,20 @@ func run(args []string) error {
 	case "upgrade-controlplane":
 		// Restarts control-plane components from the current minor's binaries on the same etcd data:
 		// the simulated counterpart of upgrading control-plane members (hack/sim-upgrade-controlplane.sh).
-		c, err := simcluster.Attach(*name, workDir)
+		c, err := running(*name, workDir)
 		if err != nil {
 			return err
 		}
-		if c.Client == nil {
-			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
-		}
-		bin, err := simcluster.BinDir()
-		if err != nil {
-			return err
-		}
-		comps := simcluster.ControlPlane
-		if *component != "" {
-			comps = []string{*component}
-		}
-		for _, comp := range comps {
-			if err := c.UpgradeComponent(ctx, comp, bin); err != nil {
-				return err
-			}
-			v, err := c.Client.Discovery().ServerVersion()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "simcluster: %s of %q now runs %s (the apiserver answers %s)\n", comp, *name, simcluster.KubernetesVersion, v.GitVersion)
-		}
-		return nil
+		return upgradeControlPlane(ctx, c, *name, *component)
 	case "upgrade-node":
 		// Restarts a real node's kubelet as the current minor's, with the same configuration and
 		// data (hack/sim-upgrade-node.sh, for a node labelled simcluster.drydock.dev/real-node).
 		return upgradeRealNode(ctx, *name, workDir, fs.Arg(0))
 	case "helm-install":
 		// Installs a local chart as an older version of itself: the add-on the demo's runbook upgrades.
-		c, err := simcluster.Attach(*name, workDir)
+		c, err := running(*name, workDir)
 		if err != nil {
 			return err
-		}
-		if c.Client == nil {
-			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
 		}
 		if *chart == "" || *release == "" || *namespace == "" {
 			return errors.New("helm-install needs --chart, --release and --namespace")
@@ -196,26 +115,11 @@ func run(args []string) error {
 	case "velero":
 		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in
 		// the background): their processes end with this one.
-		c, err := simcluster.Attach(*name, workDir)
+		c, err := running(*name, workDir)
 		if err != nil {
 			return err
 		}
-		if c.Client == nil {
-			return fmt.Errorf("no cluster %q: run simcluster up first", *name)
-		}
-		v, err := c.StartVelero(ctx, simcluster.VeleroOptions{})
-		if err != nil {
-			return err
-		}
-		defer v.Stop()
-		fmt.Fprintf(os.Stderr, "simcluster: Velero is up in namespace %s (object store: MinIO at %s)\n", v.Namespace, v.S3URL)
-		if *readyFile != "" {
-			if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
-				return err
-			}
-		}
-		<-ctx.Done()
-		return nil
+		return runVelero(ctx, c, *readyFile)
 	}
 	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane, upgrade-node or helm-install", args[0])
 }
@@ -281,5 +185,130 @@ func upgradeRealNode(ctx context.Context, name, workDir, node string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "simcluster: node %s: the kubelet now runs %s (a new process, same configuration and data)\n", node, simcluster.KubernetesVersion)
+	return nil
+}
+
+type upOptions struct {
+	name, workDir, groups, kubelet string
+	nodes, realNodes               int
+	previous                       bool
+	opts                           simcluster.Options
+}
+
+// up starts a persistent cluster with its kwok nodes and real nodes; on error nothing of it is left.
+func up(ctx context.Context, o upOptions) (err error) {
+	if o.realNodes > 0 {
+		// Before anything starts: nothing is left half-started on a machine that cannot.
+		if err := simcluster.RealNodesSupported(); err != nil {
+			return fmt.Errorf("--real-nodes %d: %w", o.realNodes, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(o.workDir, "kubeconfig")); err == nil {
+		return fmt.Errorf("cluster %q already exists (kubeconfig %s): run `make cluster-down` first", o.name, filepath.Join(o.workDir, "kubeconfig"))
+	}
+	c, err := simcluster.Start(ctx, o.opts)
+	if err != nil {
+		_ = os.RemoveAll(o.workDir)
+		return err
+	}
+	defer func() { //nolint:contextcheck // Stop has a timeout of its own: it must run after ctx ended too
+		if err != nil {
+			_ = c.Stop()
+			_ = os.RemoveAll(o.workDir)
+		}
+	}()
+	plan, err := nodePlan(o.groups, o.nodes)
+	if err != nil {
+		return err
+	}
+	for _, n := range plan {
+		if _, err := c.CreateNode(ctx, n.name, simcluster.NodeOptions{Labels: n.labels, KubeletVersion: o.kubelet}); err != nil {
+			return err
+		}
+	}
+	for i := 1; i <= o.realNodes; i++ {
+		if _, err := c.AddRealNode(ctx, fmt.Sprintf("real-%d", i), simcluster.RealNodeOptions{}); err != nil {
+			return err
+		}
+	}
+	cp := simcluster.KubernetesVersion
+	if o.previous {
+		cp = simcluster.PreviousVersion
+	}
+	fmt.Fprintf(os.Stderr, "simcluster: cluster %q is up with %d nodes (control plane Kubernetes %s)\n", o.name, len(plan)+o.realNodes, cp)
+	fmt.Println(c.Kubeconfig)
+	return nil
+}
+
+// running attaches to the cluster name in workDir, which must be up.
+func running(name, workDir string) (*simcluster.Cluster, error) {
+	c, err := simcluster.Attach(name, workDir)
+	if err != nil {
+		return nil, err
+	}
+	if c.Client == nil {
+		return nil, fmt.Errorf("no cluster %q: run simcluster up first", name)
+	}
+	return c, nil
+}
+
+// upgradeControlPlane restarts component (every one in turn when "") from the current minor's binary.
+func upgradeControlPlane(ctx context.Context, c *simcluster.Cluster, name, component string) error {
+	bin, err := simcluster.BinDir()
+	if err != nil {
+		return err
+	}
+	comps := simcluster.ControlPlane
+	if component != "" {
+		comps = []string{component}
+	}
+	for _, comp := range comps {
+		if err := c.UpgradeComponent(ctx, comp, bin); err != nil {
+			return err
+		}
+		v, err := c.Client.Discovery().ServerVersion()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "simcluster: %s of %q now runs %s (the apiserver answers %s)\n", comp, name, simcluster.KubernetesVersion, v.GitVersion)
+	}
+	return nil
+}
+
+// runVelero runs MinIO and a Velero server against c until ctx ends, creating readyFile once up.
+func runVelero(ctx context.Context, c *simcluster.Cluster, readyFile string) error {
+	v, err := c.StartVelero(ctx, simcluster.VeleroOptions{})
+	if err != nil {
+		return err
+	}
+	defer v.Stop()
+	fmt.Fprintf(os.Stderr, "simcluster: Velero is up in namespace %s (object store: MinIO at %s)\n", v.Namespace, v.S3URL)
+	if readyFile != "" {
+		if err := os.WriteFile(readyFile, []byte("ready\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// stopCluster stops the cluster name and every process it started, and removes its work directory.
+func stopCluster(name, workDir string) error {
+	if _, err := os.Stat(workDir); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(os.Stderr, "simcluster: no cluster %q\n", name)
+		return nil
+	}
+	c, err := simcluster.Attach(name, workDir)
+	if err != nil {
+		return err
+	}
+	stopErr := c.Stop()
+	if err := os.RemoveAll(workDir); err != nil {
+		return err
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	fmt.Fprintf(os.Stderr, "simcluster: cluster %q is down\n", name)
 	return nil
 }
