@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,13 +14,21 @@ import (
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
-// TestDrainRealNodeUnderLoad: `drydock drain` of a real node whose two webserver pods (a budget of
-// one unavailable, a 5s preStop) serve a Service, while a load generator sends 50 requests a second
-// through the Service's ClusterIP from the nodes' network: both pods move to the other real node,
-// and not one request fails.
+// TestDrainRealNodeUnderLoad: `drydock drain` of a real node whose webserver pods serve a Service,
+// while a load generator sends 50 requests a second through the Service's ClusterIP from the nodes'
+// network: the pods move to the other real node and not one request fails, whether a budget paces
+// the drain or only the Service guard does:
+//   - budget: two replicas, a budget of one unavailable, a 5s preStop;
+//   - no budget: two replicas both on the node, no budget (the Service guard keeps one serving
+//     until a replacement has been ready on the other node for endpointSettle);
+//   - one replica: no budget; the guard restarts the Deployment (rollout restart) so that a
+//     replacement is Ready on the other node before the only pod goes.
+//
+// A 5s preStop is the time kube-proxy has to drop a terminating pod from its rules before the
+// process stops, on a machine as busy as CI (2s lost 40 requests once in 3 runs there).
 func TestDrainRealNodeUnderLoad(t *testing.T) {
 	simcluster.NeedRealNodes(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	c, err := simcluster.Start(ctx, simcluster.Options{})
 	if err != nil {
@@ -31,58 +40,95 @@ func TestDrainRealNodeUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Both replicas on real-1: real-2 is cordoned until they run.
-	if err := c.SetUnschedulable(ctx, "real-2", true); err != nil {
-		t.Fatal(err)
+	drydock := buildDrydock(t, t.TempDir())
+	for i, tc := range []struct {
+		name     string
+		replicas int32
+		budget   bool
+		want     string // in drydock's output
+	}{
+		{"budget", 2, true, ""},
+		{"no-budget", 2, false, "the last ready endpoint of Service no-budget/web"},
+		{"one-replica", 1, false, "drydock restarted Deployment one-replica/web (rollout restart)"},
+	} {
+		// The cases take turns: the first drains real-1 onto real-2, the next the other way.
+		from, to := "real-1", "real-2"
+		if i%2 == 1 {
+			from, to = to, from
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			svc := webUnderTest(ctx, t, c, tc.name, tc.replicas, tc.budget, from, to)
+			load, err := c.StartLoad(ctx, svc.Spec.ClusterIP, 50, 15000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second) // requests flow before the drain starts
+			out, err := exec.CommandContext(ctx, drydock, "drain", from, "--kubeconfig", c.Kubeconfig, "--state-dir", filepath.Join(t.TempDir(), "state")).CombinedOutput()
+			if err != nil {
+				_, _ = load.Stop()
+				t.Fatalf("drydock drain %s: %v\n%s", from, err, out)
+			}
+			time.Sleep(3 * time.Second) // and after it ended
+			sum, err := load.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pods, err := c.Client.CoreV1().Pods(tc.name).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pods.Items {
+				if p.Spec.NodeName != to || p.Status.Phase != corev1.PodRunning {
+					t.Errorf("pod %s on %s (%s), want Running on %s", p.Name, p.Spec.NodeName, p.Status.Phase, to)
+				}
+			}
+			t.Logf("during the drain: %d requests sent, %d failed, p99 %v\n%s", sum.Sent, sum.Failed, sum.Latency.Quantile(0.99), out)
+			if sum.Sent < 200 || sum.Failed != 0 {
+				for _, sec := range load.Seconds() {
+					if sec.Failed > 0 {
+						t.Logf("%s: %d of %d failed %v", time.Unix(sec.T, 0).Format(time.TimeOnly), sec.Failed, sec.Sent, sec.Errors)
+					}
+				}
+				t.Fatalf("%d requests sent, %d failed (%v): want at least 200 sent and none failed", sum.Sent, sum.Failed, sum.Errors)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("drydock's output does not say %q", tc.want)
+			}
+		})
 	}
-	kubectl(t, c, "", "create", "namespace", "shop")
-	// A 5s preStop: the time kube-proxy has to drop a terminating pod from its rules before the
-	// process stops, on a machine as busy as CI (2s lost 40 requests once in 3 runs there).
-	web := simcluster.WebDeployment("shop", "web", 2, simcluster.WebOptions{PreStop: 5 * time.Second})
-	if _, err := c.Client.AppsV1().Deployments("shop").Create(ctx, web, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := c.Client.CoreV1().Services("shop").Create(ctx, simcluster.WebService("shop", "web"), metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubectl(t, c, "", "-n", "shop", "create", "pdb", "web", "--selector=app=web", "--max-unavailable=1")
-	if err := c.WaitDeploymentReady(ctx, "shop", "web", 2*time.Minute); err != nil {
-		t.Fatalf("%v\n%s", err, c.RealNodeReport(ctx, "shop"))
-	}
-	if err := c.SetUnschedulable(ctx, "real-2", false); err != nil {
-		t.Fatal(err)
-	}
+}
 
-	dir := t.TempDir()
-	load, err := c.StartLoad(ctx, svc.Spec.ClusterIP, 50, 15000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second) // requests flow before the drain starts
-	drydock := buildDrydock(t, dir)
-	out, err := exec.CommandContext(ctx, drydock, "drain", "real-1", "--kubeconfig", c.Kubeconfig, "--state-dir", filepath.Join(dir, "state")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("drydock drain real-1: %v\n%s", err, out)
-	}
-	time.Sleep(3 * time.Second) // and after it ended
-	sum, err := load.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods, err := c.Client.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName != "real-2" || p.Status.Phase != corev1.PodRunning {
-			t.Errorf("pod %s on %s (%s), want Running on real-2", p.Name, p.Spec.NodeName, p.Status.Phase)
+// webUnderTest makes, in namespace ns, a webserver Deployment of replicas (5s preStop) all Ready
+// on node from, a Service for it and, with budget, a budget of one unavailable; both nodes are then
+// schedulable.
+func webUnderTest(ctx context.Context, t *testing.T, c *simcluster.Cluster, ns string, replicas int32, budget bool, from, to string) *corev1.Service {
+	t.Helper()
+	for node, cordoned := range map[string]bool{from: false, to: true} {
+		if err := c.SetUnschedulable(ctx, node, cordoned); err != nil {
+			t.Fatal(err)
 		}
 	}
-	t.Logf("during the drain: %d requests sent, %d failed, p99 %v\n%s", sum.Sent, sum.Failed, sum.Latency.Quantile(0.99), out)
-	if sum.Sent < 200 || sum.Failed != 0 {
-		t.Fatalf("%d requests sent, %d failed (%v): want at least 200 sent and none failed", sum.Sent, sum.Failed, sum.Errors)
+	kubectl(t, c, "", "create", "namespace", ns)
+	// Gone before the next case drains the node its pods are on.
+	t.Cleanup(func() { kubectl(t, c, "", "delete", "namespace", ns, "--timeout=2m") })
+	web := simcluster.WebDeployment(ns, "web", replicas, simcluster.WebOptions{PreStop: 5 * time.Second})
+	if _, err := c.Client.AppsV1().Deployments(ns).Create(ctx, web, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
+	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, simcluster.WebService(ns, "web"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if budget {
+		kubectl(t, c, "", "-n", ns, "create", "pdb", "web", "--selector=app=web", "--max-unavailable=1")
+	}
+	if err := c.WaitDeploymentReady(ctx, ns, "web", 2*time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, c.RealNodeReport(ctx, ns))
+	}
+	if err := c.SetUnschedulable(ctx, to, false); err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 func buildDrydock(t *testing.T, dir string) string {

@@ -76,6 +76,12 @@ its next eviction, and the failure rule is said node by node. A node deleted whi
 as deleted at once (not drained); an evicted pod that finalizers hold is named with them; a budget
 tightened to allow nothing (maxUnavailable: 0) fails the drain after --stall-timeout.
 
+The Service guard: a pod that is the last ready endpoint of a Service waits until another endpoint
+of that Service has been ready for --endpoint-settle (kube-proxy routes to it by then), with or
+without a budget; the plan lists the Services each pod serves. A Deployment's only pod behind a
+Service is replaced first by a rollout restart (when its strategy surges), any other only pod
+behind a Service blocks the plan; --disable-service-guard turns the guard off.
+
 kubectl drain's command line works: --dry-run[=client], --force, --delete-emptydir-data,
 --disable-eviction, --grace-period, --timeout and -l mean what they mean to kubectl (--force only lets
 pods without a controller be evicted: still by eviction, within their budgets). --ignore-daemonsets is
@@ -104,6 +110,8 @@ not needed (DaemonSet pods always stay) and says so; --dry-run=server, --pod-sel
 	cmd.Flags().IntVar(&o.RelaxMax, "allow-budget-relax", 0, "when a budget stalls the drain (--stall-timeout), relax it this many times per node (one more disruption each, or AlwaysAllow for a pod that is not Ready) and restore it after the node")
 	cmd.Flags().DurationVar(&o.RelaxExpiry, "relax-expiry", 30*time.Minute, "a relaxed budget is restored this long after the change at the latest, even if drydock dies (the next drydock command restores it)")
 	cmd.Flags().DurationVar(&o.Settings.StallTimeout.Duration, "stall-timeout", 10*time.Minute, "fail early, saying why, when a budget has allowed no eviction this long while its unhealthy pods cannot start")
+	cmd.Flags().BoolVar(&o.Settings.DisableServiceGuard, "disable-service-guard", false, "let a pod go even when it is the last ready endpoint of a Service (by default it waits until another endpoint has been ready for --endpoint-settle; a Deployment's only pod behind a Service is replaced first by a rollout restart)")
+	cmd.Flags().DurationVar(&o.Settings.EndpointSettle.Duration, "endpoint-settle", 5*time.Second, "how long a new endpoint must be ready before the Service guard counts it: the time kube-proxy needs to route to it")
 	cmd.Flags().StringVar(&o.Settings.MaxNodeDrainTime, "max-node-drain-time", "", "flag in the plan a node whose forecast drain takes longer: a duration, or the platform's bound: eks (15m), aks (30m), gke (1h)")
 	o.Kubectl.AddFlags(cmd)
 	return cmd
@@ -207,6 +215,8 @@ func (o *DrainOptions) Validate() error {
 		return exitcode.UsageError(fmt.Errorf("drain: --relax-expiry must be at least 1s"))
 	case o.Settings.StallTimeout.Duration != 0 && o.Settings.StallTimeout.Duration < time.Second:
 		return exitcode.UsageError(fmt.Errorf("drain: --stall-timeout must be at least 1s"))
+	case o.Settings.EndpointSettle.Duration <= 0:
+		return exitcode.UsageError(fmt.Errorf("drain: --endpoint-settle must be positive (for example 5s, the default; 1ms counts a ready endpoint almost at once)"))
 	}
 	if errs := o.Settings.Options.Validate(""); len(errs) > 0 {
 		return exitcode.UsageError(fmt.Errorf("drain: --max-node-drain-time: %s", errs[0].Message))

@@ -132,6 +132,8 @@ type podState struct {
 	told    string // the chain it was last reported blocked with
 	held    string // the finalizers it was last reported held by
 	chain   *runbook.BudgetChain
+	// guard is the Service guard the pod passes before its eviction is sent (nil: off).
+	guard *serviceGuard
 }
 
 // budgets wakes the evictions waiting on a PodDisruptionBudget when its status allows disruptions,
@@ -263,17 +265,24 @@ func (d *Drainer) Drain(ctx context.Context, np NodePlan) error {
 	// The budgets are shared by every drain in this process (nodegroups drains several nodes at
 	// once): one watch, and one queue per budget, so that concurrent drains do not each spend
 	// the same allowed disruptions.
-	bud, releaseBudgets, err := sharedBudgets(ctx, d.Client, d.Watches)
+	watched, releaseBudgets, err := sharedBudgets(ctx, d.Client, d.Watches)
 	if err != nil {
 		return fmt.Errorf("drain node %q: watch budgets: %w", np.Node, err)
 	}
 	defer releaseBudgets()
+	bud := watched.bud
+	var guard *serviceGuard
+	if !d.Options.DisableServiceGuard {
+		if guard, err = watched.serviceGuard(ctx); err != nil {
+			return fmt.Errorf("drain node %q: %w", np.Node, err)
+		}
+	}
 
 	states := map[types.UID]*podState{}
 	var mu sync.Mutex
 	gone := map[types.UID]chan struct{}{}
 	for _, p := range np.Evict {
-		states[types.UID(p.UID)] = &podState{ref: p, last: "waiting for its turn"}
+		states[types.UID(p.UID)] = &podState{ref: p, last: "waiting for its turn", guard: guard}
 		gone[types.UID(p.UID)] = make(chan struct{})
 	}
 	closeGone := func(uid types.UID) {
@@ -456,19 +465,23 @@ var shared struct {
 	bySource map[any]*sharedEntry
 }
 
+// sharedEntry is the watches the drains of one source (the run's Watches, or a client) share: the
+// budgets, and once a drain guards Services, the EndpointSlices.
 type sharedEntry struct {
-	bud    *budgets
-	refs   int
-	stop   func()
-	synced cache.InformerSynced
+	bud     *budgets
+	refs    int
+	stops   []func()
+	synced  cache.InformerSynced
+	factory informers.SharedInformerFactory
+	start   func()
+	guard   *serviceGuard
+	guarded cache.InformerSynced
 }
 
 // sharedBudgets returns the budget tracker of the run's watches (one budget watch for the whole
 // run, shared with the health gates), or without them (a Drainer used alone) the process's tracker
 // for client with a watch of its own. The first use starts it; release ends it with the last drain.
-//
-//nolint:contextcheck // the budget watch outlives the drain that started it (released with the last one)
-func sharedBudgets(ctx context.Context, client kubernetes.Interface, w *runbook.Watches) (*budgets, func(), error) {
+func sharedBudgets(ctx context.Context, client kubernetes.Interface, w *runbook.Watches) (*sharedEntry, func(), error) {
 	var source any = client
 	if w != nil {
 		source = w
@@ -479,37 +492,11 @@ func sharedBudgets(ctx context.Context, client kubernetes.Interface, w *runbook.
 	}
 	e := shared.bySource[source]
 	if e == nil {
-		var (
-			inf         cache.SharedIndexInformer
-			start, stop func()
-		)
-		if w != nil {
-			inf = w.Factory().Policy().V1().PodDisruptionBudgets().Informer()
-			start = w.Start
-		} else {
-			wctx, cancel := context.WithCancel(context.Background())
-			f := informers.NewSharedInformerFactory(client, 0)
-			inf = f.Policy().V1().PodDisruptionBudgets().Informer()
-			start = func() { f.Start(wctx.Done()) }
-			stop = func() { cancel(); f.Shutdown() }
-		}
-		bud := &budgets{waiters: map[string][]chan struct{}{}, inflight: map[string]int{}, spent: map[string]int{}, spentAt: map[string]time.Time{}, seenRV: map[string]string{}, store: inf.GetStore()}
-		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { bud.check(keyOf(obj)) },
-			UpdateFunc: func(_, obj any) { bud.check(keyOf(obj)) },
-		})
-		if err != nil {
+		var err error
+		if e, err = newSharedEntry(client, w); err != nil {
 			shared.Unlock()
-			if stop != nil {
-				stop()
-			}
 			return nil, nil, err
 		}
-		start()
-		if w != nil {
-			stop = func() { _ = inf.RemoveEventHandler(reg) }
-		}
-		e = &sharedEntry{bud: bud, stop: stop, synced: inf.HasSynced}
 		shared.bySource[source] = e
 	}
 	e.refs++
@@ -520,14 +507,74 @@ func sharedBudgets(ctx context.Context, client kubernetes.Interface, w *runbook.
 		e.refs--
 		if e.refs == 0 {
 			delete(shared.bySource, source)
-			go e.stop()
+			go func() {
+				for i := len(e.stops) - 1; i >= 0; i-- {
+					e.stops[i]()
+				}
+			}()
 		}
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), e.synced) {
 		release()
 		return nil, nil, context.Cause(ctx)
 	}
-	return e.bud, release, nil
+	return e, release, nil
+}
+
+// newSharedEntry starts the budget watch of the run's watches w, or without them one of its own.
+//
+//nolint:contextcheck // the watches outlive the drain that started them (released with the last one)
+func newSharedEntry(client kubernetes.Interface, w *runbook.Watches) (*sharedEntry, error) {
+	e := &sharedEntry{}
+	if w != nil {
+		e.factory, e.start = w.Factory(), w.Start
+	} else {
+		wctx, cancel := context.WithCancel(context.Background())
+		f := informers.NewSharedInformerFactory(client, 0)
+		e.factory, e.start = f, func() { f.Start(wctx.Done()) }
+		e.stops = append(e.stops, func() { cancel(); f.Shutdown() })
+	}
+	inf := e.factory.Policy().V1().PodDisruptionBudgets().Informer()
+	bud := &budgets{waiters: map[string][]chan struct{}{}, inflight: map[string]int{}, spent: map[string]int{}, spentAt: map[string]time.Time{}, seenRV: map[string]string{}, store: inf.GetStore()}
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { bud.check(keyOf(obj)) },
+		UpdateFunc: func(_, obj any) { bud.check(keyOf(obj)) },
+	})
+	if err != nil {
+		for _, stop := range e.stops {
+			stop()
+		}
+		return nil, err
+	}
+	e.start()
+	if w != nil {
+		e.stops = append(e.stops, func() { _ = inf.RemoveEventHandler(reg) })
+	}
+	e.bud, e.synced = bud, inf.HasSynced
+	return e, nil
+}
+
+// serviceGuard returns the entry's Service guard, watching EndpointSlices from its first use.
+func (e *sharedEntry) serviceGuard(ctx context.Context) (*serviceGuard, error) {
+	shared.Lock()
+	if e.guard == nil {
+		inf := e.factory.Discovery().V1().EndpointSlices().Informer()
+		g := newServiceGuard(inf.GetIndexer())
+		reg, err := inf.AddEventHandler(g.handler())
+		if err != nil {
+			shared.Unlock()
+			return nil, err
+		}
+		e.start()
+		e.stops = append(e.stops, func() { _ = inf.RemoveEventHandler(reg) })
+		e.guard, e.guarded = g, reg.HasSynced
+	}
+	g, synced := e.guard, e.guarded
+	shared.Unlock()
+	if !cache.WaitForCacheSync(ctx.Done(), synced) {
+		return nil, fmt.Errorf("watch EndpointSlices: %w", context.Cause(ctx))
+	}
+	return g, nil
 }
 
 func keyOf(obj any) string {
@@ -623,6 +670,21 @@ func (d *Drainer) evict(ctx context.Context, s *podState, mu *sync.Mutex, bud *b
 			return nil, true, fmt.Errorf("evict %s: %w; and looking it up failed: %w", s.ref, answer, err)
 		}
 		return p, false, nil
+	}
+	if s.guard != nil {
+		// The guard first, then the budget's queue: a pod that waits for its Service holds no
+		// budget slot. Marked leaving from here until the eviction is sent.
+		if ok, err := d.passGuard(ctx, s, mu, gone); !ok || err != nil {
+			return err
+		}
+		defer func() {
+			mu.Lock()
+			sent := s.evicted
+			mu.Unlock()
+			if !sent {
+				s.guard.stay(uid)
+			}
+		}()
 	}
 	backoff := kube.Backoff()
 	recorded := false

@@ -65,6 +65,14 @@ type Options struct {
 	// longer: the time your platform gives a node's drain before it fails the upgrade. A duration, or
 	// the platform: eks (15m), aks (30m), gke (1h).
 	MaxNodeDrainTime string `json:"maxNodeDrainTime,omitempty" jsonschema:"pattern=^(eks|aks|gke|([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"`
+	// DisableServiceGuard lets a pod leave even when it is the last ready endpoint of a Service.
+	// By default (the Service guard) such a pod waits until another endpoint of the Service has
+	// been ready for endpointSettle; a Deployment's only pod behind a Service is replaced first by
+	// a rollout restart, and any other only pod behind a Service blocks the plan.
+	DisableServiceGuard bool `json:"disableServiceGuard,omitempty"`
+	// EndpointSettle is how long a new endpoint must have been ready before the Service guard
+	// counts it: the time kube-proxy needs to route to it on every node (default 5s).
+	EndpointSettle runbook.Duration `json:"endpointSettle,omitzero"`
 }
 
 // DrainLimits are the platforms' bounds on one node's drain during a managed upgrade.
@@ -121,6 +129,11 @@ type PodRef struct {
 	Owner     string   `json:"owner,omitempty"` // Kind/name of the controller
 	Priority  int32    `json:"priority"`
 	PDBs      []string `json:"pdbs,omitempty"` // namespace/name of the budgets that cover it
+	// Services it is a ready endpoint of (namespace/name) when planned, unless the Service guard is off.
+	Services []string `json:"services,omitempty"`
+	// Surge: the Deployment (name, in the pod's namespace) drydock restarts before the pod leaves,
+	// so that a replacement is Ready first: the pod is the only ready endpoint of a Service.
+	Surge string `json:"surge,omitempty"`
 }
 
 func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
@@ -145,6 +158,7 @@ const (
 	BlockCapacity      BlockerKind = "capacity"           // does not fit on the nodes that stay
 	BlockDeadlock      BlockerKind = "deadlock"           // a budget whose replacements cannot be placed never recovers
 	BlockSlow          BlockerKind = "slow"               // the forecast drain is longer than maxNodeDrainTime
+	BlockLastEndpoint  BlockerKind = "last-endpoint"      // the only ready endpoint of a Service, nothing to surge
 	BlockOther         BlockerKind = "other"
 )
 
@@ -226,6 +240,8 @@ type Snapshot struct {
 	nodes []corev1.Node
 	pods  []corev1.Pod
 	pvs   map[string]*corev1.PersistentVolume
+	// slices: the EndpointSlices by namespace, for the Service guard (nil: not read, or the guard is off)
+	slices map[string][]any
 	moved map[types.UID]bool // pods Advance moved to another node: replacements of pods the filters let go
 	// measured: each workload's start-up, creation to Ready, measured once (forecast.go)
 	measured map[string]Startup
@@ -287,6 +303,9 @@ func (pl *Planner) load(ctx context.Context) error {
 // Plan computes the drain of nodes (all drained together: capacity counts none of them).
 func (pl *Planner) Plan(ctx context.Context, nodeNames []string) (*Plan, error) {
 	if err := pl.load(ctx); err != nil {
+		return nil, err
+	}
+	if err := pl.loadEndpoints(ctx); err != nil {
 		return nil, err
 	}
 	if pl.depth == 0 {
@@ -374,6 +393,7 @@ func (pl *Planner) planNode(ctx context.Context, node *corev1.Node) (NodePlan, [
 		r := ref(p)
 		if deletable[r.String()] || pl.moved[p.UID] {
 			r.PDBs = pl.pdbsOf(p)
+			np.Blockers = append(np.Blockers, pl.guardPlan(ctx, node.Name, p, &r)...)
 			np.Evict = append(np.Evict, r)
 			evicted = append(evicted, *p)
 			np.Blockers = append(np.Blockers, pl.pdbBlockers(node.Name, p, r.PDBs)...)

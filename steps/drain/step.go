@@ -143,7 +143,13 @@ func DescribePlan(plan *Plan) []string {
 			if len(p.PDBs) > 0 {
 				pdb = " [PDB " + strings.Join(p.PDBs, ", ") + "]"
 			}
+			if len(p.Services) > 0 {
+				pdb += " [Service " + strings.Join(p.Services, ", ") + "]"
+			}
 			out = append(out, fmt.Sprintf("  evict %s (%s, priority %d)%s", p, p.Owner, p.Priority, pdb))
+			if p.Surge != "" {
+				out = append(out, fmt.Sprintf("        first restart Deployment %s/%s (rollout restart): it is a Service's only ready endpoint, and goes once a replacement is ready elsewhere", p.Namespace, p.Surge))
+			}
 		}
 		for _, sk := range n.Skip {
 			out = append(out, fmt.Sprintf("  skip  %s: %s", sk.Pod, sk.Reason))
@@ -687,6 +693,14 @@ func AccessFor(o Options) []runbook.Access {
 		{Verb: "watch", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain waits on budgets instead of retrying blindly"},
 		{Verb: "get", Group: "apps", Resource: "daemonsets", Why: "drain leaves DaemonSet pods alone (kubectl's filter reads their DaemonSet)"},
 		{Verb: "create", Resource: "events", Namespace: metav1.NamespaceDefault, Why: "drain records events on the nodes"},
+	}
+	if !o.DisableServiceGuard {
+		out = append(out,
+			runbook.Access{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "the Service guard finds the Services each pod serves"},
+			runbook.Access{Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices", Why: "the Service guard waits for another ready endpoint before a Service's last one leaves"},
+			runbook.Access{Verb: "get", Group: "apps", Resource: "replicasets", Why: "the Service guard finds the Deployment of a Service's only pod"},
+			runbook.Access{Verb: "get", Group: "apps", Resource: "deployments", Why: "the Service guard checks that a Deployment surges before it restarts it"},
+			runbook.Access{Verb: "patch", Group: "apps", Resource: "deployments", Why: "the Service guard restarts (rollout restart) the Deployment of a Service's only pod, so that a replacement is Ready first"})
 	}
 	if o.AllowBudgetRelax != nil {
 		out = append(out,

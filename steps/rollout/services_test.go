@@ -21,15 +21,17 @@ import (
 // TestServiceGateOnCluster: a Service whose only pod has no controller. The canary drains its node
 // with force: the pod is gone and nothing brings it back. Every pod that exists is healthy, so only
 // the Service gate sees the damage (0 ready endpoints, 1 before the step): the canary is rolled back
-// naming the Service. With skipServices the same canary passes.
+// naming the Service. With skipServices the same canary passes. (Both turn the drain's Service
+// guard off; with it on, the canary is refused before anything moves, naming the Service.)
 func TestServiceGateOnCluster(t *testing.T) {
 	simcluster.Need(t)
 	for _, tc := range []struct {
-		name, health string
-		want         string
+		name, health, drain string
+		want                string
 	}{
-		{"gated", "{timeout: 5s}", "Service svcgate-gated/solo has 0 ready endpoint(s), 1 before the step"},
-		{"skipped", "{timeout: 5s, skipServices: true}", ""},
+		{"gated", "{timeout: 5s}", "{force: true, disableServiceGuard: true}", "Service svcgate-gated/solo has 0 ready endpoint(s), 1 before the step"},
+		{"skipped", "{timeout: 5s, skipServices: true}", "{force: true, disableServiceGuard: true}", ""},
+		{"guarded", "{timeout: 5s}", "{force: true}", "svcgate-guarded/solo is the only ready endpoint of Service svcgate-guarded/solo"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := "svcgate-" + tc.name
@@ -70,14 +72,23 @@ func TestServiceGateOnCluster(t *testing.T) {
       with:
         node: %s
         action: {exec: %s}
-        drain: {force: true}
+        drain: %s
         soak: 1s
         health: %s
-`, names[0], upgradeAction(t), tc.health))
+`, names[0], upgradeAction(t), tc.drain, tc.health))
 			st, err := e.Start(ctx, rb)
 			if tc.want == "" {
 				if err != nil || st.Step("canary").Status != runbook.StatusDone {
 					t.Fatalf("%v\n%s", err, rec.Text())
+				}
+				return
+			}
+			if tc.name == "guarded" {
+				if exitcode.For(err) != exitcode.Blocked || !strings.Contains(rec.Text(), tc.want) {
+					t.Fatalf("exit %d: %v; want the canary blocked before anything moved, naming %q\n%s", exitcode.For(err), err, tc.want, rec.Text())
+				}
+				if n, err := cluster.Client.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{}); err != nil || n.Spec.Unschedulable {
+					t.Fatalf("node %s after the blocked canary: %v (cordoned: %v)", names[0], err, n != nil && n.Spec.Unschedulable)
 				}
 				return
 			}
