@@ -45,11 +45,12 @@ func TestDrainRealNodeUnderLoad(t *testing.T) {
 		name     string
 		replicas int32
 		budget   bool
+		risk     string // traffic-check's finding before the drain
 		want     string // in drydock's output
 	}{
-		{"budget", 2, true, ""},
-		{"no-budget", 2, false, "the last ready endpoint of Service no-budget/web"},
-		{"one-replica", 1, false, "drydock restarted Deployment one-replica/web (rollout restart)"},
+		{"budget", 2, true, "all 2 pods on node real-1, behind Service budget/web", ""},
+		{"no-budget", 2, false, "all 2 pods on node real-2, behind Service no-budget/web", "the last ready endpoint of Service no-budget/web"},
+		{"one-replica", 1, false, "one pod, on node real-1, behind Service one-replica/web", "drydock restarted Deployment one-replica/web (rollout restart)"},
 	} {
 		// The cases take turns: the first drains real-1 onto real-2, the next the other way.
 		from, to := "real-1", "real-2"
@@ -58,6 +59,10 @@ func TestDrainRealNodeUnderLoad(t *testing.T) {
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			svc := webUnderTest(ctx, t, c, tc.name, tc.replicas, tc.budget, from, to)
+			risk, err := exec.CommandContext(ctx, drydock, "preflight", "--kubeconfig", c.Kubeconfig, "--checks", "traffic-check", "--fail-on", "never").CombinedOutput()
+			if err != nil || !strings.Contains(string(risk), tc.risk) {
+				t.Fatalf("drydock preflight --checks traffic-check: %v; want %q in\n%s", err, tc.risk, risk)
+			}
 			load, err := c.StartLoad(ctx, svc.Spec.ClusterIP, 50, 15000)
 			if err != nil {
 				t.Fatal(err)

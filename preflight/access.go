@@ -23,6 +23,11 @@ var access = map[string][]runbook.Access{
 		{Verb: "list", Group: "apps", Resource: "deployments", Why: "pdb-check finds replicated workloads without a budget"},
 		{Verb: "list", Group: "apps", Resource: "statefulsets", Why: "pdb-check finds replicated workloads without a budget"},
 	},
+	"traffic-check": {
+		{Verb: "list", Resource: "services", Why: "traffic-check finds the Services and the pods they select"},
+		{Verb: "list", Resource: "pods", Why: "traffic-check reads the probes, hooks and nodes of the pods behind Services"},
+		{Verb: "list", Group: "apps", Resource: "replicasets", Why: "traffic-check names the Deployments"},
+	},
 	"skew-check": {
 		{Verb: "list", Resource: "nodes", Why: "skew-check reads the kubelet versions"},
 		{Verb: "list", Resource: "pods", Namespace: "kube-system", Why: "skew-check reads the apiserver pods' versions"},

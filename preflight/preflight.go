@@ -257,6 +257,7 @@ type Check struct {
 var Checks = []Check{
 	{Name: "api-scan", Description: "deprecated and removed API versions in stored objects, Helm releases, manifest files, client requests and CRDs", Files: true, Run: scanAPIs},
 	{Name: "pdb-check", Description: "PodDisruptionBudgets that block drains or do not protect what they should", Run: checkPDBs},
+	{Name: "traffic-check", Description: "workloads behind Services that lose requests when drained: no readiness probe, no preStop delay, no grace, one node or one replica", Run: checkTraffic},
 	{Name: "skew-check", Description: "the target against the version-skew policy for the apiservers and kubelets", Run: checkSkew},
 	{Name: "health-check", Description: "nodes, kube-system pods, APIServices and admission webhooks that break an upgrade", Run: checkHealth},
 	{Name: "config-check", Description: "flags and feature gates the target removes or locks (static pods, kubeadm, kubelets), kubeadm configuration and in-tree volume plugins it drops", Run: checkConfig},

@@ -391,7 +391,7 @@ var fieldComments = map[string]string{
 	"github.com/drydock-dev/drydock/steps/preflight.APIScan":                     "APIScan is the api-scan step.",
 	"github.com/drydock-dev/drydock/steps/preflight.All":                         "All is the preflight step: every check.",
 	"github.com/drydock-dev/drydock/steps/preflight.All.Skip":                    "Skip leaves these checks out.",
-	"github.com/drydock-dev/drydock/steps/preflight.Check":                       "Check is pdb-check, skew-check, health-check, config-check, addon-check, velero-check or access-check.",
+	"github.com/drydock-dev/drydock/steps/preflight.Check":                       "Check is pdb-check, traffic-check, skew-check, health-check, config-check, addon-check, velero-check or access-check.",
 	"github.com/drydock-dev/drydock/steps/preflight.Common":                      "Common are the settings every check step has.",
 	"github.com/drydock-dev/drydock/steps/preflight.Common.FailOn":               "FailOn is the level at which findings fail the step: removed (error findings), deprecated\n(and deprecated APIs), warning (and every warning), never (report only).",
 	"github.com/drydock-dev/drydock/steps/preflight.Scan":                        "Scan are the api-scan settings.",

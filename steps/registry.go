@@ -32,6 +32,7 @@ var Registry = runbook.Registry{
 
 	preflight.APIScanKind,   // api-scan: deprecated/removed APIs in objects, Helm releases, files, requests, CRDs
 	preflight.PDBKind,       // pdb-check: budgets that block every drain, allow nothing now, overlap or are missing
+	preflight.TrafficKind,   // traffic-check: workloads behind Services that lose requests when drained
 	preflight.SkewKind,      // skew-check: the target against the version-skew policy (apiservers, kubelets)
 	preflight.HealthKind,    // health-check: NotReady nodes, failing kube-system pods, APIServices, webhooks
 	preflight.ConfigKind,    // config-check: flags and feature gates the target removes or locks, kubeadm config, in-tree volumes

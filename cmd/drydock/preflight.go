@@ -58,6 +58,9 @@ func NewPreflightCommand(f *Factory, runF func(*PreflightOptions) error) *cobra.
                 requests clients made since the apiserver started, and in CRD versions
   pdb-check     PodDisruptionBudgets that block every drain, allow nothing now, select nothing,
                 overlap, or are missing for replicated workloads
+  traffic-check workloads behind Services that lose requests when drained: no readiness probe,
+                no preStop delay, terminationGracePeriodSeconds 0, every replica on one node,
+                a single replica
   skew-check    the target against the version-skew policy for apiservers and kubelets
   health-check  NotReady nodes, failing kube-system pods, unavailable APIServices, webhooks
                 without endpoints

@@ -300,6 +300,7 @@ func boundKinds(t *testing.T, ns string) map[string]string {
 		"addons":            fmt.Sprintf(`{addons: [{name: cm, manifests: {paths: [%q]}}]}`, manifest),
 		"api-scan":          `{failOn: never}`,
 		"pdb-check":         `{failOn: never}`,
+		"traffic-check":     `{failOn: never}`,
 		"skew-check":        `{failOn: never}`,
 		"health-check":      `{failOn: never}`,
 		"config-check":      `{failOn: never}`,

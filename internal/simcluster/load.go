@@ -97,7 +97,10 @@ func (c *Cluster) waitRouted(ctx context.Context, bin, serviceIP, allow string) 
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("simcluster: the Service %s did not answer 5 requests in a row within a minute (last: %s, %v)", serviceIP, bytes.TrimSpace(out), err)
+			if err == nil {
+				err = fmt.Errorf("%d of %d failed", failed, sent)
+			}
+			return fmt.Errorf("simcluster: the Service %s did not answer 5 requests in a row within a minute: %w", serviceIP, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -242,7 +242,7 @@ type Snapshot struct {
 	pvs   map[string]*corev1.PersistentVolume
 	// slices: the EndpointSlices by namespace, for the Service guard (nil: not read, or the guard is off)
 	slices map[string][]any
-	moved map[types.UID]bool // pods Advance moved to another node: replacements of pods the filters let go
+	moved  map[types.UID]bool // pods Advance moved to another node: replacements of pods the filters let go
 	// measured: each workload's start-up, creation to Ready, measured once (forecast.go)
 	measured map[string]Startup
 	// What planning cost: the reads (once), and the batches planned (not counting the plans the

@@ -1,4 +1,4 @@
-// Package preflight holds the read-only check step kinds: api-scan, pdb-check, skew-check,
+// Package preflight holds the read-only check step kinds: api-scan, pdb-check, traffic-check, skew-check,
 // health-check, access-check, and preflight, which runs them all. They run the checks of the
 // top-level preflight package, send each finding as an event, and fail the step (exit 3) when a
 // finding reaches failOn. The six kinds share this one package because they are one thing with
@@ -25,6 +25,7 @@ import (
 var (
 	APIScanKind   = runbook.Kind{Name: "api-scan", Description: "scan for deprecated and removed APIs before the target version", Phase: runbook.PhaseCheck, New: func() runbook.Step { return &APIScan{} }}
 	PDBKind       = checkKind("pdb-check", "pdb-check", "find PodDisruptionBudgets that block drains or protect nothing")
+	TrafficKind   = checkKind("traffic-check", "traffic-check", "find workloads behind Services that lose requests when their pods are drained")
 	SkewKind      = checkKind("skew-check", "skew-check", "hold the target against the version-skew policy")
 	HealthKind    = checkKind("health-check", "health-check", "find NotReady nodes, failing kube-system pods, unavailable APIServices and webhooks")
 	ConfigKind    = checkKind("config-check", "config-check", "find flags, feature gates, kubeadm configuration and volume plugins the target breaks")
@@ -59,7 +60,7 @@ type APIScan struct {
 	Scan
 }
 
-// Check is pdb-check, skew-check, health-check, config-check, addon-check, velero-check or access-check.
+// Check is pdb-check, traffic-check, skew-check, health-check, config-check, addon-check, velero-check or access-check.
 type Check struct {
 	Common
 	kind, check string
@@ -70,7 +71,7 @@ type All struct {
 	Common
 	Scan
 	// Skip leaves these checks out.
-	Skip []string `json:"skip,omitempty" jsonschema:"enum=api-scan,enum=pdb-check,enum=skew-check,enum=health-check,enum=config-check,enum=addon-check,enum=velero,enum=access-check"`
+	Skip []string `json:"skip,omitempty" jsonschema:"enum=api-scan,enum=pdb-check,enum=traffic-check,enum=skew-check,enum=health-check,enum=config-check,enum=addon-check,enum=velero,enum=access-check"`
 }
 
 func (*APIScan) Name() string { return APIScanKind.Name }
