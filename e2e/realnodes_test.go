@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
@@ -22,7 +24,9 @@ import (
 //   - no budget: two replicas both on the node, no budget (the Service guard keeps one serving
 //     until a replacement has been ready on the other node for endpointSettle);
 //   - one replica: no budget; the guard restarts the Deployment (rollout restart) so that a
-//     replacement is Ready on the other node before the only pod goes.
+//     replacement is Ready on the other node before the only pod goes;
+//   - kubelet restart: as "budget", and the drained node's kubelet is restarted the moment the
+//     first pod is evicted (a fault): the drain still ends, with no budget broken.
 //
 // A 5s preStop is the time kube-proxy has to drop a terminating pod from its rules before the
 // process stops, on a machine as busy as CI (2s lost 40 requests once in 3 runs there).
@@ -47,10 +51,12 @@ func TestDrainRealNodeUnderLoad(t *testing.T) {
 		budget   bool
 		risk     string // traffic-check's finding before the drain
 		want     string // in drydock's output
+		restart  bool   // restart the drained node's kubelet after the first eviction
 	}{
-		{"budget", 2, true, "all 2 pods on node real-1, behind Service budget/web", ""},
-		{"no-budget", 2, false, "all 2 pods on node real-2, behind Service no-budget/web", "the last ready endpoint of Service no-budget/web"},
-		{"one-replica", 1, false, "one pod, on node real-1, behind Service one-replica/web", "drydock restarted Deployment one-replica/web (rollout restart)"},
+		{"budget", 2, true, "all 2 pods on node real-1, behind Service budget/web", "", false},
+		{"no-budget", 2, false, "all 2 pods on node real-2, behind Service no-budget/web", "the last ready endpoint of Service no-budget/web", false},
+		{"one-replica", 1, false, "one pod, on node real-1, behind Service one-replica/web", "drydock restarted Deployment one-replica/web (rollout restart)", false},
+		{"kubelet-restart", 2, true, "all 2 pods on node real-2, behind Service kubelet-restart/web", "", true},
 	} {
 		// The cases take turns: the first drains real-1 onto real-2, the next the other way.
 		from, to := "real-1", "real-2"
@@ -67,11 +73,29 @@ func TestDrainRealNodeUnderLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			budgets := c.WatchBudgets()
+			defer budgets.Stop()
+			budgets.Arm(tc.name)
 			time.Sleep(3 * time.Second) // requests flow before the drain starts
+			restarted := make(chan error, 1)
+			if tc.restart {
+				go func() { restarted <- restartAfterFirstEviction(ctx, c, tc.name, from) }()
+			} else {
+				restarted <- nil
+			}
 			out, err := exec.CommandContext(ctx, drydock, "drain", from, "--kubeconfig", c.Kubeconfig, "--state-dir", filepath.Join(t.TempDir(), "state")).CombinedOutput()
 			if err != nil {
 				_, _ = load.Stop()
 				t.Fatalf("drydock drain %s: %v\n%s", from, err, out)
+			}
+			if err := <-restarted; err != nil {
+				t.Fatalf("restart the kubelet of %s during the drain: %v", from, err)
+			}
+			if err := budgets.CaughtUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if broken := budgets.Broken(); len(broken) > 0 {
+				t.Errorf("budgets broken during the drain: %v", broken)
 			}
 			time.Sleep(3 * time.Second) // and after it ended
 			sum, err := load.Stop()
@@ -101,6 +125,31 @@ func TestDrainRealNodeUnderLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// restartAfterFirstEviction restarts node's kubelet (the same binary: a restart, as an upgrade
+// does) as soon as a pod of namespace ns on it is being deleted.
+func restartAfterFirstEviction(ctx context.Context, c *simcluster.Cluster, ns, node string) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+		if err != nil {
+			return false, nil //nolint:nilerr // a refused list is tried again
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no pod of %s on %s was evicted: %w", ns, node, err)
+	}
+	n, err := c.RealNode(node)
+	if err != nil {
+		return err
+	}
+	return n.UpgradeKubelet(ctx, n.BinDir)
 }
 
 // webUnderTest makes, in namespace ns, a webserver Deployment of replicas (5s preStop) all Ready
