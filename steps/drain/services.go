@@ -149,11 +149,12 @@ func (g *serviceGuard) judge(uid types.UID, settle time.Duration) guardVerdict {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	v := guardVerdict{changed: g.changed}
-	now := g.now()
+	now, serves := g.now(), false
 	for svc, pods := range g.ready {
 		if _, backs := pods[uid]; !backs {
 			continue
 		}
+		serves = true
 		settled, others := false, 0
 		for other, since := range pods {
 			if other == uid || g.leaving[other] {
@@ -175,8 +176,8 @@ func (g *serviceGuard) judge(uid types.UID, settle time.Duration) guardVerdict {
 		}
 	}
 	sort.Strings(v.waitFor)
-	if len(v.waitFor) == 0 {
-		g.leaving[uid] = true
+	if serves && len(v.waitFor) == 0 {
+		g.leaving[uid] = true // forgotten when it leaves its Services' ready endpoints
 	}
 	return v
 }

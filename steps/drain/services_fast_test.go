@@ -68,8 +68,8 @@ func TestServiceGuardJudge(t *testing.T) {
 		t.Fatalf("b: %+v, want it waits for web/web, not alone (a's replacement is on its way)", v)
 	}
 	// A pod that backs no Service, and one not ready, may go.
-	if v := g.judge("uid-z", settle); len(v.waitFor) != 0 {
-		t.Fatalf("z backs nothing, waits for %v", v.waitFor)
+	if v := g.judge("uid-z", settle); len(v.waitFor) != 0 || g.leaving["uid-z"] {
+		t.Fatalf("z backs nothing, waits for %v (marked leaving: %v: nothing would ever forget it)", v.waitFor, g.leaving["uid-z"])
 	}
 	// x is other's only endpoint, and nothing of it leaves: alone.
 	if v := g.judge("uid-x", settle); !v.alone || strings.Join(v.waitFor, ",") != "web/other" {
