@@ -110,6 +110,11 @@ func (e *BlockedPlanError) Error() string {
 		}
 		return fmt.Sprintf("blocked before the first node moved: %d certain blocker(s), each listed above (BLOCK) with its fix%s", n, strings.TrimPrefix(hint, "; fix these"))
 	}
+	return fmt.Sprintf("blocked before the first node moved: %s%s", strings.Join(e.Blockers(), "; "), hint)
+}
+
+// Blockers says each certain blocker of the steps that may not proceed, with its fix.
+func (e *BlockedPlanError) Blockers() []string {
 	var parts []string
 	for _, p := range e.Plans {
 		if p.Proceed {
@@ -123,7 +128,7 @@ func (e *BlockedPlanError) Error() string {
 			parts = append(parts, s)
 		}
 	}
-	return fmt.Sprintf("blocked before the first node moved: %s%s", strings.Join(parts, "; "), hint)
+	return parts
 }
 
 // Is makes a BlockedPlanError a blocked outcome (exit 3).

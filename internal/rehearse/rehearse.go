@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	stop()
 	wg.Wait()
 	if runErr != nil {
-		rep.Error = runErr.Error()
+		rep.Error = reportError(runErr)
 	}
 	if st != nil {
 		rep.Status = st.Status
@@ -507,4 +507,15 @@ func (w *watcher) results() (pending, before []string, low []Availability) {
 	}
 	slices.SortFunc(low, func(a, b Availability) int { return strings.Compare(a.Workload, b.Workload) })
 	return pending, before, low
+}
+
+// reportError is the rehearsal's error as its report says it. The rehearsal's plan, with each
+// blocker, went to the rehearsal's own screen, which is gone when the report is read: a run refused
+// by its plan says the blockers themselves.
+func reportError(err error) string {
+	var blocked *runbook.BlockedPlanError
+	if errors.As(err, &blocked) && blocked.Listed {
+		return err.Error() + " — they were: " + strings.Join(blocked.Blockers(), "; ")
+	}
+	return err.Error()
 }
