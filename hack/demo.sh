@@ -6,8 +6,12 @@
 # serves, a Helm release whose stored manifest still uses a removed API, two add-ons installed with Helm
 # a version ago (a CNI-like DaemonSet and a mesh-like Deployment), and a real Velero server with MinIO;
 # then it runs drydock preflight, plans and rehearses (on a simulated copy) and runs the upgrade runbook
-# examples/demo.yaml, and prints the versions before and after. Everything is removed again at the
-# end, whatever happens (make demo-down cleans up after a demo that was killed).
+# examples/demo.yaml, and prints the versions before and after. Where this machine can run real nodes
+# (simcluster real-nodes-check), general-1 (the canary) and batch-1 are real: kubelets that run
+# containers, upgraded by replacing the kubelet; the shop's web Deployment runs the webserver image on
+# them behind its Service, a load generator sends requests through the Service's ClusterIP during the
+# whole run, and the demo prints what each phase sent, lost and its p99 latency. Everything is removed
+# again at the end, whatever happens (make demo-down cleans up after a demo that was killed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DRYDOCK_CLUSTER_BIN:?run through make demo}"
@@ -19,15 +23,27 @@ export DRYDOCK_STATE_DIR=${DRYDOCK_STATE_DIR:-$(mktemp -d -t drydock-demo-state-
 go build -o bin/simcluster ./internal/cmd/simcluster
 hack/demo-down.sh >/dev/null 2>&1 || true   # a demo interrupted earlier
 
-velero_pid=""
+velero_pid="" load_pid=""
 cleanup() {
-  if [ -n "$velero_pid" ]; then kill "$velero_pid" 2>/dev/null || true; wait "$velero_pid" 2>/dev/null || true; fi
+  for p in $load_pid $velero_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   bin/simcluster down --name "$name"
 }
 trap cleanup EXIT
 
+# Real nodes where this machine can run them (root, runc, iptables, cgroups, overlayfs): the first node
+# of general and of batch. They are tainted, so that only the web pods come to them (and the CNI-like
+# DaemonSet, which tolerates every taint: its images run there as the pause image).
+real=()
+if why=$(bin/simcluster real-nodes-check 2>&1); then
+  DRYDOCK_NODE_BIN=$(hack/node-bin.sh) DRYDOCK_NODE_BIN_PREV=$(hack/node-bin.sh prev)
+  export DRYDOCK_NODE_BIN DRYDOCK_NODE_BIN_PREV
+  real=(--real-groups general,batch --placeholder-images registry.example/fake-cni:1.0.0,registry.example/fake-cni:1.1.0)
+else
+  echo "demo: every node is simulated, and no request is measured: ${why#simcluster: }"
+fi
+
 export KUBECONFIG=$(bin/simcluster up --name "$name" --previous --runtime-config storage.k8s.io/v1beta1=true \
-  --groups system=3,general=8,batch=4,edge=1 --kubelet-version v1.36.3)
+  --groups system=3,general=8,batch=4,edge=1 --kubelet-version v1.36.3 "${real[@]}")
 ready=$(mktemp -u -t drydock-demo-velero-XXXXXX)
 bin/simcluster velero --name "$name" --ready-file "$ready" &
 velero_pid=$!
@@ -66,6 +82,9 @@ for d in shop/web shop/api batch/worker ledger/ledger; do
   k -n "${d%/*}" rollout status "deployment/${d#*/}" --timeout=2m >/dev/null
 done
 k -n shop rollout status statefulset/db --timeout=2m >/dev/null
+# On real nodes, the shop's web pods are real: the webserver image with a readiness probe and a 2 s
+# preStop, three replicas on general-1 and batch-1.
+[ ${#real[@]} -eq 0 ] || bin/simcluster web --name "$name" --namespace shop --replicas 3 web
 for _ in $(seq 1 240); do
   [ -e "$ready" ] && break
   kill -0 "$velero_pid" 2>/dev/null || { echo "demo: Velero did not start" >&2; exit 1; }
@@ -84,7 +103,8 @@ versions() {
 }
 show bin/drydock version
 versions before
-show kubectl get nodes -L drydock.dev/group
+show kubectl get nodes -L drydock.dev/group -L simcluster.drydock.dev/real-node
+[ ${#real[@]} -eq 0 ] || show kubectl -n shop get pods -l app=web -o wide
 echo
 echo "\$ drydock preflight --target v1.37.1 --checks api-scan,pdb-check,skew-check,velero      # what CI would gate on"
 bin/drydock preflight --target v1.37.1 --checks api-scan,pdb-check,skew-check,velero && code=0 || code=$?
@@ -103,5 +123,23 @@ show bin/drydock plan examples/demo.yaml
 echo
 echo "# Before the change window: the node steps played on a simulated copy of this cluster."
 show bin/drydock rehearse examples/demo.yaml --sim-bin "$DRYDOCK_CLUSTER_BIN" --no-tui
-show bin/drydock run examples/demo.yaml "${yes[@]}"
+load_file=$(mktemp -t drydock-demo-load-XXXXXX)
+if [ ${#real[@]} -gt 0 ]; then
+  rm -f "$ready"
+  bin/simcluster load --name "$name" --service shop/web --rate 20 --out "$load_file" --ready-file "$ready" &
+  load_pid=$!
+  for _ in $(seq 1 200); do [ -e "$ready" ] || ! kill -0 "$load_pid" 2>/dev/null && break; sleep 0.4; done
+  [ -e "$ready" ] || { echo "demo: the load generator did not start" >&2; exit 1; }
+  echo
+  echo "# Meanwhile, 20 requests a second go to the shop's web Service through its ClusterIP, for the whole run."
+fi
+show bin/drydock run examples/demo.yaml "${yes[@]}" && code=0 || code=$?
 versions after
+if [ -n "$load_pid" ]; then
+  kill "$load_pid"; wait "$load_pid" || echo "demo: the load generator failed" >&2; load_pid=""
+  echo
+  echo "== requests to Service shop/web during the run (web on the real nodes general-1 and batch-1) =="
+  bin/simcluster load-report --seconds "$load_file" --state-dir "$DRYDOCK_STATE_DIR"
+fi
+rm -f "$load_file"
+exit "$code"

@@ -51,6 +51,8 @@ type RealNode struct {
 	containerd  *process
 	kubelet     *process
 	labels      map[string]string
+	taint       bool
+	placeholder []string
 }
 
 func (n *RealNode) socket() string     { return filepath.Join(n.run, "ctd.sock") }
@@ -64,7 +66,16 @@ type RealNodeOptions struct {
 	// Previous starts the kubelet at PreviousVersion, to be upgraded with UpgradeKubelet; default
 	// the control plane's minor.
 	Previous bool
+	// Taint registers the node with RealNodeTaint, so that only pods that tolerate it (WebDeployment's)
+	// come to it: in a cluster whose other workloads name images no registry here serves.
+	Taint bool
+	// Placeholders are image names the node runs the pause image as (a DaemonSet that tolerates
+	// every taint, say): imported under each name, never pulled.
+	Placeholders []string
 }
+
+// RealNodeTaint is the taint of a real node started with RealNodeOptions.Taint (NoSchedule).
+const RealNodeTaint = RealNodeLabel
 
 // AddRealNode starts a real node named name and waits until it is Ready with the images of
 // ociimage.All imported. On error nothing of it is left running.
@@ -140,7 +151,8 @@ func (c *Cluster) newRealNode(ctx context.Context, name string, opts RealNodeOpt
 	n := &RealNode{Name: name, Index: len(entries), BinDir: kubeletBin, c: c, net: net, bin: bin, runc: runc,
 		dir:         filepath.Join(c.WorkDir, "nodes", name),
 		run:         fmt.Sprintf("/run/drydock/%d-%d", net.Index, len(entries)),
-		kubeletPort: ports[0], streamPort: 10010 + len(entries), labels: opts.Labels}
+		kubeletPort: ports[0], streamPort: 10010 + len(entries), labels: opts.Labels,
+		taint: opts.Taint, placeholder: opts.Placeholders}
 	return n, nil
 }
 
@@ -262,6 +274,11 @@ func (n *RealNode) importImages(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, ref := range n.placeholder {
+		if err := n.ctr(ctx, "images", "tag", "--force", pauseRef, ref); err != nil {
+			return fmt.Errorf("placeholder image %s: %w", ref, err)
+		}
+	}
 	return nil
 }
 
@@ -377,10 +394,11 @@ type realNodeState struct {
 	KubeletPort int               `json:"kubeletPort"`
 	StreamPort  int               `json:"streamPort"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	Taint       bool              `json:"taint,omitempty"`
 }
 
 func (n *RealNode) save() error {
-	b, err := json.Marshal(realNodeState{Name: n.Name, Index: n.Index, BinDir: n.BinDir, KubeletPort: n.kubeletPort, StreamPort: n.streamPort, Labels: n.labels})
+	b, err := json.Marshal(realNodeState{Name: n.Name, Index: n.Index, BinDir: n.BinDir, KubeletPort: n.kubeletPort, StreamPort: n.streamPort, Labels: n.labels, Taint: n.taint})
 	if err != nil {
 		return err
 	}
@@ -406,7 +424,7 @@ func (c *Cluster) RealNode(name string) (*RealNode, error) {
 	runc, _ := exec.LookPath("runc")
 	n := &RealNode{Name: name, Index: st.Index, BinDir: st.BinDir, c: c, net: net, bin: bin, runc: runc, dir: dir,
 		run:         fmt.Sprintf("/run/drydock/%d-%d", net.Index, st.Index),
-		kubeletPort: st.KubeletPort, streamPort: st.StreamPort, labels: st.Labels}
+		kubeletPort: st.KubeletPort, streamPort: st.StreamPort, labels: st.Labels, taint: st.Taint}
 	n.containerd, n.kubelet = n.process("containerd", ""), n.process("kubelet", "")
 	for _, p := range []*process{n.containerd, n.kubelet} {
 		pb, err := os.ReadFile(p.PidFile)

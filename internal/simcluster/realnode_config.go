@@ -95,7 +95,7 @@ func (n *RealNode) cniConfig() string {
 // plugin directories; no image garbage collection or disk eviction (the disk is the machine's);
 // cgroup v1 allowed.
 func (n *RealNode) kubeletConfig() string {
-	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
@@ -127,6 +127,10 @@ makeIPTablesUtilChains: false
 serializeImagePulls: false
 `, n.cgroupRoot(), n.socket(), n.kubeletPort, n.kubeletPort+1, filepath.Join(n.dir, "manifests"),
 		filepath.Join(n.dir, "pod-logs"), filepath.Join(n.dir, "volume-plugins"), filepath.Join(n.dir, "resolv.conf"), n.net.hostIP())
+	if n.taint {
+		cfg += fmt.Sprintf("registerWithTaints: [{key: %q, value: \"true\", effect: NoSchedule}]\n", RealNodeTaint)
+	}
+	return cfg
 }
 
 // kubeProxyConfig is kube-proxy's configuration in the namespace (iptables, touching no sysctl of

@@ -28,6 +28,13 @@ func TestRealNodeConfigs(t *testing.T) {
 		kc.Port != 41000 || kc.Address != "10.250.3.1" || kc.ProtectKernelDefaults != true || kc.MakeIPTablesUtilChains == nil || *kc.MakeIPTablesUtilChains {
 		t.Errorf("kubelet configuration: %+v", kc)
 	}
+	n.taint = true
+	kc = kubeletv1beta1.KubeletConfiguration{}
+	if err := yaml.UnmarshalStrict([]byte(n.kubeletConfig()), &kc); err != nil || len(kc.RegisterWithTaints) != 1 ||
+		kc.RegisterWithTaints[0].Key != RealNodeTaint || kc.RegisterWithTaints[0].Effect != "NoSchedule" {
+		t.Errorf("a tainted node's kubelet configuration: %v %+v", err, kc.RegisterWithTaints)
+	}
+	n.taint = false
 
 	var kp kubeproxyv1alpha1.KubeProxyConfiguration
 	if err := yaml.UnmarshalStrict([]byte(n.net.kubeProxyConfig("/k", "real-1")), &kp); err != nil {

@@ -23,7 +23,8 @@ type WebOptions struct {
 }
 
 // WebDeployment is a Deployment of replicas webserver pods (ociimage.Webserver) labelled app=name,
-// Ready when /readyz answers, for real nodes: its image is imported, never pulled.
+// Ready when /readyz answers, for real nodes (it tolerates RealNodeTaint): its image is imported,
+// never pulled.
 func WebDeployment(namespace, name string, replicas int32, o WebOptions) *appsv1.Deployment {
 	d := Deployment(namespace, name, replicas)
 	sel := o.NodeSelector
@@ -33,6 +34,7 @@ func WebDeployment(namespace, name string, replicas int32, o WebOptions) *appsv1
 	grace := int64(30)
 	spec := &d.Spec.Template.Spec
 	spec.NodeSelector, spec.TerminationGracePeriodSeconds = sel, &grace
+	spec.Tolerations = []corev1.Toleration{{Key: RealNodeTaint, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	c := &spec.Containers[0]
 	c.Image, c.ImagePullPolicy = ociimage.Webserver.Ref, corev1.PullNever
 	c.Args = []string{"-listen", ":8080", "-shutdown-delay", o.ShutdownDelay.String()}

@@ -4,8 +4,13 @@
 //	simcluster restart-apiserver [--name N] [--down 2s]
 //	simcluster upgrade-controlplane [--name N] [--component kube-apiserver]   (every component without it)
 //	simcluster up   [--name N] [--nodes K] [--groups system=3,general=8] [--kubelet-version V] [--previous] [--runtime-config G/V=true]
+//	                [--real-nodes K] [--real-groups general,batch [--placeholder-images REF,...]]
 //	simcluster down [--name N]
 //	simcluster helm-install [--name N] --chart DIR --release R --namespace NS [--chart-version V]
+//	simcluster real-nodes-check                 (exit 1 naming what this machine lacks to run real nodes)
+//	simcluster web [--name N] --namespace NS [--replicas K] [--pre-stop 2s] NAME
+//	simcluster load [--name N] --service NS/NAME --out FILE [--rate 20] [--ready-file F]   (until interrupted)
+//	simcluster load-report --seconds FILE --state-dir DIR [--run ID]
 package main
 
 import (
@@ -16,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +39,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane|upgrade-node|helm-install [flags]")
+		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane|upgrade-node|helm-install|real-nodes-check|web|load|load-report [flags]")
 	}
 	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "drydock-dev", "cluster name")
@@ -48,9 +54,19 @@ func run(args []string) error {
 	workDirFlag := fs.String("work-dir", "", "the cluster's work directory (default: drydock's state directory, clusters/NAME)")
 	chart := fs.String("chart", "", "helm-install: the chart directory")
 	release := fs.String("release", "", "helm-install: the release name")
-	namespace := fs.String("namespace", "", "helm-install: the release namespace (created when missing)")
+	namespace := fs.String("namespace", "", "helm-install: the release namespace (created when missing); web: the Deployment's")
 	chartVersion := fs.String("chart-version", "", "helm-install: install the chart as this (older) version of itself")
 	realNodes := fs.Int("real-nodes", 0, "up: real nodes (a kubelet that runs containers, with its own containerd) beside the kwok nodes, named real-1..N")
+	realGroups := fs.String("real-groups", "", "up: the first node of each of these groups (of --groups) is a real node, tainted "+simcluster.RealNodeTaint+" so that only pods that tolerate it run there")
+	placeholders := fs.String("placeholder-images", "", "up: image names the --real-groups nodes run the pause image as (for a DaemonSet that tolerates every taint)")
+	replicas := fs.Int("replicas", 3, "web: the Deployment's replicas")
+	preStop := fs.Duration("pre-stop", 2*time.Second, "web: the preStop hook's sleep")
+	service := fs.String("service", "", "load: the Service (NAMESPACE/NAME) whose ClusterIP the requests go to")
+	rate := fs.Int("rate", 20, "load: requests a second")
+	out := fs.String("out", "", "load: write what each second saw to this file (JSON lines) when interrupted")
+	seconds := fs.String("seconds", "", "load-report: the file simcluster load wrote")
+	runStateDir := fs.String("state-dir", "", "load-report: the directory of drydock's run journals (drydock run's --state-dir)")
+	runID := fs.String("run", "", "load-report: the run (default: the newest in --state-dir)")
 	component := fs.String("component", "", "upgrade-controlplane: only this component ("+strings.Join(simcluster.ControlPlane, ", ")+"); default: each in turn")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -66,7 +82,7 @@ func run(args []string) error {
 	switch args[0] {
 	case "up":
 		return up(ctx, upOptions{name: *name, workDir: workDir, groups: *groups, nodes: *nodes, realNodes: *realNodes,
-			kubelet: *kubelet, previous: *previous, opts: simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true,
+			realGroups: splitList(*realGroups), placeholders: splitList(*placeholders), kubelet: *kubelet, previous: *previous, opts: simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true,
 				PodReadyDelay: *readyDelay, Previous: *previous, RuntimeConfig: *runtimeConfig}})
 	case "down":
 		return stopCluster(*name, workDir)
@@ -112,6 +128,19 @@ func run(args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "simcluster: Helm release %s/%s installed from %s\n", *namespace, *release, *chart)
 		return nil
+	case "real-nodes-check":
+		return simcluster.RealNodesSupported()
+	case "web", "load":
+		c, err := running(*name, workDir)
+		if err != nil {
+			return err
+		}
+		if args[0] == "web" {
+			return deployWeb(ctx, c, *namespace, fs.Arg(0), int32(*replicas), *preStop) //nolint:gosec // a flag's small count
+		}
+		return runLoad(ctx, c, loadOptions{service: *service, out: *out, readyFile: *readyFile, rate: *rate})
+	case "load-report":
+		return loadReport(os.Stdout, *seconds, *runStateDir, *runID)
 	case "velero":
 		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in
 		// the background): their processes end with this one.
@@ -121,15 +150,20 @@ func run(args []string) error {
 		}
 		return runVelero(ctx, c, *readyFile)
 	}
-	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane, upgrade-node or helm-install", args[0])
+	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane, upgrade-node, helm-install, real-nodes-check, web, load or load-report", args[0])
 }
 
 type plannedNode struct {
 	name   string
 	labels map[string]string
+	real   bool
 }
 
-func nodePlan(groups string, nodes int) ([]plannedNode, error) {
+// nodePlan names the nodes of --groups (or --nodes), the first of each group in realGroups real.
+func nodePlan(groups string, nodes int, realGroups []string) ([]plannedNode, error) {
+	if len(realGroups) > 0 && groups == "" {
+		return nil, fmt.Errorf("--real-groups %s: give the groups with --groups", strings.Join(realGroups, ","))
+	}
 	if groups == "" {
 		var plan []plannedNode
 		for i := 1; i <= nodes; i++ {
@@ -148,7 +182,13 @@ func nodePlan(groups string, nodes int) ([]plannedNode, error) {
 			plan = append(plan, plannedNode{
 				name:   fmt.Sprintf("%s-%d", name, i),
 				labels: map[string]string{"drydock.dev/group": name},
+				real:   i == 1 && slices.Contains(realGroups, name),
 			})
+		}
+	}
+	for _, g := range realGroups {
+		if !slices.ContainsFunc(plan, func(n plannedNode) bool { return n.real && n.labels["drydock.dev/group"] == g }) {
+			return nil, fmt.Errorf("--real-groups: %q is not a group of --groups %q", g, groups)
 		}
 	}
 	return plan, nil
@@ -191,16 +231,21 @@ func upgradeRealNode(ctx context.Context, name, workDir, node string) error {
 type upOptions struct {
 	name, workDir, groups, kubelet string
 	nodes, realNodes               int
+	realGroups, placeholders       []string
 	previous                       bool
 	opts                           simcluster.Options
 }
 
 // up starts a persistent cluster with its kwok nodes and real nodes; on error nothing of it is left.
 func up(ctx context.Context, o upOptions) (err error) {
-	if o.realNodes > 0 {
+	plan, err := nodePlan(o.groups, o.nodes, o.realGroups)
+	if err != nil {
+		return err
+	}
+	if o.realNodes > 0 || len(o.realGroups) > 0 {
 		// Before anything starts: nothing is left half-started on a machine that cannot.
 		if err := simcluster.RealNodesSupported(); err != nil {
-			return fmt.Errorf("--real-nodes %d: %w", o.realNodes, err)
+			return fmt.Errorf("--real-nodes %d --real-groups %q: %w", o.realNodes, strings.Join(o.realGroups, ","), err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(o.workDir, "kubeconfig")); err == nil {
@@ -217,12 +262,19 @@ func up(ctx context.Context, o upOptions) (err error) {
 			_ = os.RemoveAll(o.workDir)
 		}
 	}()
-	plan, err := nodePlan(o.groups, o.nodes)
-	if err != nil {
-		return err
+	for _, n := range plan {
+		if n.real {
+			continue
+		}
+		if _, err := c.CreateNode(ctx, n.name, simcluster.NodeOptions{Labels: n.labels, KubeletVersion: o.kubelet}); err != nil {
+			return err
+		}
 	}
 	for _, n := range plan {
-		if _, err := c.CreateNode(ctx, n.name, simcluster.NodeOptions{Labels: n.labels, KubeletVersion: o.kubelet}); err != nil {
+		if !n.real {
+			continue
+		}
+		if _, err := c.AddRealNode(ctx, n.name, simcluster.RealNodeOptions{Labels: n.labels, Taint: true, Placeholders: o.placeholders}); err != nil {
 			return err
 		}
 	}

@@ -26,3 +26,33 @@ func TestUpRealNodesRefusedAtOnce(t *testing.T) {
 		t.Errorf("work directory %s exists after the refusal: %v", work, serr)
 	}
 }
+
+// TestNodePlanRealGroups: --real-groups makes the first node of each named group real; a group that
+// --groups does not have, or --real-groups without --groups, is an error naming it.
+func TestNodePlanRealGroups(t *testing.T) {
+	plan, err := nodePlan("system=2,general=3,batch=1", 0, []string{"general", "batch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real []string
+	for _, n := range plan {
+		if n.real {
+			real = append(real, n.name)
+		}
+	}
+	if len(plan) != 6 || strings.Join(real, ",") != "general-1,batch-1" {
+		t.Errorf("plan: %d nodes, real %v; want 6, general-1,batch-1", len(plan), real)
+	}
+	for _, tc := range []struct {
+		groups string
+		real   []string
+		want   string
+	}{
+		{"system=2", []string{"edge"}, `"edge" is not a group of --groups`},
+		{"", []string{"general"}, "give the groups with --groups"},
+	} {
+		if _, err := nodePlan(tc.groups, 3, tc.real); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("nodePlan(%q, %v): %v, want an error saying %q", tc.groups, tc.real, err, tc.want)
+		}
+	}
+}
