@@ -15,7 +15,8 @@ import (
 	"github.com/drydock-dev/drydock/internal/simcluster"
 )
 
-// TestRealNodes: two real nodes join a simulated cluster; a webserver pod runs on one of them and
+// TestRealNodes: two real nodes join a simulated cluster, the second tainted and running a
+// placeholder image as the pause image; a webserver pod runs on one of them and
 // answers through its Service's ClusterIP from the nodes' network; the node's kubelet is upgraded
 // (a new process of the next minor) while the container keeps running; deleting the pod runs its
 // preStop hook and sends SIGTERM, as the container's own log says; and once the cluster is
@@ -33,12 +34,13 @@ func TestRealNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AddRealNode(ctx, "real-2", simcluster.RealNodeOptions{}); err != nil {
+	if _, err := c.AddRealNode(ctx, "real-2", simcluster.RealNodeOptions{Taint: true, Placeholders: []string{"registry.example/agent:1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if v := kubeletVersion(ctx, t, c, "real-1"); v != simcluster.PreviousVersion {
 		t.Fatalf("real-1 reports kubelet %s, want %s", v, simcluster.PreviousVersion)
 	}
+	placeholderRuns(ctx, t, c, "real-2", "registry.example/agent:1")
 
 	ns := "web"
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -95,6 +97,31 @@ func TestRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertRealNodesGone(t, netns)
+}
+
+// placeholderRuns: the tainted node registered with simcluster.RealNodeTaint, and a pod that
+// tolerates every taint runs image there, a name no registry here serves, as the pause image.
+func placeholderRuns(ctx context.Context, t *testing.T, c *simcluster.Cluster, node, image string) {
+	t.Helper()
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil || len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != simcluster.RealNodeTaint || n.Spec.Taints[0].Effect != corev1.TaintEffectNoSchedule {
+		t.Fatalf("%s's taints: %+v (%v), want %s:NoSchedule", node, n.Spec.Taints, err, simcluster.RealNodeTaint)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "agent"}, Spec: corev1.PodSpec{
+		NodeName:    node,
+		Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		Containers:  []corev1.Container{{Name: "agent", Image: image}},
+	}}
+	if _, err := c.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := c.Client.CoreV1().Pods("default").Get(ctx, "agent", metav1.GetOptions{})
+		return err == nil && simcluster.PodReady(p), nil
+	})
+	if err != nil {
+		t.Fatalf("a pod of %s on %s is not Ready: %v\n%s", image, node, err, c.RealNodeReport(ctx, "default"))
+	}
 }
 
 func kubeletVersion(ctx context.Context, t *testing.T, c *simcluster.Cluster, node string) string {
