@@ -37,120 +37,129 @@ func main() {
 	}
 }
 
+// cliFlags are every subcommand's flags (one flag set: each says which subcommand reads it).
+type cliFlags struct {
+	fs                                                                *flag.FlagSet
+	name, groups, kubelet, readyFile, runtimeConfig, workDir          string
+	chart, release, namespace, chartVersion, realGroups, placeholders string
+	service, out, seconds, runStateDir, runID, component              string
+	nodes, realNodes, replicas, rate                                  int
+	readyDelay, down, preStop                                         time.Duration
+	previous                                                          bool
+}
+
+func parseFlags(cmd string, args []string) (*cliFlags, error) {
+	f := &cliFlags{fs: flag.NewFlagSet("simcluster "+cmd, flag.ContinueOnError)}
+	fs := f.fs
+	fs.StringVar(&f.name, "name", "drydock-dev", "cluster name")
+	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes when --groups is not given")
+	fs.StringVar(&f.groups, "groups", "", "node groups as NAME=COUNT,... (label drydock.dev/group=NAME)")
+	fs.StringVar(&f.kubelet, "kubelet-version", simcluster.KubernetesVersion, "kubelet version the nodes report")
+	fs.DurationVar(&f.readyDelay, "pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
+	fs.StringVar(&f.readyFile, "ready-file", "", "velero, load: create this file once it is up")
+	fs.DurationVar(&f.down, "down", 2*time.Second, "restart-apiserver: how long the apiserver stays stopped")
+	fs.StringVar(&f.runtimeConfig, "runtime-config", "", "up: kube-apiserver's --runtime-config (e.g. storage.k8s.io/v1beta1=true, an API the next minor no longer serves)")
+	fs.BoolVar(&f.previous, "previous", false, "up: start the control plane at the previous minor (hack/cluster-bin.sh prev), to be upgraded")
+	fs.StringVar(&f.workDir, "work-dir", "", "the cluster's work directory (default: drydock's state directory, clusters/NAME)")
+	fs.StringVar(&f.chart, "chart", "", "helm-install: the chart directory")
+	fs.StringVar(&f.release, "release", "", "helm-install: the release name")
+	fs.StringVar(&f.namespace, "namespace", "", "helm-install: the release namespace (created when missing); web: the Deployment's")
+	fs.StringVar(&f.chartVersion, "chart-version", "", "helm-install: install the chart as this (older) version of itself")
+	fs.IntVar(&f.realNodes, "real-nodes", 0, "up: real nodes (a kubelet that runs containers, with its own containerd) beside the kwok nodes, named real-1..N")
+	fs.StringVar(&f.realGroups, "real-groups", "", "up: the first node of each of these groups (of --groups) is a real node, tainted "+simcluster.RealNodeTaint+" so that only pods that tolerate it run there")
+	fs.StringVar(&f.placeholders, "placeholder-images", "", "up: image names the --real-groups nodes run the pause image as (for a DaemonSet that tolerates every taint)")
+	fs.IntVar(&f.replicas, "replicas", 3, "web: the Deployment's replicas")
+	fs.DurationVar(&f.preStop, "pre-stop", 2*time.Second, "web: the preStop hook's sleep")
+	fs.StringVar(&f.service, "service", "", "load: the Service (NAMESPACE/NAME) whose ClusterIP the requests go to")
+	fs.IntVar(&f.rate, "rate", 20, "load: requests a second")
+	fs.StringVar(&f.out, "out", "", "load: write what each second saw to this file (JSON lines) when interrupted")
+	fs.StringVar(&f.seconds, "seconds", "", "load-report: the file simcluster load wrote")
+	fs.StringVar(&f.runStateDir, "state-dir", "", "load-report: the directory of drydock's run journals (drydock run's --state-dir)")
+	fs.StringVar(&f.runID, "run", "", "load-report: the run (default: the newest in --state-dir)")
+	fs.StringVar(&f.component, "component", "", "upgrade-controlplane: only this component ("+strings.Join(simcluster.ControlPlane, ", ")+"); default: each in turn")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if f.workDir == "" {
+		f.workDir = filepath.Join(stateDir(), "clusters", f.name)
+	}
+	return f, nil
+}
+
 func run(args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: simcluster up|down|kubeconfig|velero|restart-apiserver|upgrade-controlplane|upgrade-node|helm-install|real-nodes-check|web|load|load-report [flags]")
 	}
-	fs := flag.NewFlagSet("simcluster "+args[0], flag.ContinueOnError)
-	name := fs.String("name", "drydock-dev", "cluster name")
-	nodes := fs.Int("nodes", 3, "number of nodes when --groups is not given")
-	groups := fs.String("groups", "", "node groups as NAME=COUNT,... (label drydock.dev/group=NAME)")
-	kubelet := fs.String("kubelet-version", simcluster.KubernetesVersion, "kubelet version the nodes report")
-	readyDelay := fs.Duration("pod-ready-delay", 2*time.Second, "how long a pod takes to become Ready")
-	readyFile := fs.String("ready-file", "", "velero: create this file once Velero is up")
-	down := fs.Duration("down", 2*time.Second, "restart-apiserver: how long the apiserver stays stopped")
-	runtimeConfig := fs.String("runtime-config", "", "up: kube-apiserver's --runtime-config (e.g. storage.k8s.io/v1beta1=true, an API the next minor no longer serves)")
-	previous := fs.Bool("previous", false, "up: start the control plane at the previous minor (hack/cluster-bin.sh prev), to be upgraded")
-	workDirFlag := fs.String("work-dir", "", "the cluster's work directory (default: drydock's state directory, clusters/NAME)")
-	chart := fs.String("chart", "", "helm-install: the chart directory")
-	release := fs.String("release", "", "helm-install: the release name")
-	namespace := fs.String("namespace", "", "helm-install: the release namespace (created when missing); web: the Deployment's")
-	chartVersion := fs.String("chart-version", "", "helm-install: install the chart as this (older) version of itself")
-	realNodes := fs.Int("real-nodes", 0, "up: real nodes (a kubelet that runs containers, with its own containerd) beside the kwok nodes, named real-1..N")
-	realGroups := fs.String("real-groups", "", "up: the first node of each of these groups (of --groups) is a real node, tainted "+simcluster.RealNodeTaint+" so that only pods that tolerate it run there")
-	placeholders := fs.String("placeholder-images", "", "up: image names the --real-groups nodes run the pause image as (for a DaemonSet that tolerates every taint)")
-	replicas := fs.Int("replicas", 3, "web: the Deployment's replicas")
-	preStop := fs.Duration("pre-stop", 2*time.Second, "web: the preStop hook's sleep")
-	service := fs.String("service", "", "load: the Service (NAMESPACE/NAME) whose ClusterIP the requests go to")
-	rate := fs.Int("rate", 20, "load: requests a second")
-	out := fs.String("out", "", "load: write what each second saw to this file (JSON lines) when interrupted")
-	seconds := fs.String("seconds", "", "load-report: the file simcluster load wrote")
-	runStateDir := fs.String("state-dir", "", "load-report: the directory of drydock's run journals (drydock run's --state-dir)")
-	runID := fs.String("run", "", "load-report: the run (default: the newest in --state-dir)")
-	component := fs.String("component", "", "upgrade-controlplane: only this component ("+strings.Join(simcluster.ControlPlane, ", ")+"); default: each in turn")
-	if err := fs.Parse(args[1:]); err != nil {
+	f, err := parseFlags(args[0], args[1:])
+	if err != nil {
 		return err
 	}
-	workDir := filepath.Join(stateDir(), "clusters", *name)
-	if *workDirFlag != "" {
-		workDir = *workDirFlag
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	switch args[0] {
 	case "up":
-		return up(ctx, upOptions{name: *name, workDir: workDir, groups: *groups, nodes: *nodes, realNodes: *realNodes,
-			realGroups: splitList(*realGroups), placeholders: splitList(*placeholders), kubelet: *kubelet, previous: *previous, opts: simcluster.Options{Name: *name, WorkDir: workDir, Persistent: true,
-				PodReadyDelay: *readyDelay, Previous: *previous, RuntimeConfig: *runtimeConfig}})
+		return up(ctx, upOptions{name: f.name, workDir: f.workDir, groups: f.groups, nodes: f.nodes, realNodes: f.realNodes,
+			realGroups: splitList(f.realGroups), placeholders: splitList(f.placeholders), kubelet: f.kubelet, previous: f.previous,
+			opts: simcluster.Options{Name: f.name, WorkDir: f.workDir, Persistent: true,
+				PodReadyDelay: f.readyDelay, Previous: f.previous, RuntimeConfig: f.runtimeConfig}})
 	case "down":
-		return stopCluster(*name, workDir)
+		return stopCluster(f.name, f.workDir)
 	case "kubeconfig":
-		fmt.Println(filepath.Join(workDir, "kubeconfig"))
+		fmt.Println(filepath.Join(f.workDir, "kubeconfig"))
 		return nil
-	case "restart-apiserver":
-		// Stops the apiserver and starts it again on the same etcd (for trying drydock across a
-		// control-plane restart by hand; the fault tests use the same helper).
-		c, err := running(*name, workDir)
+	case "upgrade-node":
+		// Restarts a real node's kubelet as the current minor's, with the same configuration and
+		// data (hack/sim-upgrade-node.sh, for a node labelled simcluster.drydock.dev/real-node).
+		return upgradeRealNode(ctx, f.name, f.workDir, f.fs.Arg(0))
+	case "real-nodes-check":
+		return simcluster.RealNodesSupported()
+	case "load-report":
+		return loadReport(os.Stdout, f.seconds, f.runStateDir, f.runID)
+	case "restart-apiserver", "upgrade-controlplane", "helm-install", "web", "load", "velero":
+		c, err := running(f.name, f.workDir)
 		if err != nil {
 			return err
 		}
+		return onCluster(ctx, args[0], c, f)
+	}
+	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane, upgrade-node, helm-install, real-nodes-check, web, load or load-report", args[0])
+}
+
+// onCluster runs the subcommands that work on a running cluster.
+func onCluster(ctx context.Context, cmd string, c *simcluster.Cluster, f *cliFlags) error {
+	switch cmd {
+	case "restart-apiserver":
+		// Stops the apiserver and starts it again on the same etcd (for trying drydock across a
+		// control-plane restart by hand; the fault tests use the same helper).
 		start := time.Now()
-		if err := c.RestartAPIServer(ctx, *down); err != nil {
+		if err := c.RestartAPIServer(ctx, f.down); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "simcluster: apiserver of %q restarted; it answered again after %v\n", *name, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "simcluster: apiserver of %q restarted; it answered again after %v\n", f.name, time.Since(start).Round(time.Millisecond))
 		return nil
 	case "upgrade-controlplane":
 		// Restarts control-plane components from the current minor's binaries on the same etcd data:
 		// the simulated counterpart of upgrading control-plane members (hack/sim-upgrade-controlplane.sh).
-		c, err := running(*name, workDir)
-		if err != nil {
-			return err
-		}
-		return upgradeControlPlane(ctx, c, *name, *component)
-	case "upgrade-node":
-		// Restarts a real node's kubelet as the current minor's, with the same configuration and
-		// data (hack/sim-upgrade-node.sh, for a node labelled simcluster.drydock.dev/real-node).
-		return upgradeRealNode(ctx, *name, workDir, fs.Arg(0))
+		return upgradeControlPlane(ctx, c, f.name, f.component)
 	case "helm-install":
 		// Installs a local chart as an older version of itself: the add-on the demo's runbook upgrades.
-		c, err := running(*name, workDir)
-		if err != nil {
-			return err
-		}
-		if *chart == "" || *release == "" || *namespace == "" {
+		if f.chart == "" || f.release == "" || f.namespace == "" {
 			return errors.New("helm-install needs --chart, --release and --namespace")
 		}
-		if err := simcluster.InstallChart(ctx, c.Config, *chart, *release, *namespace, *chartVersion, nil); err != nil {
+		if err := simcluster.InstallChart(ctx, c.Config, f.chart, f.release, f.namespace, f.chartVersion, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "simcluster: Helm release %s/%s installed from %s\n", *namespace, *release, *chart)
+		fmt.Fprintf(os.Stderr, "simcluster: Helm release %s/%s installed from %s\n", f.namespace, f.release, f.chart)
 		return nil
-	case "real-nodes-check":
-		return simcluster.RealNodesSupported()
-	case "web", "load":
-		c, err := running(*name, workDir)
-		if err != nil {
-			return err
-		}
-		if args[0] == "web" {
-			return deployWeb(ctx, c, *namespace, fs.Arg(0), int32(*replicas), *preStop) //nolint:gosec // a flag's small count
-		}
-		return runLoad(ctx, c, loadOptions{service: *service, out: *out, readyFile: *readyFile, rate: *rate})
-	case "load-report":
-		return loadReport(os.Stdout, *seconds, *runStateDir, *runID)
-	case "velero":
-		// Runs MinIO and a Velero server against the cluster until interrupted (make demo runs it in
-		// the background): their processes end with this one.
-		c, err := running(*name, workDir)
-		if err != nil {
-			return err
-		}
-		return runVelero(ctx, c, *readyFile)
+	case "web":
+		return deployWeb(ctx, c, f.namespace, f.fs.Arg(0), int32(f.replicas), f.preStop) //nolint:gosec // a flag's small count
+	case "load":
+		return runLoad(ctx, c, loadOptions{service: f.service, out: f.out, readyFile: f.readyFile, rate: f.rate})
 	}
-	return fmt.Errorf("unknown command %q: use up, down, kubeconfig, velero, restart-apiserver, upgrade-controlplane, upgrade-node, helm-install, real-nodes-check, web, load or load-report", args[0])
+	// velero: runs MinIO and a Velero server against the cluster until interrupted (make demo runs
+	// it in the background): their processes end with this one.
+	return runVelero(ctx, c, f.readyFile)
 }
 
 type plannedNode struct {
