@@ -96,7 +96,7 @@ func checkAccess(ctx context.Context, in *Input) ([]Finding, error) {
 	var out []Finding
 	for _, a := range missing {
 		out = append(out, Finding{Severity: runbook.SeverityError, Object: a.String(), Message: "not allowed to " + a.String() + ": " + a.Why,
-			Fix: "grant it to the user or service account drydock runs as (see the RBAC section of the README)"})
+			Fix: "grant it to the user or service account drydock runs as (docs/permissions.md in the drydock repository lists what each command and step needs)"})
 	}
 	return out, nil
 }

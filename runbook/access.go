@@ -25,7 +25,7 @@ func (e *AccessError) Error() string {
 	for _, a := range e.Missing {
 		fmt.Fprintf(&b, "\n  - %s (%s)", a, a.Why)
 	}
-	b.WriteString("\ngrant them to the user drydock runs as (the README's permission table lists what each command needs), or run as a user that has them")
+	b.WriteString("\ngrant them to the user drydock runs as (docs/permissions.md in the drydock repository lists what each command needs), or run as a user that has them")
 	return b.String()
 }
 

@@ -9,11 +9,11 @@ import (
 	"github.com/drydock-dev/drydock/steps"
 )
 
-// The README's permission table is generated from what the code declares (runbook.EngineAccess,
+// docs/permissions.md's table is generated from what the code declares (runbook.EngineAccess,
 // each step kind's Access, preflight.AccessFor), so that the two cannot drift; access-check, and
 // every run before its first change, ask about the same list.
 const (
-	accessTableBegin = "<!-- access-table: generated from the code; `go test ./cmd/drydock -run TestREADMEAccessTable -update` rewrites it -->"
+	accessTableBegin = "<!-- access-table: generated from the code; `go test ./cmd/drydock -run TestPermissionsTable -update` rewrites it -->"
 	accessTableEnd   = "<!-- /access-table -->"
 )
 

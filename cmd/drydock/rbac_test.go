@@ -271,7 +271,7 @@ func TestPreflightAsNobody(t *testing.T) {
 	}
 }
 
-// boundKinds is, for every step kind in the README's permission table, a step of that kind (its
+// boundKinds is, for every step kind in docs/permissions.md's table, a step of that kind (its
 // `with:` and its own settings) that does real work on the test cluster, run as a user bound to
 // exactly what its runbook declares.
 func boundKinds(t *testing.T, ns string) map[string]string {
@@ -312,7 +312,7 @@ func boundKinds(t *testing.T, ns string) map[string]string {
 	}
 }
 
-// TestEveryStepKindAsUserWithExactlyTheDeclaredRules: for every step kind of the README's
+// TestEveryStepKindAsUserWithExactlyTheDeclaredRules: for every step kind of docs/permissions.md's
 // permission table (every kind in the registry: a new kind without a case here fails), a user bound
 // to exactly the permissions its one-step runbook declares (the run's lock and journal, and the
 // step's Access) runs it to the end: exit 0, and no request refused. Velero runs for the Velero
