@@ -254,7 +254,7 @@ func up(ctx context.Context, o upOptions) (err error) {
 	if o.realNodes > 0 || len(o.realGroups) > 0 {
 		// Before anything starts: nothing is left half-started on a machine that cannot.
 		if err := simcluster.RealNodesSupported(); err != nil {
-			return fmt.Errorf("--real-nodes %d --real-groups %q: %w", o.realNodes, strings.Join(o.realGroups, ","), err)
+			return fmt.Errorf("%s: %w", realFlags(o), err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(o.workDir, "kubeconfig")); err == nil {
@@ -299,6 +299,18 @@ func up(ctx context.Context, o upOptions) (err error) {
 	fmt.Fprintf(os.Stderr, "simcluster: cluster %q is up with %d nodes (control plane Kubernetes %s)\n", o.name, len(plan)+o.realNodes, cp)
 	fmt.Println(c.Kubeconfig)
 	return nil
+}
+
+// realFlags names the flags that asked for real nodes, for an error.
+func realFlags(o upOptions) string {
+	var f []string
+	if o.realNodes > 0 {
+		f = append(f, fmt.Sprintf("--real-nodes %d", o.realNodes))
+	}
+	if len(o.realGroups) > 0 {
+		f = append(f, "--real-groups "+strings.Join(o.realGroups, ","))
+	}
+	return strings.Join(f, " ")
 }
 
 // running attaches to the cluster name in workDir, which must be up.

@@ -25,6 +25,13 @@ func TestUpRealNodesRefusedAtOnce(t *testing.T) {
 	if _, serr := os.Stat(work); !os.IsNotExist(serr) {
 		t.Errorf("work directory %s exists after the refusal: %v", work, serr)
 	}
+	err = run([]string{"up", "--name", "refused", "--work-dir", work, "--groups", "general=2", "--real-groups", "general"})
+	if err == nil || !strings.HasPrefix(err.Error(), "--real-groups general: ") || !strings.Contains(err.Error(), "runc") {
+		t.Errorf("up --real-groups on a machine without runc: %v", err)
+	}
+	if _, serr := os.Stat(work); !os.IsNotExist(serr) {
+		t.Errorf("work directory %s exists after the refusal: %v", work, serr)
+	}
 }
 
 // TestNodePlanRealGroups: --real-groups makes the first node of each named group real; a group that
