@@ -291,7 +291,7 @@ func (o *DrainOptions) dryRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := (&drain.Planner{Client: client, Options: o.Settings.Options}).Plan(ctx, nodes)
+	plan, err := drain.NewPlanner(client, o.Settings.Options, "").Plan(ctx, nodes)
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

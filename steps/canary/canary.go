@@ -106,7 +106,7 @@ func (s *Step) Pick(ctx context.Context, env *runbook.Env) (string, []string, er
 	if err != nil || len(names) == 0 {
 		return "", nil, err
 	}
-	planner := &drain.Planner{Client: env.Kube, Options: s.Drain}
+	planner := drain.NewPlanner(env.Kube, s.Drain, "")
 	var cands []candidate
 	for _, n := range names {
 		plan, err := planner.Plan(ctx, []string{n})
@@ -233,7 +233,7 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 	if node == "" {
 		return []string{s.allAtTarget(env)}, nil
 	}
-	plan, err := (&drain.Planner{Client: env.Kube, Options: s.Drain}).Plan(ctx, []string{node})
+	plan, err := drain.NewPlanner(env.Kube, s.Drain, "").Plan(ctx, []string{node})
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,8 @@ func Allowance(pdb *policyv1.PodDisruptionBudget) int {
 func (pl *Planner) deadlockFixes(ctx context.Context, nodeNames []string, key string, allow, stranded int) []string {
 	var fixes []string
 	stuck := func(nodes []string, extra *corev1.Node) bool {
-		sub := &Planner{Client: pl.Client, Options: pl.Options, RunID: pl.RunID, Snapshot: pl.Snapshot, noFixes: true}
+		sub := NewPlanner(pl.Client, pl.Options, pl.RunID)
+		sub.Snapshot, sub.noFixes = pl.Snapshot, true
 		if extra != nil {
 			sub.Snapshot = pl.with(extra)
 		}
@@ -220,7 +221,7 @@ func (pl *Planner) Advance(plan *Plan) {
 // PlannerFor is the planner of a node step: in the whole-runbook plan it shares the snapshot every
 // node step plans on, played forward by the batches of the steps before it.
 func PlannerFor(env *runbook.Env, opts Options) *Planner {
-	pl := &Planner{Client: env.Kube, Options: opts, RunID: env.RunID}
+	pl := NewPlanner(env.Kube, opts, env.RunID)
 	if env.Planning != nil {
 		s, ok := env.Planning["drain.snapshot"].(*Snapshot)
 		if !ok {

@@ -81,7 +81,7 @@ func TestDeadlocksFound(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			client := fake.NewClientset(c.objs...)
-			pl := &Planner{Client: client}
+			pl := NewPlanner(client, Options{}, "")
 			var found []Blocker
 			for _, batch := range c.batches {
 				plan, err := pl.Plan(context.Background(), batch)
@@ -138,7 +138,7 @@ func TestPlayedForward(t *testing.T) {
 		list.Items = keep
 		return true, list, nil
 	})
-	pl := &Planner{Client: client}
+	pl := NewPlanner(client, Options{}, "")
 	first, err := pl.Plan(context.Background(), []string{"g1"})
 	if err != nil {
 		t.Fatal(err)

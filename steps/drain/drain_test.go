@@ -214,7 +214,7 @@ func TestHundredPercentBudgetBlocksBeforeAnythingMoves(t *testing.T) {
 	s.pdb("web", map[string]string{"app": "web"}, ptr(intstr.FromString("100%")), nil)
 	node := s.nodeWithPods("web")
 
-	plan, err := (&drain.Planner{Client: cluster.Client}).Plan(s.ctx, []string{node})
+	plan, err := drain.NewPlanner(cluster.Client, drain.Options{}, "").Plan(s.ctx, []string{node})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestMultipleBudgetsDiagnosed(t *testing.T) {
 	s.pdb("api-a", map[string]string{"app": "api"}, nil, ptr(intstr.FromInt32(1)))
 	s.pdb("api-b", map[string]string{"app": "api"}, nil, ptr(intstr.FromInt32(1)))
 	node := s.nodeWithPods("api")
-	plan, err := (&drain.Planner{Client: cluster.Client}).Plan(s.ctx, []string{node})
+	plan, err := drain.NewPlanner(cluster.Client, drain.Options{}, "").Plan(s.ctx, []string{node})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +751,7 @@ func TestDeadlockFoundAndReal(t *testing.T) {
 	s.waitReady("pinned")
 	s.pdb("pinned", map[string]string{"app": "pinned"}, nil, ptr(intstr.FromInt32(1)))
 
-	plan, err := (&drain.Planner{Client: cluster.Client}).Plan(s.ctx, []string{pinned})
+	plan, err := drain.NewPlanner(cluster.Client, drain.Options{}, "").Plan(s.ctx, []string{pinned})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func TestForecastDrain(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			client := fake.NewClientset(c.objs...)
-			plan, err := (&Planner{Client: client, Options: Options{MaxNodeDrainTime: c.limit}}).Plan(context.Background(), []string{"n1"})
+			plan, err := NewPlanner(client, Options{MaxNodeDrainTime: c.limit}, "").Plan(context.Background(), []string{"n1"})
 			if err != nil {
 				t.Fatal(err)
 			}

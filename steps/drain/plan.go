@@ -233,6 +233,12 @@ type Planner struct {
 	noFixes bool // a plan made to try a fix: it does not look for fixes of its own
 }
 
+// NewPlanner plans drains through client under opts. runID names the run under way whose
+// cordoned nodes count as schedulable ("" when none: a plan before a run, a standalone drain).
+func NewPlanner(client kubernetes.Interface, opts Options, runID string) *Planner {
+	return &Planner{Client: client, Options: opts, RunID: runID}
+}
+
 // Snapshot is one consistent read of what a drain plan judges (nodes, pods, budgets, volumes), which
 // Advance moves past each planned batch as the run would leave the cluster.
 type Snapshot struct {

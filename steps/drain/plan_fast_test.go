@@ -134,7 +134,7 @@ func TestPlanPredictsPending(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			client := fake.NewClientset(c.objs...)
-			plan, err := (&Planner{Client: client}).Plan(context.Background(), c.drain)
+			plan, err := NewPlanner(client, Options{}, "").Plan(context.Background(), c.drain)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -174,7 +174,7 @@ func TestPlanServiceGuard(t *testing.T) {
 			listed = true
 			return false, nil, nil
 		})
-		plan, err := (&Planner{Client: client, Options: Options{DisableServiceGuard: off}}).Plan(context.Background(), []string{"n1"})
+		plan, err := NewPlanner(client, Options{DisableServiceGuard: off}, "").Plan(context.Background(), []string{"n1"})
 		if err != nil {
 			t.Fatal(err)
 		}

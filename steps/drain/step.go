@@ -104,7 +104,7 @@ func (s *Step) Plan(ctx context.Context, env *runbook.Env) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := (&Planner{Client: env.Kube, Options: s.Options}).Plan(ctx, nodes)
+	plan, err := NewPlanner(env.Kube, s.Options, "").Plan(ctx, nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *Step) Run(ctx context.Context, env *runbook.Env) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	plan, err := (&Planner{Client: env.Kube, Options: s.Options}).Plan(ctx, todo)
+	plan, err := NewPlanner(env.Kube, s.Options, "").Plan(ctx, todo)
 	if err != nil {
 		return err
 	}
@@ -412,7 +412,7 @@ func replanLate(ctx context.Context, env *runbook.Env, np NodePlan, opts Options
 	}
 	sort.Strings(late)
 	env.Logf("info", "node %s: %d pod(s) arrived after the plan (%s): planning its drain again", np.Node, len(late), strings.Join(late, ", "))
-	plan, err := (&Planner{Client: env.Kube, Options: opts, RunID: env.RunID}).Plan(ctx, []string{np.Node})
+	plan, err := NewPlanner(env.Kube, opts, env.RunID).Plan(ctx, []string{np.Node})
 	if err != nil {
 		return np, fmt.Errorf("drain node %q: plan again: %w", np.Node, err)
 	}

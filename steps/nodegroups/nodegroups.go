@@ -482,7 +482,7 @@ func (s *Step) cordonBatch(ctx context.Context, env *runbook.Env, plan *drain.Pl
 // Pending and its budget stuck at zero). Its plan is each node's drain: the nodes start at once, right
 // after it.
 func (s *Step) batchThatFits(ctx context.Context, env *runbook.Env, nodes []string) (int, *drain.Plan, error) {
-	n, plan, err := fit(ctx, &drain.Planner{Client: env.Kube, Options: s.Drain, RunID: env.RunID}, nodes)
+	n, plan, err := fit(ctx, drain.NewPlanner(env.Kube, s.Drain, env.RunID), nodes)
 	if err == nil && n < len(nodes) {
 		env.Progress(fmt.Sprintf("%d nodes at once would leave pods with nowhere to go: draining %d", len(nodes), n), 0, 0)
 	}

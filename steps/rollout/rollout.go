@@ -140,7 +140,7 @@ func CyclePlanned(ctx context.Context, env *runbook.Env, node string, planned *d
 	}
 	if !env.Done("drained/" + node) {
 		if planned == nil || planned.Node != node {
-			plan, err := (&drain.Planner{Client: env.Kube, Options: opts}).Plan(ctx, []string{node})
+			plan, err := drain.NewPlanner(env.Kube, opts, "").Plan(ctx, []string{node})
 			if err != nil {
 				return false, err
 			}
