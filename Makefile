@@ -56,7 +56,7 @@ docs: build
 	rm -rf docs/commands docs/man
 	bin/drydock docs docs
 
-## demo-down: remove what an interrupted demo left (its cluster, Velero, MinIO)
+## demo-down: remove what an interrupted demo left (its cluster, Velero, MinIO, the load generator)
 demo-down:
 	@DRYDOCK_CLUSTER_BIN=$(CLUSTER_BIN) hack/demo-down.sh
 
