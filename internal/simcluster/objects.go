@@ -230,7 +230,8 @@ func (c *Cluster) SetUnschedulable(ctx context.Context, name string, on bool) er
 type BudgetWatch struct {
 	mu     sync.Mutex
 	armed  map[string]bool
-	broken []string
+	broken []brokenBudget
+	excuse []window
 	stop   chan struct{}
 	f      informers.SharedInformerFactory
 	client kubernetes.Interface
@@ -250,7 +251,8 @@ func (c *Cluster) WatchBudgets() *BudgetWatch {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if w.armed[p.Namespace] && p.Status.ObservedGeneration == p.Generation && p.Status.ExpectedPods > 0 && p.Status.CurrentHealthy < p.Status.DesiredHealthy {
-			w.broken = append(w.broken, fmt.Sprintf("%s %s/%s: %d healthy, %d needed", time.Now().Format("15:04:05.000"), p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
+			w.broken = append(w.broken, brokenBudget{at: time.Now(), ns: p.Namespace,
+				text: fmt.Sprintf("%s/%s: %d healthy, %d needed", p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy)})
 		}
 	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: check, UpdateFunc: func(_, o any) { check(o) }})
@@ -258,6 +260,52 @@ func (c *Cluster) WatchBudgets() *BudgetWatch {
 	w.f.WaitForCacheSync(w.stop)
 	return w
 }
+
+// brokenBudget is one status of a budget that was not met.
+type brokenBudget struct {
+	at       time.Time
+	ns, text string
+}
+
+// window is a stretch of time in which a namespace's budgets may break for a cause the test
+// made itself (Excuse).
+type window struct {
+	ns       string
+	from, to time.Time
+}
+
+// Excuse says that the budgets of ns may break from from to to for a cause the test injected
+// itself, not a drain: a kubelet restart makes its running pods not Ready until their probes pass
+// again, an involuntary disruption that budgets do not guard. Broken leaves those out, and says so.
+func (w *BudgetWatch) Excuse(ns string, from, to time.Time) {
+	w.mu.Lock()
+	w.excuse = append(w.excuse, window{ns: ns, from: from, to: to})
+	w.mu.Unlock()
+}
+
+// Excused lists the broken statuses an Excuse covered.
+func (w *BudgetWatch) Excused() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, b := range w.broken {
+		if w.excused(b) {
+			out = append(out, b.String())
+		}
+	}
+	return out
+}
+
+func (w *BudgetWatch) excused(b brokenBudget) bool {
+	for _, x := range w.excuse {
+		if x.ns == b.ns && !b.at.Before(x.from) && !b.at.After(x.to) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b brokenBudget) String() string { return b.at.Format("15:04:05.000") + " " + b.text }
 
 // Arm starts judging the budgets of namespace ns.
 func (w *BudgetWatch) Arm(ns string) {
@@ -292,11 +340,17 @@ func newer(a, b string) bool {
 	return errA == nil && errB == nil && x >= y
 }
 
-// Broken lists every broken status seen so far.
+// Broken lists every broken status seen so far that no Excuse covers.
 func (w *BudgetWatch) Broken() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]string(nil), w.broken...)
+	var out []string
+	for _, b := range w.broken {
+		if !w.excused(b) {
+			out = append(out, b.String())
+		}
+	}
+	return out
 }
 
 // Stop ends the watch.
